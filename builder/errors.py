@@ -1,0 +1,39 @@
+"""Errors a user can act on, and the exit codes a pipeline can trust."""
+from __future__ import annotations
+
+from pathlib import Path
+
+EXIT_OK = 0
+EXIT_FAILED = 1  # some job or tag failed; the rest went through
+EXIT_BAD_INPUT = 2  # bad input or configuration; nothing was done
+
+
+class BuilderError(Exception):
+    """A failure of the work itself (a build, a push, a registry refusing us)."""
+
+    exit_code = EXIT_FAILED
+
+
+class InputError(BuilderError):
+    """Bad input: names the file, the line and the field, then what is wrong.
+
+    Rendered as one line, ``versions.yaml:12: variants[2].from: what is wrong``,
+    so an editor or CI log viewer can jump straight to it.
+    """
+
+    exit_code = EXIT_BAD_INPUT
+
+    def __init__(self, message: str, *, source: str | Path | None = None,
+                 line: int | None = None, field: str | None = None) -> None:
+        self.message = message
+        self.source = str(source) if source is not None else None
+        self.line = line
+        self.field = field
+        super().__init__(str(self))
+
+    def __str__(self) -> str:
+        where = ""
+        if self.source:
+            where = self.source + (f":{self.line}" if self.line else "") + ": "
+        field = f"{self.field}: " if self.field else ""
+        return f"{where}{field}{self.message}"
