@@ -1,0 +1,167 @@
+"""How many dependent round trips, and how long, the summary page of a 10-platform tag costs.
+
+Starts its own Distribution registry (the test bed's), pushes a 10-entry manifest list of
+small hand-made images (5 layers each), and puts a proxy in front of the registry that
+delays every request by --latency ms, as a registry across the internet would. Then it
+fetches the tag's documents concurrently (`summary.fetch`) and one at a time (workers=1),
+and prints for each: requests made, the longest chain of requests that ran one after the
+other (the dependent round trips actually paid), and the wall time.
+
+    .venv/bin/python bench/summary_fetch.py [--latency 30] [--repeat 3]
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import tempfile
+import threading
+import time
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from builder.registry import DOCKER_LIST, DOCKER_MANIFEST, ImageRef, RegistryClient  # noqa: E402
+from builder.summary import fetch, render  # noqa: E402
+from testbed.registry import start_registry  # noqa: E402
+
+PLATFORMS = [{"architecture": a, "os": "linux", **({"variant": v} if v else {})}
+             for a, v in (("amd64", None), ("arm", "v5"), ("arm", "v6"), ("arm", "v7"),
+                          ("arm64", "v8"), ("386", None), ("mips64le", None), ("ppc64le", None),
+                          ("riscv64", None), ("s390x", None))]
+
+
+def push_tag(client: RegistryClient, repository: str, tag: str) -> None:
+    entries = []
+    for n, platform in enumerate(PLATFORMS):
+        layers = [client.upload_blob(repository, f"{n}/{i}".encode() * 100) for i in range(5)]
+        config = json.dumps({**platform, "config": {"Cmd": ["sh"]}, "history": [
+            {"created": "2024-01-01T00:00:00Z", "created_by": f"/bin/sh -c echo {i}"}
+            for i in range(5)]}).encode()
+        manifest = json.dumps({
+            "schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
+            "config": {"mediaType": "application/vnd.docker.container.image.v1+json",
+                       "size": len(config), "digest": client.upload_blob(repository, config)},
+            "layers": [{"mediaType": "application/vnd.docker.image.rootfs.diff.tar.gzip",
+                        "size": 500, "digest": d} for d in layers]}).encode()
+        digest = client.put_manifest(repository, f"{tag}-{n}", manifest, DOCKER_MANIFEST)
+        entries.append({"mediaType": DOCKER_MANIFEST, "size": len(manifest), "digest": digest,
+                        "platform": platform})
+    body = json.dumps({"schemaVersion": 2, "mediaType": DOCKER_LIST, "manifests": entries}).encode()
+    client.put_manifest(repository, tag, body, DOCKER_LIST)
+
+
+class DelayingProxy(ThreadingHTTPServer):
+    """Forwards to the registry after sleeping `latency` seconds per request."""
+    daemon_threads = True
+
+    def __init__(self, upstream: str, latency: float):
+        super().__init__(("127.0.0.1", 0), _ProxyHandler)
+        self.upstream, self.latency = upstream, latency
+        self.session = requests.Session()
+
+    @property
+    def host(self) -> str:
+        return f"127.0.0.1:{self.server_address[1]}"
+
+
+class _ProxyHandler(BaseHTTPRequestHandler):
+    protocol_version = "HTTP/1.1"
+
+    def _forward(self) -> None:
+        time.sleep(self.server.latency)
+        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
+        upstream = self.server.session.request(self.command, self.server.upstream + self.path,
+                                               headers=headers, allow_redirects=False, timeout=30)
+        body = upstream.content
+        self.send_response(upstream.status_code)
+        for key, value in upstream.headers.items():
+            if key.lower() not in ("connection", "transfer-encoding", "content-length"):
+                self.send_header(key, value)
+        length = upstream.headers.get("Content-Length", str(len(body)))
+        self.send_header("Content-Length", length if self.command == "HEAD" else str(len(body)))
+        self.end_headers()
+        if self.command != "HEAD":
+            self.wfile.write(body)
+
+    do_GET = do_HEAD = _forward
+
+    def log_message(self, *args):
+        pass
+
+
+class Recorder:
+    """The registry client, recording when each request started and ended."""
+
+    def __init__(self, client: RegistryClient):
+        self._client = client
+        self.calls: list[tuple[float, float]] = []
+        self._lock = threading.Lock()
+
+    def __getattr__(self, name):
+        attribute = getattr(self._client, name)
+        if name not in ("get_manifest", "get_config", "get_blob", "head_blob", "head_url"):
+            return attribute
+
+        def timed(*args, **kwargs):
+            start = time.perf_counter()
+            try:
+                return attribute(*args, **kwargs)
+            finally:
+                with self._lock:
+                    self.calls.append((start, time.perf_counter()))
+        return timed
+
+    def dependent_round_trips(self) -> int:
+        """The longest run of requests each starting after the previous one ended."""
+        chain, last_end = 0, float("-inf")
+        for start, end in sorted(self.calls, key=lambda call: call[1]):
+            if start >= last_end:
+                chain, last_end = chain + 1, end
+        return chain
+
+
+def measure(host: str, ref: ImageRef, workers: int) -> tuple[int, int, float, str]:
+    recorder = Recorder(RegistryClient(host))
+    recorder.get_manifest(ref.repository, ref.reference)  # connect and ping outside the timing
+    recorder.calls.clear()
+    start = time.perf_counter()
+    page = render(fetch(ref, recorder, workers=workers))
+    return len(recorder.calls), recorder.dependent_round_trips(), time.perf_counter() - start, page
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--latency", type=float, default=30.0, help="ms added to every request")
+    parser.add_argument("--repeat", type=int, default=3, help="runs per mode; the best is shown")
+    args = parser.parse_args()
+    with tempfile.TemporaryDirectory(prefix="bench-summary-") as workdir:
+        registry = start_registry(Path(workdir), name="bench-registry")
+        try:
+            push_tag(RegistryClient(registry.host), "bench/python", "latest")
+            proxy = DelayingProxy(registry.url, args.latency / 1000)
+            threading.Thread(target=proxy.serve_forever, daemon=True).start()
+            ref = ImageRef.parse(f"{proxy.host}/bench/python:latest")
+            results = {}
+            for mode, workers in (("concurrent", 32), ("sequential", 1)):
+                runs = [measure(proxy.host, ref, workers) for _ in range(args.repeat)]
+                results[mode] = min(runs, key=lambda run: run[2])
+            proxy.shutdown()
+        finally:
+            registry.stop()
+    assert results["concurrent"][3] == results["sequential"][3], "the two fetches disagree"
+    print(f"10-platform manifest list, 5 layers each, {args.latency:.0f} ms added per request")
+    for mode, (requests_made, chain, seconds, _) in results.items():
+        print(f"  {mode:<10}  {requests_made:3d} requests  {chain:3d} dependent round trips"
+              f"  {seconds * 1000:7.1f} ms")
+    concurrent, sequential = results["concurrent"], results["sequential"]
+    print(f"  ratio: {sequential[1] / concurrent[1]:.1f}x fewer dependent round trips, "
+          f"{sequential[2] / concurrent[2]:.1f}x faster")
+
+
+if __name__ == "__main__":
+    main()

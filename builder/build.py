@@ -1,0 +1,369 @@
+"""Stage 2b: run a plan: pin base images, skip what the registry already holds, build, check, push.
+
+Each job runs in its own thread; an engine's `concurrency` bounds how many of its jobs build
+at once, so jobs on different engines overlap. A failed job fails alone: the others go on,
+and nothing of the failed job is tagged in the registry (push comes after the platform check).
+
+Base images. A FROM without a registry host is a Docker Hub name; it is looked up in the
+base mirror (``<mirror>/library/busybox``) and pinned to the per-platform manifest digest:
+``FROM <mirror>/library/busybox@sha256:…``. Pinning avoids the classic builder's habit of
+going to docker.io when a local tag has another platform (libs-trial §2, trap 4), and the
+digest feeds the build hash. A FROM of another variant of the same version builds after
+that variant and is pinned to its image.
+
+Build hash. sha256 over the Dockerfile as sent (FROM pinned), the other context files,
+the build args and the platform; stored in the image label `HASH_LABEL`. When the
+registry already holds the per-arch image with that label, the job is skipped.
+"""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import re
+import sys
+import tarfile
+import threading
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TextIO
+
+from docker.errors import APIError, DockerException
+
+from . import engines, versions
+from .engines import Engine, short_error
+from .errors import EXIT_FAILED, EXIT_OK, BuilderError, InputError
+from .plan import BuildJob, Plan, SkippedJob, from_images, rewrite_from
+from .plan import plan as make_plan
+from .progress import Progress, table
+from .push import PushedImage, push_image, registered
+from .registry import DOCKER_HUB, ImageRef, RegistryClient, RegistryError
+
+HASH_LABEL = "org.python-image-builder.build-hash"
+BUILD_TIMEOUT = 3600  # seconds without a byte from the engine: a RUN under QEMU can be quiet long
+_STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$", re.MULTILINE)
+# Printed on every step of a FROM-scratch build for a foreign platform, and harmless (libs-trial §2).
+_NOISE = "[Warning] The requested image's platform"
+
+
+@dataclass
+class JobResult:
+    key: str
+    platform: str  # official name: arm32v7
+    engine: str | None
+    status: str  # "built", "skipped" or "failed"
+    reason: str = ""  # why skipped or failed
+    image: str | None = None  # the per-arch reference
+    image_id: str | None = None
+    build_hash: str | None = None
+    digest: str | None = None  # in the registry: pushed now, or found unchanged
+    pushed: PushedImage | None = None
+    started: float | None = None  # epoch seconds: the engine slot was taken
+    finished: float | None = None
+    log: Path | None = None
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started is None or self.finished is None:
+            return None
+        return self.finished - self.started
+
+    def as_dict(self) -> dict:
+        """For the release report (JSON)."""
+        return {"job": self.key, "platform": self.platform, "engine": self.engine,
+                "status": self.status, "reason": self.reason, "image": self.image,
+                "image_id": self.image_id, "build_hash": self.build_hash,
+                "digest": self.digest, "size": self.pushed.size if self.pushed else None,
+                "pushed": [str(self.pushed.reference)] if self.pushed else [],
+                "started": self.started, "finished": self.finished,
+                "log": str(self.log) if self.log else None}
+
+
+@dataclass
+class BuildRun:
+    plan: Plan
+    results: list[JobResult]
+
+    @property
+    def failures(self) -> list[JobResult]:
+        return [r for r in self.results if r.status == "failed"]
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_FAILED if self.failures else EXIT_OK
+
+    def table(self) -> str:
+        return table([(r.key, r.engine or "-", r.status, r.digest or "-",
+                       f"{r.seconds:.1f}s" if r.seconds is not None else "-")
+                      for r in self.results])
+
+
+@dataclass(frozen=True)
+class Prepared:
+    dockerfile: str  # FROM lines pinned
+    context: bytes  # the tar sent to the engine
+    build_hash: str
+
+
+def build_hash(dockerfile: str, files: dict[str, bytes], build_args: dict[str, str],
+               platform: str) -> str:
+    """The content identity of a build (pinned base digests are part of `dockerfile`)."""
+    document = {"dockerfile": dockerfile, "platform": platform, "build_args": build_args,
+                "files": {name: hashlib.sha256(data).hexdigest()
+                          for name, data in sorted(files.items())}}
+    return "sha256:" + hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+
+
+def context_files(directory: Path) -> dict[str, bytes]:
+    """Files next to a Dockerfile in the tree, minus the Dockerfile (we send the rendered one)
+    and minus nested variant directories (3.8/buster/slim is its own context)."""
+    if not directory.is_dir():
+        return {}
+    nested = [p.parent for p in directory.rglob("Dockerfile") if p.parent != directory]
+    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*"))
+            if p.is_file() and p.name != "Dockerfile"
+            and not any(n in p.parents for n in nested)}
+
+
+def context_tar(dockerfile: str, files: dict[str, bytes]) -> bytes:
+    buffer = io.BytesIO()
+    with tarfile.open(fileobj=buffer, mode="w") as tar:
+        for name, data in {"Dockerfile": dockerfile.encode(), **files}.items():
+            info = tarfile.TarInfo(name)
+            info.size, info.mode = len(data), 0o644
+            tar.addfile(info, io.BytesIO(data))
+    return buffer.getvalue()
+
+
+class Runner:
+    """Runs one plan; thread-safe caches of registry clients and pinned bases."""
+
+    def __init__(self, plan: Plan, *, push: bool, force: bool, nocache: bool, logs: Path,
+                 progress: Progress) -> None:
+        self.plan = plan
+        self.push = push
+        self.force = force
+        self.nocache = nocache
+        self.logs = logs
+        self.progress = progress
+        self.engines = {e.name: e for e in plan.builders.engines}
+        self.slots = {e.name: threading.Semaphore(e.concurrency) for e in plan.builders.engines}
+        self.results: dict[str, JobResult] = {}
+        self.done = {job.key: threading.Event() for job in plan.jobs}
+        self._clients: dict[str, RegistryClient] = {}
+        self._pins: dict[tuple[str, str], str] = {}
+        self._lock = threading.Lock()
+
+    def run(self) -> BuildRun:
+        with ThreadPoolExecutor(max_workers=max(1, len(self.plan.jobs))) as pool:
+            list(pool.map(self._job, self.plan.jobs))
+        skipped = [self._skipped(s) for s in self.plan.skipped]
+        return BuildRun(self.plan, [self.results[j.key] for j in self.plan.jobs] + skipped)
+
+    def _skipped(self, job: SkippedJob) -> JobResult:
+        self.progress.update(job.key, "skipped", job.reason)
+        return JobResult(job.key, job.platform.name, None, "skipped", job.reason)
+
+    def _job(self, job: BuildJob) -> None:
+        log_path = self.logs / job.version.full / job.variant.name / f"{job.platform.name}.log"
+        log_path.parent.mkdir(parents=True, exist_ok=True)
+        result = JobResult(job.key, job.platform.name, job.engine, "failed", image=str(job.image),
+                           log=log_path)
+        try:
+            with log_path.open("w") as log:
+                self._attempt(job, result, log)
+        except BuilderError as error:
+            reason = str(error)
+            result.status = "failed"
+            result.reason = reason if reason.startswith(job.key) else f"{job.key}: {reason}"
+        except Exception as error:  # a bug must fail its job, not hang the jobs waiting on it
+            result.status, result.reason = "failed", f"{job.key}: {type(error).__name__}: {error}"
+        finally:
+            result.finished = result.finished or time.time()
+            self.results[job.key] = result
+            self.done[job.key].set()
+        if result.status == "failed":
+            self.progress.update(job.key, "failed", result.reason)
+            with log_path.open("a") as log:
+                log.write(f"\nFAILED: {result.reason}\n")
+
+    def _attempt(self, job: BuildJob, result: JobResult, log) -> None:
+        parent = self._wait_parent(job)
+        self.progress.update(job.key, "resolving", "pinning base images")
+        prepared = self._prepare(job, parent)
+        result.build_hash = prepared.build_hash
+        log.write(f"job {job.key} on {job.engine}, build hash {prepared.build_hash}\n"
+                  f"--- Dockerfile as sent ---\n{prepared.dockerfile}--- build ---\n")
+        if self.push and not self.force:
+            found = registered(self._registry(job.image.registry), job.image, HASH_LABEL)
+            if found and found[1] == prepared.build_hash:
+                result.status, result.digest = "skipped", found[0]
+                result.reason = f"unchanged: {job.image} has build hash {prepared.build_hash}"
+                log.write(result.reason + "\n")
+                self.progress.update(job.key, "skipped", result.reason)
+                return
+        self.progress.update(job.key, "queued", f"waiting for engine {job.engine}")
+        engine = self.engines[job.engine]
+        with self.slots[job.engine]:
+            result.started = time.time()
+            self.progress.update(job.key, "building")
+            api = engine.client(timeout=BUILD_TIMEOUT)
+            try:
+                result.image_id = self._build(api, engine, job, prepared, log)
+                if self.push:
+                    self.progress.update(job.key, "pushing", str(job.image))
+                    pushed = push_image(api, job, self._registry(job.image.registry),
+                                  lambda line: log.write(line + "\n"))
+                    result.pushed, result.digest = pushed, pushed.digest
+            finally:
+                api.close()
+            result.finished = time.time()
+        result.status = "built"
+        self.progress.update(job.key, "done", result.digest or result.image_id or "")
+
+    def _wait_parent(self, job: BuildJob) -> JobResult | None:
+        if not job.parent:
+            return None
+        self.progress.update(job.key, "queued", f"after {job.parent}")
+        self.done[job.parent].wait()
+        parent = self.results[job.parent]
+        if parent.status == "failed":
+            raise BuilderError(f"{job.key}: not built, its parent {job.parent} failed")
+        return parent
+
+    def _prepare(self, job: BuildJob, parent: JobResult | None) -> Prepared:
+        pins = {}
+        for image in from_images(job.dockerfile_text):
+            if parent and image == job.variant.base_image:
+                # The parent's registry digest when it has one, else its local image id: the
+                # parent built on this same engine, since engines are chosen per platform.
+                pins[image] = (f"{ImageRef.parse(parent.image).familiar_repository}@{parent.digest}"
+                               if parent.digest else parent.image_id)
+            else:
+                pins[image] = self._pin(image, job)
+        dockerfile = rewrite_from(job.dockerfile_text, pins)
+        files = context_files(self.plan.family.source.parent / job.dockerfile.parent)
+        return Prepared(dockerfile, context_tar(dockerfile, files),
+                        build_hash(dockerfile, files, job.build_args, job.platform.oci))
+
+    def _pin(self, image: str, job: BuildJob) -> str:
+        """`image` pinned to the digest of its `job.platform` manifest."""
+        key = (image, job.platform.name + (job.platform.os_version or ""))
+        with self._lock:
+            if key in self._pins:
+                return self._pins[key]
+        ref = ImageRef.parse(image)
+        mirror = self.plan.builders.base_mirror
+        host = mirror if ref.registry == DOCKER_HUB and mirror else ref.registry
+        try:
+            manifest = self._registry(host).resolve_platform(
+                ImageRef(host, ref.repository, ref.tag, ref.digest), job.platform)
+        except RegistryError as error:
+            hint = ("; Docker Hub is out of reach: set base-mirror in the builders file "
+                    "or BUILDER_BASE_MIRROR to a registry holding library/… images"
+                    if host == DOCKER_HUB else "")
+            raise BuilderError(f"{job.key}: cannot pin base image {image} for "
+                               f"{job.platform.oci}: {error}{hint}") from None
+        pinned = f"{host}/{ref.repository}@{manifest.digest}"
+        with self._lock:
+            self._pins[key] = pinned
+        return pinned
+
+    def _registry(self, host: str) -> RegistryClient:
+        with self._lock:
+            if host not in self._clients:
+                self._clients[host] = RegistryClient(host)
+            return self._clients[host]
+
+    def _build(self, api, engine: Engine, job: BuildJob, prepared: Prepared, log) -> str:
+        """Build, check the platform, tag; returns the image id."""
+        step = "before the first step"
+        image_id = None
+        target = job.platform
+        try:
+            stream = api.build(
+                fileobj=io.BytesIO(prepared.context), custom_context=True, decode=True, rm=True,
+                forcerm=True, nocache=self.nocache,
+                # A Windows engine builds its own os only and takes no platform parameter.
+                platform=target.oci if target.os == "linux" else None,
+                buildargs=job.build_args, labels={HASH_LABEL: prepared.build_hash})
+            for chunk in stream:
+                text = chunk.get("stream", "")
+                if text:
+                    for match in _STEP_RE.finditer(text):
+                        step = f"step {match.group(1)}/{match.group(2)} ({match.group(3).strip()})"
+                        self.progress.update(job.key, "building",
+                                             f"step {match.group(1)}/{match.group(2)}")
+                    if _NOISE not in text:
+                        log.write(text)
+                elif chunk.get("status"):
+                    log.write(" ".join(str(chunk.get(k, "")) for k in ("id", "status")).strip()
+                              + "\n")
+                if "error" in chunk:
+                    code = (chunk.get("errorDetail") or {}).get("code")
+                    exit_code = f" with exit code {code}" if code is not None else ""
+                    raise BuilderError(f"{job.key}: {step} failed{exit_code} on engine "
+                                       f"{engine.name}: {chunk['error'].strip()}")
+                image_id = (chunk.get("aux") or {}).get("ID", image_id)
+        except APIError as error:
+            raise BuilderError(f"{job.key}: the engine {engine.name} refused the build "
+                               f"({step}): {error.explanation or error}") from None
+        except DockerException as error:
+            raise BuilderError(f"{job.key}: engine {engine.name} ({engine.url}) failed during "
+                               f"the build ({step}): {short_error(error)}") from None
+        if not image_id:
+            raise BuilderError(f"{job.key}: the build on {engine.name} ended without an image id")
+        found = api.inspect_image(image_id)
+        fields = (found.get("Os", ""), found.get("Architecture", ""), found.get("Variant"),
+                  found.get("OsVersion"))
+        if not target.matches(*fields):
+            shown = "/".join(f for f in fields[:3] if f)
+            raise BuilderError(f"{job.key}: engine {engine.name} returned a {shown} image "
+                               f"({image_id[:19]}) for a {target.oci} build; the classic "
+                               "builder's cache mixed platforms up: run again with --no-cache")
+        api.tag(image_id, job.image.familiar_repository, job.image.tag, force=True)
+        log.write(f"tagged {image_id} as {job.image}\n")
+        return image_id
+
+
+def run(plan: Plan, *, push: bool = False, force: bool = False, nocache: bool = False,
+        logs: str | Path = "logs", out: TextIO | None = None) -> BuildRun:
+    """Run every job of `plan`, showing progress on `out`; failures are in the results."""
+    if push and not plan.registry:
+        raise InputError("--push needs --registry: where should the images go?", field="push")
+    progress = Progress([(j.key, j.engine) for j in plan.jobs] + [(s.key, "-") for s in plan.skipped],
+                        out=out or sys.stdout)
+    runner = Runner(plan, push=push, force=force, nocache=nocache, logs=Path(logs),
+                    progress=progress)
+    try:
+        return runner.run()
+    finally:
+        progress.close()
+
+
+def command(version: str, *, variants=(), platforms=(), registry: str | None = None,
+            push: bool = False, builders: str | None = None, force: bool = False,
+            nocache: bool = False, dry_run: bool = False, logs: str = "logs",
+            versions_path: str = "versions.yaml", arch_namespace: bool = False,
+            out: TextIO | None = None) -> BuildRun | None:
+    """`invoke build`: print the plan (dry-run: only that), run it, print the table.
+
+    Returns the BuildRun (its `exit_code` tells the result); None after a dry run.
+    """
+    out = out or sys.stdout
+    if push and not registry:
+        raise InputError("--push needs --registry: where should the images go?", field="push")
+    family = versions.load(versions_path)
+    the_plan = make_plan(family, version, tuple(variants), tuple(platforms),
+                         builders=engines.load(builders, require_engine=not dry_run),
+                         registry=registry, arch_namespace=arch_namespace)
+    print(the_plan.describe(), file=out)
+    if dry_run:
+        return None
+    result = run(the_plan, push=push, force=force, nocache=nocache, logs=logs, out=out)
+    print(result.table(), file=out)
+    for failure in result.failures:
+        print(f"failed: {failure.reason} (log: {failure.log})", file=sys.stderr)
+    return result

@@ -1,0 +1,354 @@
+"""Which Docker engine builds which platform: the builders configuration.
+
+A builders file (``--builders PATH``, else the file named by ``BUILDER_BUILDERS``) lists
+ordinary Docker engines, the way the official images have one build node per architecture::
+
+    base-mirror: 127.0.0.1:5000        # optional: where Docker Hub base images are pulled from
+    engines:
+      - name: local
+        url: unix:///var/run/docker.sock
+        platforms: [amd64, i386, arm32v7]
+        concurrency: 2                 # builds at once on this engine (default 1)
+      - name: arm-node
+        url: tcp://10.0.0.7:2376       # TLS: ca, cert, key (paths relative to this file)
+        tls: {ca: certs/ca.pem, cert: certs/cert.pem, key: certs/key.pem}
+        platforms: [arm64v8]
+      - name: win1809
+        url: ssh://builder@win1809     # uses the ssh command and its configuration
+        platforms: [windows-amd64]
+        os-version: 10.0.17763         # Windows: the os.version line this engine runs
+
+Platforms are official names or OCI forms (``linux/arm/v7``). When two engines list the same
+platform, the first one listed gets the jobs. Environment overrides, for CI:
+``BUILDER_BASE_MIRROR`` replaces ``base-mirror``; ``BUILDER_ENGINE_<NAME>_URL`` replaces the
+url of engine NAME (upper-cased, non-alphanumerics as ``_``).
+
+Without a builders file the local engine (``DOCKER_HOST`` or the default socket) builds every
+Linux platform it can run: its own architecture (plus i386 on an x86_64 kernel with 32-bit
+support) and every architecture with an enabled binfmt_misc handler that has the ``F`` flag
+(the interpreter must be usable inside containers). Windows platforms then have no engine and
+their jobs are skipped, saying so.
+"""
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+
+import yaml
+
+from .errors import BuilderError, InputError
+from .platforms import PLATFORMS, Platform, from_oci, platform as parse_platform
+
+BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
+_KNOWN_KEYS = {"name", "url", "platforms", "concurrency", "tls", "os-version"}
+_URL_SCHEMES = ("unix://", "tcp://", "ssh://", "npipe://")
+
+# ELF (e_machine, 64-bit, little-endian) → OCI architecture, to read binfmt_misc magic.
+_ELF_MACHINES = {
+    (0x03, False, True): "386",
+    (0x3E, True, True): "amd64",
+    (0x28, False, True): "arm",
+    (0xB7, True, True): "arm64",
+    (0x08, True, True): "mips64le",
+    (0x15, True, True): "ppc64le",
+    (0xF3, True, True): "riscv64",
+    (0x16, True, False): "s390x",
+}
+
+
+@dataclass(frozen=True)
+class TLS:
+    ca: str | None
+    cert: str | None
+    key: str | None
+
+
+@dataclass(frozen=True)
+class Engine:
+    name: str
+    url: str
+    platforms: tuple[Platform, ...]
+    concurrency: int = 1
+    tls: TLS | None = None
+    os_version: str | None = None  # Windows engines: "10.0.17763"
+
+    def serves(self, wanted: Platform) -> bool:
+        if wanted.os == "windows":
+            return (self.os_version is not None and wanted.os_version is not None
+                    and any(p.name == wanted.name for p in self.platforms)
+                    and (wanted.os_version == self.os_version
+                         or self.os_version.startswith(wanted.os_version + ".")))
+        return any(p.name == wanted.name for p in self.platforms)
+
+    def client(self, timeout: int = 600):
+        """A low-level docker APIClient for this engine; BuilderError when it cannot be reached."""
+        import docker
+        from docker.errors import DockerException
+
+        kwargs = {"base_url": self.url, "version": "auto", "timeout": timeout}
+        if self.url.startswith("ssh://"):
+            kwargs["use_ssh_client"] = True  # the ssh command and its config, not paramiko
+        if self.tls:
+            kwargs["tls"] = docker.tls.TLSConfig(
+                client_cert=(self.tls.cert, self.tls.key) if self.tls.cert else None,
+                ca_cert=self.tls.ca, verify=self.tls.ca or True)
+        try:
+            return docker.APIClient(**kwargs)
+        except DockerException as error:
+            raise BuilderError(f"engine {self.name} ({self.url}) is unreachable: "
+                               f"{short_error(error)}; start it or fix its url") from None
+
+
+@dataclass(frozen=True)
+class Builders:
+    engines: tuple[Engine, ...]
+    base_mirror: str | None = None
+    source: str = "local engine (no builders file)"
+    problem: str | None = None  # why no engine could be set up (dry-run shows it)
+
+    def engine_for(self, wanted: Platform) -> Engine | None:
+        for engine in self.engines:
+            if engine.serves(wanted):
+                return engine
+        return None
+
+    def no_engine_reason(self, wanted: Platform) -> str:
+        shown = wanted.name + (f" ({wanted.os_version})" if wanted.os_version else "")
+        if self.problem:
+            return f"no engine for {shown}: {self.problem}"
+        where = "add one to the builders file" if self.source.endswith((".yaml", ".yml")) \
+            else "add one in a builders file (--builders)"
+        return f"no engine serves {shown}: {where}"
+
+
+def load(path: str | Path | None = None, *, env: dict | None = None,
+         require_engine: bool = True) -> Builders:
+    """The builders: from `path`, else from $BUILDER_BUILDERS, else the detected local engine.
+
+    With `require_engine` False (dry-run), an unreachable local engine is recorded in
+    `Builders.problem` instead of raising.
+    """
+    env = os.environ if env is None else env
+    path = path or env.get("BUILDER_BUILDERS")
+    mirror = env.get("BUILDER_BASE_MIRROR") or None
+    if path:
+        builders = parse(Path(path), env=env)
+        return Builders(builders.engines, mirror or builders.base_mirror, builders.source)
+    try:
+        return Builders((detect_local(),), mirror)
+    except BuilderError as error:
+        if require_engine:
+            raise
+        return Builders((), mirror, problem=str(error))
+
+
+def parse(path: Path, *, env: dict | None = None) -> Builders:
+    """Read a builders file; every mistake names the file, the line and the field."""
+    env = os.environ if env is None else env
+    try:
+        text = path.read_text()
+    except OSError as error:
+        raise InputError(f"cannot read the builders file: {error.strerror}", source=path) from None
+    try:
+        root = yaml.compose(text)
+    except yaml.YAMLError as error:
+        mark = getattr(error, "problem_mark", None)
+        raise InputError(f"not valid YAML: {getattr(error, 'problem', error)}", source=path,
+                         line=mark.line + 1 if mark else None) from None
+    if root is None:
+        raise InputError("empty builders file; it needs an `engines:` list", source=path)
+    top = _mapping(root, path, "(top)")
+    unknown = set(top) - {"engines", "base-mirror"}
+    if unknown:
+        key = sorted(unknown)[0]
+        raise InputError("unknown key; known: engines, base-mirror", source=path,
+                         line=top[key][0].start_mark.line + 1, field=key)
+    mirror = None
+    if "base-mirror" in top:
+        mirror = _scalar(top["base-mirror"][1], path, "base-mirror")
+        if "/" in mirror or not mirror:
+            raise InputError("a registry host like 127.0.0.1:5000 (no scheme, no path)",
+                             source=path, line=_line(top["base-mirror"][1]), field="base-mirror")
+    if "engines" not in top:
+        raise InputError("missing `engines:` (a list of engines)", source=path, line=1,
+                         field="engines")
+    node = top["engines"][1]
+    if not isinstance(node, yaml.SequenceNode) or not node.value:
+        raise InputError("a non-empty list of engines", source=path, line=_line(node),
+                         field="engines")
+    engines = tuple(_engine(item, path, f"engines[{i}]", base=path.parent, env=env)
+                    for i, item in enumerate(node.value))
+    names = [e.name for e in engines]
+    for i, name in enumerate(names):
+        if name in names[:i]:
+            raise InputError(f"engine name {name!r} is used twice", source=path,
+                             line=_line(node.value[i]), field=f"engines[{i}].name")
+    return Builders(engines, mirror, str(path))
+
+
+def _engine(node, path: Path, where: str, *, base: Path, env) -> Engine:
+    fields = _mapping(node, path, where)
+    for key, (key_node, _) in fields.items():
+        if key not in _KNOWN_KEYS:
+            raise InputError(f"unknown key; known: {', '.join(sorted(_KNOWN_KEYS))}",
+                             source=path, line=_line(key_node), field=f"{where}.{key}")
+    for key in ("name", "url", "platforms"):
+        if key not in fields:
+            raise InputError(f"missing `{key}`", source=path, line=_line(node),
+                             field=f"{where}.{key}")
+    name = _scalar(fields["name"][1], path, f"{where}.name")
+    url = env.get(f"BUILDER_ENGINE_{re.sub(r'[^A-Za-z0-9]', '_', name).upper()}_URL") \
+        or _scalar(fields["url"][1], path, f"{where}.url")
+    if not url.startswith(_URL_SCHEMES):
+        raise InputError(f"{url!r} is not an engine url; use unix://, tcp:// or ssh://",
+                         source=path, line=_line(fields["url"][1]), field=f"{where}.url")
+    os_version = None
+    if "os-version" in fields:
+        os_version = _scalar(fields["os-version"][1], path, f"{where}.os-version")
+        if not re.fullmatch(r"\d+\.\d+\.\d+(\.\d+)?", os_version):
+            raise InputError(f"{os_version!r} is not a Windows os.version like 10.0.17763",
+                             source=path, line=_line(fields["os-version"][1]),
+                             field=f"{where}.os-version")
+    platforms_node = fields["platforms"][1]
+    if not isinstance(platforms_node, yaml.SequenceNode) or not platforms_node.value:
+        raise InputError("a non-empty list of platforms", source=path,
+                         line=_line(platforms_node), field=f"{where}.platforms")
+    platforms = []
+    for i, item in enumerate(platforms_node.value):
+        field_name = f"{where}.platforms[{i}]"
+        try:
+            found = parse_platform(_scalar(item, path, field_name))
+        except InputError as error:
+            raise InputError(error.message, source=path, line=_line(item),
+                             field=field_name) from None
+        if found.os == "windows" and os_version is None:
+            raise InputError("a Windows platform needs the engine's `os-version`",
+                             source=path, line=_line(item), field=field_name)
+        platforms.append(found.with_os_version(os_version) if found.os == "windows" else found)
+    concurrency = 1
+    if "concurrency" in fields:
+        raw = _scalar(fields["concurrency"][1], path, f"{where}.concurrency")
+        if not raw.isdigit() or int(raw) < 1:
+            raise InputError(f"{raw!r} is not a positive whole number", source=path,
+                             line=_line(fields["concurrency"][1]), field=f"{where}.concurrency")
+        concurrency = int(raw)
+    tls = None
+    if "tls" in fields:
+        tls_fields = _mapping(fields["tls"][1], path, f"{where}.tls")
+        paths = {}
+        for key, (key_node, value) in tls_fields.items():
+            if key not in ("ca", "cert", "key"):
+                raise InputError("unknown key; known: ca, cert, key", source=path,
+                                 line=_line(key_node), field=f"{where}.tls.{key}")
+            file = base / _scalar(value, path, f"{where}.tls.{key}")
+            if not file.is_file():
+                raise InputError(f"no such file: {file}", source=path, line=_line(value),
+                                 field=f"{where}.tls.{key}")
+            paths[key] = str(file)
+        if ("cert" in paths) != ("key" in paths):
+            raise InputError("cert and key go together", source=path,
+                             line=_line(fields["tls"][1]), field=f"{where}.tls")
+        tls = TLS(paths.get("ca"), paths.get("cert"), paths.get("key"))
+    return Engine(name, url, tuple(platforms), concurrency, tls, os_version)
+
+
+def _mapping(node, path: Path, where: str) -> dict:
+    if not isinstance(node, yaml.MappingNode):
+        raise InputError("expected a mapping (key: value)", source=path, line=_line(node),
+                         field=where)
+    return {key.value: (key, value) for key, value in node.value}
+
+
+def _scalar(node, path: Path, where: str) -> str:
+    if not isinstance(node, yaml.ScalarNode) or node.value == "":
+        raise InputError("expected a single value", source=path, line=_line(node), field=where)
+    return str(node.value)
+
+
+def _line(node) -> int:
+    return node.start_mark.line + 1
+
+
+def detect_local() -> Engine:
+    """The local engine and the Linux platforms it can build (see the module docstring)."""
+    import docker
+    from docker.errors import DockerException
+
+    url = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    try:
+        client = docker.APIClient(base_url=url, version="auto", timeout=10)
+        info = client.info()
+    except DockerException as error:
+        raise BuilderError(f"cannot reach the local Docker engine at {url}: {short_error(error)}; "
+                           "start it, set DOCKER_HOST, or give a builders file "
+                           "(--builders)") from None
+    if info.get("OSType") != "linux":
+        raise BuilderError(f"the local engine at {url} runs {info.get('OSType')} containers; "
+                           "give a builders file (--builders) that names its platforms")
+    native = from_oci("linux", info.get("Architecture", ""), None).architecture \
+        if info.get("Architecture") else None
+    architectures = runnable_architectures(native, local=url.startswith("unix://"))
+    platforms = tuple(p for p in PLATFORMS.values()
+                      if p.os == "linux" and p.architecture in architectures)
+    return Engine("local", url, platforms)
+
+
+def runnable_architectures(native: str | None, *, local: bool = True,
+                           binfmt_dir: Path = BINFMT_DIR) -> set[str]:
+    """OCI architectures the kernel runs: native, compat (i386 on x86_64), binfmt handlers.
+
+    A remote engine's kernel cannot be inspected from here, so only its native
+    architecture counts; list its platforms in a builders file to use emulation there.
+    """
+    found = {native} if native else set()
+    if not local:
+        return found
+    if native == "amd64" and Path("/proc/sys/abi/vsyscall32").exists():
+        found.add("386")  # the kernel has IA32 emulation, so i386 binaries run natively
+    found |= binfmt_architectures(binfmt_dir)
+    return found
+
+
+def binfmt_architectures(binfmt_dir: Path = BINFMT_DIR) -> set[str]:
+    """Architectures with an enabled ELF binfmt_misc handler usable from containers (flag F)."""
+    try:
+        if (binfmt_dir / "status").read_text().strip() != "enabled":
+            return set()
+        entries = [p for p in binfmt_dir.iterdir() if p.name not in ("status", "register")]
+    except OSError:
+        return set()
+    found = set()
+    for entry in entries:
+        try:
+            lines = entry.read_text().splitlines()
+        except OSError:
+            continue
+        fields = dict(line.split(" ", 1) if " " in line else (line, "") for line in lines)
+        flags = fields.get("flags:", "")
+        magic = fields.get("magic", "")
+        if not lines or lines[0] != "enabled" or "F" not in flags or fields.get("offset") != "0":
+            continue
+        architecture = _elf_architecture(magic)
+        if architecture:
+            found.add(architecture)
+    return found
+
+
+def _elf_architecture(magic: str) -> str | None:
+    try:
+        raw = bytes.fromhex(magic)
+    except ValueError:
+        return None
+    if len(raw) < 20 or raw[:4] != b"\x7fELF":
+        return None
+    is_64, little = raw[4] == 2, raw[5] == 1
+    machine = int.from_bytes(raw[18:20], "little" if little else "big")
+    return _ELF_MACHINES.get((machine, is_64, little))
+
+
+def short_error(error: Exception) -> str:
+    """The last line of a docker-py error: its chained messages repeat each other."""
+    text = str(error).strip().splitlines()
+    return text[-1] if text else type(error).__name__

@@ -1,0 +1,97 @@
+"""What the user sees while jobs run: a live board on a terminal, plain lines in CI.
+
+On a terminal every job has one line (queued, step n/m, pushing, done, skipped, failed,
+with its elapsed time), redrawn in place with ANSI cursor movement. Elsewhere each state
+change is one line with a timestamp, and step-by-step detail stays in the job's log.
+"""
+from __future__ import annotations
+
+import sys
+import threading
+import time
+from dataclasses import dataclass
+from typing import TextIO
+
+_FINAL = {"done", "skipped", "failed"}
+_TICK = 1.0  # seconds between redraws of the elapsed times
+
+
+@dataclass
+class _Line:
+    key: str
+    engine: str
+    state: str = "queued"
+    detail: str = ""
+    started: float | None = None
+    finished: float | None = None
+
+
+class Progress:
+    def __init__(self, jobs: list[tuple[str, str]], out: TextIO = sys.stdout,
+                 live: bool | None = None) -> None:
+        """`jobs`: (key, engine) in display order. `live` defaults to whether `out` is a TTY."""
+        self.out = out
+        self.live = out.isatty() if live is None else live
+        self._lines = {key: _Line(key, engine) for key, engine in jobs}
+        self._lock = threading.Lock()
+        self._drawn = 0
+        self._stop = threading.Event()
+        self._ticker = None
+        self._width = max((len(k) for k in self._lines), default=0)
+        if self.live and self._lines:
+            self._draw()
+            self._ticker = threading.Thread(target=self._tick, daemon=True)
+            self._ticker.start()
+
+    def update(self, key: str, state: str, detail: str = "") -> None:
+        """A job changed: state is queued, resolving, building, pushing, done, skipped or failed."""
+        with self._lock:
+            line = self._lines[key]
+            now = time.time()
+            if state in ("resolving", "building") and line.started is None:
+                line.started = now
+            if state in _FINAL:
+                line.finished = now
+            changed = state != line.state
+            line.state, line.detail = state, detail
+            if self.live:
+                self._draw()
+            elif changed:
+                self.out.write(f"{time.strftime('%H:%M:%S')} {key} [{line.engine}] "
+                               f"{state}{': ' + detail if detail else ''}\n")
+                self.out.flush()
+
+    def close(self) -> None:
+        self._stop.set()
+        if self._ticker:
+            self._ticker.join()
+        with self._lock:
+            if self.live:
+                self._draw()
+
+    def _tick(self) -> None:
+        while not self._stop.wait(_TICK):
+            with self._lock:
+                self._draw()
+
+    def _draw(self) -> None:
+        text = "".join(f"\x1b[2K{self._render(line)}\n" for line in self._lines.values())
+        up = f"\x1b[{self._drawn}F" if self._drawn else ""
+        self.out.write(up + text)
+        self.out.flush()
+        self._drawn = len(self._lines)
+
+    def _render(self, line: _Line) -> str:
+        elapsed = ""
+        if line.started is not None:
+            elapsed = f"{(line.finished or time.time()) - line.started:6.1f}s"
+        detail = f"  {line.detail}" if line.detail else ""
+        return f"{line.key:<{self._width}}  {line.engine:<10} {elapsed:>7}  {line.state}{detail}"[:200]
+
+
+def table(rows: list[tuple[str, str, str, str, str]]) -> str:
+    """The end-of-run table: job, engine, result, digest, time."""
+    header = ("job", "engine", "result", "digest", "time")
+    widths = [max(len(str(r[i])) for r in (header, *rows)) for i in range(len(header))]
+    return "\n".join("  ".join(str(cell).ljust(w) for cell, w in zip(row, widths)).rstrip()
+                     for row in (header, *rows))

@@ -1,0 +1,634 @@
+"""A small client for the Docker Registry HTTP API v2 / OCI distribution API.
+
+Plain ``requests`` (libs-trial §3: oras-py and python-dxf each fail one of our auth setups).
+One ``RegistryClient`` per registry host, shared by threads.
+
+Transport. HTTPS with verification, always. The CA bundle is, in order: the ``ca_bundle``
+argument, Docker's ``/etc/docker/certs.d/<host>/ca.crt``, then requests' default (which
+``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` override). ``verify=`` goes on every request because
+those variables override ``Session.verify``. Plain HTTP is used the way Docker treats insecure
+registries: for a loopback host (127.0.0.0/8, ::1, localhost) or with ``insecure=True``, when the
+HTTPS handshake fails and the same port answers as a registry over HTTP.
+
+Auth. The ``/v2/`` challenge decides: Basic sends the credentials on every request; Bearer
+fetches a token per scope set (``repository:R:pull``; ``pull,push`` for writes; plus
+``repository:SRC:pull`` for cross-repository mounts) with GET and Basic credentials when there
+are some, cached per scope until it expires. Credentials come from ``auth.credentials_for`` the
+first time a registry asks for them.
+
+Retries. 429, 5xx, connection errors and timeouts are retried up to ``max_attempts`` times in
+all, sleeping ``backoff * 2**n`` with jitter, or what ``Retry-After`` asks (capped).
+
+Errors. Every failure is a ``RegistryError`` (a ``BuilderError``: exit code 1) of one line that
+names the registry, the repository, the registry's error code and message, and what to do.
+"""
+from __future__ import annotations
+
+import base64
+import email.utils
+import hashlib
+import ipaddress
+import json
+import random
+import re
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from urllib.parse import urljoin
+
+import requests
+from requests.adapters import HTTPAdapter
+
+from . import auth
+from .auth import Credentials
+from .errors import BuilderError, InputError
+from .platforms import Platform
+
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+LIST_TYPES = (DOCKER_LIST, OCI_INDEX)
+IMAGE_TYPES = (DOCKER_MANIFEST, OCI_MANIFEST)
+# List types always go in Accept: without them a list tag answers with its amd64 child, or a
+# schema1 rendering, and an OCI index with 404 (libs-trial §3).
+ACCEPT_ALL = (DOCKER_LIST, OCI_INDEX, DOCKER_MANIFEST, OCI_MANIFEST)
+FOREIGN_LAYER_TYPES = ("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+                       "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+                       "application/vnd.oci.image.layer.nondistributable.v1.tar")
+
+DOCKER_HUB = "docker.io"
+_DOCKER_HUB_API = "registry-1.docker.io"
+_DOCKER_HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io"}
+_RETRY_STATUS = {429, 500, 502, 503, 504}
+_MAX_RETRY_AFTER = 60.0  # seconds: a registry asking for more is treated as down
+_TOKEN_MARGIN = 10.0  # seconds before a token's expiry that it is renewed
+
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REPOSITORY_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+_TAG_RE = re.compile(r"[\w][\w.-]{0,127}")
+_DIGEST_RE = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}")
+_DOMAIN_RE = re.compile(r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+                        r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])"
+                        r"(?::[0-9]+)?")
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """A normalized image reference, by Docker's rules: ``python`` is
+    ``docker.io/library/python:latest``; a first component with a dot, a colon or ``localhost``
+    is a registry host. With neither tag nor digest the tag is ``latest``."""
+
+    registry: str  # "docker.io" for Docker Hub, else host[:port]
+    repository: str  # "library/python"
+    tag: str | None = None
+    digest: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ImageRef:
+        def bad(why: str) -> InputError:
+            return InputError(f"{text!r} is not an image reference: {why}", field="image")
+
+        rest, _, digest = text.strip().partition("@")
+        if digest and not _DIGEST_RE.fullmatch(digest):
+            raise bad(f"bad digest {digest!r} (want sha256:<64 hex>)")
+        tag = None
+        slash = rest.rfind("/")
+        if ":" in rest[slash + 1:]:
+            rest, _, tag = rest.rpartition(":")
+            if not _TAG_RE.fullmatch(tag):
+                raise bad(f"bad tag {tag!r}")
+        first, _, remainder = rest.partition("/")
+        if remainder and ("." in first or ":" in first or first == "localhost"
+                          or first != first.lower()):
+            if not _DOMAIN_RE.fullmatch(first):
+                raise bad(f"bad registry host {first!r}")
+            registry, repository = first, remainder
+        else:
+            registry, repository = DOCKER_HUB, rest
+        if registry in _DOCKER_HUB_ALIASES:
+            registry = DOCKER_HUB
+            if "/" not in repository:
+                repository = "library/" + repository
+        if not _REPOSITORY_RE.fullmatch(repository):
+            raise bad("the repository name must be lowercase letters, digits and separators")
+        if tag is None and not digest:
+            tag = "latest"
+        return cls(registry, repository, tag, digest or None)
+
+    @property
+    def familiar_repository(self) -> str:
+        """The name as people write it: ``python`` for docker.io/library/python."""
+        if self.registry == DOCKER_HUB:
+            return self.repository.removeprefix("library/")
+        return f"{self.registry}/{self.repository}"
+
+    @property
+    def familiar(self) -> str:
+        """``python:3.8``: the familiar repository with the tag and digest."""
+        return str(self)
+
+    @property
+    def reference(self) -> str:
+        """What goes after /manifests/: the digest when there is one, else the tag."""
+        return self.digest or self.tag
+
+    def __str__(self) -> str:
+        return (self.familiar_repository + (f":{self.tag}" if self.tag else "")
+                + (f"@{self.digest}" if self.digest else ""))
+
+
+@dataclass(frozen=True)
+class Manifest:
+    media_type: str
+    digest: str  # sha256 of body
+    body: bytes  # the exact bytes: descriptors and digests are computed from these
+
+    @property
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+    @property
+    def size(self) -> int:
+        return len(self.body)
+
+    @property
+    def is_list(self) -> bool:
+        return self.media_type in LIST_TYPES
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    media_type: str
+    digest: str
+    size: int
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    digest: str
+    size: int | None
+    last_modified: str | None  # the raw Last-Modified header; Distribution 2.8 sends none
+
+
+class RegistryError(BuilderError):
+    def __init__(self, message: str, *, status: int | None = None,
+                 codes: tuple[str, ...] = ()) -> None:
+        super().__init__(message)
+        self.status = status
+        self.codes = codes
+
+
+class NotFound(RegistryError):
+    """The registry answered 404 (the manifest, tag or blob does not exist there)."""
+
+
+class Unauthorized(RegistryError):
+    """The registry refused the credentials, wants some we do not have, or denied the action."""
+
+
+def is_loopback(host: str) -> bool:
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") and host.count(":") == 1 else host
+    name = name.strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False
+
+
+class RegistryClient:
+    def __init__(self, registry: str, *, credentials: Credentials | None = None,
+                 ca_bundle: str | None = None, insecure: bool = False, max_attempts: int = 5,
+                 backoff: float = 0.5, timeout: float = 60.0) -> None:
+        self.registry = DOCKER_HUB if registry in _DOCKER_HUB_ALIASES else registry
+        self.host = _DOCKER_HUB_API if self.registry == DOCKER_HUB else self.registry
+        self.max_attempts = max(1, max_attempts)
+        self.backoff = backoff
+        self.timeout = timeout
+        self._credentials = credentials
+        self._credentials_looked_up = credentials is not None
+        self._verify = ca_bundle or _docker_certs_ca(self.registry) or True
+        self._allow_http = insecure or is_loopback(self.host)
+        self._base: str | None = None
+        self._challenge: tuple[str, dict[str, str]] | None = None  # ("bearer", {realm, service})
+        self._tokens: dict[tuple[str, ...], tuple[str, float]] = {}
+        self._lock = threading.Lock()
+        self._credentials_lock = threading.Lock()  # a helper may prompt: run it once
+        self._session = requests.Session()
+        adapter = HTTPAdapter(pool_maxsize=32)
+        self._session.mount("https://", adapter)
+        self._session.mount("http://", adapter)
+
+    # --- manifests -------------------------------------------------------------------------
+
+    def get_manifest(self, repository: str, reference: str,
+                     accept: tuple[str, ...] = ACCEPT_ALL) -> Manifest:
+        what = f"manifest {repository}{_at(reference)}"
+        response = self._call("GET", repository, f"/manifests/{reference}", what,
+                              headers={"Accept": ", ".join(accept)})
+        body = response.content
+        digest = sha256_digest(body)
+        if reference.startswith("sha256:") and digest != reference:
+            raise RegistryError(f"registry {self.registry}: {what} came back with digest "
+                                f"{digest}; the registry or a proxy altered it")
+        return Manifest(_media_type(response, body), digest, body)
+
+    def head_manifest(self, repository: str, reference: str) -> Descriptor | None:
+        """The manifest's descriptor as the registry reports it, or None when it does not exist."""
+        what = f"manifest {repository}{_at(reference)}"
+        try:
+            response = self._call("HEAD", repository, f"/manifests/{reference}", what,
+                                  headers={"Accept": ", ".join(ACCEPT_ALL)})
+        except NotFound:
+            return None
+        digest = response.headers.get("Docker-Content-Digest")
+        if not digest:
+            manifest = self.get_manifest(repository, reference)
+            return Descriptor(manifest.media_type, manifest.digest, manifest.size)
+        return Descriptor(_media_type(response, b""), digest,
+                          int(response.headers.get("Content-Length", 0)))
+
+    def put_manifest(self, repository: str, reference: str, body: bytes, media_type: str) -> str:
+        """PUT the exact bytes; returns their digest, checked against Docker-Content-Digest."""
+        what = f"manifest {repository}{_at(reference)}"
+        response = self._call("PUT", repository, f"/manifests/{reference}", what, push=True,
+                              headers={"Content-Type": media_type}, data=body, ok=(201,))
+        digest = sha256_digest(body)
+        answered = response.headers.get("Docker-Content-Digest")
+        if answered and answered != digest:
+            raise RegistryError(f"registry {self.registry}: {what} stored as {answered}, but the "
+                                f"bytes sent hash to {digest}; the registry rewrote the manifest")
+        return digest
+
+    def resolve_platform(self, ref: ImageRef, platform: Platform) -> Manifest:
+        """The image manifest of `ref` for `platform`: the matching entry of a list or index,
+        or the single manifest itself when its config is that platform."""
+        top = self.get_manifest(ref.repository, ref.reference)
+        if top.is_list:
+            entries = [m for m in top.json.get("manifests", [])
+                       if platform.matches(*_entry_platform(m))]
+            if not entries:
+                shown = ", ".join("/".join(p for p in _entry_platform(m)[:3] if p)
+                                  for m in top.json.get("manifests", []))
+                raise NotFound(f"registry {self.registry}: {ref} has no {platform.oci} entry "
+                               f"(it has: {shown or 'none'}); push that platform first")
+            # Several Windows builds may match a platform without os.version: take the newest.
+            entry = max(entries, key=lambda m: _version_key(m.get("platform", {}).get("os.version")))
+            return self.get_manifest(ref.repository, entry["digest"])
+        if top.media_type not in IMAGE_TYPES:
+            raise RegistryError(f"registry {self.registry}: {ref} is a {top.media_type}, "
+                                "not an image manifest or a list")
+        config = self.get_config(ref.repository, top)
+        fields = (config.get("os", ""), config.get("architecture", ""), config.get("variant"),
+                  config.get("os.version"))
+        if not platform.matches(*fields):
+            shown = "/".join(f for f in fields[:3] if f)
+            raise NotFound(f"registry {self.registry}: {ref} is a single {shown} image, "
+                           f"not {platform.oci}; point at a {platform.oci} image or a list")
+        return top
+
+    def get_config(self, repository: str, manifest: Manifest) -> dict:
+        """The image config (os, architecture, history, …) of an image manifest."""
+        digest = manifest.json["config"]["digest"]
+        try:
+            return json.loads(self.get_blob(repository, digest))
+        except ValueError:
+            raise RegistryError(f"registry {self.registry}: config {repository}@{digest} "
+                                "is not JSON") from None
+
+    # --- blobs -----------------------------------------------------------------------------
+
+    def get_blob(self, repository: str, digest: str) -> bytes:
+        what = f"blob {repository}@{digest}"
+        data = self._call("GET", repository, f"/blobs/{digest}", what).content
+        if digest.startswith("sha256:") and sha256_digest(data) != digest:
+            raise RegistryError(f"registry {self.registry}: {what} came back with other content "
+                                f"({sha256_digest(data)}); the storage is corrupt")
+        return data
+
+    def head_blob(self, repository: str, digest: str) -> BlobInfo | None:
+        try:
+            response = self._call("HEAD", repository, f"/blobs/{digest}",
+                                  f"blob {repository}@{digest}")
+        except NotFound:
+            return None
+        size = response.headers.get("Content-Length")
+        return BlobInfo(digest, int(size) if size is not None else None,
+                        response.headers.get("Last-Modified"))
+
+    def upload_blob(self, repository: str, data: bytes) -> str:
+        """Upload `data` in one request unless the repository has it already; its digest."""
+        digest = sha256_digest(data)
+        if self.head_blob(repository, digest):
+            return digest
+        what = f"blob upload to {repository}"
+        started = self._call("POST", repository, "/blobs/uploads/", what, push=True, ok=(202,))
+        location = self._upload_location(started, what)
+        separator = "&" if "?" in location else "?"
+        self._call("PUT", repository, location + f"{separator}digest={digest}", what, push=True,
+                   headers={"Content-Type": "application/octet-stream"}, data=data, ok=(201,))
+        return digest
+
+    def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
+        """Cross-repository mount; False when the registry could not mount it (blob unknown
+        there, or not allowed), in which case the upload session it opened is cancelled."""
+        what = f"mount of {digest} from {from_repository} into {repository}"
+        response = self._call("POST", repository,
+                              f"/blobs/uploads/?mount={digest}&from={from_repository}", what,
+                              push=True, also_pull=from_repository, ok=(201, 202))
+        if response.status_code == 201:
+            return True
+        location = self._upload_location(response, what)
+        try:
+            self._call("DELETE", repository, location, what, push=True, ok=(204, 404))
+        except RegistryError:
+            pass  # an abandoned upload session expires on its own; the mount result stands
+        return False
+
+    def head_url(self, url: str) -> str | None:
+        """Last-Modified of a foreign layer URL (redirects followed), or None when the server
+        answers without one or with an error status. Unreachable hosts raise RegistryError."""
+        response = self._send("HEAD", url, f"foreign layer {url}", {}, None, allow_redirects=True)
+        if response.status_code >= 400:
+            return None
+        return response.headers.get("Last-Modified")
+
+    # --- plumbing --------------------------------------------------------------------------
+
+    def _upload_location(self, response: requests.Response, what: str) -> str:
+        location = response.headers.get("Location")
+        if not location:
+            raise RegistryError(f"registry {self.registry}: {what}: no Location in the answer; "
+                                "is this a registry v2 endpoint?")
+        return urljoin(response.url, location)
+
+    def _call(self, method: str, repository: str, path: str, what: str, *,
+              headers: dict | None = None, data: bytes | None = None, push: bool = False,
+              also_pull: str | None = None, ok: tuple[int, ...] = (200,)) -> requests.Response:
+        """One API call with auth and retries; `path` is under /v2/<repository> or absolute."""
+        base = self._ensure_base()
+        url = path if "://" in path else f"{base}/v2/{repository}{path}"
+        scopes = (f"repository:{repository}:{'pull,push' if push else 'pull'}",)
+        if also_pull:
+            scopes += (f"repository:{also_pull}:pull",)
+        headers = dict(headers or {})
+        fresh_auth = False
+        while True:
+            authorization = self._authorization(scopes)
+            if authorization:
+                headers["Authorization"] = authorization
+            response = self._send(method, url, what, headers, data)
+            if response.status_code == 401 and not fresh_auth:
+                self._learn_challenge(response)
+                with self._lock:
+                    self._tokens.pop(scopes, None)
+                fresh_auth = True
+                continue
+            break
+        if response.status_code in ok:
+            return response
+        raise self._error(response, what, repository, push=push)
+
+    def _send(self, method: str, url: str, what: str, headers: dict, data: bytes | None, *,
+              allow_redirects: bool = True) -> requests.Response:
+        """One request, retried on 429, 5xx and connection failures."""
+        for attempt in range(1, self.max_attempts + 1):
+            last = attempt == self.max_attempts
+            try:
+                response = self._session.request(method, url, headers=headers, data=data,
+                                                 verify=self._verify, timeout=self.timeout,
+                                                 allow_redirects=allow_redirects)
+            except requests.exceptions.SSLError as error:
+                raise RegistryError(f"registry {self.registry}: TLS failed for {what}: "
+                                    f"{_reason(error)}; give the registry's CA with --ca-bundle "
+                                    f"or /etc/docker/certs.d/{self.registry}/ca.crt") from None
+            except (requests.ConnectionError, requests.Timeout) as error:
+                if last:
+                    raise RegistryError(f"registry {self.registry}: {what} failed after "
+                                        f"{attempt} attempts: {_reason(error)}; check that the "
+                                        "registry is up and reachable") from None
+                time.sleep(self._delay(attempt, None))
+                continue
+            if response.status_code in _RETRY_STATUS and not last:
+                delay = self._delay(attempt, response.headers.get("Retry-After"))
+                response.close()
+                time.sleep(delay)
+                continue
+            return response
+        raise AssertionError("unreachable")
+
+    def _delay(self, attempt: int, retry_after: str | None) -> float:
+        asked = _parse_retry_after(retry_after)
+        if asked is not None:
+            return min(asked, _MAX_RETRY_AFTER)
+        return self.backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.0)
+
+    def _ensure_base(self) -> str:
+        """Pick https or (loopback/insecure only) http with a ping of /v2/, once."""
+        if self._base:
+            return self._base
+        with self._lock:
+            if self._base:
+                return self._base
+            https = f"https://{self.host}"
+            try:
+                response = self._send("GET", https + "/v2/", "the /v2/ ping", {}, None)
+                base = https
+            except RegistryError as tls_error:
+                if not self._allow_http or "TLS failed" not in str(tls_error):
+                    raise
+                plain = f"http://{self.host}"
+                try:
+                    response = self._send("GET", plain + "/v2/", "the /v2/ ping", {}, None)
+                except RegistryError:
+                    raise tls_error from None
+                if "Docker-Distribution-Api-Version" not in response.headers \
+                        and response.status_code not in (200, 401):
+                    raise tls_error from None
+                base = plain
+            if response.status_code == 401:
+                self._challenge = _parse_challenge(response.headers.get("WWW-Authenticate", ""))
+            self._base = base
+            return base
+
+    def _learn_challenge(self, response: requests.Response) -> None:
+        challenge = _parse_challenge(response.headers.get("WWW-Authenticate", ""))
+        if challenge:
+            with self._lock:
+                self._challenge = challenge
+
+    def _creds(self) -> Credentials | None:
+        with self._credentials_lock:
+            if not self._credentials_looked_up:
+                self._credentials = auth.credentials_for(self.registry)
+                self._credentials_looked_up = True
+            return self._credentials
+
+    def _authorization(self, scopes: tuple[str, ...]) -> str | None:
+        challenge = self._challenge
+        if not challenge:
+            return None
+        kind, params = challenge
+        if kind == "basic":
+            creds = self._creds()
+            return _basic(creds) if creds else None
+        with self._lock:
+            cached = self._tokens.get(scopes)
+        if cached and cached[1] > time.monotonic():
+            return f"Bearer {cached[0]}"
+        token, lifetime = self._fetch_token(params, scopes)
+        with self._lock:
+            self._tokens[scopes] = (token, time.monotonic() + max(lifetime - _TOKEN_MARGIN, 1.0))
+        return f"Bearer {token}"
+
+    def _fetch_token(self, params: dict[str, str], scopes: tuple[str, ...]) -> tuple[str, float]:
+        realm = params.get("realm")
+        if not realm:
+            raise RegistryError(f"registry {self.registry} asks for a Bearer token without a "
+                                "realm; it is misconfigured")
+        query = [("scope", s) for s in scopes]
+        if params.get("service"):
+            query.insert(0, ("service", params["service"]))
+        creds = self._creds()
+        headers = {"Authorization": _basic(creds)} if creds else {}
+        what = f"token for {' '.join(scopes)} from {realm}"
+        response = self._send("GET", requests.Request("GET", realm, params=query).prepare().url,
+                              what, headers, None)
+        if response.status_code in (401, 403):
+            raise self._refused(response, scopes[0].split(":")[1])
+        if response.status_code != 200:
+            raise RegistryError(f"registry {self.registry}: {what}: HTTP {response.status_code}"
+                                f"{_error_text(response)}; check the token service")
+        try:
+            answer = response.json()
+            token = answer.get("token") or answer["access_token"]
+        except (ValueError, KeyError, AttributeError):
+            raise RegistryError(f"registry {self.registry}: {what}: the answer has no token; "
+                                "check the token service") from None
+        return token, float(answer.get("expires_in") or 60)
+
+    def _refused(self, response: requests.Response, repository: str) -> Unauthorized:
+        creds = self._creds()
+        codes = _error_codes(response)
+        if creds:
+            return Unauthorized(f"registry {self.registry} refused the credentials for user "
+                             f"{creds.username!r} (from {creds.source}) on {repository}"
+                             f"{_error_text(response)}; check docker login {self.registry} / "
+                             f"BUILDER_REGISTRY_USERNAME and BUILDER_REGISTRY_PASSWORD",
+                             status=response.status_code, codes=codes)
+        return Unauthorized(f"registry {self.registry} wants credentials for {repository}"
+                         f"{_error_text(response)}; run docker login {self.registry} or set "
+                         f"BUILDER_REGISTRY_USERNAME and BUILDER_REGISTRY_PASSWORD "
+                         f"(or {auth.env_prefix(self.registry)}_USERNAME/_PASSWORD)",
+                         status=response.status_code, codes=codes)
+
+    def _error(self, response: requests.Response, what: str, repository: str, *,
+               push: bool) -> RegistryError:
+        status = response.status_code
+        codes = _error_codes(response)
+        if status == 401:
+            return self._refused(response, repository)
+        text = f"registry {self.registry}: {what}: HTTP {status}{_error_text(response)}"
+        if status == 404:
+            return NotFound(f"{text}; check the name and that it was pushed",
+                            status=status, codes=codes)
+        if status == 403:
+            creds = self._creds()
+            who = f"user {creds.username!r}" if creds else "anonymous access"
+            need = "push" if push else "pull"
+            return Unauthorized(f"{text}; {who} may not {need} {repository}: grant it, or log in "
+                             "as a user who may", status=status, codes=codes)
+        if status == 429:
+            hint = "rate limited even after retries; wait, or log in for a higher limit"
+        elif status >= 500:
+            hint = f"the registry kept failing after {self.max_attempts} attempts; retry later"
+        elif "MANIFEST_BLOB_UNKNOWN" in codes or "BLOB_UNKNOWN" in codes:
+            hint = "push the blobs and child manifests into this same repository first"
+        else:
+            hint = "the registry rejected the request as sent"
+        return RegistryError(f"{text}; {hint}", status=status, codes=codes)
+
+
+def _at(reference: str) -> str:
+    return f"@{reference}" if ":" in reference else f":{reference}"
+
+
+def _basic(creds: Credentials) -> str:
+    return "Basic " + base64.b64encode(f"{creds.username}:{creds.password}".encode()).decode()
+
+
+def _docker_certs_ca(registry: str) -> str | None:
+    path = Path("/etc/docker/certs.d") / registry / "ca.crt"
+    return str(path) if path.is_file() else None
+
+
+def _media_type(response: requests.Response, body: bytes) -> str:
+    declared = response.headers.get("Content-Type", "").split(";")[0].strip()
+    if declared and declared not in ("application/json", "application/octet-stream"):
+        return declared
+    try:
+        return json.loads(body).get("mediaType") or declared
+    except (ValueError, AttributeError):
+        return declared
+
+
+def _parse_challenge(header: str) -> tuple[str, dict[str, str]] | None:
+    scheme, _, rest = header.strip().partition(" ")
+    if scheme.lower() not in ("basic", "bearer"):
+        return None
+    return scheme.lower(), dict(re.findall(r'(\w+)="([^"]*)"', rest))
+
+
+def _parse_retry_after(value: str | None) -> float | None:
+    if not value:
+        return None
+    if value.strip().isdigit():
+        return float(value)
+    try:
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(0.0, when.timestamp() - time.time())
+
+
+def _error_codes(response: requests.Response) -> tuple[str, ...]:
+    try:
+        return tuple(e.get("code", "") for e in response.json().get("errors", []))
+    except (ValueError, AttributeError):
+        return ()
+
+
+def _error_text(response: requests.Response) -> str:
+    """`: CODE: message; CODE: message` from the registry's error JSON, or a short body."""
+    try:
+        errors = response.json().get("errors", [])
+        parts = [f"{e.get('code', '?')}: {e.get('message', '')}".strip() for e in errors]
+    except (ValueError, AttributeError):
+        body = response.text.strip().splitlines()[0][:200] if response.text.strip() else ""
+        parts = [body] if body else []
+    # A child manifest or blob list can be long: name the first few.
+    shown = parts[:3] + ([f"and {len(parts) - 3} more"] if len(parts) > 3 else [])
+    return (": " + "; ".join(shown)) if shown else ""
+
+
+def _reason(error: Exception) -> str:
+    text = str(error)
+    # urllib3 wraps the cause in "HTTPConnectionPool(...): Max retries exceeded ... (Caused by X)".
+    match = re.search(r"Caused by (.*)\)$", text)
+    return (match.group(1) if match else text)[:300]
+
+
+def _entry_platform(entry: dict) -> tuple[str, str, str | None, str | None]:
+    p = entry.get("platform") or {}
+    return p.get("os", ""), p.get("architecture", ""), p.get("variant"), p.get("os.version")
+
+
+def _version_key(os_version: str | None) -> tuple[int, ...]:
+    return tuple(int(p) for p in (os_version or "").split(".") if p.isdigit())

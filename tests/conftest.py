@@ -1,0 +1,84 @@
+"""Shared fixtures: real registries, the local and a second Docker engine, base images (issue 3).
+
+Interface (other test modules code against it):
+- registry: plain Distribution; .host "127.0.0.1:PORT", .url "http://…".
+- tls_registry: htpasswd Basic auth over TLS; .host, .url "https://…", .username, .password,
+  .ca_bundle (CA PEM; also installed as /etc/docker/certs.d/<host>/ca.crt for both engines).
+- mirror: stands in for Docker Hub: <host>/library/busybox:latest (manifest list, per-arch tags
+  library/busybox:<platform name>) and <host>/library/debian:trixie (amd64).
+- docker_client: the local engine; second_engine: .url (docker base_url), .client.
+- tiny_family_path: tests/fixtures/tiny/versions.yaml.
+"""
+from __future__ import annotations
+
+import signal
+from pathlib import Path
+
+import docker.errors
+import pytest
+import requests
+
+from testbed import procs
+from testbed.engine import local_client, remove_tags_of, trust_ca, untrust
+from testbed.registry import Registry, start_registry
+
+TESTS = Path(__file__).parent
+
+
+def pytest_sessionstart(session: pytest.Session) -> None:
+    reaped = procs.reap_orphans()
+    if reaped:
+        print(f"\ntest bed: stopped servers left by a killed session: {', '.join(reaped)}")
+    # A SIGTERM (CI timeout, `kill`) should tear down like Ctrl-C: fixture finalizers, then atexit.
+    signal.signal(signal.SIGTERM, _interrupt)
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+def _start(start, *args, **kwargs) -> Registry:
+    try:
+        return start(*args, **kwargs)
+    except procs.StartError as error:
+        pytest.fail(f"test bed: {error}", pytrace=False)
+
+
+def _forget_registry(registry: Registry) -> None:
+    registry.stop()
+    try:
+        remove_tags_of(local_client(), registry.host)
+    except (docker.errors.DockerException, requests.RequestException):
+        pass
+
+
+@pytest.fixture(scope="session")
+def registry(tmp_path_factory) -> Registry:
+    reg = _start(start_registry, tmp_path_factory.mktemp("registry"), name="registry")
+    yield reg
+    _forget_registry(reg)
+
+
+@pytest.fixture(scope="session")
+def tls_registry(tmp_path_factory) -> Registry:
+    reg = _start(start_registry, tmp_path_factory.mktemp("tls-registry"), tls=True, basic_auth=True,
+                 name="tls-registry")
+    certs = trust_ca(reg.host, reg.ca_bundle)
+    yield reg
+    untrust(certs)
+    _forget_registry(reg)
+
+
+@pytest.fixture(scope="session")
+def docker_client():
+    try:
+        client = local_client()
+    except (docker.errors.DockerException, requests.RequestException) as error:
+        pytest.skip(f"no Docker engine answers (run scripts/setup): {error}")
+    yield client
+    client.close()
+
+
+@pytest.fixture
+def tiny_family_path() -> Path:
+    return TESTS / "fixtures" / "tiny" / "versions.yaml"

@@ -1,0 +1,239 @@
+"""Build and push on the real engines and registries of the test bed (conftest)."""
+from __future__ import annotations
+
+import contextlib
+import dataclasses
+import io
+import os
+import shutil
+import subprocess
+import sys
+import uuid
+from pathlib import Path
+
+import docker.errors
+import pytest
+
+from builder import build, engines, versions
+from builder.build import HASH_LABEL
+from builder.plan import Plan, plan
+from builder.platforms import platform
+from builder.registry import RegistryClient
+
+ROOT = Path(__file__).parent.parent
+LOCAL = ("amd64", "arm32v7")
+SECOND = ("arm64v8", "ppc64le", "s390x")
+# What `uname -m` says in each platform's container (QEMU user mode for the foreign ones).
+UNAME = {"amd64": "x86_64", "arm32v7": "armv7l", "arm64v8": "aarch64", "ppc64le": "ppc64le",
+         "s390x": "s390x"}
+
+
+def write_builders(path: Path, mirror_host: str, *engine_specs: tuple[str, str, tuple[str, ...]]) -> Path:
+    lines = [f"base-mirror: {mirror_host}", "engines:"]
+    for name, url, platforms in engine_specs:
+        lines += [f"  - name: {name}", f"    url: {url}", f"    platforms: [{', '.join(platforms)}]"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+def invoke(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(Path(sys.executable).parent / "invoke"), "build", *args], cwd=ROOT,
+                          capture_output=True, text=True, env={**os.environ, **(env or {})},
+                          timeout=600)
+
+
+def blob_count(storage: Path) -> int:
+    return sum(1 for _ in storage.rglob("data"))
+
+
+@pytest.fixture(scope="module")
+def two_engines(tmp_path_factory, registry, mirror, second_engine, tiny_family_path):
+    """The tiny family's two Linux variants × 5 platforms, split over two engines, pushed."""
+    work = tmp_path_factory.mktemp("two-engines")
+    builders = write_builders(work / "builders.yaml", mirror.host,
+                              ("local", "unix:///var/run/docker.sock", LOCAL),
+                              ("second", second_engine.url, SECOND))
+    kwargs = dict(variants=("busybox", "slim-busybox"), platforms=LOCAL + SECOND,
+                  registry=registry.host, push=True, builders=str(builders),
+                  versions_path=str(tiny_family_path), logs=str(work / "logs"))
+    first = build.command("1.0.0", out=io.StringIO(), **kwargs)
+    blobs = blob_count(registry.storage)
+    second_out = io.StringIO()
+    second = build.command("1.0.0", out=second_out, **kwargs)
+    return first, blobs, second, second_out.getvalue()
+
+
+def test_two_engines_build_and_push_every_platform(two_engines, registry, docker_client):
+    first, _, _, _ = two_engines
+
+    assert first.exit_code == 0, [r.reason for r in first.failures]
+    assert len(first.results) == 10
+    client = RegistryClient(registry.host)
+    for result in first.results:
+        job = result.pushed.job
+        assert result.status == "built" and result.engine == ("local" if job.platform.name in LOCAL
+                                                              else "second")
+        manifest = client.get_manifest(job.image.repository, job.image.tag)
+        assert manifest.digest == result.digest == result.pushed.digest
+        config = client.get_config(job.image.repository, manifest)
+        assert job.platform.matches(config["os"], config["architecture"], config.get("variant"))
+        assert config["config"]["Labels"][HASH_LABEL] == result.build_hash
+        ran = docker_client.containers.run(
+            f"{job.image.registry}/{job.image.repository}@{result.digest}",
+            ["sh", "-c", "uname -m; cat /tiny-release"], remove=True, platform=job.platform.oci)
+        machine, release = ran.decode().splitlines()
+        assert machine == UNAME[job.platform.name]
+        target = job.build_args["TARGETPLATFORM"]
+        assert release == (f"1.0.0 {target} {machine}" if job.variant.name == "busybox"
+                           else f"1.0.0 slim {target}")
+
+
+def test_jobs_on_different_engines_overlap_and_each_engine_keeps_its_limit(two_engines):
+    first, _, _, _ = two_engines
+    spans = {name: [(r.started, r.finished) for r in first.results if r.engine == name]
+             for name in ("local", "second")}
+
+    def overlap(a, b):
+        return a[0] < b[1] and b[0] < a[1]
+
+    assert any(overlap(a, b) for a in spans["local"] for b in spans["second"])
+    for name, intervals in spans.items():  # concurrency 1: one build at a time per engine
+        ordered = sorted(intervals)
+        assert all(x[1] <= y[0] for x, y in zip(ordered, ordered[1:])), name
+
+
+def test_a_second_run_builds_and_uploads_nothing_and_says_why(two_engines, registry):
+    first, blobs, second, output = two_engines
+
+    assert second.exit_code == 0
+    assert [r.status for r in second.results] == ["skipped"] * 10
+    assert blob_count(registry.storage) == blobs
+    by_key = {r.key: r for r in first.results}
+    for result in second.results:
+        assert result.pushed is None and result.started is None
+        assert result.digest == by_key[result.key].digest
+        assert result.reason == (f"unchanged: {result.image} has build hash "
+                                 f"{by_key[result.key].build_hash}")
+        assert result.reason in output
+
+
+def broken_family(tmp_path: Path, tiny_family_path: Path) -> Path:
+    """The tiny family renamed `tiny-broken`, plus a variant whose RUN step exits 3."""
+    templates = tmp_path / "templates"
+    shutil.copytree(tiny_family_path.parent / "templates", templates)
+    (templates / "broken.Dockerfile.j2").write_text(
+        "FROM {{ variant.base_image }}\nENV TINY_VERSION {{ version.full }}\n"
+        "RUN echo about to fail && exit 3\nCMD [\"sh\"]\n")
+    text = tiny_family_path.read_text().replace("repository: tiny\n", "repository: tiny-broken\n")
+    text = text.replace("\nversions:\n", "\n  broken: {template: broken, from: \"busybox:latest\","
+                        " platforms: [amd64, arm64v8]}\n\nversions:\n")
+    text = text.replace("variants: [busybox, slim-busybox, windowsservercore-1809]",
+                        "variants: [busybox, broken, slim-busybox, windowsservercore-1809]", 1)
+    path = tmp_path / "versions.yaml"
+    path.write_text(text)
+    return path
+
+
+def test_a_failing_run_step_fails_its_job_only_and_pushes_nothing_of_it(
+        tmp_path, registry, mirror, tiny_family_path):
+    family = broken_family(tmp_path, tiny_family_path)
+    builders = write_builders(tmp_path / "builders.yaml", mirror.host,
+                              ("local", "unix:///var/run/docker.sock", ("amd64", "arm64v8")))
+
+    done = invoke("--version", "1.0.0", "--variant", "broken", "--variant", "busybox",
+                  "--platform", "amd64", "--push", "--registry", registry.host,
+                  "--builders", str(builders), "--versions", str(family),
+                  "--logs", str(tmp_path / "logs"))
+
+    assert done.returncode == 1, done.stderr
+    assert ("failed: 1.0.0/broken/amd64: step 3/4 (RUN echo about to fail && exit 3) failed "
+            "with exit code 3 on engine local") in done.stderr
+    client = RegistryClient(registry.host)
+    assert client.head_manifest("tiny-broken", "1.0.0-broken-amd64") is None
+    assert client.head_manifest("tiny-broken", "1.0.0-busybox-amd64") is not None
+    log = (tmp_path / "logs" / "1.0.0" / "broken" / "amd64.log").read_text()
+    assert "about to fail" in log and "FAILED: 1.0.0/broken/amd64" in log
+
+
+def test_a_registry_refusing_the_credentials_fails_the_job_and_keeps_the_secret(
+        tmp_path, tls_registry, mirror, tiny_family_path):
+    builders = write_builders(tmp_path / "builders.yaml", mirror.host,
+                              ("local", "unix:///var/run/docker.sock", ("amd64",)))
+    wrong = "not-" + tls_registry.password
+
+    done = invoke("--version", "1.0.0", "--variant", "busybox", "--platform", "amd64", "--push",
+                  "--registry", tls_registry.host, "--builders", str(builders),
+                  "--versions", str(tiny_family_path), "--logs", str(tmp_path / "logs"),
+                  env={"BUILDER_REGISTRY_HOST": tls_registry.host,
+                       "BUILDER_REGISTRY_USERNAME": tls_registry.username,
+                       "BUILDER_REGISTRY_PASSWORD": wrong})
+
+    assert done.returncode == 1, done.stderr
+    assert f"failed: 1.0.0/busybox/amd64: registry {tls_registry.host} refused the credentials" \
+        in done.stderr
+    assert wrong not in done.stdout + done.stderr
+    assert wrong not in (tmp_path / "logs" / "1.0.0" / "busybox" / "amd64.log").read_text()
+    listed = tls_registry.get("/v2/tiny/tags/list")
+    assert listed.status_code == 404 or "1.0.0-busybox-amd64" not in listed.json().get("tags", [])
+
+
+def test_an_engine_that_is_down_fails_its_jobs_with_exit_1(tmp_path, registry, mirror,
+                                                           tiny_family_path):
+    builders = write_builders(tmp_path / "builders.yaml", mirror.host,
+                              ("dead", f"unix://{tmp_path}/dead.sock", ("amd64",)))
+
+    done = invoke("--version", "1.0.0", "--variant", "busybox", "--platform", "amd64",
+                  "--builders", str(builders), "--versions", str(tiny_family_path),
+                  "--logs", str(tmp_path / "logs"))
+
+    assert done.returncode == 1
+    assert (f"failed: 1.0.0/busybox/amd64: engine dead (unix://{tmp_path}/dead.sock) "
+            "is unreachable") in done.stderr
+
+
+def test_an_unknown_platform_is_bad_input(tiny_family_path):
+    done = invoke("--version", "1.0.0", "--platform", "linux/sparc",
+                  "--versions", str(tiny_family_path))
+
+    assert done.returncode == 2
+    assert done.stderr.startswith("error: platform: unknown platform 'linux/sparc'; known: amd64")
+    assert "plan for" not in done.stdout
+
+
+def test_the_platform_guard_catches_the_classic_builders_cross_platform_cache(
+        tmp_path, docker_client, tiny_family_path):
+    """FROM scratch with an arch-independent first COPY: the classic builder's cache hands the
+    amd64 layers to the arm64 build (libs-trial §2, trap 1); the check after the build fails it."""
+    family = versions.load(tiny_family_path)
+    builders = engines.Builders((engines.Engine(
+        "local", "unix:///var/run/docker.sock", (platform("amd64"), platform("arm64v8"))),))
+    base = plan(family, "1.0.0", ("busybox",), ("amd64", "arm64v8"), builders=builders)
+    # A fresh tree holding a stamp, so that only this test's amd64 build can be in the cache.
+    tree = tmp_path / "tree" / base.jobs[0].dockerfile.parent
+    tree.mkdir(parents=True)
+    (tree / "stamp").write_text(uuid.uuid4().hex)
+    scratch = "FROM scratch\nCOPY stamp /stamp\n"
+    moved = dataclasses.replace(family, source=tmp_path / "tree" / "versions.yaml")
+    jobs = tuple(dataclasses.replace(j, dockerfile_text=scratch) for j in base.jobs)
+    arm64_tag = str(jobs[1].image)
+    with contextlib.suppress(docker.errors.ImageNotFound):
+        docker_client.images.remove(arm64_tag)
+
+    results = [build.run(Plan(moved, base.version, (job,), (), builders, None),
+                         logs=tmp_path / "logs", out=io.StringIO()).results[0]
+               for job in jobs]
+
+    assert results[0].status == "built"
+    assert results[1].status == "failed"
+    assert results[1].reason.startswith("1.0.0/busybox/arm64v8: engine local returned a "
+                                        "linux/amd64 image")
+    assert "--no-cache" in results[1].reason
+    with pytest.raises(docker.errors.ImageNotFound):  # the wrong image was not tagged
+        docker_client.images.get(arm64_tag)
+
+    rebuilt = build.run(Plan(moved, base.version, (jobs[1],), (), builders, None),
+                        nocache=True, logs=tmp_path / "logs", out=io.StringIO()).results[0]
+    assert rebuilt.status == "built", rebuilt.reason
+    assert docker_client.images.get(arm64_tag).attrs["Architecture"] == "arm64"
+    for job in jobs:
+        docker_client.images.remove(str(job.image))

@@ -1,0 +1,400 @@
+"""The publish stage against real registries (Distribution 2.8 from the test bed).
+
+Per-arch images are hand-made (a config and one tiny layer, PUT straight to the registry):
+publish only reads manifests and configs, so it needs no engine. The Windows images stand in
+for a Windows engine, which cannot run here: config os=windows with an os.version, and a
+foreign layer that points at mcr.microsoft.com like the real base layers do.
+"""
+from __future__ import annotations
+
+import gzip
+import io
+import json
+import os
+import subprocess
+import tarfile
+from pathlib import Path
+
+import pytest
+import requests
+
+from builder.errors import BuilderError
+from builder.platforms import PLATFORMS, Platform
+from builder.publish import (Member, Status, arch_reference, assemble, platform_fields, publish)
+from builder.registry import (DOCKER_LIST, DOCKER_MANIFEST, FOREIGN_LAYER_TYPES, OCI_INDEX,
+                              Manifest, RegistryClient, sha256_digest)
+from builder.tags import tag_groups
+from builder.versions import Family, Variant, Version
+from testbed import procs
+from testbed.registry import start_registry
+
+ROOT = Path(__file__).resolve().parent.parent
+CONFIG_TYPE = "application/vnd.docker.container.image.v1+json"
+LAYER_TYPE = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+
+BUSTER = Variant("buster", "buster", "debian", "debian:buster",
+                 (PLATFORMS["amd64"], PLATFORMS["arm32v7"], PLATFORMS["arm64v8"], PLATFORMS["i386"]))
+WIN1809 = Variant("windowsservercore-1809", "windows/windowsservercore-1809", "windowsservercore",
+                  "mcr.microsoft.com/windows/servercore:1809",
+                  (PLATFORMS["windows-amd64"].with_os_version("10.0.17763"),), os_version="10.0.17763")
+WIN2016 = Variant("windowsservercore-ltsc2016", "windows/windowsservercore-ltsc2016",
+                  "windowsservercore", "mcr.microsoft.com/windows/servercore:ltsc2016",
+                  (PLATFORMS["windows-amd64"].with_os_version("10.0.14393"),), os_version="10.0.14393")
+# What each platform's image config says: what a real build of that platform records.
+WINDOWS_BUILDS = {"10.0.17763": "10.0.17763.805", "10.0.14393": "10.0.14393.3274"}
+
+
+def make_version(full: str, *variants: Variant) -> Version:
+    return Version(full=full, aliases=("1",), variants=variants or (BUSTER, WIN1809, WIN2016))
+
+
+def make_family(version: Version) -> Family:
+    return Family(repository="tinypy", versions=(version,), source=Path("versions.yaml"),
+                  templates=Path("templates"), default_debian_suite="buster")
+
+
+def _layer(text: str) -> bytes:
+    raw = io.BytesIO()
+    with tarfile.open(fileobj=raw, mode="w") as tar:
+        data = text.encode()
+        info = tarfile.TarInfo("stamp")
+        info.size = len(data)
+        tar.addfile(info, io.BytesIO(data))
+    return gzip.compress(raw.getvalue(), mtime=0)
+
+
+def push_image(client: RegistryClient, repository: str, tag: str, platform: Platform, *,
+               label: str = "") -> Manifest:
+    """PUT a one-layer image whose config says `platform` (a Windows one also gets a foreign
+    base layer and the full os.version a Windows build records)."""
+    layer = _layer(f"{platform.oci} {label}")
+    config = {"architecture": platform.architecture, "os": platform.os,
+              "rootfs": {"type": "layers", "diff_ids": [sha256_digest(gzip.decompress(layer))]},
+              "history": [{"created": "2019-10-15T00:00:00Z", "created_by": f"stamp {label}"}]}
+    # Engines record arm/v7 as "v7" and arm64 with "v8": the list must normalize either way.
+    if platform.variant and platform.architecture == "arm":
+        config["variant"] = platform.variant
+    layers = [{"mediaType": LAYER_TYPE, "size": len(layer),
+               "digest": client.upload_blob(repository, layer)}]
+    if platform.os == "windows":
+        config["os.version"] = WINDOWS_BUILDS[platform.os_version]
+        foreign = "sha256:" + sha256_digest(platform.os_version.encode())[7:]
+        layers.insert(0, {"mediaType": FOREIGN_LAYER_TYPES[0], "size": 1024, "digest": foreign,
+                          "urls": [f"https://mcr.microsoft.com/v2/windows/servercore/blobs/{foreign}"]})
+        config["rootfs"]["diff_ids"].insert(0, foreign)
+    config_bytes = json.dumps(config).encode()
+    body = json.dumps({"schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
+                       "config": {"mediaType": CONFIG_TYPE, "size": len(config_bytes),
+                                  "digest": client.upload_blob(repository, config_bytes)},
+                       "layers": layers}, indent=3).encode()
+    digest = client.put_manifest(repository, tag, body, DOCKER_MANIFEST)
+    return Manifest(DOCKER_MANIFEST, digest, body)
+
+
+def push_release(client: RegistryClient, host: str, version: Version, *,
+                 skip: tuple[tuple[str, str], ...] = (), arch_namespace_layout: bool = False,
+                 label: str = "") -> dict[tuple[str, str], Manifest]:
+    """Every per-arch image of `version`, as the build stage would push them."""
+    pushed = {}
+    for variant in version.variants:
+        for platform in variant.platforms:
+            if (variant.name, platform.name) in skip:
+                continue
+            ref = arch_reference(host, "tinypy", version, variant, platform,
+                                 arch_namespace_layout=arch_namespace_layout)
+            pushed[(variant.name, platform.name)] = push_image(
+                client, ref.repository, ref.tag, platform, label=label + version.full)
+    return pushed
+
+
+def start_registry_with(workdir: Path, name: str, extra: dict):
+    """The test bed's registry with `extra` merged into its config: started once to write the
+    config, stopped, started again by PID with the edited config. Returns (registry, server)."""
+    import yaml
+
+    first = start_registry(workdir, name=name)
+    first.stop()
+    config_path = workdir / "config.yml"
+    config = yaml.safe_load(config_path.read_text())
+    config.update(extra)
+    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
+    server = procs.start(name, first.server.argv, workdir / "registry.log")
+    server.wait_ready(lambda: _answers(first.url), timeout=30, what=f"GET {first.url}/v2/")
+    return first, server
+
+
+def _answers(url: str) -> bool:
+    try:
+        return requests.get(url + "/v2/", timeout=2).status_code in (200, 401)
+    except requests.RequestException:
+        return False
+
+
+@pytest.fixture(scope="module")
+def windows_registry(tmp_path_factory):
+    """A plain registry that, like Docker Hub, accepts foreign layers on mcr.microsoft.com.
+
+    Distribution 2.8 refuses every foreign-layer URL (500 "invalid URL on layer") unless
+    validation.manifests.urls.allow is configured, so the session `registry` cannot hold
+    Windows-shaped images.
+    """
+    registry, server = start_registry_with(
+        tmp_path_factory.mktemp("windows-registry"), "windows-registry",
+        {"validation": {"manifests": {"urls": {
+            "allow": [r"^https?://([^/]+\.)*(microsoft|windows)\.com/"]}}}})
+    yield registry
+    server.stop()
+
+
+@pytest.fixture(scope="module")
+def client(windows_registry) -> RegistryClient:
+    return RegistryClient(windows_registry.host)
+
+
+def entry_summary(document: dict) -> list[tuple]:
+    return [(m["platform"]["os"], m["platform"]["architecture"], m["platform"].get("variant"),
+             m["platform"].get("os.version")) for m in document["manifests"]]
+
+
+EXPECTED_ORDER = [("linux", "amd64", None, None), ("linux", "arm", "v7", None),
+                  ("linux", "arm64", "v8", None), ("linux", "386", None, None),
+                  ("windows", "amd64", None, "10.0.14393.3274"),
+                  ("windows", "amd64", None, "10.0.17763.805")]
+
+
+# --- the pure core ---------------------------------------------------------------------------
+
+def test_platform_fields_normalize_through_the_table():
+    assert platform_fields({"os": "linux", "architecture": "arm64"}) == \
+        {"architecture": "arm64", "os": "linux", "variant": "v8"}
+    assert platform_fields({"os": "linux", "architecture": "arm"})["variant"] == "v7"
+    assert platform_fields({"os": "windows", "architecture": "amd64", "os.version": "10.0.17763.805",
+                            "os.features": ["win32k"]}) == \
+        {"architecture": "amd64", "os": "windows", "os.version": "10.0.17763.805",
+         "os.features": ["win32k"]}
+    with pytest.raises(BuilderError, match="linux/sparc"):
+        platform_fields({"os": "linux", "architecture": "sparc"})
+
+
+def _member(os_: str, arch: str, variant: str | None = None, os_version: str | None = None) -> Member:
+    body = json.dumps({"x": [os_, arch, variant, os_version]}).encode()
+    config = {"os": os_, "architecture": arch}
+    if variant:
+        config["variant"] = variant
+    if os_version:
+        config["os.version"] = os_version
+    return Member(Manifest(DOCKER_MANIFEST, sha256_digest(body), body), config)
+
+
+def test_assemble_orders_by_the_platform_table_then_windows_version():
+    members = [_member("windows", "amd64", os_version="10.0.17763.805"),
+               _member("linux", "s390x"), _member("linux", "arm", "v5"),
+               _member("windows", "amd64", os_version="10.0.14393.3274"),
+               _member("linux", "386"), _member("linux", "arm64"), _member("linux", "amd64"),
+               _member("linux", "ppc64le"), _member("linux", "arm", "v7"), _member("linux", "arm", "v6")]
+    body, media_type = assemble(members)
+    document = json.loads(body)
+    assert media_type == DOCKER_LIST == document["mediaType"]
+    assert [(p[1], p[2] or p[3]) for p in entry_summary(document)] == [
+        ("amd64", None), ("arm", "v5"), ("arm", "v6"), ("arm", "v7"), ("arm64", "v8"),
+        ("386", None), ("ppc64le", None), ("s390x", None),
+        ("amd64", "10.0.14393.3274"), ("amd64", "10.0.17763.805")]
+    child = members[1].manifest
+    entry = next(m for m in document["manifests"] if m["digest"] == child.digest)
+    assert entry["size"] == len(child.body) and entry["mediaType"] == DOCKER_MANIFEST
+    assert assemble(list(reversed(members))) == (body, media_type)
+    oci_body, oci_type = assemble(members, oci=True)
+    assert oci_type == OCI_INDEX == json.loads(oci_body)["mediaType"]
+
+
+def test_assemble_refuses_two_images_for_one_platform():
+    with pytest.raises(BuilderError, match="two images claim linux/amd64"):
+        assemble([_member("linux", "amd64"), _member("linux", "x86_64")])
+
+
+# --- against the registry --------------------------------------------------------------------
+
+def test_publish_writes_every_tag_in_order_and_docker_agrees(client, windows_registry, tmp_path):
+    host = windows_registry.host
+    version = make_version("1.0.0")
+    pushed = push_release(client, host, version)
+    groups = tag_groups(make_family(version), version)
+    assert set(groups) >= {"1.0.0", "1.0.0-buster", "1", "1-buster", "1.0.0-windowsservercore"}
+
+    results = publish(client, host, "tinypy", version, groups)
+
+    assert [r.tag for r in results] == list(groups)
+    assert {r.status for r in results} == {Status.WRITTEN}
+    shared = client.get_manifest("tinypy", "1.0.0")
+    assert shared.media_type == DOCKER_LIST and shared.digest == results[list(groups).index("1.0.0")].digest
+    assert entry_summary(shared.json) == EXPECTED_ORDER
+    expected_digests = [pushed[k].digest for k in (
+        ("buster", "amd64"), ("buster", "arm32v7"), ("buster", "arm64v8"), ("buster", "i386"),
+        ("windowsservercore-ltsc2016", "windows-amd64"), ("windowsservercore-1809", "windows-amd64"))]
+    assert [m["digest"] for m in shared.json["manifests"]] == expected_digests
+    assert all(m["size"] == len(pushed_body) for m, pushed_body in zip(
+        shared.json["manifests"], (client.get_manifest("tinypy", d).body for d in expected_digests)))
+    only_buster = client.get_manifest("tinypy", "1.0.0-buster").json
+    assert entry_summary(only_buster) == EXPECTED_ORDER[:4]
+    windows = client.get_manifest("tinypy", "1.0.0-windowsservercore").json
+    assert entry_summary(windows) == EXPECTED_ORDER[4:]
+
+    inspected = subprocess.run(["docker", "manifest", "inspect", "--insecure", f"{host}/tinypy:1.0.0"],
+                               capture_output=True, text=True, check=True,
+                               env={**os.environ, "DOCKER_CONFIG": str(tmp_path)})
+    cli = json.loads(inspected.stdout)
+    assert cli["mediaType"] == DOCKER_LIST
+    assert [m["digest"] for m in cli["manifests"]] == expected_digests
+    assert entry_summary(cli) == EXPECTED_ORDER
+
+
+def test_rerun_writes_nothing(client, windows_registry):
+    host = windows_registry.host
+    version = make_version("1.1.0")
+    push_release(client, host, version)
+    groups = tag_groups(make_family(version), version)
+    first = publish(client, host, "tinypy", version, groups)
+    before = {r.tag: client.head_manifest("tinypy", r.tag).digest for r in first}
+
+    again = publish(client, host, "tinypy", version, groups)
+
+    assert {r.status for r in again} == {Status.UNCHANGED}
+    assert [r.digest for r in again] == [r.digest for r in first]
+    assert {r.tag: client.head_manifest("tinypy", r.tag).digest for r in again} == before
+
+
+def test_missing_platform_leaves_the_tag_untouched(client, windows_registry):
+    host = windows_registry.host
+    version = make_version("1.2.0")
+    push_release(client, host, version, label="old")
+    groups = tag_groups(make_family(version), version)
+    publish(client, host, "tinypy", version, groups)
+    before = client.head_manifest("tinypy", "1.2.0").digest
+    # A new build of the same version where arm64v8 failed to push:
+    push_release(client, host, version, skip=(("buster", "arm64v8"),), label="new")
+    requests.delete(f"{windows_registry.url}/v2/tinypy/manifests/"
+                    f"{client.head_manifest('tinypy', '1.2.0-buster-arm64v8').digest}", timeout=10)
+
+    results = {r.tag: r for r in publish(client, host, "tinypy", version, groups)}
+
+    assert results["1.2.0"].status is Status.FAILED
+    assert "1.2.0-buster-arm64v8" in results["1.2.0"].reason
+    assert results["1.2.0"].missing == (f"{host}/tinypy:1.2.0-buster-arm64v8",)
+    assert client.head_manifest("tinypy", "1.2.0").digest == before
+    # Tags that do not need arm64v8 are published from the new images.
+    assert results["1.2.0-windowsservercore"].status is Status.WRITTEN
+
+    partial = {r.tag: r for r in publish(client, host, "tinypy", version, groups, allow_missing=True)}
+    assert partial["1.2.0"].status is Status.WRITTEN
+    assert "PARTIAL" in partial["1.2.0"].line()
+    assert ("linux", "arm64", "v8", None) not in entry_summary(client.get_manifest("tinypy", "1.2.0").json)
+
+
+def test_oci_index(client, windows_registry):
+    host = windows_registry.host
+    version = make_version("1.3.0", BUSTER)
+    push_release(client, host, version)
+    groups = tag_groups(make_family(version), version)
+
+    results = publish(client, host, "tinypy", version, groups, oci=True)
+
+    assert {r.media_type for r in results} == {OCI_INDEX}
+    index = client.get_manifest("tinypy", "1.3.0")
+    assert index.media_type == OCI_INDEX and index.json["mediaType"] == OCI_INDEX
+    assert entry_summary(index.json) == EXPECTED_ORDER[:4]
+    assert index.digest == results[0].digest
+
+
+def test_arch_namespaces_are_copied_in_by_mount(client, windows_registry):
+    host = windows_registry.host
+    version = make_version("1.4.0")
+    pushed = push_release(client, host, version, arch_namespace_layout=True)
+    assert client.head_manifest("amd64/tinypy", "1.4.0-buster")
+    assert client.head_manifest("winamd64/tinypy", "1.4.0-windowsservercore-1809")
+    assert client.head_manifest("tinypy", pushed[("buster", "amd64")].digest) is None
+    groups = tag_groups(make_family(version), version)
+
+    dry = publish(client, host, "tinypy", version, groups, arch_namespace_layout=True, dry_run=True)
+    assert {r.status for r in dry} == {Status.PLANNED}
+    assert client.head_manifest("tinypy", "1.4.0") is None
+    assert client.head_manifest("tinypy", pushed[("buster", "amd64")].digest) is None
+
+    results = publish(client, host, "tinypy", version, groups, arch_namespace_layout=True)
+
+    assert {r.status for r in results} == {Status.WRITTEN}
+    shared = client.get_manifest("tinypy", "1.4.0").json
+    assert entry_summary(shared) == EXPECTED_ORDER
+    for manifest in pushed.values():
+        assert client.get_manifest("tinypy", manifest.digest).body == manifest.body
+        config = manifest.json["config"]["digest"]
+        assert client.head_blob("tinypy", config).size == manifest.json["config"]["size"]
+
+
+def _versions_file(tmp_path: Path) -> Path:
+    (tmp_path / "templates").mkdir()
+    (tmp_path / "templates" / "debian.Dockerfile.j2").write_text("FROM {{ base }}\n")
+    path = tmp_path / "versions.yaml"
+    path.write_text("repository: tinypy\n"
+                    "defaults:\n  debian-suite: buster\n"
+                    "variants:\n  buster:\n    template: debian\n    from: debian:buster\n"
+                    "    platforms: [amd64, arm32v7]\n"
+                    "versions:\n  - version: 2.0.0\n    aliases: [\"2\"]\n    variants: [buster]\n")
+    return path
+
+
+def _invoke(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run([str(ROOT / ".venv" / "bin" / "invoke"), "publish", *args], cwd=ROOT,
+                          capture_output=True, text=True, env={**os.environ, **(env or {})})
+
+
+def test_invoke_publish_exit_codes(registry, tmp_path):
+    """The command line on the session registry (Linux images only: no foreign layers)."""
+    versions = _versions_file(tmp_path)
+    client = RegistryClient(registry.host)
+    version = Version("2.0.0", ("2",), (Variant("buster", "buster", "debian", "debian:buster",
+                                                (PLATFORMS["amd64"], PLATFORMS["arm32v7"])),))
+    push_release(client, registry.host, version, skip=(("buster", "arm32v7"),))
+
+    missing = _invoke("--version", "2.0.0", "--registry", registry.host, "--versions", str(versions))
+    assert missing.returncode == 1, missing.stderr
+    assert f"{registry.host}/tinypy:2.0.0-buster-arm32v7" in missing.stdout
+    assert client.head_manifest("tinypy", "2.0.0") is None
+
+    push_release(client, registry.host, version)
+    done = _invoke("--version", "2.0.0", "--registry", registry.host, "--versions", str(versions))
+    assert done.returncode == 0, done.stderr
+    assert f"{registry.host}/tinypy:2.0.0: written" in done.stdout
+    again = _invoke("--version", "2.0", "--registry", registry.host, "--versions", str(versions))
+    assert again.returncode == 0 and "written" not in again.stdout
+    assert again.stdout.count(": unchanged") == len(done.stdout.splitlines())
+
+    bad = _invoke("--version", "9.9.9", "--registry", registry.host, "--versions", str(versions))
+    assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "9.9.9" in bad.stderr
+
+
+def test_basic_auth_over_tls(tls_registry, tmp_path):
+    versions = _versions_file(tmp_path)
+    from builder.auth import Credentials
+    creds = Credentials(tls_registry.username, tls_registry.password)
+    client = RegistryClient(tls_registry.host, credentials=creds, ca_bundle=str(tls_registry.ca_bundle))
+    version = Version("2.0.0", ("2",), (Variant("buster", "buster", "debian", "debian:buster",
+                                                (PLATFORMS["amd64"], PLATFORMS["arm32v7"])),))
+    push_release(client, tls_registry.host, version)
+    env = {"BUILDER_REGISTRY_USERNAME": tls_registry.username,
+           "BUILDER_REGISTRY_PASSWORD": tls_registry.password,
+           "DOCKER_CONFIG": str(tmp_path / "no-docker-config")}
+
+    done = _invoke("--version", "2.0.0", "--registry", tls_registry.host, "--versions", str(versions),
+                   "--ca-bundle", str(tls_registry.ca_bundle), env=env)
+    assert done.returncode == 0, done.stderr
+    assert entry_summary(client.get_manifest("tinypy", "2").json) == EXPECTED_ORDER[:2]
+
+    wrong = _invoke("--version", "2.0.0", "--registry", tls_registry.host, "--versions", str(versions),
+                    "--ca-bundle", str(tls_registry.ca_bundle),
+                    env={**env, "BUILDER_REGISTRY_PASSWORD": "not-" + tls_registry.password})
+    assert wrong.returncode == 1
+    lines = wrong.stderr.strip().splitlines()
+    assert len(lines) == 1, wrong.stderr
+    assert f"registry {tls_registry.host} refused the credentials for user 'builder'" in lines[0]
+    assert "BUILDER_REGISTRY_" in lines[0]
+    assert tls_registry.password not in wrong.stderr + wrong.stdout

@@ -1,0 +1,518 @@
+"""The summary page: the pure renderer (seed round trip, formatting rules) and the fetch edge
+against real registries, a real engine and a real HTTP server for foreign layer urls."""
+from __future__ import annotations
+
+import hashlib
+import io
+import json
+import os
+import re
+import shutil
+import subprocess
+import sys
+import tarfile
+import threading
+from datetime import datetime, timezone
+from email.utils import format_datetime
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import pytest
+import requests
+
+from builder import auth
+from builder.auth import Credentials
+from builder.registry import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, ImageRef, RegistryClient
+from builder.summary import (BlobHead, Document, ImageDocuments, TagDocuments, created_text,
+                             history_text, json_text, last_modified_text, page_path, platform_text,
+                             render, size_text, summarize, write_page)
+from seed_documents import seed_documents
+from testbed import procs
+
+ROOT = Path(__file__).resolve().parent.parent
+SEED = Path(os.environ.get("SEED_PAGE", ROOT.parent / "shared/seed/000_5a6006424bbde431.txt"))
+CONFIG_TYPE = "application/vnd.docker.container.image.v1+json"
+LAYER_TYPE = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+FOREIGN_TYPE = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+POWERSHELL = ["powershell", "-Command",
+              "$ErrorActionPreference = 'Stop'; $ProgressPreference = 'SilentlyContinue';"]
+
+
+# --- the pure renderer ---------------------------------------------------------------------
+
+def test_seed_round_trip_is_byte_identical():
+    if not SEED.is_file():
+        pytest.fail(f"seed page not found at {SEED}: set SEED_PAGE to its path", pytrace=False)
+    seed = SEED.read_text(encoding="utf-8")
+    page = render(seed_documents(seed))
+    assert page.count("\n") == 903
+    assert len(page.encode()) == 63789
+    assert page == seed
+
+
+@pytest.mark.parametrize("size, text", [
+    (0, "0.0 B"), (233, "233.0 B"), (1000, "1000.0 B"), (1001, "1.0 KB (1001 bytes)"),
+    (1000000, "1000.0 KB (1000000 bytes)"), (1000999, "1001.0 KB (1000999 bytes)"),
+    (1001000, "1.0 MB (1001000 bytes)"), (1050000, "1.1 MB (1050000 bytes)"),
+    (349284332, "349.3 MB (349284332 bytes)"), (5788551388, "5.8 GB (5788551388 bytes)"),
+    (3 * 1000 ** 5, "3000.0 TB (3000000000000000 bytes)"),
+])
+def test_sizes_are_decimal_and_change_unit_only_past_1000(size, text):
+    assert size_text(size) == text
+
+
+@pytest.mark.parametrize("created, text", [
+    ("2019-10-16T23:25:59.999999999Z", "Wed, 16 Oct 2019 23:25:59 GMT"),  # truncated, not rounded
+    ("2019-10-17T01:25:59+02:00", "Wed, 16 Oct 2019 23:25:59 GMT"),
+    ("2019-10-16T20:25:59.5-03:00", "Wed, 16 Oct 2019 23:25:59 GMT"),
+    ("0001-01-01T00:00:00Z", "Thu, 01 Jan 1970 00:00:00 GMT"),  # Go's zero time
+    ("yesterday", "Thu, 01 Jan 1970 00:00:00 GMT"),
+    (None, "Thu, 01 Jan 1970 00:00:00 GMT"),
+])
+def test_created_dates(created, text):
+    assert created_text(created) == text
+
+
+@pytest.mark.parametrize("header", ["Wed, 16 Oct 2019 23:31:37 GMT",
+                                    "Wednesday, 16-Oct-19 23:31:37 GMT",
+                                    "Wed Oct 16 23:31:37 2019"])
+def test_last_modified_is_normalized_to_rfc1123(header):
+    assert last_modified_text(header) == "Wed, 16 Oct 2019 23:31:37 GMT"
+
+
+@pytest.mark.parametrize("created_by, shell, text", [
+    ("/bin/sh -c #(nop) ADD file:9e9d in / ", None, "ADD file:9e9d in / "),
+    ("/bin/sh -c #(nop)  CMD [\"bash\"]", None, "CMD [\"bash\"]"),
+    ("/bin/sh -c set -ex; \tapt-get update", None, "RUN set -ex; \tapt-get update"),
+    ("|2 A=1 B=x y /bin/sh -c make install", None, "# ARGS: A=1 B=x y\nRUN make install"),
+    ("|1 A=1 make install", None, "# unable to parse image command string further:\n|1 A=1 make install"),
+    ("Apply image 1607-RTM-amd64", POWERSHELL, "RUN Apply image 1607-RTM-amd64"),
+    (" ".join(POWERSHELL) + " #(nop)  SHELL [powershell -Command x]", POWERSHELL,
+     "SHELL [powershell -Command x]"),
+    (" ".join(POWERSHELL) + " $url = 'x'; \tWrite-Host $url", POWERSHELL, "RUN $url = 'x'; \tWrite-Host $url"),
+    ("|1 V=3 " + " ".join(POWERSHELL) + " Write-Host $env:V", POWERSHELL, "# ARGS: V=3\nRUN Write-Host $env:V"),
+    ("cmd /S /C #(nop)  ENV A=1", POWERSHELL, "RUN cmd /S /C #(nop)  ENV A=1"),  # not the image's shell
+    ("RUN |1 v=11 /bin/sh -c true # buildkit", None, "RUN RUN |1 v=11 /bin/sh -c true # buildkit"),
+    (None, None, "RUN "),
+])
+def test_history_lines(created_by, shell, text):
+    assert history_text(created_by, shell) == text
+
+
+def test_json_is_compact_with_escaped_slashes():
+    assert json_text(["/usr/local/bin/x", "a\"b\\c", "\x1b\t", "é"]) == \
+        '["\\/usr\\/local\\/bin\\/x","a\\"b\\\\c","\\u001B\\t","é"]'
+    assert json_text([]) == "[]"
+
+
+@pytest.mark.parametrize("platform, text", [
+    ({}, "linux; amd64"),
+    ({"architecture": "arm", "os": "linux", "variant": "v5"}, "linux; arm variant v5"),
+    ({"architecture": "386", "os": "linux", "variant": None}, "linux; 386"),
+    ({"architecture": "amd64", "os": "windows", "os.version": "10.0.17763.805",
+      "os.features": ["win32k"]}, "windows version 10.0.17763.805 ft. win32k; amd64"),
+    ({"architecture": "arm64", "os": "linux", "variant": "", "features": ["sse4", "aes"]},
+     "linux; arm64 variant  ft. sse4, aes"),
+    ({"architecture": "unknown", "os": "unknown"}, "unknown; unknown"),
+])
+def test_platform_strings(platform, text):
+    assert platform_text(platform) == text
+
+
+def _image_documents(platform=None, media_type=DOCKER_MANIFEST, last_modified=None):
+    config = {"architecture": "arm64", "os": "linux", "variant": "v8", "docker_version": "20.10.24",
+              "config": {"Entrypoint": ["/docker-entrypoint.sh"], "Cmd": [], "Shell": None},
+              "history": [{"created": "2019-10-16T23:25:59.5Z",
+                           "created_by": "/bin/sh -c #(nop) ADD file:abc in / "},
+                          {"created": "2019-10-16T23:26:00Z",
+                           "created_by": "/bin/sh -c #(nop)  CMD []", "empty_layer": True}]}
+    manifest = {"schemaVersion": 2, "mediaType": media_type,
+                "config": {"mediaType": CONFIG_TYPE, "size": 2, "digest": "sha256:" + "c" * 64},
+                "layers": [{"mediaType": LAYER_TYPE, "size": 1001, "digest": "sha256:" + "1" * 64},
+                           {"mediaType": LAYER_TYPE, "digest": "sha256:" + "2" * 64}]}
+    heads = {"sha256:" + "1" * 64: BlobHead(size=1001, last_modified=last_modified),
+             "sha256:" + "2" * 64: BlobHead(size=999, media_type=LAYER_TYPE)}
+    return ImageDocuments(Document(media_type, "sha256:" + "e" * 64, manifest), config, heads, platform)
+
+
+def test_single_manifest_page_has_no_per_image_pull_line_and_no_variant():
+    page = render(TagDocuments("127.0.0.1:5000/tiny:1.0", "127.0.0.1:5000/tiny",
+                               Document(DOCKER_MANIFEST, "sha256:" + "e" * 64, {}),
+                               (_image_documents(),)))
+    assert page == (
+        "## `127.0.0.1:5000/tiny:1.0`\n\n"
+        "```console\n$ docker pull 127.0.0.1:5000/tiny@sha256:" + "e" * 64 + "\n```\n\n"
+        "-\tPlatforms:\n\t-\tlinux; arm64\n\n"
+        "### `127.0.0.1:5000/tiny:1.0` - linux; arm64\n\n"
+        "-\tDocker Version: 20.10.24\n"
+        "-\tManifest MIME: `application/vnd.docker.distribution.manifest.v2+json`\n"
+        "-\tTotal Size: **2.0 KB (2000 bytes)**  \n\t(compressed transfer size, not on-disk size)\n"
+        "-\tImage ID: `sha256:" + "c" * 64 + "`\n"
+        "-\tEntrypoint: `[\"\\/docker-entrypoint.sh\"]`\n"
+        "-\tDefault Command: `[]`\n\n"
+        "```dockerfile\n"
+        "# Wed, 16 Oct 2019 23:25:59 GMT\nADD file:abc in / \n"
+        "# Wed, 16 Oct 2019 23:26:00 GMT\nCMD []\n"
+        "```\n\n"
+        "-\tLayers:\n"
+        "\t-\t`sha256:" + "1" * 64 + "`  \n\t\tSize: 1.0 KB (1001 bytes)  \n\t\tMIME: " + LAYER_TYPE + "\n"
+        "\t-\t`sha256:" + "2" * 64 + "`  \n\t\tSize: 999.0 B  \n\t\tMIME: " + LAYER_TYPE + "\n")
+
+
+def test_oci_index_page_shows_its_media_type_and_last_modified_only_when_sent():
+    image = _image_documents({"architecture": "arm64", "os": "linux", "variant": "v8"},
+                             media_type="application/vnd.oci.image.manifest.v1+json",
+                             last_modified="Wed, 16 Oct 2019 23:31:37 GMT")
+    page = render(TagDocuments("x/y:1", "x/y", Document(OCI_INDEX, "sha256:" + "f" * 64, {}), (image,)))
+    lines = page.splitlines()
+    assert lines[6:9] == ["-\tManifest MIME: `application/vnd.oci.image.index.v1+json`",
+                          "-\tPlatforms:", "\t-\tlinux; arm64 variant v8"]
+    assert "$ docker pull x/y@sha256:" + "e" * 64 in lines
+    assert "-\tManifest MIME: `application/vnd.oci.image.manifest.v1+json`" in lines
+    assert page.count("Last Modified:") == 1
+    assert "\t\tLast Modified: Wed, 16 Oct 2019 23:31:37 GMT  " in lines
+    assert page.endswith("MIME: " + LAYER_TYPE + "\n")
+
+
+def test_missing_tag_page():
+    assert render(TagDocuments("python:nope", "python", None)) == \
+        "## `python:nope`\n\n**does not exist** (yet?)\n"
+
+
+def test_page_path_follows_repo_info_layout(tmp_path):
+    assert page_path(ImageRef.parse("python:3.8"), tmp_path) == tmp_path / "python/remote/3.8.md"
+    assert page_path(ImageRef.parse("127.0.0.1:5000/team/py:3.8-slim"), tmp_path) == \
+        tmp_path / "team/py/remote/3.8-slim.md"
+
+
+# --- the fetch edge, against real registries ------------------------------------------------
+
+class _LayerServer(ThreadingHTTPServer):
+    """A real HTTP server standing in for Microsoft's download server of Windows base layers."""
+    daemon_threads = True
+    last_modified = "Tue, 18 Sep 2018 20:20:50 GMT"
+
+    def __init__(self):
+        super().__init__(("127.0.0.1", 0), _LayerHandler)
+        self.heads: list[str] = []
+
+    def url(self, path: str) -> str:
+        return f"http://127.0.0.1:{self.server_address[1]}{path}"
+
+
+class _LayerHandler(BaseHTTPRequestHandler):
+    def do_HEAD(self):
+        self.server.heads.append(self.path)
+        if self.path.startswith("/moved/"):
+            self.send_response(302)
+            self.send_header("Location", self.path.removeprefix("/moved"))
+        elif self.path.startswith("/layers/"):
+            self.send_response(200)
+            self.send_header("Last-Modified", self.server.last_modified)
+        else:
+            self.send_response(200)
+        self.send_header("Content-Length", "0")
+        self.end_headers()
+
+    def log_message(self, *args):
+        pass
+
+
+@pytest.fixture
+def layer_server():
+    server = _LayerServer()
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield server
+    server.shutdown()
+    server.server_close()
+
+
+@pytest.fixture(scope="module")
+def foreign_registry(tmp_path_factory):
+    """A plain registry that, unlike the shared one, accepts foreign layer urls: Distribution
+    refuses every manifest with urls unless `validation.manifests.urls.allow` is set."""
+    workdir = tmp_path_factory.mktemp("foreign-registry")
+    host = f"127.0.0.1:{procs.free_port()}"
+    config = {"version": 0.1, "log": {"level": "info"},
+              "storage": {"filesystem": {"rootdirectory": str(workdir / "storage")}},
+              "http": {"addr": host},
+              "validation": {"manifests": {"urls": {"allow": ["^https?://127\\.0\\.0\\.1:"]}}}}
+    (workdir / "config.yml").write_text(json.dumps(config))
+    server = procs.start("foreign-registry", [shutil.which("docker-registry"), "serve",
+                                              str(workdir / "config.yml")], workdir / "registry.log")
+
+    def answers() -> bool:
+        try:
+            return requests.get(f"http://{host}/v2/", timeout=2).status_code == 200
+        except requests.RequestException:
+            return False
+
+    server.wait_ready(answers, timeout=30, what=f"GET http://{host}/v2/")
+    yield host
+    server.stop()
+
+
+def _push_image(client: RegistryClient, repository: str, tag: str, config: dict,
+                layers: list[bytes], foreign: list[dict] = ()) -> str:
+    """PUT a hand-made image (blobs, then its manifest); returns the manifest digest."""
+    config_bytes = json.dumps(config).encode()
+    descriptors = list(foreign)
+    for data in layers:
+        descriptors.append({"mediaType": LAYER_TYPE, "size": len(data),
+                            "digest": client.upload_blob(repository, data)})
+    manifest = {"schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
+                "config": {"mediaType": CONFIG_TYPE, "size": len(config_bytes),
+                           "digest": client.upload_blob(repository, config_bytes)},
+                "layers": descriptors}
+    return client.put_manifest(repository, tag, json.dumps(manifest).encode(), DOCKER_MANIFEST)
+
+
+def _push_list(client: RegistryClient, repository: str, tag: str, entries: list[tuple[str, dict]],
+               media_type: str = DOCKER_LIST) -> str:
+    manifests = []
+    for digest, platform in entries:
+        child = client.get_manifest(repository, digest)
+        manifests.append({"mediaType": child.media_type, "size": child.size, "digest": digest,
+                          "platform": platform})
+    body = json.dumps({"schemaVersion": 2, "mediaType": media_type, "manifests": manifests}).encode()
+    return client.put_manifest(repository, tag, body, media_type)
+
+
+def _windows_config(os_version: str, base: str) -> dict:
+    shell = " ".join(POWERSHELL) + " "
+    return {
+        "architecture": "amd64", "os": "windows", "os.version": os_version,
+        "docker_version": "18.03.1-ee-4",
+        "config": {"Cmd": ["python"], "Shell": POWERSHELL},
+        "history": [
+            {"created": "2018-09-15T09:10:26.123Z", "created_by": f"Apply image {base}"},
+            {"created": "2019-10-09T13:07:48Z", "created_by": shell + "#(nop)  SHELL [" +
+             " ".join(POWERSHELL) + "]"},
+            {"created": "2019-10-15T23:04:32Z", "created_by": shell + "#(nop)  ENV PYTHON_VERSION=3.8.0"},
+            {"created": "2019-10-15T23:07:08Z", "created_by": shell + "Write-Host 'x/y'; \tWrite-Host z"},
+        ],
+    }
+
+
+def test_windows_shaped_list_with_foreign_layers(foreign_registry, layer_server):
+    """No Windows engine exists here: hand-made Windows-shaped images, pushed straight to the
+    registry, stand in for the ones a Windows engine would build."""
+    host = foreign_registry
+    client = RegistryClient(host)
+    repository = "summary/windows"
+    shared_base = {"mediaType": FOREIGN_TYPE, "size": 1534685324,
+                   "digest": "sha256:" + hashlib.sha256(b"1809 base").hexdigest(),
+                   "urls": [layer_server.url("/moved/layers/1809.tar.gz")]}
+    update = {"mediaType": FOREIGN_TYPE, "size": 666618146,
+              "digest": "sha256:" + hashlib.sha256(b"1809 update").hexdigest(),
+              "urls": [layer_server.url("/plain/update.tar.gz")]}  # answers without Last-Modified
+    entries = []
+    for os_version in ("10.0.17763.805", "10.0.17763.806"):
+        digest = _push_image(client, repository, os_version, _windows_config(os_version, "1809-RTM-amd64"),
+                             [b"ENV layer", os_version.encode()], [shared_base, update])
+        entries.append((digest, {"architecture": "amd64", "os": "windows", "os.version": os_version}))
+    list_digest = _push_list(client, repository, "latest", entries)
+
+    layer_server.heads.clear()
+    ref = ImageRef.parse(f"{host}/{repository}:latest")
+    page = summarize(client, ref)
+    lines = page.splitlines()
+
+    # Each url once although both images use both layers; the redirect is followed.
+    assert sorted(layer_server.heads) == ["/layers/1809.tar.gz", "/moved/layers/1809.tar.gz",
+                                          "/plain/update.tar.gz"]
+    assert lines[3] == f"$ docker pull {host}/{repository}@{list_digest}"
+    assert lines[7:10] == ["-\tPlatforms:", "\t-\twindows version 10.0.17763.805; amd64",
+                           "\t-\twindows version 10.0.17763.806; amd64"]
+    section = page.split("\n\n### ")[1]
+    assert section.startswith(f"`{host}/{repository}:latest` - windows version 10.0.17763.805; amd64")
+    assert f"$ docker pull {host}/{repository}@{entries[0][0]}" in section
+    assert "-\tDocker Version: 18.03.1-ee-4\n" in section
+    total = 1534685324 + 666618146 + len(b"ENV layer") + len(b"10.0.17763.805")
+    assert f"-\tTotal Size: **{size_text(total)}**  \n" in section
+    assert ("-\t`SHELL`: `[\"powershell\",\"-Command\",\"$ErrorActionPreference = 'Stop'; "
+            "$ProgressPreference = 'SilentlyContinue';\"]`\n") in section
+    assert ("```dockerfile\n"
+            "# Sat, 15 Sep 2018 09:10:26 GMT\nRUN Apply image 1809-RTM-amd64\n"
+            "# Wed, 09 Oct 2019 13:07:48 GMT\nSHELL [" + " ".join(POWERSHELL) + "]\n"
+            "# Tue, 15 Oct 2019 23:04:32 GMT\nENV PYTHON_VERSION=3.8.0\n"
+            "# Tue, 15 Oct 2019 23:07:08 GMT\nRUN Write-Host 'x/y'; \tWrite-Host z\n"
+            "```\n") in section
+    layers = section.split("-\tLayers:\n")[1]
+    assert layers.startswith(
+        f"\t-\t`{shared_base['digest']}`  \n\t\tLast Modified: {_LayerServer.last_modified}  \n"
+        f"\t\tSize: 1.5 GB (1534685324 bytes)  \n\t\tMIME: {FOREIGN_TYPE}\n"
+        f"\t-\t`{update['digest']}`  \n\t\tSize: 666.6 MB (666618146 bytes)  \n\t\tMIME: {FOREIGN_TYPE}\n")
+    # Distribution 2.8 sends no Last-Modified on blob HEADs: the registry layers have no such line.
+    assert page.count("Last Modified:") == 2
+
+
+def test_single_manifest_tag_and_missing_tag(registry):
+    client = RegistryClient(registry.host)
+    config = {"architecture": "arm", "os": "linux", "variant": "v7",
+              "config": {"Cmd": None, "Entrypoint": []},
+              "history": [{"created": "2024-02-29T12:00:00Z", "created_by": "/bin/sh -c #(nop) COPY file:x in / "}]}
+    digest = _push_image(client, "summary/single", "1.0", config, [b"x" * 1500])
+    page = summarize(client, ImageRef.parse(f"{registry.host}/summary/single:1.0"))
+    assert page.splitlines()[:12] == [
+        f"## `{registry.host}/summary/single:1.0`", "", "```console",
+        f"$ docker pull {registry.host}/summary/single@{digest}", "```", "",
+        "-\tPlatforms:", "\t-\tlinux; arm", "", f"### `{registry.host}/summary/single:1.0` - linux; arm", "",
+        "-\tManifest MIME: `application/vnd.docker.distribution.manifest.v2+json`"]
+    assert "Entrypoint" not in page and "Default Command" not in page
+    assert "# Thu, 29 Feb 2024 12:00:00 GMT\nCOPY file:x in / \n" in page
+
+    missing = summarize(client, ImageRef.parse(f"{registry.host}/summary/single:2.0"))
+    assert missing == f"## `{registry.host}/summary/single:2.0`\n\n**does not exist** (yet?)\n"
+
+
+def test_write_page_and_the_summary_task(registry, tmp_path):
+    client = RegistryClient(registry.host)
+    config = {"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]}, "history": []}
+    _push_image(client, "summary/cli", "1.0", config, [b"layer"])
+    ref = ImageRef.parse(f"{registry.host}/summary/cli:1.0")
+
+    path = write_page(client, ref, tmp_path)
+    assert path == tmp_path / "summary/cli/remote/1.0.md"
+    assert path.read_text() == summarize(client, ref)
+    assert [p.name for p in path.parent.iterdir()] == ["1.0.md"]  # no temporary left behind
+
+    printed = subprocess.run([sys.executable, "-m", "invoke", "summary", str(ref)], cwd=ROOT,
+                             capture_output=True, text=True)
+    assert printed.returncode == 0, printed.stderr
+    assert printed.stdout == path.read_text()
+
+    written = subprocess.run([sys.executable, "-m", "invoke", "summary", str(ref), "--out",
+                              str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True)
+    assert written.returncode == 0, written.stderr
+    assert (tmp_path / "out/summary/cli/remote/1.0.md").read_text() == printed.stdout
+
+    bad = subprocess.run([sys.executable, "-m", "invoke", "summary", "Not A Ref"], cwd=ROOT,
+                         capture_output=True, text=True)
+    assert bad.returncode == 2
+    assert bad.stderr.count("\n") == 1 and "not an image reference" in bad.stderr
+
+
+BUILT_DOCKERFILE = """\
+FROM {base}
+ARG GREETING=hello
+ENV GREETING=$GREETING
+COPY greeting.txt /greeting.txt
+RUN echo "$GREETING" > /greeting && cat /greeting.txt >> /greeting
+CMD ["sh", "-c", "cat /greeting"]
+"""
+
+
+def _build_and_push(docker_client, mirror, repository: str, name: str, oci: str) -> str:
+    context = io.BytesIO()
+    with tarfile.open(fileobj=context, mode="w") as tar:
+        for path, text in (("Dockerfile", BUILT_DOCKERFILE.format(base=f"{mirror.host}/library/busybox:{name}")),
+                           ("greeting.txt", f"from {name}\n")):
+            data = text.encode()
+            info = tarfile.TarInfo(path)
+            info.size = len(data)
+            tar.addfile(info, io.BytesIO(data))
+    context.seek(0)
+    image = f"{repository}:{name}"
+    # Only build args given on the command line show up in RUN's created_by (as `|1 K=V`).
+    for event in docker_client.api.build(fileobj=context, custom_context=True, tag=image, platform=oci,
+                                         buildargs={"GREETING": f"hi {name}"},
+                                         rm=True, forcerm=True, pull=True, decode=True):
+        assert "error" not in event, event
+    for event in docker_client.api.push(repository, name, stream=True, decode=True):
+        assert "error" not in event, event
+    return image
+
+
+_DATE_LINE = re.compile(r"# (\w{3}, \d\d \w{3} \d{4} \d\d:\d\d:\d\d GMT)")
+
+
+def _dockerfile_entries(section: str) -> list[tuple[str, str]]:
+    """The dockerfile block as (date, instruction text) pairs."""
+    entries: list[tuple[str, list[str]]] = []
+    for line in section.split("```dockerfile\n")[1].split("```\n")[0].splitlines():
+        date = _DATE_LINE.fullmatch(line)
+        if date:
+            entries.append((date.group(1), []))
+        else:
+            entries[-1][1].append(line)
+    return [(date, "\n".join(lines)) for date, lines in entries]
+
+
+def test_page_of_built_images_agrees_with_registry_and_engine(registry, mirror, docker_client):
+    repository = f"{registry.host}/summary/built"
+    client = RegistryClient(registry.host)
+    platforms = {"amd64": "linux/amd64", "arm64v8": "linux/arm64/v8"}
+    images = {name: _build_and_push(docker_client, mirror, repository, name, oci)
+              for name, oci in platforms.items()}
+    entries = []
+    for name in platforms:
+        manifest = client.get_manifest("summary/built", name)
+        config = client.get_config("summary/built", manifest)
+        entries.append((manifest.digest, {key: config[key] for key in ("architecture", "os", "variant")
+                                          if config.get(key)}))
+    list_digest = _push_list(client, "summary/built", "multi", entries)
+    _push_list(client, "summary/built", "multi-oci", entries, OCI_INDEX)
+
+    page = summarize(client, ImageRef.parse(f"{repository}:multi"))
+    assert page.splitlines()[3] == f"$ docker pull {repository}@{list_digest}"
+    assert "\t-\tlinux; amd64\n\t-\tlinux; arm64 variant v8\n\n" in page
+    assert "Last Modified" not in page  # Distribution 2.8 sends no Last-Modified on blob HEADs
+    engine_version = docker_client.version()["Version"]
+    for section, (name, image), (digest, _) in zip(page.split("\n\n### ")[1:], images.items(), entries):
+        inspected = docker_client.api.inspect_image(image)
+        assert f"{repository}@{digest}" in inspected["RepoDigests"]
+        assert f"$ docker pull {repository}@{digest}\n" in section
+        assert f"-\tDocker Version: {engine_version}\n" in section
+        assert f"-\tImage ID: `{inspected['Id']}`\n" in section
+        assert '-\tDefault Command: `["sh","-c","cat \\/greeting"]`\n' in section
+
+        layers = client.get_manifest("summary/built", digest).json["layers"]
+        sizes = [client.head_blob("summary/built", layer["digest"]).size for layer in layers]
+        assert section.split("-\tLayers:\n")[1].rstrip("\n") == "\n".join(
+            f"\t-\t`{layer['digest']}`  \n\t\tSize: {size_text(size)}  \n\t\tMIME: {LAYER_TYPE}"
+            for layer, size in zip(layers, sizes))
+        assert f"-\tTotal Size: **{size_text(sum(sizes))}**  \n" in section
+
+        history = list(reversed(docker_client.api.history(image)))
+        entries_shown = _dockerfile_entries(section)
+        assert [date for date, _ in entries_shown] == [
+            format_datetime(datetime.fromtimestamp(entry["Created"], timezone.utc), usegmt=True)
+            for entry in history]
+        ours = [text for _, text in entries_shown[-5:]]
+        assert ours[0] == "ARG GREETING=hello"
+        assert ours[1] == f"ENV GREETING=hi {name}"
+        assert re.fullmatch(r"COPY file:[0-9a-f]{64} in /greeting.txt ", ours[2])
+        assert ours[3] == (f'# ARGS: GREETING=hi {name}\n'
+                           'RUN echo "$GREETING" > /greeting && cat /greeting.txt >> /greeting')
+        assert ours[4] == 'CMD ["sh" "-c" "cat /greeting"]'
+
+    oci_page = summarize(client, ImageRef.parse(f"{repository}:multi-oci"))
+    assert "-\tManifest MIME: `application/vnd.oci.image.index.v1+json`\n" in oci_page
+    assert oci_page.split("\n-\tPlatforms:")[1] == page.replace(":multi`", ":multi-oci`").split("\n-\tPlatforms:")[1]
+
+
+def test_summary_task_over_tls_with_basic_auth(tls_registry):
+    client = RegistryClient(tls_registry.host, credentials=Credentials(tls_registry.username, tls_registry.password),
+                            ca_bundle=str(tls_registry.ca_bundle))
+    config = {"architecture": "amd64", "os": "linux", "config": {"Cmd": ["sh"]}, "history": []}
+    digest = _push_image(client, "summary/private", "1.0", config, [b"private layer"])
+    ref = f"{tls_registry.host}/summary/private:1.0"
+    prefix = auth.env_prefix(tls_registry.host)
+
+    def invoke_summary(password: str) -> subprocess.CompletedProcess:
+        env = {**os.environ, f"{prefix}_USERNAME": tls_registry.username, f"{prefix}_PASSWORD": password}
+        return subprocess.run([sys.executable, "-m", "invoke", "summary", ref, "--ca-bundle",
+                               str(tls_registry.ca_bundle)], cwd=ROOT, env=env, capture_output=True, text=True)
+
+    good = invoke_summary(tls_registry.password)
+    assert good.returncode == 0, good.stderr
+    assert good.stdout == summarize(client, ImageRef.parse(ref))
+    assert f"$ docker pull {tls_registry.host}/summary/private@{digest}\n" in good.stdout
+
+    refused = invoke_summary("wrong-" + tls_registry.password)
+    assert refused.returncode == 1
+    assert refused.stdout == ""
+    assert refused.stderr.count("\n") == 1 and "refused the credentials" in refused.stderr
+    assert tls_registry.password not in refused.stderr
