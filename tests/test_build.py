@@ -19,8 +19,10 @@ from builder.build import HASH_LABEL
 from builder.plan import Plan, plan
 from builder.platforms import platform
 from builder.registry import RegistryClient
+from test_plan import derived_family
 
 ROOT = Path(__file__).parent.parent
+TINY = ROOT / "tests" / "fixtures" / "tiny" / "versions.yaml"  # tiny_family_path, for a module fixture
 LOCAL = ("amd64", "arm32v7")
 SECOND = ("arm64v8", "ppc64le", "s390x")
 # What `uname -m` says in each platform's container (QEMU user mode for the foreign ones).
@@ -47,7 +49,7 @@ def blob_count(storage: Path) -> int:
 
 
 @pytest.fixture(scope="module")
-def two_engines(tmp_path_factory, registry, mirror, second_engine, tiny_family_path):
+def two_engines(tmp_path_factory, registry, mirror, second_engine):
     """The tiny family's two Linux variants × 5 platforms, split over two engines, pushed."""
     work = tmp_path_factory.mktemp("two-engines")
     builders = write_builders(work / "builders.yaml", mirror.host,
@@ -55,7 +57,7 @@ def two_engines(tmp_path_factory, registry, mirror, second_engine, tiny_family_p
                               ("second", second_engine.url, SECOND))
     kwargs = dict(variants=("busybox", "slim-busybox"), platforms=LOCAL + SECOND,
                   registry=registry.host, push=True, builders=str(builders),
-                  versions_path=str(tiny_family_path), logs=str(work / "logs"))
+                  versions_path=str(TINY), logs=str(work / "logs"))
     first = build.command("1.0.0", out=io.StringIO(), **kwargs)
     blobs = blob_count(registry.storage)
     second_out = io.StringIO()
@@ -146,7 +148,8 @@ def test_a_failing_run_step_fails_its_job_only_and_pushes_nothing_of_it(
                   "--logs", str(tmp_path / "logs"))
 
     assert done.returncode == 1, done.stderr
-    assert ("failed: 1.0.0/broken/amd64: step 3/4 (RUN echo about to fail && exit 3) failed "
+    # 5 steps: the engine appends a LABEL step for the build-hash label.
+    assert ("failed: 1.0.0/broken/amd64: step 3/5 (RUN echo about to fail && exit 3) failed "
             "with exit code 3 on engine local") in done.stderr
     client = RegistryClient(registry.host)
     assert client.head_manifest("tiny-broken", "1.0.0-broken-amd64") is None
@@ -237,3 +240,29 @@ def test_the_platform_guard_catches_the_classic_builders_cross_platform_cache(
     assert docker_client.images.get(arm64_tag).attrs["Architecture"] == "arm64"
     for job in jobs:
         docker_client.images.remove(str(job.image))
+
+
+@pytest.mark.parametrize("push", [False, True], ids=["local", "pushed"])
+def test_a_variant_built_from_another_uses_the_image_just_built(tmp_path, registry, mirror,
+                                                                 docker_client, tiny_family_path,
+                                                                 push):
+    family_path = derived_family(tmp_path, tiny_family_path, f"tiny-derived-{push}".lower(),
+                                 "amd64")
+    builders = write_builders(tmp_path / "builders.yaml", mirror.host,
+                              ("local", "unix:///var/run/docker.sock", ("amd64",)))
+
+    run = build.command("1.0.0", variants=("onbuild", "busybox"), platforms=("amd64",),
+                        registry=registry.host if push else None, push=push,
+                        builders=str(builders), versions_path=str(family_path),
+                        logs=str(tmp_path / "logs"), out=io.StringIO())
+
+    assert run.exit_code == 0, [r.reason for r in run.failures]
+    parent, child = run.results
+    assert (parent.key, child.key) == ("1.0.0/busybox/amd64", "1.0.0/onbuild/amd64")
+    log = child.log.read_text()
+    pinned = (f"FROM {registry.host}/tiny-derived-true@{parent.digest}" if push
+              else f"FROM {parent.image_id}")
+    assert pinned + "\n" in log
+    parent_layers = docker_client.images.get(parent.image_id).attrs["RootFS"]["Layers"]
+    child_layers = docker_client.images.get(child.image_id).attrs["RootFS"]["Layers"]
+    assert child_layers[:len(parent_layers)] == parent_layers

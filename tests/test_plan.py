@@ -118,15 +118,16 @@ def test_from_lines_are_found_and_pinned_but_stages_and_scratch_are_left_alone()
         "COPY --from=build /x /x"]
 
 
-def derived_family(tmp_path: Path, tiny_family_path: Path) -> Path:
-    """The tiny family plus `onbuild`, a variant built FROM the family's own busybox image."""
+def derived_family(tmp_path: Path, tiny_family_path: Path, repository: str = "tiny",
+                   platforms: str = "amd64, arm64v8") -> Path:
+    """The tiny family as `repository`, plus `onbuild`, a variant built FROM its own busybox image."""
     shutil.copytree(tiny_family_path.parent / "templates", tmp_path / "templates")
-    text = tiny_family_path.read_text()
+    text = tiny_family_path.read_text().replace("repository: tiny\n", f"repository: {repository}\n")
     text = text.replace("\nversions:\n", "\n  onbuild: {template: busybox, directory: busybox/onbuild,"
-                        " from: \"tiny:1.0.0-busybox\", platforms: [amd64, arm64v8]}\n\nversions:\n")
-    text = text.replace("variants: [busybox, slim-busybox, windowsservercore-1809]\n  - version: 0.9.1",
-                        "variants: [onbuild, busybox, slim-busybox, windowsservercore-1809]\n"
-                        "  - version: 0.9.1", 1)
+                        f" from: \"{repository}:1.0.0-busybox\", platforms: [{platforms}]}}\n"
+                        "\nversions:\n")
+    text = text.replace("variants: [busybox, slim-busybox, windowsservercore-1809]",
+                        "variants: [onbuild, busybox, slim-busybox, windowsservercore-1809]", 1)
     path = tmp_path / "versions.yaml"
     path.write_text(text)
     return path
