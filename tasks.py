@@ -17,17 +17,17 @@ DEFAULT_TEMPLATES = "templates"
 
 
 def _run(stage, *args, **kwargs) -> None:
-    """Run a stage; its int result is the exit code. Errors become one line and their exit code."""
+    """Run a stage; an int result is the exit code. Errors become one line and their exit code."""
     try:
-        code = stage(*args, **kwargs) or 0
+        result = stage(*args, **kwargs)
     except BuilderError as error:
         print(f"error: {error}", file=sys.stderr)
         raise Exit(code=error.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         raise Exit(code=130)
-    if code:
-        raise Exit(code=code)
+    if isinstance(result, int) and result:
+        raise Exit(code=result)
 
 
 @task(help={"image_ref": "the image: python:latest, 127.0.0.1:5000/python:3.8.0, name@sha256:…",
@@ -109,3 +109,49 @@ def build(c, version, variant=None, platform=None, push=False, registry=None, bu
     _run(build_stage, version=version, variants=variant or (), platforms=platform or (),
          registry=registry, push=push, builders=builders, force=force, nocache=no_cache,
          dry_run=dry_run, logs=logs, versions_path=versions, arch_namespace=arch_namespace)
+
+
+@task(auto_shortflags=False, iterable=["variant", "platform"],
+      help={"version": "the version to release: 3.8.0 (or its series, 3.8)",
+            "registry": "where the per-arch images and the tags go: 127.0.0.1:5000, "
+                        "registry.example.com/team",
+            "variant": "build only this variant (repeatable); publish still covers every tag",
+            "platform": "build only this platform (repeatable)",
+            "builders": "the builders file (default $BUILDER_BUILDERS, else the local engine)",
+            "report": "write the JSON report here: jobs, tags, summary pages, exit code",
+            "out": "where the summary pages go: <out>/<repository>/remote/<tag>.md (default out)",
+            "oci": "write OCI image indexes instead of Docker manifest lists",
+            "arch_namespace": "push per-arch images to <registry>/<arch>/<repository> "
+                              "and copy them in when publishing",
+            "allow_missing": "publish tags whose per-arch images are not all there (loudly)",
+            "force": "build and push even when the registry holds the same build",
+            "no_cache": "build without the engine's layer cache",
+            "dry_run": "check the tree, print the plan and the tags; build and write nothing",
+            "logs": "the directory of the build logs (default logs)",
+            "versions": f"the versions file (default {DEFAULT_VERSIONS})",
+            "templates": "the templates directory (default: templates/ beside the versions file)",
+            "ca_bundle": "PEM file of the CA that signed the registry's certificate"})
+def release(c, version, registry, variant=None, platform=None, builders=None, report=None,
+            out="out", oci=False, arch_namespace=False, allow_missing=False, force=False,
+            no_cache=False, dry_run=False, logs="logs", versions=DEFAULT_VERSIONS,
+            templates=None, ca_bundle=None):
+    """generate --check → build → push → publish → summary pages; stops at the first failing stage."""
+    from builder import release as stage
+
+    _run(stage.run, version, registry, variants=variant or (), platforms=platform or (),
+         builders=builders, versions_path=versions, templates=templates, out_dir=out,
+         report_path=report, oci=oci, arch_namespace=arch_namespace,
+         allow_missing=allow_missing, force=force, nocache=no_cache, logs=logs,
+         dry_run=dry_run, ca_bundle=ca_bundle)
+
+
+@task(help={"port": "the loopback port (default 5000)",
+            "stop": "stop the registry this task started"})
+def registry(c, port=5000, stop=False):
+    """Start a local registry on 127.0.0.1 to release to (or find one running there)."""
+    from builder import localregistry
+
+    if stop:
+        _run(localregistry.stop)
+    else:
+        _run(localregistry.start, int(port))

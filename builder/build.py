@@ -38,7 +38,7 @@ from .errors import EXIT_FAILED, EXIT_OK, BuilderError, InputError
 from .plan import BuildJob, Plan, SkippedJob, from_images, rewrite_from
 from .plan import plan as make_plan
 from .progress import Progress, table
-from .push import PushedImage, push_image, registered
+from .push import PushedImage, auth_config, push_image, registered
 from .registry import DOCKER_HUB, ImageRef, RegistryClient, RegistryError
 
 HASH_LABEL = "org.python-image-builder.build-hash"
@@ -105,6 +105,7 @@ class Prepared:
     dockerfile: str  # FROM lines pinned
     context: bytes  # the tar sent to the engine
     build_hash: str
+    bases: tuple[str, ...]  # pinned registry references the engine pulls first: repo@sha256:…
 
 
 def build_hash(dockerfile: str, files: dict[str, bytes], build_args: dict[str, str],
@@ -157,9 +158,9 @@ class Runner:
         self._lock = threading.Lock()
 
     def run(self) -> BuildRun:
+        skipped = [self._skipped(s) for s in self.plan.skipped]
         with ThreadPoolExecutor(max_workers=max(1, len(self.plan.jobs))) as pool:
             list(pool.map(self._job, self.plan.jobs))
-        skipped = [self._skipped(s) for s in self.plan.skipped]
         return BuildRun(self.plan, [self.results[j.key] for j in self.plan.jobs] + skipped)
 
     def _skipped(self, job: SkippedJob) -> JobResult:
@@ -215,7 +216,7 @@ class Runner:
                 if self.push:
                     self.progress.update(job.key, "pushing", str(job.image))
                     pushed = push_image(api, job, self._registry(job.image.registry),
-                                  lambda line: log.write(line + "\n"))
+                                        lambda line: log.write(line + "\n"))
                     result.pushed, result.digest = pushed, pushed.digest
             finally:
                 api.close()
@@ -234,7 +235,7 @@ class Runner:
         return parent
 
     def _prepare(self, job: BuildJob, parent: JobResult | None) -> Prepared:
-        pins = {}
+        pins, bases = {}, []
         for image in from_images(job.dockerfile_text):
             if parent and image == job.variant.base_image:
                 # The parent's registry digest when it has one, else its local image id: the
@@ -243,10 +244,12 @@ class Runner:
                                if parent.digest else parent.image_id)
             else:
                 pins[image] = self._pin(image, job)
+                bases.append(pins[image])
         dockerfile = rewrite_from(job.dockerfile_text, pins)
         files = context_files(self.plan.family.source.parent / job.dockerfile.parent)
         return Prepared(dockerfile, context_tar(dockerfile, files),
-                        build_hash(dockerfile, files, job.build_args, job.platform.oci))
+                        build_hash(dockerfile, files, job.build_args, job.platform.oci),
+                        tuple(bases))
 
     def _pin(self, image: str, job: BuildJob) -> str:
         """`image` pinned to the digest of its `job.platform` manifest."""
@@ -277,11 +280,30 @@ class Runner:
                 self._clients[host] = RegistryClient(host)
             return self._clients[host]
 
+    def _pull(self, api, engine: Engine, job: BuildJob, base: str, log) -> None:
+        """Pull a pinned base with our credentials for its registry; the classic builder
+        would pull it itself, but only with those of the engine's client config."""
+        repository, _, digest = base.partition("@")
+        try:
+            for chunk in api.pull(repository, tag=digest, stream=True, decode=True,
+                                  platform=job.platform.oci if job.platform.os == "linux" else None,
+                                  auth_config=auth_config(ImageRef.parse(base).registry)):
+                if "error" in chunk:
+                    raise BuilderError(f"{job.key}: engine {engine.name} cannot pull the base "
+                                       f"image {base}: {chunk['error'].strip()}")
+                if chunk.get("status"):
+                    log.write(f"{chunk.get('id', '')} {chunk['status']}".strip() + "\n")
+        except APIError as error:
+            raise BuilderError(f"{job.key}: engine {engine.name} cannot pull the base image "
+                               f"{base}: {error.explanation or error}") from None
+
     def _build(self, api, engine: Engine, job: BuildJob, prepared: Prepared, log) -> str:
-        """Build, check the platform, tag; returns the image id."""
+        """Pull the bases, build, check the platform, tag; returns the image id."""
         step = "before the first step"
         image_id = None
         target = job.platform
+        for base in prepared.bases:
+            self._pull(api, engine, job, base, log)
         try:
             stream = api.build(
                 fileobj=io.BytesIO(prepared.context), custom_context=True, decode=True, rm=True,

@@ -29,12 +29,9 @@ def push_image(api, job: BuildJob, registry: RegistryClient,
          log: Callable[[str], None] = lambda line: None) -> PushedImage:
     """Push the job's tagged image with `api` (a docker APIClient); BuilderError on any failure."""
     ref = job.image
-    credentials = credentials_for(ref.registry)
-    auth_config = ({"username": credentials.username, "password": credentials.password}
-                   if credentials else None)
     digest = size = None
     for chunk in api.push(ref.familiar_repository, tag=ref.tag, stream=True, decode=True,
-                          auth_config=auth_config):
+                          auth_config=auth_config(ref.registry)):
         if "error" in chunk:
             raise BuilderError(f"{job.key}: pushing {ref} failed: {chunk['error'].strip()}")
         aux = chunk.get("aux") or {}
@@ -49,6 +46,15 @@ def push_image(api, job: BuildJob, registry: RegistryClient,
         raise BuilderError(f"{job.key}: the engine pushed {ref} as {digest}, but the registry "
                            f"serves {seen} there; another push raced this one, run again")
     return PushedImage(job, ref, digest, size or found.size, job.platform)
+
+
+def auth_config(registry_host: str) -> dict | None:
+    """Credentials for the engine to use with `registry_host`, passed per call (libs-trial §5:
+    the SDK reads the Docker config once, so a later `docker login` would go unseen)."""
+    credentials = credentials_for(registry_host)
+    if credentials is None:
+        return None
+    return {"username": credentials.username, "password": credentials.password}
 
 
 def registered(registry: RegistryClient, ref: ImageRef, label: str) -> tuple[str, str] | None:

@@ -266,3 +266,20 @@ def test_a_variant_built_from_another_uses_the_image_just_built(tmp_path, regist
     parent_layers = docker_client.images.get(parent.image_id).attrs["RootFS"]["Layers"]
     child_layers = docker_client.images.get(child.image_id).attrs["RootFS"]["Layers"]
     assert child_layers[:len(parent_layers)] == parent_layers
+
+
+def test_force_builds_and_pushes_again_what_is_unchanged(tmp_path, registry, mirror,
+                                                         tiny_family_path):
+    builders = write_builders(tmp_path / "builders.yaml", mirror.host,
+                              ("local", "unix:///var/run/docker.sock", ("arm32v5",)))
+
+    def once(force: bool):
+        return build.command("0.9.1", variants=("busybox",), platforms=("arm32v5",),
+                             registry=registry.host, push=True, force=force,
+                             builders=str(builders), versions_path=str(tiny_family_path),
+                             logs=str(tmp_path / "logs"), out=io.StringIO()).results[0]
+
+    first, again, forced = once(False), once(False), once(True)
+
+    assert (first.status, again.status, forced.status) == ("built", "skipped", "built")
+    assert forced.pushed is not None and forced.digest == first.digest  # same layers, from cache

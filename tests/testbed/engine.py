@@ -43,3 +43,50 @@ def remove_tags_of(client: docker.DockerClient, host: str) -> None:
                     client.images.remove(tag, force=True)
                 except docker.errors.APIError:
                     pass
+
+
+@dataclass
+class SecondEngine:
+    url: str  # docker base_url: "unix:///…/docker.sock"
+    client: docker.DockerClient
+    root: Path
+    server: procs.Server = field(repr=False)
+
+    def stop(self) -> None:
+        self.client.close()
+        self.server.stop()
+        if self.server.process.returncode == 0:
+            # Only after a clean exit: dockerd has unmounted its layers by then.
+            shutil.rmtree(self.root / "data", ignore_errors=True)
+
+
+def _pings(url: str) -> bool:
+    try:
+        with docker.DockerClient(base_url=url, timeout=5) as client:
+            return client.ping()
+    except (docker.errors.DockerException, requests.RequestException):
+        return False
+
+
+def start_second_engine(workdir: Path) -> SecondEngine:
+    """A dockerd with its own roots, socket, pidfile and containerd, and no networking of its own.
+
+    --bridge=none and no iptables, so it cannot clash with the first engine's docker0 and rules;
+    without --containerd it starts its own containerd under its exec-root.
+    """
+    binary = shutil.which("dockerd")
+    if not binary:
+        raise procs.StartError("dockerd not found: install docker.io (scripts/setup does)")
+    workdir.mkdir(parents=True, exist_ok=True)
+    socket_path = workdir / "docker.sock"
+    if len(str(socket_path)) > 100:
+        raise procs.StartError(f"socket path too long for a unix socket: {socket_path}")
+    config = workdir / "daemon.json"
+    config.write_text("{}\n")  # not /etc/docker/daemon.json: the first engine's settings are not ours
+    url = f"unix://{socket_path}"
+    argv = [binary, "--config-file", str(config), "--data-root", str(workdir / "data"),
+            "--exec-root", str(workdir / "exec"), "--pidfile", str(workdir / "docker.pid"),
+            "-H", url, "--bridge=none", "--iptables=false", "--ip-masq=false"]
+    server = procs.start("second dockerd", argv, workdir / "dockerd.log", stop_timeout=30)
+    server.wait_ready(lambda: _pings(url), timeout=60, what=f"ping {url}")
+    return SecondEngine(url, docker.DockerClient(base_url=url, timeout=300), workdir, server)

@@ -1,0 +1,107 @@
+"""A local registry for trying releases out: Debian's Distribution 2.8 on 127.0.0.1.
+
+`invoke registry` starts one (or finds one answering on the port) that outlives the
+command, with its storage, log and PID file in one state directory; `--stop` stops it by
+that PID. The test bed starts its registries from the same configuration.
+"""
+from __future__ import annotations
+
+import os
+import secrets
+import shutil
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import requests
+import yaml
+
+from .errors import BuilderError, InputError
+
+DEFAULT_PORT = 5000
+DEFAULT_STATE = Path(".cache/registry")
+# Windows base layers are "foreign": they stay on Microsoft's servers and the manifest names
+# their URLs. Distribution refuses such manifests unless their URLs are allowed.
+FOREIGN_LAYER_URLS = ["^https?://"]
+
+
+def config(host: str, storage: Path, *, name: str = "registry", tls: tuple[Path, Path] | None = None,
+           htpasswd: Path | None = None) -> dict:
+    """The registry's configuration: filesystem storage, deletes allowed, foreign layers allowed."""
+    document: dict = {
+        "version": 0.1,
+        "log": {"level": "info", "fields": {"service": name}},
+        "storage": {"filesystem": {"rootdirectory": str(storage)}, "delete": {"enabled": True},
+                    "cache": {"blobdescriptor": "inmemory"}},
+        "http": {"addr": host, "secret": secrets.token_hex(16),
+                 "headers": {"X-Content-Type-Options": ["nosniff"]}},
+        "validation": {"manifests": {"urls": {"allow": FOREIGN_LAYER_URLS}}},
+    }
+    if tls:
+        certificate, key = tls
+        document["http"]["tls"] = {"certificate": str(certificate), "key": str(key)}
+    if htpasswd:
+        document["auth"] = {"htpasswd": {"realm": f"{name}-realm", "path": str(htpasswd)}}
+    return document
+
+
+def answers(url: str, verify: str | bool = True) -> bool:
+    """Whether a registry answers at `url` (200, or 401 when it wants credentials)."""
+    try:
+        return requests.get(url + "/v2/", verify=verify, timeout=2).status_code in (200, 401)
+    except requests.RequestException:
+        return False
+
+
+def start(port: int = DEFAULT_PORT, state: Path = DEFAULT_STATE) -> str:
+    """Start the registry on 127.0.0.1:`port` unless one answers there; returns the host."""
+    host = f"127.0.0.1:{port}"
+    if answers(f"http://{host}"):
+        print(f"a registry already answers on {host}; using it")
+        return host
+    binary = shutil.which("docker-registry")
+    if not binary:
+        raise InputError("docker-registry is not installed: run scripts/setup "
+                         "(or apt-get install docker-registry)", field="registry")
+    state = state.resolve()
+    state.mkdir(parents=True, exist_ok=True)
+    config_path, log_path = state / "config.yml", state / "registry.log"
+    config_path.write_text(yaml.safe_dump(config(host, state / "storage", name="local-registry"),
+                                          sort_keys=False))
+    with log_path.open("ab") as log:
+        process = subprocess.Popen([binary, "serve", str(config_path)], stdout=log,
+                                   stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
+                                   start_new_session=True)
+    (state / "registry.pid").write_text(f"{process.pid}\n")
+    deadline = time.monotonic() + 20
+    while time.monotonic() < deadline:
+        if answers(f"http://{host}"):
+            print(f"registry started on {host} (pid {process.pid}, storage {state / 'storage'}, "
+                  f"log {log_path})")
+            return host
+        if process.poll() is not None:
+            break
+        time.sleep(0.2)
+    tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-10:])
+    raise BuilderError(f"the registry on {host} did not come up; see {log_path}:\n{tail}")
+
+
+def stop(state: Path = DEFAULT_STATE) -> None:
+    """Stop the registry `start` started, by its PID file (never by name)."""
+    pid_file = state / "registry.pid"
+    try:
+        pid = int(pid_file.read_text())
+    except (FileNotFoundError, ValueError):
+        print(f"no registry started from {state}")
+        return
+    try:
+        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+    except OSError:
+        cmdline = b""
+    if b"docker-registry" in cmdline:
+        os.kill(pid, signal.SIGTERM)
+        print(f"stopped the registry (pid {pid})")
+    else:
+        print(f"the registry (pid {pid}) is no longer running")
+    pid_file.unlink()

@@ -1,0 +1,46 @@
+"""The JSON report a pipeline reads (`--report FILE`): jobs, tags, summary pages, exit code.
+
+The document is written whole or not at all, and also when a stage stops the run, so a
+pipeline always learns which stage stopped it and why.
+"""
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from .files import write_atomic
+
+REPORT_FORMAT = 1
+
+
+@dataclass
+class Report:
+    command: str  # "release", "build", "publish"
+    version: str
+    repository: str | None = None
+    registry: str | None = None
+    started: float = field(default_factory=time.time)
+    stages: dict[str, dict] = field(default_factory=dict)  # stage → {"status": …, …}
+    jobs: list[dict] = field(default_factory=list)
+    tags: list[dict] = field(default_factory=list)
+    summaries: list[dict] = field(default_factory=list)
+    stopped_at: str | None = None  # the stage that failed, if one did
+
+    def stage(self, name: str, status: str, **details) -> None:
+        self.stages[name] = {"status": status, **details}
+        if status == "failed" and self.stopped_at is None:
+            self.stopped_at = name
+
+    def document(self, exit_code: int) -> dict:
+        return {"format": REPORT_FORMAT, "command": self.command, "version": self.version,
+                "repository": self.repository, "registry": self.registry,
+                "exit_code": exit_code, "result": "ok" if exit_code == 0 else "failed",
+                "stopped_at": self.stopped_at, "started": self.started, "finished": time.time(),
+                "stages": self.stages, "jobs": self.jobs, "tags": self.tags,
+                "summaries": self.summaries}
+
+    def write(self, path: str | Path | None, exit_code: int) -> None:
+        if path:
+            write_atomic(Path(path), json.dumps(self.document(exit_code), indent=2) + "\n")
