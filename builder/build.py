@@ -30,6 +30,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
+import requests
 from docker.errors import APIError, DockerException
 
 from . import engines, versions
@@ -332,7 +333,7 @@ class Runner:
         except APIError as error:
             raise BuilderError(f"{job.key}: the engine {engine.name} refused the build "
                                f"({step}): {error.explanation or error}") from None
-        except DockerException as error:
+        except (DockerException, requests.RequestException) as error:
             raise BuilderError(f"{job.key}: engine {engine.name} ({engine.url}) failed during "
                                f"the build ({step}): {short_error(error)}") from None
         if not image_id:

@@ -36,6 +36,7 @@ import re
 from dataclasses import dataclass
 from pathlib import Path
 
+import requests
 import yaml
 
 from .errors import BuilderError, InputError
@@ -96,7 +97,7 @@ class Engine:
                 ca_cert=self.tls.ca, verify=self.tls.ca or True)
         try:
             return docker.APIClient(**kwargs)
-        except DockerException as error:
+        except (DockerException, requests.RequestException) as error:
             raise BuilderError(f"engine {self.name} ({self.url}) is unreachable: "
                                f"{short_error(error)}; start it or fix its url") from None
 
@@ -105,7 +106,7 @@ class Engine:
 class Builders:
     engines: tuple[Engine, ...]
     base_mirror: str | None = None
-    source: str = "local engine (no builders file)"
+    source: str | None = None  # the builders file; None: the detected local engine
     problem: str | None = None  # why no engine could be set up (dry-run shows it)
 
     def engine_for(self, wanted: Platform) -> Engine | None:
@@ -118,7 +119,7 @@ class Builders:
         shown = wanted.name + (f" ({wanted.os_version})" if wanted.os_version else "")
         if self.problem:
             return f"no engine for {shown}: {self.problem}"
-        where = "add one to the builders file" if self.source.endswith((".yaml", ".yml")) \
+        where = f"add one to {self.source}" if self.source \
             else "add one in a builders file (--builders)"
         return f"no engine serves {shown}: {where}"
 
@@ -278,17 +279,19 @@ def detect_local() -> Engine:
 
     url = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
     try:
-        client = docker.APIClient(base_url=url, version="auto", timeout=10)
-        info = client.info()
-    except DockerException as error:
+        with docker.APIClient(base_url=url, version="auto", timeout=10) as client:
+            info = client.info()
+    except (DockerException, requests.RequestException) as error:
         raise BuilderError(f"cannot reach the local Docker engine at {url}: {short_error(error)}; "
                            "start it, set DOCKER_HOST, or give a builders file "
                            "(--builders)") from None
     if info.get("OSType") != "linux":
         raise BuilderError(f"the local engine at {url} runs {info.get('OSType')} containers; "
                            "give a builders file (--builders) that names its platforms")
-    native = from_oci("linux", info.get("Architecture", ""), None).architecture \
-        if info.get("Architecture") else None
+    try:
+        native = from_oci("linux", info.get("Architecture", "")).architecture
+    except InputError:
+        native = None  # a kernel outside our platform table: only its emulated platforms count
     architectures = runnable_architectures(native, local=url.startswith("unix://"))
     platforms = tuple(p for p in PLATFORMS.values()
                       if p.os == "linux" and p.architecture in architectures)

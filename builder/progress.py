@@ -6,6 +6,7 @@ change is one line with a timestamp, and step-by-step detail stays in the job's 
 """
 from __future__ import annotations
 
+import shutil
 import sys
 import threading
 import time
@@ -86,7 +87,9 @@ class Progress:
         if line.started is not None:
             elapsed = f"{(line.finished or time.time()) - line.started:6.1f}s"
         detail = f"  {line.detail}" if line.detail else ""
-        return f"{line.key:<{self._width}}  {line.engine:<10} {elapsed:>7}  {line.state}{detail}"[:200]
+        text = f"{line.key:<{self._width}}  {line.engine:<10} {elapsed:>7}  {line.state}{detail}"
+        # A wrapped line takes two rows and the cursor-up count would be wrong.
+        return text[:shutil.get_terminal_size().columns - 1]
 
 
 def table(rows: list[tuple[str, str, str, str, str]]) -> str:

@@ -11,6 +11,7 @@ Interface (other test modules code against it):
 """
 from __future__ import annotations
 
+import fcntl
 import signal
 from pathlib import Path
 
@@ -19,7 +20,9 @@ import pytest
 import requests
 
 from testbed import procs
-from testbed.engine import local_client, remove_tags_of, trust_ca, untrust
+from testbed.baseimages import BaseImageError, ensure_busybox, ensure_debian
+from testbed.engine import SecondEngine, local_client, remove_tags_of, start_second_engine, trust_ca, untrust
+from testbed.paths import cache_dir
 from testbed.registry import Registry, start_registry
 
 TESTS = Path(__file__).parent
@@ -77,6 +80,37 @@ def docker_client():
         pytest.skip(f"no Docker engine answers (run scripts/setup): {error}")
     yield client
     client.close()
+
+
+@pytest.fixture(scope="session")
+def mirror(tmp_path_factory, docker_client) -> Registry:
+    """Storage kept in the cache dir: a warm run finds the base images already pushed."""
+    reg = _start(start_registry, tmp_path_factory.mktemp("mirror"), storage=cache_dir() / "mirror" / "storage",
+                 name="mirror")
+    try:
+        # One session fills the shared storage at a time; the others then find it filled.
+        with open(cache_dir() / "mirror.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            ensure_busybox(docker_client, reg)
+            ensure_debian(docker_client, reg)
+    except BaseImageError as error:
+        _forget_registry(reg)
+        pytest.fail(f"test bed: mirror: {error}", pytrace=False)
+    except BaseException:
+        _forget_registry(reg)
+        raise
+    yield reg
+    _forget_registry(reg)
+
+
+@pytest.fixture(scope="session")
+def second_engine(tmp_path_factory) -> SecondEngine:
+    try:
+        engine = start_second_engine(tmp_path_factory.mktemp("engine"))
+    except procs.StartError as error:
+        pytest.fail(f"test bed: {error}", pytrace=False)
+    yield engine
+    engine.stop()
 
 
 @pytest.fixture

@@ -266,6 +266,8 @@ def test_a_variant_built_from_another_uses_the_image_just_built(tmp_path, regist
     parent_layers = docker_client.images.get(parent.image_id).attrs["RootFS"]["Layers"]
     child_layers = docker_client.images.get(child.image_id).attrs["RootFS"]["Layers"]
     assert child_layers[:len(parent_layers)] == parent_layers
+    for result in (child, parent):
+        docker_client.images.remove(result.image)
 
 
 def test_force_builds_and_pushes_again_what_is_unchanged(tmp_path, registry, mirror,

@@ -256,7 +256,7 @@ def test_dry_run_prints_the_3_8_0_plan_without_an_engine_when_builders_are_confi
     assert done.returncode == 0, done.stderr
     assert "plan for python 3.8.0: 21 jobs, 3 skipped" in done.stdout
     assert "3.8.0/alpine3.10/arm32v6" in done.stdout
-    assert "skipped: no engine serves windows-amd64 (10.0.17763): add one to the builders file" \
+    assert f"skipped: no engine serves windows-amd64 (10.0.17763): add one to {builders}" \
         in done.stdout
 
 

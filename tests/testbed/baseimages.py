@@ -121,7 +121,7 @@ def _pushed_image(mirror: Registry, repo: str, tag: str, p: Platform, source: st
 
 # --- engine side ---------------------------------------------------------------------------
 
-def _check_platform(client: docker.DockerClient, reference: str, p: Platform) -> None:
+def check_platform(client: docker.DockerClient, reference: str, p: Platform) -> None:
     attrs = client.images.get(reference).attrs
     got = (attrs.get("Os"), attrs.get("Architecture"), attrs.get("Variant"))
     if not p.matches(*got):
@@ -149,7 +149,7 @@ def _build_busybox(client: docker.DockerClient, reference: str, p: Platform, sou
             log.append(chunk.get("stream", ""))
             if "error" in chunk:
                 raise BaseImageError(f"build {reference} ({p.oci}): {chunk['error']}\n{''.join(log)[-2000:]}")
-    _check_platform(client, reference, p)
+    check_platform(client, reference, p)
 
 
 def _put_manifest_list(mirror: Registry, repo: str, tag: str,
@@ -219,9 +219,11 @@ def ensure_debian(client: docker.DockerClient, mirror: Registry) -> Descriptor:
     if descriptor is not None:
         return descriptor
     repository = f"{mirror.host}/{DEBIAN_REPO}"
-    client.images.import_image(src=str(tarball), repository=repository, tag=DEBIAN_TAG,
-                               changes=[f'LABEL {SOURCE_LABEL}="{source}"', 'CMD ["bash"]'])
-    _check_platform(client, f"{repository}:{DEBIAN_TAG}", amd64)
+    output = client.api.import_image_from_file(str(tarball), repository=repository, tag=DEBIAN_TAG,
+                                               changes=[f'LABEL {SOURCE_LABEL}="{source}"', 'CMD ["bash"]'])
+    if '"error"' in output:
+        raise BaseImageError(f"docker import {tarball}: {output[-500:]}")
+    check_platform(client, f"{repository}:{DEBIAN_TAG}", amd64)
     _push(client, repository, DEBIAN_TAG)
     descriptor = _pushed_image(mirror, DEBIAN_REPO, DEBIAN_TAG, amd64, source)
     if descriptor is None:

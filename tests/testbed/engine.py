@@ -1,12 +1,18 @@
 """Docker engines of the test bed: the local one, and a second dockerd playing a remote build node."""
 from __future__ import annotations
 
+import json
+import os
 import shutil
+import subprocess
+from dataclasses import dataclass, field
 from pathlib import Path
 
 import docker
 import docker.errors
 import requests
+
+from . import procs
 
 CERTS_D = Path("/etc/docker/certs.d")
 
@@ -50,11 +56,13 @@ class SecondEngine:
     url: str  # docker base_url: "unix:///…/docker.sock"
     client: docker.DockerClient
     root: Path
+    bridge: str  # its own bridge interface, made here and deleted on stop
     server: procs.Server = field(repr=False)
 
     def stop(self) -> None:
         self.client.close()
         self.server.stop()
+        subprocess.run(["ip", "link", "delete", self.bridge, "type", "bridge"], capture_output=True)
         if self.server.process.returncode == 0:
             # Only after a clean exit: dockerd has unmounted its layers by then.
             shutil.rmtree(self.root / "data", ignore_errors=True)
@@ -62,17 +70,31 @@ class SecondEngine:
 
 def _pings(url: str) -> bool:
     try:
-        with docker.DockerClient(base_url=url, timeout=5) as client:
-            return client.ping()
+        client = docker.DockerClient(base_url=url, timeout=5)  # asks the engine its API version
     except (docker.errors.DockerException, requests.RequestException):
         return False
+    try:
+        return client.ping()
+    except (docker.errors.DockerException, requests.RequestException):
+        return False
+    finally:
+        client.close()
+
+
+def _make_bridge(name: str) -> None:
+    for command in (["ip", "link", "add", name, "type", "bridge"], ["ip", "link", "set", name, "up"]):
+        result = subprocess.run(command, capture_output=True, text=True)
+        if result.returncode:
+            raise procs.StartError(f"{' '.join(command)}: {result.stderr.strip()}")
 
 
 def start_second_engine(workdir: Path) -> SecondEngine:
-    """A dockerd with its own roots, socket, pidfile and containerd, and no networking of its own.
+    """A dockerd with its own roots, socket, pidfile, containerd, key and bridge, and no iptables rules.
 
-    --bridge=none and no iptables, so it cannot clash with the first engine's docker0 and rules;
-    without --containerd it starts its own containerd under its exec-root.
+    Not --bridge=none: a dockerd started so deletes the host's docker0, the first engine's bridge.
+    A bridge of our own instead (dockerd only adopts a non-default bridge that exists), and no
+    iptables, so nothing of the first engine's networking is touched. Without --containerd it
+    starts its own containerd under its exec-root.
     """
     binary = shutil.which("dockerd")
     if not binary:
@@ -81,12 +103,21 @@ def start_second_engine(workdir: Path) -> SecondEngine:
     socket_path = workdir / "docker.sock"
     if len(str(socket_path)) > 100:
         raise procs.StartError(f"socket path too long for a unix socket: {socket_path}")
+    bridge = f"pib{os.getpid()}"[:15]  # one per test session; interface names have at most 15 bytes
+    _make_bridge(bridge)
     config = workdir / "daemon.json"
-    config.write_text("{}\n")  # not /etc/docker/daemon.json: the first engine's settings are not ours
+    # Not /etc/docker/daemon.json: the first engine's settings are not ours. The engine ID comes
+    # from the key; the default, /etc/docker/key.json, would make both engines one node to anything
+    # that tells nodes apart by ID (20.10 takes this path from the config file only).
+    config.write_text(json.dumps({"deprecated-key-path": str(workdir / "key.json")}) + "\n")
     url = f"unix://{socket_path}"
     argv = [binary, "--config-file", str(config), "--data-root", str(workdir / "data"),
             "--exec-root", str(workdir / "exec"), "--pidfile", str(workdir / "docker.pid"),
-            "-H", url, "--bridge=none", "--iptables=false", "--ip-masq=false"]
+            "-H", url, "--bridge", bridge, "--iptables=false", "--ip-masq=false"]
     server = procs.start("second dockerd", argv, workdir / "dockerd.log", stop_timeout=30)
-    server.wait_ready(lambda: _pings(url), timeout=60, what=f"ping {url}")
-    return SecondEngine(url, docker.DockerClient(base_url=url, timeout=300), workdir, server)
+    try:
+        server.wait_ready(lambda: _pings(url), timeout=60, what=f"ping {url}")
+    except procs.StartError:
+        subprocess.run(["ip", "link", "delete", bridge, "type", "bridge"], capture_output=True)
+        raise
+    return SecondEngine(url, docker.DockerClient(base_url=url, timeout=300), workdir, bridge, server)
