@@ -21,7 +21,8 @@ import requests
 
 from testbed import procs
 from testbed.baseimages import BaseImageError, ensure_busybox, ensure_debian
-from testbed.engine import SecondEngine, local_client, remove_tags_of, start_second_engine, trust_ca, untrust
+from testbed.engine import (SecondEngine, local_client, reap_bridges, reap_trust, remove_tags_of,
+                            start_second_engine, trust_ca, untrust)
 from testbed.paths import cache_dir
 from testbed.registry import Registry, start_registry
 
@@ -29,9 +30,9 @@ TESTS = Path(__file__).parent
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    reaped = procs.reap_orphans()
+    reaped = procs.reap_orphans() + reap_bridges() + reap_trust()
     if reaped:
-        print(f"\ntest bed: stopped servers left by a killed session: {', '.join(reaped)}")
+        print(f"\ntest bed: cleaned up after a killed session: {', '.join(reaped)}")
     # A SIGTERM (CI timeout, `kill`) should tear down like Ctrl-C: fixture finalizers, then atexit.
     signal.signal(signal.SIGTERM, _interrupt)
 

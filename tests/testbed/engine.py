@@ -24,12 +24,27 @@ def local_client() -> docker.DockerClient:
     return client
 
 
+_OWNER_FILE = "python-image-builder.owner"  # the PID of the test session that made the directory
+
+
 def trust_ca(host: str, ca_cert: Path) -> Path:
     """Make every engine of this machine trust `ca_cert` for `host` (certs.d is read per connection)."""
     directory = CERTS_D / host
     directory.mkdir(parents=True, exist_ok=True)
     shutil.copyfile(ca_cert, directory / "ca.crt")
+    (directory / _OWNER_FILE).write_text(f"{os.getpid()}\n")
     return directory
+
+
+def reap_trust() -> list[str]:
+    """Remove the certs.d entries of test sessions that died without their teardown."""
+    reaped = []
+    for owner_file in CERTS_D.glob(f"*/{_OWNER_FILE}"):
+        owner = owner_file.read_text().strip()
+        if owner.isdigit() and not procs.alive(int(owner)):
+            shutil.rmtree(owner_file.parent, ignore_errors=True)
+            reaped.append(str(owner_file.parent))
+    return reaped
 
 
 def untrust(directory: Path) -> None:
@@ -37,18 +52,28 @@ def untrust(directory: Path) -> None:
 
 
 def remove_tags_of(client: docker.DockerClient, host: str) -> None:
-    """Untag local images that name a registry which is going away, so dead references don't pile up."""
+    """Drop local images that name a registry which is going away, so dead references don't pile up.
+
+    Tags of the host are removed; an image then left with nothing but the host's digest references
+    (pulled by digest) goes too, unless a container still uses it.
+    """
     try:
         images = client.images.list()
     except (docker.errors.DockerException, requests.RequestException):
         return
+    prefix = host + "/"
     for image in images:
-        for tag in image.tags:
-            if tag.startswith(host + "/"):
-                try:
+        references = image.tags + image.attrs.get("RepoDigests", [])
+        if not any(r.startswith(prefix) for r in references):
+            continue
+        try:
+            for tag in image.tags:
+                if tag.startswith(prefix):
                     client.images.remove(tag, force=True)
-                except docker.errors.APIError:
-                    pass
+            if all(r.startswith(prefix) for r in references):
+                client.images.remove(image.id)
+        except docker.errors.APIError:
+            pass
 
 
 @dataclass
@@ -81,6 +106,22 @@ def _pings(url: str) -> bool:
         client.close()
 
 
+_BRIDGE_PREFIX = "pib"
+
+
+def reap_bridges() -> list[str]:
+    """Delete the bridges of second engines whose test session died without its teardown."""
+    listed = subprocess.run(["ip", "-o", "link", "show", "type", "bridge"], capture_output=True, text=True)
+    reaped = []
+    for line in listed.stdout.splitlines():
+        name = line.split(":")[1].strip().split("@")[0]
+        owner = name.removeprefix(_BRIDGE_PREFIX)
+        if name.startswith(_BRIDGE_PREFIX) and owner.isdigit() and not procs.alive(int(owner)):
+            subprocess.run(["ip", "link", "delete", name, "type", "bridge"], capture_output=True)
+            reaped.append(name)
+    return reaped
+
+
 def _make_bridge(name: str) -> None:
     for command in (["ip", "link", "add", name, "type", "bridge"], ["ip", "link", "set", name, "up"]):
         result = subprocess.run(command, capture_output=True, text=True)
@@ -103,7 +144,7 @@ def start_second_engine(workdir: Path) -> SecondEngine:
     socket_path = workdir / "docker.sock"
     if len(str(socket_path)) > 100:
         raise procs.StartError(f"socket path too long for a unix socket: {socket_path}")
-    bridge = f"pib{os.getpid()}"[:15]  # one per test session; interface names have at most 15 bytes
+    bridge = f"{_BRIDGE_PREFIX}{os.getpid()}"  # one per test session, named by its owner's PID
     _make_bridge(bridge)
     config = workdir / "daemon.json"
     # Not /etc/docker/daemon.json: the first engine's settings are not ours. The engine ID comes

@@ -44,14 +44,13 @@ def _cmdline(pid: int) -> list[str] | None:
     return raw.rstrip(b"\0").decode(errors="replace").split("\0")
 
 
-def _alive(pid: int) -> bool:
+def alive(pid: int) -> bool:
+    """Running, not a zombie: where PID 1 does not reap, a killed session stays one."""
     try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
+        stat = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
         return False
-    except PermissionError:
-        return True
-    return True
+    return stat.rsplit(")", 1)[1].split()[0] not in ("Z", "X")
 
 
 def _stop_pid(pid: int, argv: list[str], timeout: float) -> None:
@@ -146,7 +145,7 @@ def reap_orphans() -> list[str]:
         except (OSError, ValueError):
             record.unlink(missing_ok=True)
             continue
-        if _alive(entry["owner"]) and entry["owner"] != os.getpid():
+        if alive(entry["owner"]) and entry["owner"] != os.getpid():
             continue
         if _cmdline(entry["pid"]) == entry["argv"]:
             _stop_pid(entry["pid"], entry["argv"], timeout=15.0)
