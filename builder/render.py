@@ -5,8 +5,6 @@ compare that with the disk; `generate` writes only after every file rendered.
 """
 from __future__ import annotations
 
-import os
-import tempfile
 import traceback
 from dataclasses import asdict
 from pathlib import Path
@@ -14,6 +12,7 @@ from pathlib import Path
 import jinja2
 
 from .errors import EXIT_FAILED, InputError
+from .files import write_atomic
 from .versions import TEMPLATE_SUFFIX, Family, Variant, Version, load
 
 HEADER = (
@@ -146,16 +145,7 @@ def generate(family: Family, out_dir: str | Path) -> tuple[list[Path], list[Path
         target = out_dir / path
         if target.is_file() and target.read_text(encoding="utf-8") == text:
             continue
-        target.parent.mkdir(parents=True, exist_ok=True)
-        handle, temp = tempfile.mkstemp(dir=target.parent, prefix=".Dockerfile.")
-        try:
-            with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-                stream.write(text)
-            os.chmod(temp, 0o644)
-            os.replace(temp, target)
-        except BaseException:
-            Path(temp).unlink(missing_ok=True)
-            raise
+        write_atomic(target, text)
         written.append(path)
     removed = sorted(_owned_dockerfiles(family, out_dir) - wanted.keys())
     for path in removed:

@@ -9,10 +9,8 @@ every entry manifest at once → every config and layer HEAD at once).
 from __future__ import annotations
 
 import json
-import os
 import re
 import sys
-import tempfile
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
@@ -22,6 +20,7 @@ from typing import Any, Mapping
 
 from . import auth
 from .errors import BuilderError, InputError
+from .files import write_atomic
 from .registry import (DOCKER_HUB, FOREIGN_LAYER_TYPES, IMAGE_TYPES, LIST_TYPES, ImageRef, Manifest,
                        NotFound, RegistryClient, Unauthorized)
 
@@ -331,17 +330,7 @@ def page_path(ref: ImageRef, out_dir: str | Path) -> Path:
 def write_page(client: RegistryClient, ref: ImageRef, out_dir: str | Path) -> Path:
     """Render the page and replace the file atomically, so readers never see half a page."""
     path = page_path(ref, out_dir)
-    text = summarize(client, ref)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="\n") as stream:
-            stream.write(text)
-        os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide the page from a web server
-        os.replace(temporary, path)
-    except BaseException:
-        os.unlink(temporary)
-        raise
+    write_atomic(path, summarize(client, ref))
     return path
 
 

@@ -25,7 +25,6 @@ from builder.registry import (DOCKER_LIST, DOCKER_MANIFEST, FOREIGN_LAYER_TYPES,
                               Manifest, RegistryClient, sha256_digest)
 from builder.tags import tag_groups
 from builder.versions import Family, Variant, Version
-from testbed import procs
 from testbed.registry import start_registry
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -107,43 +106,16 @@ def push_release(client: RegistryClient, host: str, version: Version, *,
     return pushed
 
 
-def start_registry_with(workdir: Path, name: str, extra: dict):
-    """The test bed's registry with `extra` merged into its config: started once to write the
-    config, stopped, started again by PID with the edited config. Returns (registry, server)."""
-    import yaml
-
-    first = start_registry(workdir, name=name)
-    first.stop()
-    config_path = workdir / "config.yml"
-    config = yaml.safe_load(config_path.read_text())
-    config.update(extra)
-    config_path.write_text(yaml.safe_dump(config, sort_keys=False))
-    server = procs.start(name, first.server.argv, workdir / "registry.log")
-    server.wait_ready(lambda: _answers(first.url), timeout=30, what=f"GET {first.url}/v2/")
-    return first, server
-
-
-def _answers(url: str) -> bool:
-    try:
-        return requests.get(url + "/v2/", timeout=2).status_code in (200, 401)
-    except requests.RequestException:
-        return False
-
-
 @pytest.fixture(scope="module")
 def windows_registry(tmp_path_factory):
-    """A plain registry that, like Docker Hub, accepts foreign layers on mcr.microsoft.com.
+    """A registry of this module's own, so its tag checks see no other test's images.
 
-    Distribution 2.8 refuses every foreign-layer URL (500 "invalid URL on layer") unless
-    validation.manifests.urls.allow is configured, so the session `registry` cannot hold
-    Windows-shaped images.
+    It accepts foreign layers (Windows base layers on mcr.microsoft.com) like every registry
+    of the test bed: Distribution 2.8 refuses them unless validation.manifests.urls.allow is set.
     """
-    registry, server = start_registry_with(
-        tmp_path_factory.mktemp("windows-registry"), "windows-registry",
-        {"validation": {"manifests": {"urls": {
-            "allow": [r"^https?://([^/]+\.)*(microsoft|windows)\.com/"]}}}})
+    registry = start_registry(tmp_path_factory.mktemp("windows-registry"), name="windows-registry")
     yield registry
-    server.stop()
+    registry.stop()
 
 
 @pytest.fixture(scope="module")

@@ -331,7 +331,7 @@ def token_registry(tmp_path_factory):
     from cryptography.hazmat.primitives.asymmetric import rsa
     from cryptography.x509.oid import NameOID
 
-    from test_publish import start_registry_with
+    from testbed.registry import start_registry
 
     workdir = tmp_path_factory.mktemp("token-registry")
     key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
@@ -347,11 +347,11 @@ def token_registry(tmp_path_factory):
         "key": key, "cert_der": cert.public_bytes(serialization.Encoding.DER), "asked": []})
     tokens = ThreadingHTTPServer(("127.0.0.1", 0), handler)
     threading.Thread(target=tokens.serve_forever, daemon=True).start()
-    registry, server = start_registry_with(workdir, "token-registry", {"auth": {"token": {
+    registry = start_registry(workdir, name="token-registry", extra={"auth": {"token": {
         "realm": f"http://127.0.0.1:{tokens.server_address[1]}/token", "service": "test-registry",
         "issuer": "test-issuer", "rootcertbundle": str(workdir / "signer.pem")}}})
     yield registry, handler
-    server.stop()
+    registry.stop()
     tokens.shutdown()
     tokens.server_close()
 

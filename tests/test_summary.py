@@ -7,7 +7,6 @@ import io
 import json
 import os
 import re
-import shutil
 import subprocess
 import sys
 import tarfile
@@ -18,7 +17,6 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
 
 import pytest
-import requests
 
 from builder import auth
 from builder.auth import Credentials
@@ -27,7 +25,7 @@ from builder.summary import (BlobHead, Document, ImageDocuments, TagDocuments, c
                              history_text, json_text, last_modified_text, page_path, platform_text,
                              render, size_text, summarize, write_page)
 from seed_documents import seed_documents
-from testbed import procs
+from testbed.registry import start_registry
 
 ROOT = Path(__file__).resolve().parent.parent
 SEED = Path(os.environ.get("SEED_PAGE", ROOT.parent / "shared/seed/000_5a6006424bbde431.txt"))
@@ -231,27 +229,11 @@ def layer_server():
 
 @pytest.fixture(scope="module")
 def foreign_registry(tmp_path_factory):
-    """A plain registry that, unlike the shared one, accepts foreign layer urls: Distribution
-    refuses every manifest with urls unless `validation.manifests.urls.allow` is set."""
-    workdir = tmp_path_factory.mktemp("foreign-registry")
-    host = f"127.0.0.1:{procs.free_port()}"
-    config = {"version": 0.1, "log": {"level": "info"},
-              "storage": {"filesystem": {"rootdirectory": str(workdir / "storage")}},
-              "http": {"addr": host},
-              "validation": {"manifests": {"urls": {"allow": ["^https?://127\\.0\\.0\\.1:"]}}}}
-    (workdir / "config.yml").write_text(json.dumps(config))
-    server = procs.start("foreign-registry", [shutil.which("docker-registry"), "serve",
-                                              str(workdir / "config.yml")], workdir / "registry.log")
-
-    def answers() -> bool:
-        try:
-            return requests.get(f"http://{host}/v2/", timeout=2).status_code == 200
-        except requests.RequestException:
-            return False
-
-    server.wait_ready(answers, timeout=30, what=f"GET http://{host}/v2/")
-    yield host
-    server.stop()
+    """A registry of this module's own for the Windows-shaped images (foreign layers allowed,
+    as on every registry of the test bed)."""
+    registry = start_registry(tmp_path_factory.mktemp("foreign-registry"), name="foreign-registry")
+    yield registry.host
+    registry.stop()
 
 
 def _push_image(client: RegistryClient, repository: str, tag: str, config: dict,

@@ -10,6 +10,8 @@ from pathlib import Path
 import requests
 import yaml
 
+from builder import localregistry
+
 from . import procs
 from .pki import make_server_pki
 
@@ -42,13 +44,6 @@ class Registry:
             self.server.stop()
 
 
-def _answers(url: str, verify: str | bool) -> bool:
-    try:
-        return requests.get(url + "/v2/", verify=verify, timeout=2).status_code in (200, 401)
-    except requests.RequestException:
-        return False
-
-
 def _htpasswd(path: Path, username: str, password: str) -> None:
     htpasswd = shutil.which("htpasswd")
     if not htpasswd:
@@ -58,7 +53,8 @@ def _htpasswd(path: Path, username: str, password: str) -> None:
 
 
 def start_registry(workdir: Path, *, storage: Path | None = None, tls: bool = False,
-                   basic_auth: bool = False, name: str = "registry") -> Registry:
+                   basic_auth: bool = False, name: str = "registry",
+                   extra: dict | None = None) -> Registry:
     """A registry storing in `storage` (default: workdir/storage), ready when /v2/ answers."""
     binary = shutil.which("docker-registry")
     if not binary:
@@ -68,23 +64,16 @@ def start_registry(workdir: Path, *, storage: Path | None = None, tls: bool = Fa
     storage.mkdir(parents=True, exist_ok=True)
     port = procs.free_port()
     host = f"127.0.0.1:{port}"
-    config: dict = {
-        "version": 0.1,
-        "log": {"level": "info", "fields": {"service": name}},
-        "storage": {"filesystem": {"rootdirectory": str(storage)}, "delete": {"enabled": True},
-                    "cache": {"blobdescriptor": "inmemory"}},
-        "http": {"addr": host, "secret": secrets.token_hex(16),
-                 "headers": {"X-Content-Type-Options": ["nosniff"]}},
-    }
-    username = password = ca_bundle = None
+    username = password = ca_bundle = tls_files = htpasswd = None
     if tls:
         pki = make_server_pki(workdir / "pki")
-        config["http"]["tls"] = {"certificate": str(pki.cert), "key": str(pki.key)}
-        ca_bundle = pki.ca_cert
+        tls_files, ca_bundle = (pki.cert, pki.key), pki.ca_cert
     if basic_auth:
         username, password = "builder", secrets.token_urlsafe(12)
-        _htpasswd(workdir / "htpasswd", username, password)
-        config["auth"] = {"htpasswd": {"realm": f"{name}-realm", "path": str(workdir / "htpasswd")}}
+        htpasswd = workdir / "htpasswd"
+        _htpasswd(htpasswd, username, password)
+    config = localregistry.config(host, storage, name=name, tls=tls_files, htpasswd=htpasswd)
+    config.update(extra or {})  # e.g. token auth in place of htpasswd
     config_path = workdir / "config.yml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
@@ -92,5 +81,5 @@ def start_registry(workdir: Path, *, storage: Path | None = None, tls: bool = Fa
     url = f"{scheme}://{host}"
     server = procs.start(name, [binary, "serve", str(config_path)], workdir / "registry.log")
     verify = str(ca_bundle) if ca_bundle else True
-    server.wait_ready(lambda: _answers(url, verify), timeout=30, what=f"GET {url}/v2/")
+    server.wait_ready(lambda: localregistry.answers(url, verify), timeout=30, what=f"GET {url}/v2/")
     return Registry(host, url, storage, username, password, ca_bundle, server)
