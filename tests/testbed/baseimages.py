@@ -9,6 +9,7 @@ carries a ``testbed.source`` label naming its input's SHA256, so a mirror that a
 same inputs is left alone.
 
     python -m testbed.baseimages debian-arches   # the dpkg architectures scripts/setup fetches
+    python -m testbed.baseimages seed HOST       # push library/busybox to the plain registry HOST
 """
 from __future__ import annotations
 
@@ -234,6 +235,16 @@ def ensure_debian(client: docker.DockerClient, mirror: Registry) -> Descriptor:
 def main(argv: list[str]) -> int:
     if argv == ["debian-arches"]:
         print("\n".join(dict.fromkeys(p.debian_arch for p in BUSYBOX_PLATFORMS)))
+        return 0
+    if len(argv) == 2 and argv[0] == "seed":
+        host = argv[1]
+        try:
+            ensure_busybox(docker.from_env(), Registry(host, f"http://{host}", Path()))
+        except BaseImageError as error:
+            print(f"seed: {error}", file=sys.stderr)
+            return 1
+        print(f"{host}/{BUSYBOX_REPO}:latest holds busybox for "
+              f"{', '.join(p.name for p in BUSYBOX_PLATFORMS)}")
         return 0
     print(__doc__.split("\n\n")[-1].strip(), file=sys.stderr)
     return 2
