@@ -13,7 +13,7 @@ from dataclasses import asdict
 from typing import TextIO
 
 from . import build, engines, publish, render, summary, versions
-from .errors import EXIT_FAILED, EXIT_OK
+from .errors import EXIT_FAILED, EXIT_OK, BuilderError
 from .plan import plan as make_plan
 from .publish import Status
 from .registry import ImageRef, RegistryClient
@@ -35,24 +35,34 @@ def run(version: str, registry: str, *, variants=(), platforms=(), builders: str
     family = versions.load(versions_path, templates)
     wanted = family.version(version)
     report = Report("release", wanted.full, family.repository, registry)
-    code = _stages(report, family, wanted, registry, variants=variants, platforms=platforms,
-                   builders=builders, out_dir=out_dir, oci=oci, arch_namespace=arch_namespace,
-                   allow_missing=allow_missing, force=force, nocache=nocache, logs=logs,
-                   dry_run=dry_run, ca_bundle=ca_bundle, out=out)
+    try:
+        code = _stages(report, family, wanted, registry, variants=variants, platforms=platforms,
+                       builders=builders, out_dir=out_dir, oci=oci, arch_namespace=arch_namespace,
+                       allow_missing=allow_missing, force=force, nocache=nocache, logs=logs,
+                       dry_run=dry_run, ca_bundle=ca_bundle, out=out)
+    except (BuilderError, KeyboardInterrupt) as error:
+        # An error that stops a stage midway (bad builders file, a registry refusing a write, a
+        # page that cannot be fetched) still gets its report: which stage, and why.
+        interrupted = isinstance(error, KeyboardInterrupt)
+        report.stage(report.running or "generate", "failed",
+                     reason="interrupted" if interrupted else str(error))
+        report.write(report_path, 130 if interrupted else error.exit_code)
+        raise  # the task prints the one error line
     report.write(report_path, code)
     if report.stopped_at:
         print(f"release stopped at stage {report.stopped_at!r}", file=sys.stderr)
     return code
 
 
-def _heading(out: TextIO, text: str) -> None:
-    print(f"\n== {text}", file=out, flush=True)
+def _begin(report: Report, stage: str, out: TextIO, heading: str) -> None:
+    report.running = stage
+    print(f"\n== {heading}", file=out, flush=True)
 
 
 def _stages(report: Report, family, wanted, registry: str, *, variants, platforms, builders,
             out_dir, oci, arch_namespace, allow_missing, force, nocache, logs, dry_run,
             ca_bundle, out: TextIO) -> int:
-    _heading(out, "generate --check")
+    _begin(report, "generate", out, "generate --check")
     problems = render.check(family, family.source.parent)
     for problem in problems:
         print(f"stale: {family.source.parent / problem}", file=out)
@@ -62,7 +72,7 @@ def _stages(report: Report, family, wanted, registry: str, *, variants, platform
         return EXIT_FAILED
     report.stage("generate", "ok", dockerfiles=len(render.render(family)))
 
-    _heading(out, "build and push")
+    _begin(report, "build", out, "build and push")
     the_plan = make_plan(family, wanted, tuple(variants), tuple(platforms),
                          builders=engines.load(builders, require_engine=not dry_run),
                          registry=registry, arch_namespace=arch_namespace)
@@ -70,7 +80,7 @@ def _stages(report: Report, family, wanted, registry: str, *, variants, platform
     groups = tag_groups(family, wanted)
     if dry_run:
         report.stage("build", "planned", jobs=len(the_plan.jobs), skipped=len(the_plan.skipped))
-        _heading(out, "publish (planned)")
+        _begin(report, "publish", out, "publish (planned)")
         for tag, members in groups.items():
             print(f"  {tag}: {', '.join(v.name for v in members)}", file=out)
         return EXIT_OK
@@ -85,7 +95,7 @@ def _stages(report: Report, family, wanted, registry: str, *, variants, platform
         return EXIT_FAILED
     report.stage("build", "ok", **_counts(r.status for r in built.results))
 
-    _heading(out, "publish")
+    _begin(report, "publish", out, "publish")
     host = publish.target_reference(registry, family.repository, "latest").registry
     client = RegistryClient(host, ca_bundle=ca_bundle)
     results = publish.publish(client, registry, family.repository, wanted, groups, oci=oci,
@@ -100,7 +110,7 @@ def _stages(report: Report, family, wanted, registry: str, *, variants, platform
         return EXIT_FAILED
     report.stage("publish", "ok", **_counts(r.status.value for r in results))
 
-    _heading(out, "summary pages")
+    _begin(report, "summary", out, "summary pages")
     refs = [ImageRef.parse(r.reference) for r in results]
     with ThreadPoolExecutor(max_workers=_PAGE_WORKERS) as pool:
         pages = list(pool.map(lambda ref: summary.write_page(client, ref, out_dir), refs))

@@ -27,6 +27,7 @@ class Report:
     tags: list[dict] = field(default_factory=list)
     summaries: list[dict] = field(default_factory=list)
     stopped_at: str | None = None  # the stage that failed, if one did
+    running: str | None = field(default=None, repr=False)  # the stage under way; not in the document
 
     def stage(self, name: str, status: str, **details) -> None:
         self.stages[name] = {"status": status, **details}
