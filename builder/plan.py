@@ -71,14 +71,21 @@ class Plan:
             lines.append(f"base images from mirror {self.builders.base_mirror}")
         if self.builders.problem:
             lines.append(f"warning: {self.builders.problem}")
+        # One block per variant: its tags once, then a line per job.
+        rows: dict[str, list[str]] = {}
         width = max((len(j.key) for j in (*self.jobs, *self.skipped)), default=0)
         engine_width = max((len(j.engine) for j in self.jobs), default=0)
         for job in self.jobs:
             after = f"  after {job.parent}" if job.parent else ""
-            lines.append(f"  {job.key:<{width}}  {job.engine:<{engine_width}}  {job.image}{after}")
-            lines.append(f"  {'':<{width}}  {'':<{engine_width}}  tags: {' '.join(job.tags)}")
+            rows.setdefault(job.variant.name, []).append(
+                f"    {job.key:<{width}}  {job.engine:<{engine_width}}  {job.image}{after}")
         for job in self.skipped:
-            lines.append(f"  {job.key:<{width}}  skipped: {job.reason}")
+            rows.setdefault(job.variant.name, []).append(f"    {job.key:<{width}}  skipped: {job.reason}")
+        for variant in self.version.variants:
+            if variant.name in rows:
+                tags = variant_tags(self.family, self.version, variant)
+                lines.append(f"  {variant.name}  tags: {' '.join(tags.tags + tags.shared_tags)}")
+                lines.extend(rows[variant.name])
         return "\n".join(lines)
 
 

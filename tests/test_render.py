@@ -197,3 +197,9 @@ def test_invoke_generate_and_check(tmp_path, tiny_family_path):
 def test_invoke_generate_check_on_the_repository():
     result = invoke("generate", "--check")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_example_family_tree_is_current():
+    """scripts/demo releases examples/hello, whose release starts with this same check."""
+    result = invoke("generate", "--check", "--versions", "examples/hello/versions.yaml")
+    assert result.returncode == 0, result.stdout + result.stderr
