@@ -50,15 +50,16 @@ def summary(c, image_ref, out=None, ca_bundle=None):
                               " (copied in first) instead of arch-suffixed tags",
             "versions": f"the versions file (default {DEFAULT_VERSIONS})",
             "dry_run": "say what would be written; write nothing",
-            "ca_bundle": "PEM file of the CA that signed the registry's certificate"})
+            "ca_bundle": "PEM file of the CA that signed the registry's certificate",
+            "report": "write the JSON report here: per tag the list digest, platforms, result"})
 def publish(c, version, registry, oci=False, allow_missing=False, arch_namespace=False,
-            versions=DEFAULT_VERSIONS, dry_run=False, ca_bundle=None):
+            versions=DEFAULT_VERSIONS, dry_run=False, ca_bundle=None, report=None):
     """Write a manifest list (or OCI index) for every tag and shared tag of a version."""
     from builder import publish as stage
 
     _run(stage.run, version, registry, versions_path=versions, oci=oci,
          allow_missing=allow_missing, arch_namespace_layout=arch_namespace, dry_run=dry_run,
-         ca_bundle=ca_bundle)
+         ca_bundle=ca_bundle, report_path=report)
 
 
 @task(help={"versions": "the versions file (default: versions.yaml)",
@@ -95,20 +96,18 @@ def library(c, versions=DEFAULT_VERSIONS, commit=None):
             "logs": "the directory of the build logs: <logs>/<version>/<variant>/<platform>.log",
             "versions": f"the versions file (default {DEFAULT_VERSIONS})",
             "arch_namespace": "push to <registry>/<arch>/<repository>:<version>-<variant> "
-                              "instead of arch-suffixed tags"})
+                              "instead of arch-suffixed tags",
+            "report": "write the JSON report here: per job the platform, engine, digest, result"})
 def build(c, version, variant=None, platform=None, push=False, registry=None, builders=None,
           force=False, no_cache=False, dry_run=False, logs="logs", versions=DEFAULT_VERSIONS,
-          arch_namespace=False):
+          arch_namespace=False, report=None):
     """Build (and push) the per-arch images of a version on the configured engines, in parallel."""
     from builder import build as stage
 
-    def build_stage(**kwargs) -> int:
-        outcome = stage.command(**kwargs)
-        return outcome.exit_code if outcome else 0
-
-    _run(build_stage, version=version, variants=variant or (), platforms=platform or (),
+    _run(stage.command, version=version, variants=variant or (), platforms=platform or (),
          registry=registry, push=push, builders=builders, force=force, nocache=no_cache,
-         dry_run=dry_run, logs=logs, versions_path=versions, arch_namespace=arch_namespace)
+         dry_run=dry_run, logs=logs, versions_path=versions, arch_namespace=arch_namespace,
+         report_path=report)
 
 
 @task(auto_shortflags=False, iterable=["variant", "platform"],

@@ -24,6 +24,7 @@ import re
 import sys
 import tarfile
 import threading
+from collections import Counter
 import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -39,6 +40,7 @@ from .errors import EXIT_FAILED, EXIT_OK, BuilderError, InputError
 from .plan import BuildJob, Plan, SkippedJob, from_images, rewrite_from
 from .plan import plan as make_plan
 from .progress import Progress, table
+from .report import Report
 from .push import PushedImage, auth_config, push_image, registered
 from .registry import DOCKER_HUB, ImageRef, RegistryClient, RegistryError
 
@@ -353,7 +355,8 @@ class Runner:
 
 def run(plan: Plan, *, push: bool = False, force: bool = False, nocache: bool = False,
         logs: str | Path = "logs", out: TextIO | None = None) -> BuildRun:
-    """Run every job of `plan`, showing progress on `out`; failures are in the results."""
+    """Run every job of `plan`, showing progress and then the table on `out`; failures are in
+    the results, and each is also named on stderr with its log."""
     if push and not plan.registry:
         raise InputError("--push needs --registry: where should the images go?", field="push")
     progress = Progress([(j.key, j.engine) for j in plan.jobs] + [(s.key, "-") for s in plan.skipped],
@@ -361,20 +364,21 @@ def run(plan: Plan, *, push: bool = False, force: bool = False, nocache: bool = 
     runner = Runner(plan, push=push, force=force, nocache=nocache, logs=Path(logs),
                     progress=progress)
     try:
-        return runner.run()
+        result = runner.run()
     finally:
         progress.close()
+    print(result.table(), file=progress.out)
+    for failure in result.failures:
+        print(f"failed: {failure.reason} (log: {failure.log})", file=sys.stderr)
+    return result
 
 
 def command(version: str, *, variants=(), platforms=(), registry: str | None = None,
             push: bool = False, builders: str | None = None, force: bool = False,
             nocache: bool = False, dry_run: bool = False, logs: str = "logs",
             versions_path: str = "versions.yaml", arch_namespace: bool = False,
-            out: TextIO | None = None) -> BuildRun | None:
-    """`invoke build`: print the plan (dry-run: only that), run it, print the table.
-
-    Returns the BuildRun (its `exit_code` tells the result); None after a dry run.
-    """
+            report_path: str | None = None, out: TextIO | None = None) -> int:
+    """`invoke build`: print the plan (dry-run: only that), run it; returns the exit code."""
     out = out or sys.stdout
     if push and not registry:
         raise InputError("--push needs --registry: where should the images go?", field="push")
@@ -384,9 +388,11 @@ def command(version: str, *, variants=(), platforms=(), registry: str | None = N
                          registry=registry, arch_namespace=arch_namespace)
     print(the_plan.describe(), file=out)
     if dry_run:
-        return None
+        return EXIT_OK
     result = run(the_plan, push=push, force=force, nocache=nocache, logs=logs, out=out)
-    print(result.table(), file=out)
-    for failure in result.failures:
-        print(f"failed: {failure.reason} (log: {failure.log})", file=sys.stderr)
-    return result
+    report = Report("build", the_plan.version.full, family.repository, registry)
+    report.jobs = [r.as_dict() for r in result.results]
+    report.stage("build", "failed" if result.failures else "ok",
+                 **Counter(r.status for r in result.results))
+    report.write(report_path, result.exit_code)
+    return result.exit_code

@@ -37,14 +37,21 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import requests
-import yaml
 
+from . import yamldoc
 from .errors import BuilderError, InputError
 from .platforms import PLATFORMS, Platform, from_oci, platform as parse_platform
 
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
-_KNOWN_KEYS = {"name", "url", "platforms", "concurrency", "tls", "os-version"}
-_URL_SCHEMES = ("unix://", "tcp://", "ssh://", "npipe://")
+_TOP_KEYS = {"engines": False, "base-mirror": False}
+_ENGINE_KEYS = dict.fromkeys(("concurrency", "name", "os-version", "platforms", "tls", "url"),
+                             False)
+_REQUIRED_ENGINE_KEYS = ("name", "url", "platforms")
+_TLS_KEYS = {"ca": False, "cert": False, "key": False}
+_ENGINE_URL = (r"(unix|tcp|ssh|npipe)://.*", "an engine url; use unix://, tcp:// or ssh://")
+_OS_VERSION = (r"\d+\.\d+\.\d+(\.\d+)?", "a Windows os.version like 10.0.17763")
+_POSITIVE = (r"0*[1-9]\d*", "a positive whole number")
+_REGISTRY_HOST = (r"[^/]+", "a registry host like 127.0.0.1:5000 (no scheme, no path)")
 
 # ELF (e_machine, 64-bit, little-endian) → OCI architecture, to read binfmt_misc magic.
 _ELF_MACHINES = {
@@ -148,128 +155,63 @@ def load(path: str | Path | None = None, *, env: dict | None = None,
 def parse(path: Path, *, env: dict | None = None) -> Builders:
     """Read a builders file; every mistake names the file, the line and the field."""
     env = os.environ if env is None else env
-    try:
-        text = path.read_text()
-    except OSError as error:
-        raise InputError(f"cannot read the builders file: {error.strerror}", source=path) from None
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        raise InputError(f"not valid YAML: {getattr(error, 'problem', error)}", source=path,
-                         line=mark.line + 1 if mark else None) from None
-    if root is None:
+    doc = yamldoc.load(path, syntax_error="not valid YAML")
+    if doc.root is None:
         raise InputError("empty builders file; it needs an `engines:` list", source=path)
-    top = _mapping(root, path, "(top)")
-    unknown = set(top) - {"engines", "base-mirror"}
-    if unknown:
-        key = sorted(unknown)[0]
-        raise InputError("unknown key; known: engines, base-mirror", source=path,
-                         line=top[key][0].start_mark.line + 1, field=key)
+    top = doc.mapping(doc.root, (), _TOP_KEYS)
     mirror = None
     if "base-mirror" in top:
-        mirror = _scalar(top["base-mirror"][1], path, "base-mirror")
-        if "/" in mirror or not mirror:
-            raise InputError("a registry host like 127.0.0.1:5000 (no scheme, no path)",
-                             source=path, line=_line(top["base-mirror"][1]), field="base-mirror")
+        mirror = doc.text(top["base-mirror"], ("base-mirror",), _REGISTRY_HOST)
     if "engines" not in top:
-        raise InputError("missing `engines:` (a list of engines)", source=path, line=1,
-                         field="engines")
-    node = top["engines"][1]
-    if not isinstance(node, yaml.SequenceNode) or not node.value:
-        raise InputError("a non-empty list of engines", source=path, line=_line(node),
-                         field="engines")
-    engines = tuple(_engine(item, path, f"engines[{i}]", base=path.parent, env=env)
-                    for i, item in enumerate(node.value))
+        raise doc.error(("engines",), "missing `engines:` (a list of engines)")
+    engines = tuple(_engine(doc, item, ("engines", i), base=path.parent, env=env)
+                    for i, item in enumerate(doc.sequence(top["engines"], ("engines",))))
     names = [e.name for e in engines]
     for i, name in enumerate(names):
         if name in names[:i]:
-            raise InputError(f"engine name {name!r} is used twice", source=path,
-                             line=_line(node.value[i]), field=f"engines[{i}].name")
+            raise doc.error(("engines", i, "name"), f"engine name {name!r} is used twice")
     return Builders(engines, mirror, str(path))
 
 
-def _engine(node, path: Path, where: str, *, base: Path, env) -> Engine:
-    fields = _mapping(node, path, where)
-    for key, (key_node, _) in fields.items():
-        if key not in _KNOWN_KEYS:
-            raise InputError(f"unknown key; known: {', '.join(sorted(_KNOWN_KEYS))}",
-                             source=path, line=_line(key_node), field=f"{where}.{key}")
-    for key in ("name", "url", "platforms"):
+def _engine(doc: yamldoc.Doc, entry, where: tuple, *, base: Path, env) -> Engine:
+    fields = doc.mapping(entry, where, _ENGINE_KEYS)
+    # Required keys are checked here, not by doc.mapping, so that the error names the
+    # missing field's own path (engines[0].url), as builders-file errors always have.
+    for key in _REQUIRED_ENGINE_KEYS:
         if key not in fields:
-            raise InputError(f"missing `{key}`", source=path, line=_line(node),
-                             field=f"{where}.{key}")
-    name = _scalar(fields["name"][1], path, f"{where}.name")
-    url = env.get(f"BUILDER_ENGINE_{re.sub(r'[^A-Za-z0-9]', '_', name).upper()}_URL") \
-        or _scalar(fields["url"][1], path, f"{where}.url")
-    if not url.startswith(_URL_SCHEMES):
-        raise InputError(f"{url!r} is not an engine url; use unix://, tcp:// or ssh://",
-                         source=path, line=_line(fields["url"][1]), field=f"{where}.url")
+            raise doc.error(where + (key,), f"missing `{key}`")
+    name = doc.text(fields["name"], where + ("name",))
+    url = doc.text(env.get(f"BUILDER_ENGINE_{re.sub(r'[^A-Za-z0-9]', '_', name).upper()}_URL")
+                   or fields["url"], where + ("url",), _ENGINE_URL)
     os_version = None
     if "os-version" in fields:
-        os_version = _scalar(fields["os-version"][1], path, f"{where}.os-version")
-        if not re.fullmatch(r"\d+\.\d+\.\d+(\.\d+)?", os_version):
-            raise InputError(f"{os_version!r} is not a Windows os.version like 10.0.17763",
-                             source=path, line=_line(fields["os-version"][1]),
-                             field=f"{where}.os-version")
-    platforms_node = fields["platforms"][1]
-    if not isinstance(platforms_node, yaml.SequenceNode) or not platforms_node.value:
-        raise InputError("a non-empty list of platforms", source=path,
-                         line=_line(platforms_node), field=f"{where}.platforms")
+        os_version = doc.text(fields["os-version"], where + ("os-version",), _OS_VERSION)
     platforms = []
-    for i, item in enumerate(platforms_node.value):
-        field_name = f"{where}.platforms[{i}]"
+    for i, item in enumerate(doc.sequence(fields["platforms"], where + ("platforms",))):
+        at = where + ("platforms", i)
+        text = doc.text(item, at)
         try:
-            found = parse_platform(_scalar(item, path, field_name))
+            found = parse_platform(text)
         except InputError as error:
-            raise InputError(error.message, source=path, line=_line(item),
-                             field=field_name) from None
+            raise doc.error(at, error.message) from None
         if found.os == "windows" and os_version is None:
-            raise InputError("a Windows platform needs the engine's `os-version`",
-                             source=path, line=_line(item), field=field_name)
+            raise doc.error(at, "a Windows platform needs the engine's `os-version`")
         platforms.append(found.with_os_version(os_version) if found.os == "windows" else found)
     concurrency = 1
     if "concurrency" in fields:
-        raw = _scalar(fields["concurrency"][1], path, f"{where}.concurrency")
-        if not raw.isdigit() or int(raw) < 1:
-            raise InputError(f"{raw!r} is not a positive whole number", source=path,
-                             line=_line(fields["concurrency"][1]), field=f"{where}.concurrency")
-        concurrency = int(raw)
+        concurrency = int(doc.text(fields["concurrency"], where + ("concurrency",), _POSITIVE))
     tls = None
     if "tls" in fields:
-        tls_fields = _mapping(fields["tls"][1], path, f"{where}.tls")
         paths = {}
-        for key, (key_node, value) in tls_fields.items():
-            if key not in ("ca", "cert", "key"):
-                raise InputError("unknown key; known: ca, cert, key", source=path,
-                                 line=_line(key_node), field=f"{where}.tls.{key}")
-            file = base / _scalar(value, path, f"{where}.tls.{key}")
+        for key, value in doc.mapping(fields["tls"], where + ("tls",), _TLS_KEYS).items():
+            file = base / doc.text(value, where + ("tls", key))
             if not file.is_file():
-                raise InputError(f"no such file: {file}", source=path, line=_line(value),
-                                 field=f"{where}.tls.{key}")
+                raise doc.error(where + ("tls", key), f"no such file: {file}")
             paths[key] = str(file)
         if ("cert" in paths) != ("key" in paths):
-            raise InputError("cert and key go together", source=path,
-                             line=_line(fields["tls"][1]), field=f"{where}.tls")
+            raise doc.error(where + ("tls",), "cert and key go together")
         tls = TLS(paths.get("ca"), paths.get("cert"), paths.get("key"))
     return Engine(name, url, tuple(platforms), concurrency, tls, os_version)
-
-
-def _mapping(node, path: Path, where: str) -> dict:
-    if not isinstance(node, yaml.MappingNode):
-        raise InputError("expected a mapping (key: value)", source=path, line=_line(node),
-                         field=where)
-    return {key.value: (key, value) for key, value in node.value}
-
-
-def _scalar(node, path: Path, where: str) -> str:
-    if not isinstance(node, yaml.ScalarNode) or node.value == "":
-        raise InputError("expected a single value", source=path, line=_line(node), field=where)
-    return str(node.value)
-
-
-def _line(node) -> int:
-    return node.start_mark.line + 1
 
 
 def detect_local() -> Engine:

@@ -65,6 +65,15 @@ def start(port: int = DEFAULT_PORT, state: Path = DEFAULT_STATE) -> str:
         raise InputError("docker-registry is not installed: run scripts/setup "
                          "(or apt-get install docker-registry)", field="registry")
     state = state.resolve()
+    pid_file = state / "registry.pid"
+    try:
+        running = int(pid_file.read_text())
+    except (FileNotFoundError, ValueError):
+        running = None
+    if running is not None and _ours(running, state):
+        # Writing a new PID file over it would leave that one running with no way to stop it.
+        raise InputError(f"the registry started from {state} still runs (pid {running}) on "
+                         "another port; stop it first: invoke registry --stop", field="port")
     state.mkdir(parents=True, exist_ok=True)
     config_path, log_path = state / "config.yml", state / "registry.log"
     config_path.write_text(yaml.safe_dump(config(host, state / "storage", name="local-registry"),
@@ -73,7 +82,7 @@ def start(port: int = DEFAULT_PORT, state: Path = DEFAULT_STATE) -> str:
         process = subprocess.Popen([binary, "serve", str(config_path)], stdout=log,
                                    stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                                    start_new_session=True)
-    (state / "registry.pid").write_text(f"{process.pid}\n")
+    pid_file.write_text(f"{process.pid}\n")
     deadline = time.monotonic() + 20
     while time.monotonic() < deadline:
         if answers(f"http://{host}"):
@@ -83,25 +92,64 @@ def start(port: int = DEFAULT_PORT, state: Path = DEFAULT_STATE) -> str:
         if process.poll() is not None:
             break
         time.sleep(0.2)
+    if process.poll() is None:  # not answering yet: do not leave it running behind the error
+        process.terminate()
+        try:
+            process.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
+    else:
+        process.wait()
+    pid_file.unlink(missing_ok=True)
     tail = "\n".join(log_path.read_text(errors="replace").splitlines()[-10:])
     raise BuilderError(f"the registry on {host} did not come up; see {log_path}:\n{tail}")
 
 
 def stop(state: Path = DEFAULT_STATE) -> None:
-    """Stop the registry `start` started, by its PID file (never by name)."""
+    """Stop the registry `start` started, by its PID file (never by name), and wait until it
+    has exited, so that the port is free when this returns."""
+    state = state.resolve()
     pid_file = state / "registry.pid"
     try:
         pid = int(pid_file.read_text())
     except (FileNotFoundError, ValueError):
         print(f"no registry started from {state}")
         return
-    try:
-        cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
-    except OSError:
-        cmdline = b""
-    if b"docker-registry" in cmdline:
+    if _ours(pid, state):
         os.kill(pid, signal.SIGTERM)
+        if not _wait_gone(pid, state, 10):
+            os.kill(pid, signal.SIGKILL)
+            _wait_gone(pid, state, 5)
         print(f"stopped the registry (pid {pid})")
     else:
         print(f"the registry (pid {pid}) is no longer running")
     pid_file.unlink()
+
+
+def _ours(pid: int, state: Path) -> bool:
+    """Whether `pid` still runs the registry started with this state directory's config
+    (a PID can be reused, and other registries may run from other state directories)."""
+    try:
+        argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
+        status = Path(f"/proc/{pid}/stat").read_text()
+    except OSError:
+        return False
+    if status.rsplit(")", 1)[1].split()[0] in ("Z", "X"):  # exited, not yet reaped
+        return False
+    return (len(argv) == 3 and argv[0].endswith(b"docker-registry") and argv[1] == b"serve"
+            and argv[2] == str(state / "config.yml").encode())
+
+
+def _wait_gone(pid: int, state: Path, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        try:
+            if os.waitpid(pid, os.WNOHANG)[0] == pid:  # our own child: reap it
+                return True
+        except ChildProcessError:
+            pass
+        if not _ours(pid, state):
+            return True
+        time.sleep(0.1)
+    return False

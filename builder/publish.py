@@ -16,13 +16,15 @@ from __future__ import annotations
 
 import json
 import sys
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from enum import Enum
 from typing import Callable, Mapping, Sequence
 
-from .errors import BuilderError, InputError
+from .errors import EXIT_FAILED, EXIT_OK, BuilderError, InputError
 from .platforms import Platform, from_oci
+from .report import Report
 from .registry import (DOCKER_LIST, FOREIGN_LAYER_TYPES, OCI_INDEX, ImageRef, Manifest,
                        NotFound, RegistryClient, sha256_digest)
 from .versions import Variant, Version
@@ -143,6 +145,10 @@ class TagResult:
     missing: tuple[str, ...] = ()  # per-arch references that were not found
     reason: str = ""
 
+    def as_dict(self) -> dict:
+        """For the JSON report."""
+        return asdict(self) | {"status": self.status.value}
+
     def line(self) -> str:
         head = f"{self.reference}: {self.status.value}"
         if self.status is Status.FAILED:
@@ -260,7 +266,8 @@ def _publish_tag(client: RegistryClient, ref: ImageRef, variants: Sequence[Varia
 
 def run(version: str, registry: str, *, versions_path: str, oci: bool = False,
         allow_missing: bool = False, arch_namespace_layout: bool = False, dry_run: bool = False,
-        ca_bundle: str | None = None, out: Callable[[str], None] = print) -> int:
+        ca_bundle: str | None = None, report_path: str | None = None,
+        out: Callable[[str], None] = print) -> int:
     """The `invoke publish` stage: exit code 0 when every tag is published or unchanged, else 1."""
     from .tags import tag_groups
     from .versions import load
@@ -284,8 +291,12 @@ def run(version: str, registry: str, *, versions_path: str, oci: bool = False,
             print(f"WARNING: {result.reference} {done} WITHOUT {', '.join(result.missing)} "
                   "(--allow-missing)", file=sys.stderr)
     failed = [r.tag for r in results if r.status is Status.FAILED]
+    report = Report("publish", wanted.full, family.repository, registry)
+    report.tags = [r.as_dict() for r in results]
+    report.stage("publish", "failed" if failed else "ok", **Counter(r.status.value for r in results))
+    report.write(report_path, EXIT_FAILED if failed else EXIT_OK)
     if failed:
         print(f"error: {len(failed)} of {len(results)} tags not published: {', '.join(failed)}",
               file=sys.stderr)
-        return 1
-    return 0
+        return EXIT_FAILED
+    return EXIT_OK

@@ -9,7 +9,6 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import asdict
 from typing import TextIO
 
 from . import build, engines, publish, render, summary, versions
@@ -86,21 +85,18 @@ def _stages(report: Report, family, wanted, registry: str, *, variants, platform
         return EXIT_OK
     built = build.run(the_plan, push=True, force=force, nocache=nocache, logs=logs, out=out)
     report.jobs = [r.as_dict() for r in built.results]
-    print(built.table(), file=out)
     if built.failures:
-        for failure in built.failures:
-            print(f"failed: {failure.reason} (log: {failure.log})", file=sys.stderr)
         report.stage("build", "failed", failed=[f.key for f in built.failures],
                      reason=f"{len(built.failures)} job(s) failed; nothing was published")
         return EXIT_FAILED
-    report.stage("build", "ok", **_counts(r.status for r in built.results))
+    report.stage("build", "ok", **Counter(r.status for r in built.results))
 
     _begin(report, "publish", out, "publish")
     host = publish.target_reference(registry, family.repository, "latest").registry
     client = RegistryClient(host, ca_bundle=ca_bundle)
     results = publish.publish(client, registry, family.repository, wanted, groups, oci=oci,
                               allow_missing=allow_missing, arch_namespace_layout=arch_namespace)
-    report.tags = [asdict(r) | {"status": r.status.value} for r in results]
+    report.tags = [r.as_dict() for r in results]
     for result in results:
         print(result.line(), file=out)
     failed = [r.tag for r in results if r.status is Status.FAILED]
@@ -108,7 +104,7 @@ def _stages(report: Report, family, wanted, registry: str, *, variants, platform
         report.stage("publish", "failed", failed=failed,
                      reason=f"{len(failed)} of {len(results)} tags not published")
         return EXIT_FAILED
-    report.stage("publish", "ok", **_counts(r.status.value for r in results))
+    report.stage("publish", "ok", **Counter(r.status.value for r in results))
 
     _begin(report, "summary", out, "summary pages")
     refs = [ImageRef.parse(r.reference) for r in results]
@@ -119,8 +115,4 @@ def _stages(report: Report, family, wanted, registry: str, *, variants, platform
         print(f"  {path}", file=out)
     report.stage("summary", "ok", pages=len(pages))
     return EXIT_OK
-
-
-def _counts(statuses) -> dict[str, int]:
-    return dict(Counter(statuses))
 

@@ -9,8 +9,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
+from . import yamldoc
 from .errors import InputError
 from .platforms import Platform, platform
 
@@ -89,21 +88,20 @@ class Family:
 # Values that end up inside RUN lines and ENV values are held to patterns with
 # no shell (or PowerShell) metacharacters, so no quoting in a template can be
 # escaped by a hostile or mistyped versions.yaml.
-_PATTERNS = {
-    "version": (r"\d+\.\d+\.\d+((a|b|rc)\d+)?", "a release number such as 3.8.0 or 3.9.0a1"),
-    "alias": (r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", "a tag such as 3 or latest"),
-    "name": (r"[a-z0-9][a-z0-9.-]*", "lower-case letters, digits, dots and dashes"),
-    "directory": (r"[a-z0-9][a-z0-9.-]*(/[a-z0-9][a-z0-9.-]*)*",
-                  "a relative path such as buster/slim"),
-    "image": (r"[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?(@sha256:[0-9a-f]{64})?",
-              "an image reference such as debian:buster-slim"),
-    "template": (r"[a-z0-9][a-z0-9_-]*", "a template name such as debian"),
-    "gpg-key": (r"[0-9A-F]{40}", "a GPG fingerprint: 40 upper-case hex digits"),
-    "pip-version": (r"\d+(\.\d+)*", "a pip release such as 19.3"),
-    "url": (r"https://[A-Za-z0-9.-]+(/[A-Za-z0-9._~+-]+)*/?", "an https URL of letters, digits and ._~+-"),
-    "sha256": (r"[0-9a-f]{64}", "64 lower-case hex digits"),
-    "os-version": (r"10\.0\.\d+", "a Windows os.version such as 10.0.17763"),
-}
+_VERSION = (r"\d+\.\d+\.\d+((a|b|rc)\d+)?", "a release number such as 3.8.0 or 3.9.0a1")
+_ALIAS = (r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", "a tag such as 3 or latest")
+_NAME = (r"[a-z0-9][a-z0-9.-]*", "lower-case letters, digits, dots and dashes")
+_DIRECTORY = (r"[a-z0-9][a-z0-9.-]*(/[a-z0-9][a-z0-9.-]*)*",
+              "a relative path such as buster/slim")
+_IMAGE = (r"[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?(@sha256:[0-9a-f]{64})?",
+          "an image reference such as debian:buster-slim")
+_TEMPLATE = (r"[a-z0-9][a-z0-9_-]*", "a template name such as debian")
+_GPG_KEY = (r"[0-9A-F]{40}", "a GPG fingerprint: 40 upper-case hex digits")
+_PIP_VERSION = (r"\d+(\.\d+)*", "a pip release such as 19.3")
+_URL = (r"https://[A-Za-z0-9.-]+(/[A-Za-z0-9._~+-]+)*/?",
+        "an https URL of letters, digits and ._~+-")
+_SHA256 = (r"[0-9a-f]{64}", "64 lower-case hex digits")
+_OS_VERSION = (r"10\.0\.\d+", "a Windows os.version such as 10.0.17763")
 
 _TOP_KEYS = {"repository": True, "defaults": False, "variants": True, "versions": True,
              "maintainers": False, "git-repo": False}
@@ -117,83 +115,6 @@ _PIP_KEYS = {"version": True, "url": True, "sha256": True}
 TEMPLATE_SUFFIX = ".Dockerfile.j2"
 
 
-class _Doc:
-    """A YAML document as plain values, remembering the line of every node."""
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.lines: dict[tuple, int] = {}
-
-    def error(self, where: tuple, message: str) -> InputError:
-        return InputError(message, source=self.source, line=self.line(where),
-                          field=_field_name(where) or None)
-
-    def line(self, where: tuple) -> int | None:
-        while where not in self.lines and where:
-            where = where[:-1]
-        return self.lines.get(where)
-
-    def value(self, node, where: tuple = ()):
-        self.lines[where] = node.start_mark.line + 1
-        if isinstance(node, yaml.MappingNode):
-            result = {}
-            for key_node, value_node in node.value:
-                if not isinstance(key_node, yaml.ScalarNode):
-                    raise InputError("keys must be plain words", source=self.source,
-                                     line=key_node.start_mark.line + 1, field=_field_name(where))
-                key = key_node.value
-                if key in result:
-                    raise InputError(f"duplicate key {key!r}", source=self.source,
-                                     line=key_node.start_mark.line + 1,
-                                     field=_field_name(where + (key,)))
-                result[key] = self.value(value_node, where + (key,))
-                # A field is reported where its key is, the line an editor should jump to.
-                self.lines[where + (key,)] = key_node.start_mark.line + 1
-            return result
-        if isinstance(node, yaml.SequenceNode):
-            return [self.value(item, where + (i,)) for i, item in enumerate(node.value)]
-        # Scalars stay the text that was written: 3.10 is not 3.1 and 19.3 not a float.
-        if node.tag == "tag:yaml.org,2002:null" and node.value in ("", "~", "null", "Null", "NULL"):
-            return None
-        return node.value
-
-
-def _field_name(where: tuple) -> str:
-    text = ""
-    for part in where:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
-    return text
-
-
-def _mapping(doc: _Doc, value, where: tuple, keys: dict[str, bool]) -> dict:
-    if not isinstance(value, dict):
-        raise doc.error(where, "expected a mapping of key: value")
-    for key in value:
-        if key not in keys:
-            raise doc.error(where + (key,), f"unknown key {key!r}; known: {', '.join(keys)}")
-    for key, required in keys.items():
-        if required and value.get(key) is None:
-            raise doc.error(where, f"missing field {key!r}")
-    return value
-
-
-def _text(doc: _Doc, value, where: tuple, pattern: str) -> str:
-    if not isinstance(value, str):
-        raise doc.error(where, "expected a single value, not a list or mapping")
-    regex, meaning = _PATTERNS[pattern]
-    if not re.fullmatch(regex, value):
-        raise doc.error(where, f"{value!r} is not {meaning}")
-    return value
-
-
-def _list(doc: _Doc, value, where: tuple) -> list:
-    if not isinstance(value, list):
-        raise doc.error(where, "expected a list, such as [a, b]")
-    if not value:
-        raise doc.error(where, "must not be empty")
-    return value
-
-
 def load(path: str | Path, templates_dir: str | Path | None = None) -> Family:
     """Read and validate a versions file; every problem is an InputError naming its line.
 
@@ -201,22 +122,11 @@ def load(path: str | Path, templates_dir: str | Path | None = None) -> Family:
     """
     path = Path(path)
     templates = Path(templates_dir) if templates_dir is not None else path.parent / "templates"
-    doc = _Doc(str(path))
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as error:
-        raise InputError(f"cannot read it: {error.strerror}", source=path) from None
-    try:
-        root = yaml.compose(text, Loader=yaml.SafeLoader)
-    except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
-        problem = getattr(error, "problem", None) or str(error)
-        raise InputError(f"YAML syntax error: {problem}", source=path,
-                         line=mark.line + 1 if mark else None) from None
-    if root is None:
+    doc = yamldoc.load(path)
+    if doc.root is None:
         raise InputError("the file is empty", source=path)
-    top = _mapping(doc, doc.value(root), (), _TOP_KEYS)
-    repository = _text(doc, top["repository"], ("repository",), "name")
+    top = doc.mapping(doc.root, (), _TOP_KEYS)
+    repository = doc.text(top["repository"], ("repository",), _NAME)
 
     catalogue = top["variants"]
     if not isinstance(catalogue, dict) or not catalogue:
@@ -224,48 +134,43 @@ def load(path: str | Path, templates_dir: str | Path | None = None) -> Family:
     variants = {name: _variant(doc, name, settings, templates)
                 for name, settings in catalogue.items()}
 
-    defaults = _mapping(doc, top.get("defaults") or {}, ("defaults",), _DEFAULTS_KEYS)
+    defaults = doc.mapping(top.get("defaults") or {}, ("defaults",), _DEFAULTS_KEYS)
     for key in defaults:
-        name = _text(doc, defaults[key], ("defaults", key), "name")
+        name = doc.text(defaults[key], ("defaults", key), _NAME)
         if name not in variants or variants[name].is_windows:
             raise doc.error(("defaults", key), f"{name!r} is not a Linux variant of the catalogue "
                             f"(variants: {', '.join(variants)})")
 
     versions = tuple(_version(doc, i, v, variants)
-                     for i, v in enumerate(_list(doc, top["versions"], ("versions",))))
+                     for i, v in enumerate(doc.sequence(top["versions"], ("versions",))))
     _check_unique_tags(doc, versions)
     extra = {}
     if top.get("maintainers") is not None:
-        extra["maintainers"] = tuple(_plain(doc, m, ("maintainers", i))
-                                     for i, m in enumerate(_list(doc, top["maintainers"], ("maintainers",))))
+        maintainers = doc.sequence(top["maintainers"], ("maintainers",))
+        extra["maintainers"] = tuple(doc.text(m, ("maintainers", i))
+                                     for i, m in enumerate(maintainers))
     if top.get("git-repo") is not None:
-        extra["git-repo"] = _text(doc, top["git-repo"], ("git-repo",), "url")
+        extra["git-repo"] = doc.text(top["git-repo"], ("git-repo",), _URL)
     return Family(repository=repository, versions=versions, source=path, templates=templates,
                   default_debian_suite=defaults.get("debian-suite"),
                   default_alpine=defaults.get("alpine"), extra=extra)
 
 
-def _plain(doc: _Doc, value, where: tuple) -> str:
-    if not isinstance(value, str) or not value.strip() or "\n" in value:
-        raise doc.error(where, "expected one line of text")
-    return value
-
-
-def _variant(doc: _Doc, name: str, settings, templates: Path) -> Variant:
+def _variant(doc: yamldoc.Doc, name: str, settings, templates: Path) -> Variant:
     where = ("variants", name)
-    _text(doc, name, where, "name")
-    settings = _mapping(doc, settings, where, _VARIANT_KEYS)
-    template = _text(doc, settings["template"], where + ("template",), "template")
+    doc.text(name, where, _NAME)
+    settings = doc.mapping(settings, where, _VARIANT_KEYS)
+    template = doc.text(settings["template"], where + ("template",), _TEMPLATE)
     if not (templates / (template + TEMPLATE_SUFFIX)).is_file():
         raise doc.error(where + ("template",), f"no template {template + TEMPLATE_SUFFIX} in "
                         f"{templates}/; add it or fix the name")
-    directory = _text(doc, settings.get("directory", name), where + ("directory",), "directory")
-    base_image = _text(doc, settings["from"], where + ("from",), "image")
+    directory = doc.text(settings.get("directory", name), where + ("directory",), _DIRECTORY)
+    base_image = doc.text(settings["from"], where + ("from",), _IMAGE)
     os_version = settings.get("os-version")
     if os_version is not None:
-        os_version = _text(doc, os_version, where + ("os-version",), "os-version")
+        os_version = doc.text(os_version, where + ("os-version",), _OS_VERSION)
     platforms = []
-    for i, entry in enumerate(_list(doc, settings["platforms"], where + ("platforms",))):
+    for i, entry in enumerate(doc.sequence(settings["platforms"], where + ("platforms",))):
         at = where + ("platforms", i)
         if not isinstance(entry, str):
             raise doc.error(at, "expected a platform name such as amd64")
@@ -285,25 +190,25 @@ def _variant(doc: _Doc, name: str, settings, templates: Path) -> Variant:
                    platforms=tuple(platforms), os_version=os_version)
 
 
-def _version(doc: _Doc, index: int, entry, catalogue: dict[str, Variant]) -> Version:
+def _version(doc: yamldoc.Doc, index: int, entry, catalogue: dict[str, Variant]) -> Version:
     where = ("versions", index)
-    entry = _mapping(doc, entry, where, _VERSION_KEYS)
-    full = _text(doc, entry["version"], where + ("version",), "version")
-    aliases = tuple(_text(doc, a, where + ("aliases", i), "alias")
-                    for i, a in enumerate(_list(doc, entry["aliases"], where + ("aliases",))
+    entry = doc.mapping(entry, where, _VERSION_KEYS)
+    full = doc.text(entry["version"], where + ("version",), _VERSION)
+    aliases = tuple(doc.text(a, where + ("aliases", i), _ALIAS)
+                    for i, a in enumerate(doc.sequence(entry["aliases"], where + ("aliases",))
                                           if entry.get("aliases") is not None else ()))
     gpg_key = entry.get("gpg-key")
     if gpg_key is not None:
-        gpg_key = _text(doc, gpg_key, where + ("gpg-key",), "gpg-key")
+        gpg_key = doc.text(gpg_key, where + ("gpg-key",), _GPG_KEY)
     pip = None
     if entry.get("pip") is not None:
         at = where + ("pip",)
-        fields = _mapping(doc, entry["pip"], at, _PIP_KEYS)
-        pip = Pip(version=_text(doc, fields["version"], at + ("version",), "pip-version"),
-                  url=_text(doc, fields["url"], at + ("url",), "url"),
-                  sha256=_text(doc, fields["sha256"], at + ("sha256",), "sha256"))
+        fields = doc.mapping(entry["pip"], at, _PIP_KEYS)
+        pip = Pip(version=doc.text(fields["version"], at + ("version",), _PIP_VERSION),
+                  url=doc.text(fields["url"], at + ("url",), _URL),
+                  sha256=doc.text(fields["sha256"], at + ("sha256",), _SHA256))
     variants = []
-    for i, name in enumerate(_list(doc, entry["variants"], where + ("variants",))):
+    for i, name in enumerate(doc.sequence(entry["variants"], where + ("variants",))):
         at = where + ("variants", i)
         if not isinstance(name, str) or name not in catalogue:
             raise doc.error(at, f"unknown variant {name!r}; the catalogue under variants: has "
@@ -319,7 +224,7 @@ def _version(doc: _Doc, index: int, entry, catalogue: dict[str, Variant]) -> Ver
     return Version(full=full, aliases=aliases, variants=tuple(variants), gpg_key=gpg_key, pip=pip)
 
 
-def _check_unique_tags(doc: _Doc, versions: tuple[Version, ...]) -> None:
+def _check_unique_tags(doc: yamldoc.Doc, versions: tuple[Version, ...]) -> None:
     """Two versions answering to the same tag would overwrite each other's images."""
     seen: dict[str, str] = {}
     for index, version in enumerate(versions):
@@ -328,5 +233,5 @@ def _check_unique_tags(doc: _Doc, versions: tuple[Version, ...]) -> None:
         for name, at in names:
             owner = seen.setdefault(name, version.full)
             if owner != version.full:
-                raise doc.error(("versions", index) + at,
-                                f"{name!r} already names version {owner}; each tag may name one version")
+                raise doc.error(("versions", index) + at, f"{name!r} already names version "
+                                f"{owner}; each tag may name one version")
