@@ -373,12 +373,12 @@ def run(plan: Plan, *, push: bool = False, force: bool = False, nocache: bool = 
     return result
 
 
-def command(version: str, *, variants=(), platforms=(), registry: str | None = None,
+def execute(version: str, *, variants=(), platforms=(), registry: str | None = None,
             push: bool = False, builders: str | None = None, force: bool = False,
             nocache: bool = False, dry_run: bool = False, logs: str = "logs",
             versions_path: str = "versions.yaml", arch_namespace: bool = False,
-            report_path: str | None = None, out: TextIO | None = None) -> int:
-    """`invoke build`: print the plan (dry-run: only that), run it; returns the exit code."""
+            out: TextIO | None = None) -> BuildRun | None:
+    """Print the plan (dry-run: only that) and run it; the BuildRun, or None after a dry run."""
     out = out or sys.stdout
     if push and not registry:
         raise InputError("--push needs --registry: where should the images go?", field="push")
@@ -388,9 +388,17 @@ def command(version: str, *, variants=(), platforms=(), registry: str | None = N
                          registry=registry, arch_namespace=arch_namespace)
     print(the_plan.describe(), file=out)
     if dry_run:
+        return None
+    return run(the_plan, push=push, force=force, nocache=nocache, logs=logs, out=out)
+
+
+def command(version: str, *, report_path: str | None = None, **options) -> int:
+    """`invoke build`: `execute`, then the JSON report; returns the exit code."""
+    result = execute(version, **options)
+    if result is None:
         return EXIT_OK
-    result = run(the_plan, push=push, force=force, nocache=nocache, logs=logs, out=out)
-    report = Report("build", the_plan.version.full, family.repository, registry)
+    report = Report("build", result.plan.version.full, result.plan.family.repository,
+                    result.plan.registry)
     report.jobs = [r.as_dict() for r in result.results]
     report.stage("build", "failed" if result.failures else "ok",
                  **Counter(r.status for r in result.results))

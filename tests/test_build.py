@@ -4,6 +4,7 @@ from __future__ import annotations
 import contextlib
 import dataclasses
 import io
+import json
 import os
 import shutil
 import subprocess
@@ -58,10 +59,10 @@ def two_engines(tmp_path_factory, registry, mirror, second_engine):
     kwargs = dict(variants=("busybox", "slim-busybox"), platforms=LOCAL + SECOND,
                   registry=registry.host, push=True, builders=str(builders),
                   versions_path=str(TINY), logs=str(work / "logs"))
-    first = build.command("1.0.0", out=io.StringIO(), **kwargs)
+    first = build.execute("1.0.0", out=io.StringIO(), **kwargs)
     blobs = blob_count(registry.storage)
     second_out = io.StringIO()
-    second = build.command("1.0.0", out=second_out, **kwargs)
+    second = build.execute("1.0.0", out=second_out, **kwargs)
     return first, blobs, second, second_out.getvalue()
 
 
@@ -145,7 +146,7 @@ def test_a_failing_run_step_fails_its_job_only_and_pushes_nothing_of_it(
     done = invoke("--version", "1.0.0", "--variant", "broken", "--variant", "busybox",
                   "--platform", "amd64", "--push", "--registry", registry.host,
                   "--builders", str(builders), "--versions", str(family),
-                  "--logs", str(tmp_path / "logs"))
+                  "--logs", str(tmp_path / "logs"), "--report", str(tmp_path / "report.json"))
 
     assert done.returncode == 1, done.stderr
     # 5 steps: the engine appends a LABEL step for the build-hash label.
@@ -156,6 +157,14 @@ def test_a_failing_run_step_fails_its_job_only_and_pushes_nothing_of_it(
     assert client.head_manifest("tiny-broken", "1.0.0-busybox-amd64") is not None
     log = (tmp_path / "logs" / "1.0.0" / "broken" / "amd64.log").read_text()
     assert "about to fail" in log and "FAILED: 1.0.0/broken/amd64" in log
+    report = json.loads((tmp_path / "report.json").read_text())
+    assert (report["command"], report["exit_code"], report["stopped_at"]) == ("build", 1, "build")
+    jobs = {job["job"]: job for job in report["jobs"]}
+    assert jobs["1.0.0/broken/amd64"]["status"] == "failed"
+    assert "exit code 3" in jobs["1.0.0/broken/amd64"]["reason"]
+    assert jobs["1.0.0/broken/amd64"]["pushed"] == []
+    assert jobs["1.0.0/busybox/amd64"]["status"] == "built"
+    assert jobs["1.0.0/busybox/amd64"]["pushed"] == [f"{registry.host}/tiny-broken:1.0.0-busybox-amd64"]
 
 
 def test_a_registry_refusing_the_credentials_fails_the_job_and_keeps_the_secret(
@@ -251,7 +260,7 @@ def test_a_variant_built_from_another_uses_the_image_just_built(tmp_path, regist
     builders = write_builders(tmp_path / "builders.yaml", mirror.host,
                               ("local", "unix:///var/run/docker.sock", ("amd64",)))
 
-    run = build.command("1.0.0", variants=("onbuild", "busybox"), platforms=("amd64",),
+    run = build.execute("1.0.0", variants=("onbuild", "busybox"), platforms=("amd64",),
                         registry=registry.host if push else None, push=push,
                         builders=str(builders), versions_path=str(family_path),
                         logs=str(tmp_path / "logs"), out=io.StringIO())
@@ -276,7 +285,7 @@ def test_force_builds_and_pushes_again_what_is_unchanged(tmp_path, registry, mir
                               ("local", "unix:///var/run/docker.sock", ("arm32v5",)))
 
     def once(force: bool):
-        return build.command("0.9.1", variants=("busybox",), platforms=("arm32v5",),
+        return build.execute("0.9.1", variants=("busybox",), platforms=("arm32v5",),
                              registry=registry.host, push=True, force=force,
                              builders=str(builders), versions_path=str(tiny_family_path),
                              logs=str(tmp_path / "logs"), out=io.StringIO()).results[0]

@@ -76,7 +76,8 @@ def test_the_shared_checks(tmp_path):
     assert caught(doc.mapping, doc.root["name"], ("name",), {}) == \
         f"{path}:1: name: expected a mapping of key: value"
     assert caught(doc.sequence, [], ("engines",)) == f"{path}:2: engines: must not be empty"
-    assert caught(doc.sequence, "x", ("name",)) == f"{path}:1: name: expected a list, such as [a, b]"
+    assert caught(doc.sequence, "x", ("name",)) == \
+        f"{path}:1: name: expected a list, such as [a, b]"
     assert doc.text("demo", ("name",), (r"[a-z]+", "a word")) == "demo"
     assert caught(doc.text, "Demo", ("name",), (r"[a-z]+", "a word")) == \
         f"{path}:1: name: 'Demo' is not a word"
