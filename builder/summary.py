@@ -22,7 +22,7 @@ from . import auth
 from .errors import BuilderError, InputError
 from .files import write_atomic
 from .registry import (DOCKER_HUB, FOREIGN_LAYER_TYPES, IMAGE_TYPES, LIST_TYPES, ImageRef, Manifest,
-                       NotFound, RegistryClient, Unauthorized)
+                       NotFound, RegistryClient, RegistryError, Unauthorized)
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _SIZE_UNITS = ("B", "KB", "MB", "GB", "TB")
@@ -308,7 +308,12 @@ def _head_blob(client: RegistryClient, repository: str, digest: str) -> BlobHead
 
 
 def _head_url(client: RegistryClient, url: str) -> BlobHead:
-    return BlobHead(last_modified=client.head_url(url))
+    # A foreign layer's server (Microsoft's, for Windows bases) is often out of reach of a build
+    # network; its Last-Modified is decoration, so the page goes out without that line.
+    try:
+        return BlobHead(last_modified=client.head_url(url))
+    except RegistryError:
+        return BlobHead(last_modified=None)
 
 
 def summarize(client: RegistryClient, ref: ImageRef) -> str:

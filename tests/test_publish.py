@@ -7,30 +7,25 @@ foreign layer that points at mcr.microsoft.com like the real base layers do.
 """
 from __future__ import annotations
 
-import gzip
-import io
 import json
 import os
 import subprocess
-import tarfile
 from pathlib import Path
 
 import pytest
 import requests
 
 from builder.errors import BuilderError
-from builder.platforms import PLATFORMS, Platform
+from builder.platforms import PLATFORMS
 from builder.publish import (Member, Status, arch_reference, assemble, platform_fields, publish)
-from builder.registry import (DOCKER_LIST, DOCKER_MANIFEST, FOREIGN_LAYER_TYPES, OCI_INDEX,
+from builder.registry import (DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX,
                               Manifest, RegistryClient, sha256_digest)
 from builder.tags import tag_groups
 from builder.versions import Family, Variant, Version
 from testbed.registry import start_registry
+from windows_images import push_image
 
 ROOT = Path(__file__).resolve().parent.parent
-CONFIG_TYPE = "application/vnd.docker.container.image.v1+json"
-LAYER_TYPE = "application/vnd.docker.image.rootfs.diff.tar.gzip"
-
 BUSTER = Variant("buster", "buster", "debian", "debian:buster",
                  (PLATFORMS["amd64"], PLATFORMS["arm32v7"], PLATFORMS["arm64v8"], PLATFORMS["i386"]))
 WIN1809 = Variant("windowsservercore-1809", "windows/windowsservercore-1809", "windowsservercore",
@@ -39,8 +34,6 @@ WIN1809 = Variant("windowsservercore-1809", "windows/windowsservercore-1809", "w
 WIN2016 = Variant("windowsservercore-ltsc2016", "windows/windowsservercore-ltsc2016",
                   "windowsservercore", "mcr.microsoft.com/windows/servercore:ltsc2016",
                   (PLATFORMS["windows-amd64"].with_os_version("10.0.14393"),), os_version="10.0.14393")
-# What each platform's image config says: what a real build of that platform records.
-WINDOWS_BUILDS = {"10.0.17763": "10.0.17763.805", "10.0.14393": "10.0.14393.3274"}
 
 
 def make_version(full: str, *variants: Variant) -> Version:
@@ -50,44 +43,6 @@ def make_version(full: str, *variants: Variant) -> Version:
 def make_family(version: Version) -> Family:
     return Family(repository="tinypy", versions=(version,), source=Path("versions.yaml"),
                   templates=Path("templates"), default_debian_suite="buster")
-
-
-def _layer(text: str) -> bytes:
-    raw = io.BytesIO()
-    with tarfile.open(fileobj=raw, mode="w") as tar:
-        data = text.encode()
-        info = tarfile.TarInfo("stamp")
-        info.size = len(data)
-        tar.addfile(info, io.BytesIO(data))
-    return gzip.compress(raw.getvalue(), mtime=0)
-
-
-def push_image(client: RegistryClient, repository: str, tag: str, platform: Platform, *,
-               label: str = "") -> Manifest:
-    """PUT a one-layer image whose config says `platform` (a Windows one also gets a foreign
-    base layer and the full os.version a Windows build records)."""
-    layer = _layer(f"{platform.oci} {label}")
-    config = {"architecture": platform.architecture, "os": platform.os,
-              "rootfs": {"type": "layers", "diff_ids": [sha256_digest(gzip.decompress(layer))]},
-              "history": [{"created": "2019-10-15T00:00:00Z", "created_by": f"stamp {label}"}]}
-    # Engines record arm/v7 as "v7" and arm64 with "v8": the list must normalize either way.
-    if platform.variant and platform.architecture == "arm":
-        config["variant"] = platform.variant
-    layers = [{"mediaType": LAYER_TYPE, "size": len(layer),
-               "digest": client.upload_blob(repository, layer)}]
-    if platform.os == "windows":
-        config["os.version"] = WINDOWS_BUILDS[platform.os_version]
-        foreign = "sha256:" + sha256_digest(platform.os_version.encode())[7:]
-        layers.insert(0, {"mediaType": FOREIGN_LAYER_TYPES[0], "size": 1024, "digest": foreign,
-                          "urls": [f"https://mcr.microsoft.com/v2/windows/servercore/blobs/{foreign}"]})
-        config["rootfs"]["diff_ids"].insert(0, foreign)
-    config_bytes = json.dumps(config).encode()
-    body = json.dumps({"schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
-                       "config": {"mediaType": CONFIG_TYPE, "size": len(config_bytes),
-                                  "digest": client.upload_blob(repository, config_bytes)},
-                       "layers": layers}, indent=3).encode()
-    digest = client.put_manifest(repository, tag, body, DOCKER_MANIFEST)
-    return Manifest(DOCKER_MANIFEST, digest, body)
 
 
 def push_release(client: RegistryClient, host: str, version: Version, *,

@@ -7,6 +7,7 @@ import io
 import json
 import os
 import re
+import socket
 import subprocess
 import sys
 import tarfile
@@ -329,6 +330,26 @@ def test_windows_shaped_list_with_foreign_layers(foreign_registry, layer_server)
         f"\t-\t`{update['digest']}`  \n\t\tSize: 666.6 MB (666618146 bytes)  \n\t\tMIME: {FOREIGN_TYPE}\n")
     # Distribution 2.8 sends no Last-Modified on blob HEADs: the registry layers have no such line.
     assert page.count("Last Modified:") == 2
+
+
+def test_a_foreign_layer_server_out_of_reach_leaves_out_only_its_last_modified(foreign_registry):
+    """Build networks often cannot reach Microsoft's servers: the page still goes out."""
+    client = RegistryClient(foreign_registry, max_attempts=1)
+    repository = "summary/windows-offline"
+    with socket.socket() as probe:  # a port nothing listens on
+        probe.bind(("127.0.0.1", 0))
+        closed = probe.getsockname()[1]
+    base = {"mediaType": FOREIGN_TYPE, "size": 1534685324,
+            "digest": "sha256:" + hashlib.sha256(b"offline base").hexdigest(),
+            "urls": [f"http://127.0.0.1:{closed}/layers/base.tar.gz"]}
+    _push_image(client, repository, "1809", _windows_config("10.0.17763.805", "1809-RTM-amd64"),
+                [b"ENV layer"], [base])
+
+    page = summarize(client, ImageRef.parse(f"{foreign_registry}/{repository}:1809"))
+
+    assert (f"\t-\t`{base['digest']}`  \n\t\tSize: 1.5 GB (1534685324 bytes)  \n"
+            f"\t\tMIME: {FOREIGN_TYPE}\n") in page
+    assert "Last Modified:" not in page
 
 
 def test_single_manifest_tag_and_missing_tag(registry):
