@@ -618,8 +618,23 @@ def _error_text(response: requests.Response) -> str:
     return (": " + "; ".join(shown)) if shown else ""
 
 
+# What urllib3's nested connection errors mean, in words a release engineer acts on.
+_PLAIN_REASONS = (
+    (re.compile(r"Failed to resolve '([^']+)'"), "cannot resolve the host name {0}"),
+    (re.compile(r"Connection refused"), "connection refused"),
+    (re.compile(r"certificate verify failed: ([^'\"()]+)"),
+     "its TLS certificate is not trusted ({0}); pass --ca-bundle or install the CA in "
+     "/etc/docker/certs.d/<host>/ca.crt"),
+    (re.compile(r"timed out"), "timed out"),
+)
+
+
 def _reason(error: Exception) -> str:
     text = str(error)
+    for pattern, plain in _PLAIN_REASONS:
+        match = pattern.search(text)
+        if match:
+            return plain.format(*(g.strip() for g in match.groups()))
     # urllib3 wraps the cause in "HTTPConnectionPool(...): Max retries exceeded ... (Caused by X)".
     match = re.search(r"Caused by (.*)\)$", text)
     return (match.group(1) if match else text)[:300]

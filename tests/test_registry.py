@@ -265,7 +265,15 @@ def test_unreachable_registry_is_one_line():
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
     client = RegistryClient(f"127.0.0.1:{port}", backoff=0.01, max_attempts=2)
-    with pytest.raises(RegistryError, match=r"failed after 2 attempts: .*check that the registry is up"):
+    with pytest.raises(RegistryError) as error:
+        client.get_manifest("x", "y")
+    assert str(error.value) == (f"registry 127.0.0.1:{port}: the /v2/ ping failed after 2 attempts: "
+                                "connection refused; check that the registry is up and reachable")
+
+
+def test_an_unknown_host_says_so_plainly():
+    client = RegistryClient("registry.invalid:5000", backoff=0.01, max_attempts=1)
+    with pytest.raises(RegistryError, match=r": cannot resolve the host name registry\.invalid; "):
         client.get_manifest("x", "y")
 
 
