@@ -24,10 +24,19 @@ _FROM_RE = re.compile(r"^(?P<head>[ \t]*FROM[ \t]+(?:--\S+[ \t]+)*)(?P<image>\S+
 
 
 @dataclass(frozen=True)
-class BuildJob:
+class _Target:
+    """What a job is for; its key names it in the plan, the progress display, logs and report."""
     version: Version
     variant: Variant
     platform: Platform  # Windows: carries the variant's os.version
+
+    @property
+    def key(self) -> str:
+        return f"{self.version.full}/{self.variant.name}/{self.platform.name}"
+
+
+@dataclass(frozen=True)
+class BuildJob(_Target):
     dockerfile: Path  # relative to the tree: 3.8/buster/Dockerfile
     dockerfile_text: str  # as rendered; the build stage pins its FROM lines
     engine: str  # the builders' engine name
@@ -36,21 +45,10 @@ class BuildJob:
     build_args: dict[str, str] = field(compare=False)
     parent: str | None = None  # key of the job this one builds FROM (same family, same platform)
 
-    @property
-    def key(self) -> str:
-        return f"{self.version.full}/{self.variant.name}/{self.platform.name}"
-
 
 @dataclass(frozen=True)
-class SkippedJob:
-    version: Version
-    variant: Variant
-    platform: Platform
+class SkippedJob(_Target):
     reason: str
-
-    @property
-    def key(self) -> str:
-        return f"{self.version.full}/{self.variant.name}/{self.platform.name}"
 
 
 @dataclass(frozen=True)
