@@ -18,6 +18,14 @@ ordinary Docker engines, the way the official images have one build node per arc
         platforms: [windows-amd64]
         os-version: 10.0.17763         # Windows: the os.version line this engine runs
 
+An ssh:// engine is reached the way ``docker -H ssh://…`` reaches it: the ``ssh`` command runs
+``docker system dial-stdio`` on the host, so ``ssh [-l USER] [-p PORT] HOST docker version`` must
+work from here without a prompt (BatchMode): the key in ssh-agent or named in ``~/.ssh/config``
+(OpenSSH reads the home of the passwd entry, not $HOME), the host key in ``known_hosts``, and
+``docker`` on the PATH of the remote session, talking to the engine (its DOCKER_HOST or the
+default socket). The docker SDK needs its ssh extra (paramiko, ``docker[ssh]``) installed even
+though it shells out to ``ssh``.
+
 Platforms are official names or OCI forms (``linux/arm/v7``). When two engines list the same
 platform, the first one listed gets the jobs. Environment overrides, for CI:
 ``BUILDER_BASE_MIRROR`` replaces ``base-mirror``; ``BUILDER_ENGINE_<NAME>_URL`` replaces the
@@ -31,8 +39,10 @@ their jobs are skipped, saying so.
 """
 from __future__ import annotations
 
+import functools
 import os
 import re
+import urllib.parse
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -97,16 +107,68 @@ class Engine:
 
         kwargs = {"base_url": self.url, "version": "auto", "timeout": timeout}
         if self.url.startswith("ssh://"):
-            kwargs["use_ssh_client"] = True  # the ssh command and its config, not paramiko
+            # The ssh command and its config; the SDK still imports paramiko (docker[ssh]).
+            kwargs["use_ssh_client"] = True
         if self.tls:
             kwargs["tls"] = docker.tls.TLSConfig(
                 client_cert=(self.tls.cert, self.tls.key) if self.tls.cert else None,
                 ca_cert=self.tls.ca, verify=self.tls.ca or True)
         try:
-            return docker.APIClient(**kwargs)
+            return _api_client_class()(**kwargs)
         except (DockerException, requests.RequestException) as error:
-            raise BuilderError(f"engine {self.name} ({self.url}) is unreachable: "
-                               f"{short_error(error)}; start it or fix its url") from None
+            raise BuilderError(self._connect_problem(short_error(error))) from None
+
+    def _connect_problem(self, text: str) -> str:
+        """One actionable line for a failed connection: TLS and ssh setup problems by name."""
+        where = f"engine {self.name} ({self.url})"
+        if "Install paramiko" in text:
+            return (f"{where}: ssh:// engines need the docker SDK's ssh extra (paramiko), although "
+                    "the connection is made by the ssh command: pip install 'docker[ssh]'")
+        if self.url.startswith("ssh://"):
+            parsed = urllib.parse.urlsplit(self.url)
+            command = " ".join(["ssh", *(["-l", parsed.username] if parsed.username else []),
+                                *(["-p", str(parsed.port)] if parsed.port else []),
+                                parsed.hostname or "", "docker", "version"])
+            return (f"{where}: no docker API over ssh ({text}); ssh's own message, if any, is "
+                    f"above. `{command}` must work without a prompt: the key in ssh-agent or "
+                    "~/.ssh/config, the host key in known_hosts, `docker` on the remote PATH")
+        if "Client sent an HTTP request to an HTTPS server" in text:
+            return (f"{where} speaks TLS, and its entry in the builders file has no `tls:`; "
+                    "add tls: {ca: …, cert: …, key: …}")
+        if "CERTIFICATE_VERIFY_FAILED" in text:
+            detail = re.search(r"certificate verify failed: ([^'\"()]+)", text)
+            trusted = (f"tls.ca ({self.tls.ca})" if self.tls and self.tls.ca
+                       else "the system's CAs (its entry has no tls.ca)")
+            return (f"{where}: its certificate is not signed by {trusted}"
+                    f"{' (' + detail.group(1).strip() + ')' if detail else ''}; "
+                    "set tls.ca to the CA that signed the engine's certificate")
+        rejected = re.search(r"ALERT_(BAD_CERTIFICATE|UNKNOWN_CA|CERTIFICATE_REQUIRED|"
+                             r"HANDSHAKE_FAILURE|CERTIFICATE_UNKNOWN)", text)
+        if self.tls is not None and (rejected or "EOF occurred in violation of protocol" in text):
+            sent = (f"the client certificate {self.tls.cert}" if self.tls.cert
+                    else "no client certificate (tls.cert and tls.key are not set)")
+            how = rejected.group(0).lower().replace("_", " ") if rejected else \
+                "it closed the connection"
+            return (f"{where} refused the TLS handshake with {sent} ({how}): it takes only "
+                    "client certificates signed by its own CA (dockerd --tlscacert); "
+                    "set tls.cert and tls.key to such a pair")
+        return f"{where} is unreachable: {text}; start it or fix its url"
+
+
+@functools.cache
+def _api_client_class():
+    import docker
+
+    class APIClient(docker.APIClient):
+        def merge_environment_settings(self, url, proxies, stream, verify, cert):
+            # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace Session.verify, which
+            # holds the engine's own CA (tls.ca): every request would then check the engine's
+            # certificate against the wrong CAs. A request that names no CA keeps the engine's.
+            if verify is None and isinstance(self.verify, str):
+                verify = self.verify
+            return super().merge_environment_settings(url, proxies, stream, verify, cert)
+
+    return APIClient
 
 
 @dataclass(frozen=True)

@@ -7,6 +7,10 @@ Interface (other test modules code against it):
 - mirror: stands in for Docker Hub: <host>/library/busybox:latest (manifest list, per-arch tags
   library/busybox:<platform name>) and <host>/library/debian:trixie (amd64).
 - docker_client: the local engine; second_engine: .url (docker base_url), .client.
+- tls_engine: the second engine over tcp:// with --tlsverify: .url "tcp://127.0.0.1:PORT", .ca,
+  .cert, .key (a client certificate it accepts).
+- ssh_engine: a private sshd on 127.0.0.1 whose sessions reach the second engine; .url
+  "ssh://root@127.0.0.1:PORT", .path_dir (an `ssh` using its key: put it first on PATH).
 - tiny_family_path: tests/fixtures/tiny/versions.yaml.
 """
 from __future__ import annotations
@@ -21,10 +25,11 @@ import requests
 
 from testbed import procs
 from testbed.baseimages import BaseImageError, ensure_busybox, ensure_debian
-from testbed.engine import (SecondEngine, local_client, reap_bridges, reap_trust, remove_tags_of,
+from testbed.engine import (SecondEngine, TLSEndpoint, local_client, reap_bridges, reap_trust, remove_tags_of,
                             start_second_engine, trust_ca, untrust)
 from testbed.paths import cache_dir
 from testbed.registry import Registry, start_registry
+from testbed.sshd import SSHServer, start_sshd
 
 TESTS = Path(__file__).parent
 
@@ -112,6 +117,21 @@ def second_engine(tmp_path_factory) -> SecondEngine:
         pytest.fail(f"test bed: {error}", pytrace=False)
     yield engine
     engine.stop()
+
+
+@pytest.fixture(scope="session")
+def tls_engine(second_engine) -> TLSEndpoint:
+    return second_engine.tls
+
+
+@pytest.fixture(scope="session")
+def ssh_engine(tmp_path_factory, second_engine) -> SSHServer:
+    try:
+        server = start_sshd(tmp_path_factory.mktemp("sshd"), docker_host=second_engine.url)
+    except procs.StartError as error:
+        pytest.fail(f"test bed: {error}", pytrace=False)
+    yield server
+    server.stop()
 
 
 @pytest.fixture

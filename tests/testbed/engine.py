@@ -13,6 +13,7 @@ import docker.errors
 import requests
 
 from . import procs
+from .pki import make_client_cert, make_server_pki
 
 CERTS_D = Path("/etc/docker/certs.d")
 
@@ -76,6 +77,15 @@ def remove_tags_of(client: docker.DockerClient, host: str) -> None:
             pass
 
 
+@dataclass(frozen=True)
+class TLSEndpoint:
+    """Where an engine also listens over TCP with --tlsverify, and the files a client needs."""
+    url: str  # "tcp://127.0.0.1:PORT"
+    ca: Path  # the CA that signed the server's and the client's certificates
+    cert: Path  # a client certificate the engine accepts
+    key: Path
+
+
 @dataclass
 class SecondEngine:
     url: str  # docker base_url: "unix:///…/docker.sock"
@@ -83,6 +93,7 @@ class SecondEngine:
     root: Path
     bridge: str  # its own bridge interface, made here and deleted on stop
     server: procs.Server = field(repr=False)
+    tls: TLSEndpoint | None = None  # the same engine over tcp:// with TLS (start_second_engine(tls=True))
 
     def stop(self) -> None:
         self.client.close()
@@ -129,8 +140,11 @@ def _make_bridge(name: str) -> None:
             raise procs.StartError(f"{' '.join(command)}: {result.stderr.strip()}")
 
 
-def start_second_engine(workdir: Path) -> SecondEngine:
+def start_second_engine(workdir: Path, *, tls: bool = True) -> SecondEngine:
     """A dockerd with its own roots, socket, pidfile, containerd, key and bridge, and no iptables rules.
+
+    With `tls` it also listens on tcp://127.0.0.1:PORT with --tlsverify: a throwaway CA signs its
+    server certificate (for 127.0.0.1) and a client certificate (`SecondEngine.tls`).
 
     Not --bridge=none: a dockerd started so deletes the host's docker0, the first engine's bridge.
     A bridge of our own instead (dockerd only adopts a non-default bridge that exists), and no
@@ -155,10 +169,32 @@ def start_second_engine(workdir: Path) -> SecondEngine:
     argv = [binary, "--config-file", str(config), "--data-root", str(workdir / "data"),
             "--exec-root", str(workdir / "exec"), "--pidfile", str(workdir / "docker.pid"),
             "-H", url, "--bridge", bridge, "--iptables=false", "--ip-masq=false"]
+    endpoint = None
+    if tls:
+        pki = make_server_pki(workdir / "tls", common_name="python-image-builder second engine")
+        client_cert = make_client_cert(pki, workdir / "tls", common_name="client")
+        endpoint = TLSEndpoint(f"tcp://127.0.0.1:{procs.free_port()}", pki.ca_cert, client_cert.cert,
+                               client_cert.key)
+        # The unix socket stays as it is: --tlsverify applies to tcp listeners only.
+        argv += ["-H", endpoint.url, "--tlsverify", "--tlscacert", str(pki.ca_cert),
+                 "--tlscert", str(pki.cert), "--tlskey", str(pki.key)]
     server = procs.start("second dockerd", argv, workdir / "dockerd.log", stop_timeout=30)
     try:
         server.wait_ready(lambda: _pings(url), timeout=60, what=f"ping {url}")
+        if endpoint:
+            server.wait_ready(lambda: _pings_tls(endpoint), timeout=30, what=f"ping {endpoint.url}")
     except procs.StartError:
         subprocess.run(["ip", "link", "delete", bridge, "type", "bridge"], capture_output=True)
         raise
-    return SecondEngine(url, docker.DockerClient(base_url=url, timeout=300), workdir, bridge, server)
+    return SecondEngine(url, docker.DockerClient(base_url=url, timeout=300), workdir, bridge, server,
+                        endpoint)
+
+
+def _pings_tls(endpoint: TLSEndpoint) -> bool:
+    # requests, not the docker SDK: `verify=` on the request, which REQUESTS_CA_BUNDLE can't replace.
+    try:
+        answer = requests.get(endpoint.url.replace("tcp://", "https://", 1) + "/_ping", timeout=5,
+                              verify=str(endpoint.ca), cert=(str(endpoint.cert), str(endpoint.key)))
+    except requests.RequestException:
+        return False
+    return answer.status_code == 200

@@ -1,0 +1,274 @@
+"""What routing jobs to a second Docker engine buys: the example family built three ways.
+
+Starts its own test-bed parts: a mirror registry seeded with busybox (the tests' mirror storage,
+so a warm cache builds nothing), a throwaway registry to push to, and a second dockerd playing a
+remote build node. Then it builds examples/hello 1.0.0 (2 variants × 7 Linux platforms, tiny
+busybox images, the foreign ones under QEMU) through `builder.build.execute` with builders
+files, pushing, with force and no-cache so every job really builds:
+
+    (a) all 14 jobs on the local engine, concurrency 1
+    (b) split over the local engine and the second engine (half the platforms each),
+        concurrency 1 each
+    (c) the local engine alone, concurrency 2
+
+and prints per configuration the wall-clock time, the sum of per-job engine times (the time a
+job holds its engine slot: pull, build, check, push) and the ratios (a)/(b), (a)/(c). Before
+timing, an untimed warm-up puts the base images on both engines and the base layers in the
+registry, so no configuration pays for them. Everything started is stopped by PID, and the local
+image tags and digest references made are removed, also on Ctrl-C.
+
+    .venv/bin/python bench/build_engines.py [--repeat 1]
+"""
+from __future__ import annotations
+
+import argparse
+import contextlib
+import fcntl
+import io
+import os
+import signal
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import docker.errors
+import requests
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+
+from builder import build  # noqa: E402
+from testbed import procs  # noqa: E402
+from testbed.baseimages import BaseImageError, ensure_busybox  # noqa: E402
+from testbed.engine import local_client, remove_tags_of, start_second_engine  # noqa: E402
+from testbed.paths import cache_dir  # noqa: E402
+from testbed.registry import start_registry  # noqa: E402
+
+VERSIONS = ROOT / "examples" / "hello" / "versions.yaml"
+VERSION = "1.0.0"
+VARIANTS = ("busybox", "slim-busybox")
+PLATFORMS = ("amd64", "arm32v5", "arm32v7", "arm64v8", "i386", "ppc64le", "s390x")
+# (b): every other platform, so each engine gets a mix of native and QEMU builds.
+LOCAL_HALF, SECOND_HALF = PLATFORMS[0::2], PLATFORMS[1::2]
+LOCAL_URL = "unix:///var/run/docker.sock"
+
+
+def forget_host(client, host: str) -> None:
+    """remove_tags_of, then the digest references to `host` left on images that other references
+    keep (a base pulled by digest that was already here): one per registry port, else they pile up."""
+    remove_tags_of(client, host)
+    try:
+        images = client.images.list(all=True)
+    except (docker.errors.DockerException, requests.RequestException):
+        return
+    for image in images:
+        for reference in image.attrs.get("RepoDigests") or []:
+            if reference.startswith(host + "/"):
+                try:
+                    client.images.remove(reference)  # untags only while other references remain
+                except docker.errors.APIError:
+                    pass
+
+
+def write_builders(path: Path, mirror_host: str, *engines: tuple[str, str, tuple[str, ...], int]) -> Path:
+    lines = [f"base-mirror: {mirror_host}", "engines:"]
+    for name, url, platforms, concurrency in engines:
+        lines += [f"  - name: {name}", f"    url: {url}",
+                  f"    platforms: [{', '.join(platforms)}]", f"    concurrency: {concurrency}"]
+    path.write_text("\n".join(lines) + "\n")
+    return path
+
+
+class Bench:
+    """The parts started here, and the one build running, so cleanup can find them."""
+
+    def __init__(self, workdir: Path):
+        self.workdir = workdir
+        self.mirror = self.registry = self.second = None
+        # Set when the running build ends: an Event, since a Thread.join interrupted by Ctrl-C
+        # can leave is_alive() False while the thread still runs.
+        self.build_done: threading.Event | None = None
+        self.runs = 0
+
+    def start(self) -> None:
+        print("starting: mirror registry, push registry, second engine …", file=sys.stderr)
+        self.mirror = start_registry(self.workdir / "mirror", storage=cache_dir() / "mirror" / "storage",
+                                     name="bench-mirror")
+        # The tests' mirror storage: one process fills it at a time, the others find it filled.
+        with open(cache_dir() / "mirror.lock", "w") as lock:
+            fcntl.flock(lock, fcntl.LOCK_EX)
+            client = local_client()
+            try:
+                ensure_busybox(client, self.mirror)
+            finally:
+                client.close()
+        self.registry = start_registry(self.workdir / "registry", name="bench-registry")
+        # The builds reach it over its unix socket; its TLS listener is not needed here.
+        self.second = start_second_engine(self.workdir / "engine", tls=False)
+
+    def build(self, builders: Path, variants=VARIANTS) -> build.BuildRun:
+        """One build.execute run, in a thread so Ctrl-C reaches us while it runs."""
+        self.runs += 1
+        box: dict = {}
+        self.build_done = done = threading.Event()
+
+        def target():
+            try:
+                box["run"] = build.execute(
+                    VERSION, variants=variants, platforms=PLATFORMS, registry=self.registry.host,
+                    push=True, builders=str(builders), force=True, nocache=True,
+                    logs=str(self.workdir / "logs" / str(self.runs)),
+                    versions_path=str(VERSIONS), out=io.StringIO())
+            except BaseException as error:  # noqa: BLE001 - handed to the main thread
+                box["error"] = error
+            finally:
+                done.set()
+
+        threading.Thread(target=target, name="build", daemon=True).start()
+        while not done.wait(0.2):
+            pass
+        if "error" in box:
+            raise box["error"]
+        run = box["run"]
+        if run.failures:
+            raise SystemExit("build failed: " + "; ".join(r.reason for r in run.failures)
+                             + f" (logs under {self.workdir / 'logs'})")
+        return run
+
+    def cleanup(self) -> None:
+        """Registries first (a build still running then fails fast), then wait for it, then the
+        second engine and the local tags of both registry hosts."""
+        for registry in (self.registry, self.mirror):
+            if registry:
+                registry.stop()
+        if self.build_done and not self.build_done.is_set():
+            print("waiting for the running build to stop …", file=sys.stderr)
+            with contextlib.redirect_stderr(io.StringIO()):  # its jobs' failures, now expected
+                self.build_done.wait(180)
+        if self.second:
+            self.second.stop()
+        try:
+            client = local_client()
+        except Exception as error:  # noqa: BLE001 - cleanup goes on
+            print(f"cleanup: local engine: {error}", file=sys.stderr)
+            return
+        try:
+            # Built images first: they are children of the pulled bases.
+            for registry in (self.registry, self.mirror):
+                if registry:
+                    forget_host(client, registry.host)
+        finally:
+            client.close()
+
+
+def measure(bench: Bench, builders: Path) -> tuple[float, float, dict[str, float]]:
+    start = time.perf_counter()
+    run = bench.build(builders)
+    wall = time.perf_counter() - start
+    built = [r for r in run.results if r.status == "built"]
+    assert len(built) == len(VARIANTS) * len(PLATFORMS), [(r.key, r.status) for r in run.results]
+    per_engine: dict[str, float] = {}
+    for result in built:
+        per_engine[result.engine] = per_engine.get(result.engine, 0.0) + result.seconds
+    return wall, sum(per_engine.values()), per_engine
+
+
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(f"signal {signum}")
+
+
+@contextlib.contextmanager
+def deferred_interrupts():
+    """Ctrl-C or SIGTERM while starting parts takes effect once they are started (each start is
+    bounded by its own timeout): a part half started would outlive the cleanup."""
+    pending = []
+    previous = {sig: signal.signal(sig, lambda signum, frame: pending.append(signum))
+                for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    if pending:
+        raise KeyboardInterrupt(f"signal {pending[0]}")
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=1, help="runs per configuration; the best is shown")
+    args = parser.parse_args()
+    if args.repeat < 1:
+        parser.error("--repeat: at least 1")
+    signal.signal(signal.SIGTERM, _interrupt)
+    # The builders files say where things are; no CI overrides from the environment.
+    for key in [k for k in os.environ if k == "BUILDER_BASE_MIRROR" or
+                (k.startswith("BUILDER_ENGINE_") and k.endswith("_URL"))]:
+        del os.environ[key]
+
+    configs = {}
+    results: dict[str, list[tuple[float, float, dict[str, float]]]] = {}
+    with tempfile.TemporaryDirectory(prefix="bench-engines-", ignore_cleanup_errors=True) as workdir:
+        bench = Bench(Path(workdir))
+        try:
+            with deferred_interrupts():
+                bench.start()
+            files = Path(workdir)
+            mirror = bench.mirror.host
+            configs = {
+                "(a) local, concurrency 1": write_builders(
+                    files / "a.yaml", mirror, ("local", LOCAL_URL, PLATFORMS, 1)),
+                "(b) local + second, 1 each": write_builders(
+                    files / "b.yaml", mirror, ("local", LOCAL_URL, LOCAL_HALF, 1),
+                    ("second", bench.second.url, SECOND_HALF, 1)),
+                "(c) local, concurrency 2": write_builders(
+                    files / "c.yaml", mirror, ("local", LOCAL_URL, PLATFORMS, 2)),
+            }
+            # Warm-up, untimed: every base on the engine that builds it in the timed runs, and
+            # the base layers in the push registry.
+            print("warm-up (untimed) …", file=sys.stderr)
+            bench.build(configs["(b) local + second, 1 each"], variants=VARIANTS[:1])
+            bench.build(configs["(c) local, concurrency 2"], variants=VARIANTS[1:])
+            for round_ in range(args.repeat):
+                for name, builders in configs.items():
+                    print(f"run {round_ + 1}/{args.repeat}: {name} …", file=sys.stderr)
+                    results.setdefault(name, []).append(measure(bench, builders))
+        except (procs.StartError, BaseImageError) as error:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            bench.cleanup()
+            sys.exit(f"test bed: {error}")
+        except KeyboardInterrupt:
+            print("\ninterrupted; cleaning up …", file=sys.stderr)
+            signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the cleanup finish
+            bench.cleanup()
+            sys.exit(130)
+        except BaseException:
+            signal.signal(signal.SIGINT, signal.SIG_IGN)
+            bench.cleanup()
+            raise
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        bench.cleanup()
+
+    best = {name: min(runs, key=lambda run: run[0]) for name, runs in results.items()}
+    jobs = len(VARIANTS) * len(PLATFORMS)
+    print(f"hello {VERSION}: {jobs} jobs ({len(VARIANTS)} variants × {len(PLATFORMS)} platforms), "
+          f"pushed, force + no-cache; {os.cpu_count()} CPUs; best of {args.repeat}")
+    print(f"  (b) split: local [{' '.join(LOCAL_HALF)}], second [{' '.join(SECOND_HALF)}]")
+    print(f"  {'configuration':<28} {'wall':>8} {'engine time':>12}  per engine")
+    for name, (wall, engine_sum, per_engine) in best.items():
+        shown = ", ".join(f"{engine} {seconds:.1f} s" for engine, seconds in per_engine.items())
+        print(f"  {name:<28} {wall:6.1f} s {engine_sum:10.1f} s  {shown}")
+    if args.repeat > 1:
+        for name, runs in results.items():
+            print(f"  {name:<28} walls: {', '.join(f'{run[0]:.1f} s' for run in runs)}")
+    a, b, c = (best[name][0] for name in configs)
+    print(f"  ratio (a)/(b): {a / b:.2f}x faster with a second engine; "
+          f"(a)/(c): {a / c:.2f}x faster with concurrency 2 on one engine")
+    print("  engine time: per job, the engine slot held (pull, build, platform check, push), summed")
+    print(f"  note: both engines share this machine's {os.cpu_count()} CPUs, so (b) is a lower bound "
+          "of what separate build nodes give")
+
+
+if __name__ == "__main__":
+    main()
