@@ -10,10 +10,10 @@ import sys
 
 from invoke import Exit, task
 
-from builder.errors import BuilderError
+from builder.errors import EXIT_INTERRUPTED, BuilderError
 
 DEFAULT_VERSIONS = "versions.yaml"
-DEFAULT_TEMPLATES = "templates"
+_VERSIONS_HELP = f"the versions file (default {DEFAULT_VERSIONS})"
 
 
 def _run(stage, *args, **kwargs) -> None:
@@ -25,7 +25,7 @@ def _run(stage, *args, **kwargs) -> None:
         raise Exit(code=error.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
-        raise Exit(code=130)
+        raise Exit(code=EXIT_INTERRUPTED)
     if isinstance(result, int) and result:
         raise Exit(code=result)
 
@@ -48,7 +48,7 @@ def summary(c, image_ref, out=None, ca_bundle=None):
             "allow_missing": "publish tags whose per-arch images are not all there (loudly)",
             "arch_namespace": "per-arch images are <registry>/<arch>/<repository>:<version>-<variant>"
                               " (copied in first) instead of arch-suffixed tags",
-            "versions": f"the versions file (default {DEFAULT_VERSIONS})",
+            "versions": _VERSIONS_HELP,
             "dry_run": "say what would be written; write nothing",
             "ca_bundle": "PEM file of the CA that signed the registry's certificate",
             "report": "write the JSON report here: per tag the list digest, platforms, result"})
@@ -62,7 +62,7 @@ def publish(c, version, registry, oci=False, allow_missing=False, arch_namespace
          ca_bundle=ca_bundle, report_path=report)
 
 
-@task(help={"versions": "the versions file (default: versions.yaml)",
+@task(help={"versions": _VERSIONS_HELP,
             "templates": "the templates directory (default: templates/ next to the versions file)",
             "out": "where the Dockerfile tree goes (default: next to the versions file)",
             "check": "write nothing; exit 1 naming every stale, missing or extra Dockerfile"})
@@ -73,7 +73,7 @@ def generate(c, versions=DEFAULT_VERSIONS, templates=None, out=None, check=False
     _run(render.command, versions, templates=templates, out=out, check_only=check)
 
 
-@task(help={"versions": "the versions file (default: versions.yaml)",
+@task(help={"versions": _VERSIONS_HELP,
             "commit": "GitCommit for every entry (default: the last commit touching each directory)"})
 def library(c, versions=DEFAULT_VERSIONS, commit=None):
     """Print the official-images style library file: tags, architectures, commit, directory."""
@@ -94,7 +94,7 @@ def library(c, versions=DEFAULT_VERSIONS, commit=None):
             "no_cache": "build without the engine's layer cache",
             "dry_run": "print the plan (job, engine, image, tags, skip reasons); build nothing",
             "logs": "the directory of the build logs: <logs>/<version>/<variant>/<platform>.log",
-            "versions": f"the versions file (default {DEFAULT_VERSIONS})",
+            "versions": _VERSIONS_HELP,
             "arch_namespace": "push to <registry>/<arch>/<repository>:<version>-<variant> "
                               "instead of arch-suffixed tags",
             "report": "write the JSON report here: per job the platform, engine, digest, result"})
@@ -127,7 +127,7 @@ def build(c, version, variant=None, platform=None, push=False, registry=None, bu
             "no_cache": "build without the engine's layer cache",
             "dry_run": "check the tree, print the plan and the tags; build and write nothing",
             "logs": "the directory of the build logs (default logs)",
-            "versions": f"the versions file (default {DEFAULT_VERSIONS})",
+            "versions": _VERSIONS_HELP,
             "templates": "the templates directory (default: templates/ beside the versions file)",
             "ca_bundle": "PEM file of the CA that signed the registry's certificate"})
 def release(c, version, registry, variant=None, platform=None, builders=None, report=None,

@@ -30,8 +30,9 @@ from pathlib import Path
 
 from .errors import BuilderError, InputError
 
-DOCKER_HUB_KEY = "https://index.docker.io/v1/"
-_DOCKER_HUB_HOSTS = {"docker.io", "index.docker.io", "registry-1.docker.io"}
+DOCKER_HUB = "docker.io"  # the one name Docker Hub goes by here, whichever alias was written
+DOCKER_HUB_HOSTS = {"docker.io", "index.docker.io", "registry-1.docker.io"}
+DOCKER_HUB_KEY = "https://index.docker.io/v1/"  # Docker Hub's key in the Docker config
 _HELPER_TIMEOUT = 30  # seconds; a keychain prompt that never returns must not hang a release
 
 
@@ -59,7 +60,7 @@ def env_prefix(registry_host: str) -> str:
 
 def _canonical_host(host: str) -> str:
     host = re.sub(r"^[a-z]+://", "", host.strip()).split("/")[0]
-    return "docker.io" if host in _DOCKER_HUB_HOSTS else host
+    return DOCKER_HUB if host in DOCKER_HUB_HOSTS else host
 
 
 def _from_environment(host: str) -> Credentials | None:
@@ -99,7 +100,7 @@ def _from_docker_config(host: str) -> Credentials | None:
         raise InputError(f"cannot read the Docker config: {type(error).__name__}; "
                          "fix or remove it, or set BUILDER_REGISTRY_USERNAME/PASSWORD",
                          source=path) from None
-    server = DOCKER_HUB_KEY if host == "docker.io" else host
+    server = DOCKER_HUB_KEY if host == DOCKER_HUB else host
     helper = _lookup(config.get("credHelpers") or {}, host)
     if helper:
         return _from_helper(helper, server, path)

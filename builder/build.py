@@ -24,8 +24,8 @@ import re
 import sys
 import tarfile
 import threading
-from collections import Counter
 import time
+from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,11 +38,12 @@ from . import engines, versions
 from .engines import Engine, short_error
 from .errors import EXIT_FAILED, EXIT_OK, BuilderError, InputError
 from .plan import BuildJob, Plan, SkippedJob, from_images, rewrite_from
+from .platforms import oci_text
 from .plan import plan as make_plan
 from .progress import Progress, table
 from .report import Report
 from .push import PushedImage, auth_config, push_image, registered
-from .registry import DOCKER_HUB, ImageRef, RegistryClient, RegistryError
+from .registry import DOCKER_HUB, ImageRef, RegistryClient, RegistryError, sha256_digest
 
 HASH_LABEL = "org.python-image-builder.build-hash"
 BUILD_TIMEOUT = 3600  # seconds without a byte from the engine: a RUN under QEMU can be quiet long
@@ -117,7 +118,7 @@ def build_hash(dockerfile: str, files: dict[str, bytes], build_args: dict[str, s
     document = {"dockerfile": dockerfile, "platform": platform, "build_args": build_args,
                 "files": {name: hashlib.sha256(data).hexdigest()
                           for name, data in sorted(files.items())}}
-    return "sha256:" + hashlib.sha256(json.dumps(document, sort_keys=True).encode()).hexdigest()
+    return sha256_digest(json.dumps(document, sort_keys=True).encode())
 
 
 def context_files(directory: Path) -> dict[str, bytes]:
@@ -344,10 +345,10 @@ class Runner:
         fields = (found.get("Os", ""), found.get("Architecture", ""), found.get("Variant"),
                   found.get("OsVersion"))
         if not target.matches(*fields):
-            shown = "/".join(f for f in fields[:3] if f)
-            raise BuilderError(f"{job.key}: engine {engine.name} returned a {shown} image "
-                               f"({image_id[:19]}) for a {target.oci} build; the classic "
-                               "builder's cache mixed platforms up: run again with --no-cache")
+            raise BuilderError(f"{job.key}: engine {engine.name} returned a "
+                               f"{oci_text(*fields[:3])} image ({image_id[:19]}) for a "
+                               f"{target.oci} build; the classic builder's cache mixed "
+                               "platforms up: run again with --no-cache")
         api.tag(image_id, job.image.familiar_repository, job.image.tag, force=True)
         log.write(f"tagged {image_id} as {job.image}\n")
         return image_id
@@ -357,8 +358,7 @@ def run(plan: Plan, *, push: bool = False, force: bool = False, nocache: bool = 
         logs: str | Path = "logs", out: TextIO | None = None) -> BuildRun:
     """Run every job of `plan`, showing progress and then the table on `out`; failures are in
     the results, and each is also named on stderr with its log."""
-    if push and not plan.registry:
-        raise InputError("--push needs --registry: where should the images go?", field="push")
+    _check_push_target(push, plan.registry)
     progress = Progress([(j.key, j.engine) for j in plan.jobs] + [(s.key, "-") for s in plan.skipped],
                         out=out or sys.stdout)
     runner = Runner(plan, push=push, force=force, nocache=nocache, logs=Path(logs),
@@ -373,6 +373,11 @@ def run(plan: Plan, *, push: bool = False, force: bool = False, nocache: bool = 
     return result
 
 
+def _check_push_target(push: bool, registry: str | None) -> None:
+    if push and not registry:
+        raise InputError("--push needs --registry: where should the images go?", field="push")
+
+
 def execute(version: str, *, variants=(), platforms=(), registry: str | None = None,
             push: bool = False, builders: str | None = None, force: bool = False,
             nocache: bool = False, dry_run: bool = False, logs: str = "logs",
@@ -380,8 +385,7 @@ def execute(version: str, *, variants=(), platforms=(), registry: str | None = N
             out: TextIO | None = None) -> BuildRun | None:
     """Print the plan (dry-run: only that) and run it; the BuildRun, or None after a dry run."""
     out = out or sys.stdout
-    if push and not registry:
-        raise InputError("--push needs --registry: where should the images go?", field="push")
+    _check_push_target(push, registry)  # before any file is read: nothing was done
     family = versions.load(versions_path)
     the_plan = make_plan(family, version, tuple(variants), tuple(platforms),
                          builders=engines.load(builders, require_engine=not dry_run),

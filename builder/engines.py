@@ -50,7 +50,8 @@ import requests
 
 from . import yamldoc
 from .errors import BuilderError, InputError
-from .platforms import PLATFORMS, Platform, from_oci, platform as parse_platform
+from .platforms import (PLATFORMS, Platform, from_oci, os_version_in_line,
+                        platform as parse_platform)
 
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 _TOP_KEYS = {"engines": False, "base-mirror": False}
@@ -93,12 +94,12 @@ class Engine:
     os_version: str | None = None  # Windows engines: "10.0.17763"
 
     def serves(self, wanted: Platform) -> bool:
+        listed = any(p.name == wanted.name for p in self.platforms)
         if wanted.os == "windows":
-            return (self.os_version is not None and wanted.os_version is not None
-                    and any(p.name == wanted.name for p in self.platforms)
-                    and (wanted.os_version == self.os_version
-                         or self.os_version.startswith(wanted.os_version + ".")))
-        return any(p.name == wanted.name for p in self.platforms)
+            # A Windows image runs only on its own os.version line: 10.0.17763 on 10.0.17763.x.
+            return (listed and wanted.os_version is not None
+                    and os_version_in_line(self.os_version, wanted.os_version))
+        return listed
 
     def client(self, timeout: int = 600):
         """A low-level docker APIClient for this engine; BuilderError when it cannot be reached."""

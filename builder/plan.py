@@ -11,7 +11,7 @@ from pathlib import Path
 
 from .engines import Builders
 from .errors import InputError
-from .platforms import Platform, platform as parse_platform
+from .platforms import Platform, oci_text, platform as parse_platform
 from .publish import arch_reference
 from .registry import DOCKER_HUB, ImageRef
 from .render import dockerfile_path, render
@@ -94,9 +94,8 @@ def build_args(target: Platform) -> dict[str, str]:
     "$TARGETARCH$TARGETVARIANT" see "arm64" there; we pass the same.
     """
     variant = "" if target.architecture == "arm64" else (target.variant or "")
-    platform_text = "/".join(p for p in (target.os, target.architecture, variant) if p)
-    return {"TARGETPLATFORM": platform_text, "TARGETOS": target.os,
-            "TARGETARCH": target.architecture, "TARGETVARIANT": variant}
+    return {"TARGETPLATFORM": oci_text(target.os, target.architecture, variant),
+            "TARGETOS": target.os, "TARGETARCH": target.architecture, "TARGETVARIANT": variant}
 
 
 def from_images(dockerfile_text: str) -> list[str]:

@@ -23,15 +23,14 @@ class Platform:
     @property
     def oci(self) -> str:
         """`linux/arm/v7`, the form `docker build --platform` takes."""
-        return "/".join(p for p in (self.os, self.architecture, self.variant) if p)
+        return oci_text(self.os, self.architecture, self.variant)
 
     def with_os_version(self, os_version: str | None) -> Platform:
         return replace(self, os_version=os_version)
 
     def sort_key(self) -> tuple:
         """Manifest-list order: the table's order, then Windows by os.version ascending."""
-        version = tuple(int(p) for p in (self.os_version or "").split(".") if p.isdigit())
-        return (_ORDER[self.name], version)
+        return (_ORDER[self.name], version_key(self.os_version))
 
     def matches(self, os: str, architecture: str, variant: str | None,
                 os_version: str | None = None) -> bool:
@@ -43,8 +42,7 @@ class Platform:
         if other.name != self.name:
             return False
         if self.os_version:
-            return bool(os_version) and (os_version == self.os_version
-                                         or os_version.startswith(self.os_version + "."))
+            return os_version_in_line(os_version, self.os_version)
         return True
 
 
@@ -88,5 +86,20 @@ def from_oci(os: str, architecture: str, variant: str | None = None) -> Platform
     for p in _TABLE:
         if (p.os, p.architecture, p.variant) == (os, architecture, variant):
             return p
-    shown = "/".join(x for x in (os, architecture, variant) if x)
-    raise InputError(f"unknown platform {shown!r}; known: {', '.join(PLATFORMS)}", field="platform")
+    raise InputError(f"unknown platform {oci_text(os, architecture, variant)!r}; "
+                     f"known: {', '.join(PLATFORMS)}", field="platform")
+
+
+def oci_text(os: str, architecture: str, variant: str | None = None) -> str:
+    """Platform fields as one `os/architecture[/variant]` string, empty fields left out."""
+    return "/".join(p for p in (os, architecture, variant) if p)
+
+
+def version_key(os_version: str | None) -> tuple[int, ...]:
+    """A Windows os.version as numbers, for ordering: "10.0.17763.805" → (10, 0, 17763, 805)."""
+    return tuple(int(p) for p in (os_version or "").split(".") if p.isdigit())
+
+
+def os_version_in_line(os_version: str | None, line: str) -> bool:
+    """Whether `os_version` (10.0.17763.805) is of the Windows release `line` (10.0.17763)."""
+    return bool(os_version) and (os_version == line or os_version.startswith(line + "."))

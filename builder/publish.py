@@ -61,6 +61,16 @@ def target_reference(registry: str, repository: str, tag: str) -> ImageRef:
     return ImageRef.parse(f"{registry}/{repository}:{tag}")
 
 
+def registry_client(registry: str, repository: str, *,
+                    ca_bundle: str | None = None) -> RegistryClient:
+    """The client for the host of `registry` (which may carry a path: registry.example.com/team)."""
+    try:
+        host = target_reference(registry, repository, "latest").registry
+    except InputError as error:
+        raise InputError(f"--registry {registry!r}: {error.message}", field="registry") from None
+    return RegistryClient(host, ca_bundle=ca_bundle)
+
+
 # --- the pure core ---------------------------------------------------------------------------
 
 @dataclass(frozen=True)
@@ -276,11 +286,7 @@ def run(version: str, registry: str, *, versions_path: str, oci: bool = False,
     wanted = family.version(version)
     groups = tag_groups(family, wanted)
     registry = registry.rstrip("/")
-    try:
-        host = target_reference(registry, family.repository, "latest").registry
-    except InputError as error:
-        raise InputError(f"--registry {registry!r}: {error.message}", field="registry") from None
-    client = RegistryClient(host, ca_bundle=ca_bundle)
+    client = registry_client(registry, family.repository, ca_bundle=ca_bundle)
     results = publish(client, registry, family.repository, wanted, groups, oci=oci,
                       allow_missing=allow_missing, arch_namespace_layout=arch_namespace_layout,
                       dry_run=dry_run)

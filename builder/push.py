@@ -13,7 +13,7 @@ from .auth import credentials_for
 from .errors import BuilderError
 from .platforms import Platform
 from .plan import BuildJob
-from .registry import ImageRef, RegistryClient
+from .registry import ImageRef, NotFound, RegistryClient
 
 
 @dataclass(frozen=True)
@@ -26,7 +26,7 @@ class PushedImage:
 
 
 def push_image(api, job: BuildJob, registry: RegistryClient,
-         log: Callable[[str], None] = lambda line: None) -> PushedImage:
+               log: Callable[[str], None] = lambda line: None) -> PushedImage:
     """Push the job's tagged image with `api` (a docker APIClient); BuilderError on any failure."""
     ref = job.image
     digest = size = None
@@ -59,10 +59,10 @@ def auth_config(registry_host: str) -> dict | None:
 
 def registered(registry: RegistryClient, ref: ImageRef, label: str) -> tuple[str, str] | None:
     """(digest, value of `label`) of the image the registry holds at `ref`, or None if none."""
-    found = registry.head_manifest(ref.repository, ref.tag)
-    if found is None:
+    try:
+        manifest = registry.get_manifest(ref.repository, ref.tag)
+    except NotFound:
         return None
-    manifest = registry.get_manifest(ref.repository, found.digest)
     if manifest.is_list:
         return None
     config = registry.get_config(ref.repository, manifest)

@@ -41,9 +41,9 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from . import auth
-from .auth import Credentials
+from .auth import DOCKER_HUB, DOCKER_HUB_HOSTS, Credentials
 from .errors import BuilderError, InputError
-from .platforms import Platform
+from .platforms import Platform, oci_text, version_key
 
 DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
@@ -58,9 +58,7 @@ FOREIGN_LAYER_TYPES = ("application/vnd.docker.image.rootfs.foreign.diff.tar.gzi
                        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
                        "application/vnd.oci.image.layer.nondistributable.v1.tar")
 
-DOCKER_HUB = "docker.io"
 _DOCKER_HUB_API = "registry-1.docker.io"
-_DOCKER_HUB_ALIASES = {"docker.io", "index.docker.io", "registry-1.docker.io"}
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 _MAX_RETRY_AFTER = 60.0  # seconds: a registry asking for more is treated as down
 _TOKEN_MARGIN = 10.0  # seconds before a token's expiry that it is renewed
@@ -111,7 +109,7 @@ class ImageRef:
             registry, repository = first, remainder
         else:
             registry, repository = DOCKER_HUB, rest
-        if registry in _DOCKER_HUB_ALIASES:
+        if registry in DOCKER_HUB_HOSTS:
             registry = DOCKER_HUB
             if "/" not in repository:
                 repository = "library/" + repository
@@ -127,11 +125,6 @@ class ImageRef:
         if self.registry == DOCKER_HUB:
             return self.repository.removeprefix("library/")
         return f"{self.registry}/{self.repository}"
-
-    @property
-    def familiar(self) -> str:
-        """``python:3.8``: the familiar repository with the tag and digest."""
-        return str(self)
 
     @property
     def reference(self) -> str:
@@ -207,7 +200,7 @@ class RegistryClient:
     def __init__(self, registry: str, *, credentials: Credentials | None = None,
                  ca_bundle: str | None = None, insecure: bool = False, max_attempts: int = 5,
                  backoff: float = 0.5, timeout: float = 60.0) -> None:
-        self.registry = DOCKER_HUB if registry in _DOCKER_HUB_ALIASES else registry
+        self.registry = DOCKER_HUB if registry in DOCKER_HUB_HOSTS else registry
         self.host = _DOCKER_HUB_API if self.registry == DOCKER_HUB else self.registry
         self.max_attempts = max(1, max_attempts)
         self.backoff = backoff
@@ -275,12 +268,12 @@ class RegistryClient:
             entries = [m for m in top.json.get("manifests", [])
                        if platform.matches(*_entry_platform(m))]
             if not entries:
-                shown = ", ".join("/".join(p for p in _entry_platform(m)[:3] if p)
+                shown = ", ".join(oci_text(*_entry_platform(m)[:3])
                                   for m in top.json.get("manifests", []))
                 raise NotFound(f"registry {self.registry}: {ref} has no {platform.oci} entry "
                                f"(it has: {shown or 'none'}); push that platform first")
             # Several Windows builds may match a platform without os.version: take the newest.
-            entry = max(entries, key=lambda m: _version_key(m.get("platform", {}).get("os.version")))
+            entry = max(entries, key=lambda m: version_key(_entry_platform(m)[3]))
             return self.get_manifest(ref.repository, entry["digest"])
         if top.media_type not in IMAGE_TYPES:
             raise RegistryError(f"registry {self.registry}: {ref} is a {top.media_type}, "
@@ -289,9 +282,9 @@ class RegistryClient:
         fields = (config.get("os", ""), config.get("architecture", ""), config.get("variant"),
                   config.get("os.version"))
         if not platform.matches(*fields):
-            shown = "/".join(f for f in fields[:3] if f)
-            raise NotFound(f"registry {self.registry}: {ref} is a single {shown} image, "
-                           f"not {platform.oci}; point at a {platform.oci} image or a list")
+            raise NotFound(f"registry {self.registry}: {ref} is a single "
+                           f"{oci_text(*fields[:3])} image, not {platform.oci}; "
+                           f"point at a {platform.oci} image or a list")
         return top
 
     def get_config(self, repository: str, manifest: Manifest) -> dict:
@@ -464,7 +457,8 @@ class RegistryClient:
             with self._lock:
                 self._challenge = challenge
 
-    def _creds(self) -> Credentials | None:
+    def credentials(self) -> Credentials | None:
+        """The credentials this client sends (given, or looked up once), or None: anonymous."""
         with self._credentials_lock:
             if not self._credentials_looked_up:
                 self._credentials = auth.credentials_for(self.registry)
@@ -477,7 +471,7 @@ class RegistryClient:
             return None
         kind, params = challenge
         if kind == "basic":
-            creds = self._creds()
+            creds = self.credentials()
             return _basic(creds) if creds else None
         with self._lock:
             cached = self._tokens.get(scopes)
@@ -496,7 +490,7 @@ class RegistryClient:
         query = [("scope", s) for s in scopes]
         if params.get("service"):
             query.insert(0, ("service", params["service"]))
-        creds = self._creds()
+        creds = self.credentials()
         headers = {"Authorization": _basic(creds)} if creds else {}
         what = f"token for {' '.join(scopes)} from {realm}"
         response = self._send("GET", requests.Request("GET", realm, params=query).prepare().url,
@@ -515,19 +509,19 @@ class RegistryClient:
         return token, float(answer.get("expires_in") or 60)
 
     def _refused(self, response: requests.Response, repository: str) -> Unauthorized:
-        creds = self._creds()
+        creds = self.credentials()
         codes = _error_codes(response)
         if creds:
             return Unauthorized(f"registry {self.registry} refused the credentials for user "
-                             f"{creds.username!r} (from {creds.source}) on {repository}"
-                             f"{_error_text(response)}; check docker login {self.registry} / "
-                             f"BUILDER_REGISTRY_USERNAME and BUILDER_REGISTRY_PASSWORD",
-                             status=response.status_code, codes=codes)
+                                f"{creds.username!r} (from {creds.source}) on {repository}"
+                                f"{_error_text(response)}; check docker login {self.registry} / "
+                                f"BUILDER_REGISTRY_USERNAME and BUILDER_REGISTRY_PASSWORD",
+                                status=response.status_code, codes=codes)
         return Unauthorized(f"registry {self.registry} wants credentials for {repository}"
-                         f"{_error_text(response)}; run docker login {self.registry} or set "
-                         f"BUILDER_REGISTRY_USERNAME and BUILDER_REGISTRY_PASSWORD "
-                         f"(or {auth.env_prefix(self.registry)}_USERNAME/_PASSWORD)",
-                         status=response.status_code, codes=codes)
+                            f"{_error_text(response)}; run docker login {self.registry} or set "
+                            f"BUILDER_REGISTRY_USERNAME and BUILDER_REGISTRY_PASSWORD "
+                            f"(or {auth.env_prefix(self.registry)}_USERNAME/_PASSWORD)",
+                            status=response.status_code, codes=codes)
 
     def _error(self, response: requests.Response, what: str, repository: str, *,
                push: bool) -> RegistryError:
@@ -540,11 +534,11 @@ class RegistryClient:
             return NotFound(f"{text}; check the name and that it was pushed",
                             status=status, codes=codes)
         if status == 403:
-            creds = self._creds()
+            creds = self.credentials()
             who = f"user {creds.username!r}" if creds else "anonymous access"
             need = "push" if push else "pull"
             return Unauthorized(f"{text}; {who} may not {need} {repository}: grant it, or log in "
-                             "as a user who may", status=status, codes=codes)
+                                "as a user who may", status=status, codes=codes)
         if status == 429:
             hint = "rate limited even after retries; wait, or log in for a higher limit"
         elif status >= 500:
@@ -643,7 +637,3 @@ def _reason(error: Exception) -> str:
 def _entry_platform(entry: dict) -> tuple[str, str, str | None, str | None]:
     p = entry.get("platform") or {}
     return p.get("os", ""), p.get("architecture", ""), p.get("variant"), p.get("os.version")
-
-
-def _version_key(os_version: str | None) -> tuple[int, ...]:
-    return tuple(int(p) for p in (os_version or "").split(".") if p.isdigit())

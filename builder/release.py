@@ -1,4 +1,4 @@
-"""Stage 7: one command from versions to published tags (`invoke release`).
+"""Every stage in one command, from versions to published tags (`invoke release`).
 
 generate check → build and push → publish → summary pages, stopping at the first stage
 that fails, so a tag is never published over per-arch images that did not all build, and
@@ -12,10 +12,10 @@ from concurrent.futures import ThreadPoolExecutor
 from typing import TextIO
 
 from . import build, engines, publish, render, summary, versions
-from .errors import EXIT_FAILED, EXIT_OK, BuilderError
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BuilderError
 from .plan import plan as make_plan
 from .publish import Status
-from .registry import ImageRef, RegistryClient
+from .registry import ImageRef
 from .report import Report
 from .tags import tag_groups
 
@@ -45,7 +45,7 @@ def run(version: str, registry: str, *, variants=(), platforms=(), builders: str
         interrupted = isinstance(error, KeyboardInterrupt)
         report.stage(report.running or "generate", "failed",
                      reason="interrupted" if interrupted else str(error))
-        report.write(report_path, 130 if interrupted else error.exit_code)
+        report.write(report_path, EXIT_INTERRUPTED if interrupted else error.exit_code)
         raise  # the task prints the one error line
     report.write(report_path, code)
     if report.stopped_at:
@@ -62,14 +62,15 @@ def _stages(report: Report, family, wanted, registry: str, *, variants, platform
             out_dir, oci, arch_namespace, allow_missing, force, nocache, logs, dry_run,
             ca_bundle, out: TextIO) -> int:
     _begin(report, "generate", out, "generate --check")
-    problems = render.check(family, family.source.parent)
+    rendered = render.render(family)
+    problems = render.check(family, family.source.parent, rendered)
     for problem in problems:
         print(f"stale: {family.source.parent / problem}", file=out)
     if problems:
         report.stage("generate", "failed", problems=problems,
                      reason="committed Dockerfiles differ from the templates; run `invoke generate`")
         return EXIT_FAILED
-    report.stage("generate", "ok", dockerfiles=len(render.render(family)))
+    report.stage("generate", "ok", dockerfiles=len(rendered))
 
     _begin(report, "build", out, "build and push")
     the_plan = make_plan(family, wanted, tuple(variants), tuple(platforms),
@@ -92,8 +93,7 @@ def _stages(report: Report, family, wanted, registry: str, *, variants, platform
     report.stage("build", "ok", **Counter(r.status for r in built.results))
 
     _begin(report, "publish", out, "publish")
-    host = publish.target_reference(registry, family.repository, "latest").registry
-    client = RegistryClient(host, ca_bundle=ca_bundle)
+    client = publish.registry_client(registry, family.repository, ca_bundle=ca_bundle)
     results = publish.publish(client, registry, family.repository, wanted, groups, oci=oci,
                               allow_missing=allow_missing, arch_namespace_layout=arch_namespace)
     report.tags = [r.as_dict() for r in results]

@@ -106,10 +106,14 @@ def _owned_dockerfiles(family: Family, out_dir: Path) -> set[Path]:
     return found
 
 
-def check(family: Family, out_dir: str | Path) -> list[str]:
-    """Every stale, missing or extra Dockerfile under out_dir, as one line each; empty if in sync."""
+def check(family: Family, out_dir: str | Path,
+          rendered: dict[Path, str] | None = None) -> list[str]:
+    """Every stale, missing or extra Dockerfile under out_dir, as one line each; empty if in sync.
+
+    `rendered` is `render(family)` when the caller has it already.
+    """
     out_dir = Path(out_dir)
-    wanted = render(family)
+    wanted = render(family) if rendered is None else rendered
     problems = []
     for path, text in wanted.items():
         target = out_dir / path
@@ -166,13 +170,14 @@ def command(versions: str, templates: str | None = None, out: str | None = None,
     family = load(versions, templates)
     out_dir = Path(out) if out is not None else family.source.parent
     if check_only:
-        problems = check(family, out_dir)
+        rendered = render(family)
+        problems = check(family, out_dir, rendered)
         for problem in problems:
             print(f"{out_dir / problem}")
         if problems:
             print(f"{len(problems)} Dockerfile(s) out of date; run `invoke generate` and commit the result")
             return EXIT_FAILED
-        print(f"{len(render(family))} Dockerfiles up to date")
+        print(f"{len(rendered)} Dockerfiles up to date")
         return 0
     written, removed = generate(family, out_dir)
     for path in written:

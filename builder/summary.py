@@ -18,7 +18,6 @@ from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
 from typing import Any, Mapping
 
-from . import auth
 from .errors import BuilderError, InputError
 from .files import write_atomic
 from .registry import (DOCKER_HUB, FOREIGN_LAYER_TYPES, IMAGE_TYPES, LIST_TYPES, ImageRef, Manifest,
@@ -246,7 +245,7 @@ def fetch(ref: ImageRef, client: RegistryClient, *, workers: int = 32) -> TagDoc
     client's connection pool; a round with more requests than that takes a few waves.
     `workers=1` fetches one document at a time, for comparison (bench/summary_fetch.py).
     """
-    name, repository = ref.familiar, ref.familiar_repository
+    name, repository = str(ref), ref.familiar_repository
     try:
         top = client.get_manifest(ref.repository, ref.reference)
     except NotFound:
@@ -254,7 +253,7 @@ def fetch(ref: ImageRef, client: RegistryClient, *, workers: int = 32) -> TagDoc
     except Unauthorized as error:
         # Docker Hub answers 401, not 404, to an anonymous pull of a repository that does not
         # exist; refused credentials are a real error and stay one.
-        if error.status != 401 or auth.credentials_for(client.registry) is not None:
+        if error.status != 401 or client.credentials() is not None:
             raise
         return TagDocuments(name, repository, top=None)
     with ThreadPoolExecutor(max_workers=workers) as pool:
