@@ -26,7 +26,7 @@ import tarfile
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
@@ -48,6 +48,8 @@ from .registry import DOCKER_HUB, ImageRef, RegistryClient, RegistryError, sha25
 HASH_LABEL = "org.python-image-builder.build-hash"
 BUILD_TIMEOUT = 3600  # seconds without a byte from the engine: a RUN under QEMU can be quiet long
 _STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$", re.MULTILINE)
+# The classic builder runs each RUN in a container; killing it is how a build is stopped.
+_RUNNING_RE = re.compile(r"^ ---> Running in ([0-9a-f]{12,64})$", re.MULTILINE)
 # Printed on every step of a FROM-scratch build for a foreign platform, and harmless (libs-trial §2).
 _NOISE = "[Warning] The requested image's platform"
 
@@ -89,6 +91,7 @@ class JobResult:
 class BuildRun:
     plan: Plan
     results: list[JobResult]
+    interrupted: bool = False  # Ctrl-C: jobs that had not finished are failed "interrupted"
 
     @property
     def failures(self) -> list[JobResult]:
@@ -160,12 +163,42 @@ class Runner:
         self._clients: dict[str, RegistryClient] = {}
         self._pins: dict[tuple[str, str], str] = {}
         self._lock = threading.Lock()
+        self.cancelled = threading.Event()
+        self._containers: dict[str, tuple[Engine, str]] = {}  # job key → its running RUN step
 
     def run(self) -> BuildRun:
+        """Every job; on Ctrl-C, stop: no job starts or pushes any more, running RUN steps are
+        killed, and the run comes back (interrupted) once the threads have noticed."""
         skipped = [self._skipped(s) for s in self.plan.skipped]
-        with ThreadPoolExecutor(max_workers=max(1, len(self.plan.jobs))) as pool:
-            list(pool.map(self._job, self.plan.jobs))
-        return BuildRun(self.plan, [self.results[j.key] for j in self.plan.jobs] + skipped)
+        pool = ThreadPoolExecutor(max_workers=max(1, len(self.plan.jobs)))
+        futures = [pool.submit(self._job, job) for job in self.plan.jobs]
+        try:
+            wait(futures)
+        except KeyboardInterrupt:
+            self.cancel()
+            wait(futures)
+        finally:
+            pool.shutdown()
+        return BuildRun(self.plan, [self.results[j.key] for j in self.plan.jobs] + skipped,
+                        interrupted=self.cancelled.is_set())
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+        with self._lock:
+            running = list(self._containers.values())
+        for engine, container in running:
+            try:
+                client = engine.client(timeout=30)
+                try:
+                    client.kill(container)
+                finally:
+                    client.close()
+            except (BuilderError, DockerException, requests.RequestException):
+                pass  # the step ended on its own meanwhile, or the engine is gone: nothing to stop
+
+    def _go_on(self, job: BuildJob, before: str) -> None:
+        if self.cancelled.is_set():
+            raise BuilderError(f"{job.key}: interrupted before {before}")
 
     def _skipped(self, job: SkippedJob) -> JobResult:
         self.progress.update(job.key, "skipped", job.reason)
@@ -177,12 +210,15 @@ class Runner:
         result = JobResult(job.key, job.platform.name, job.engine, "failed", image=str(job.image),
                            log=log_path)
         try:
-            with log_path.open("w") as log:
+            # Line-buffered, so `tail -f` on a long build shows each line as it comes.
+            with log_path.open("w", buffering=1) as log:
                 self._attempt(job, result, log)
         except BuilderError as error:
-            reason = str(error)
+            reason = str(error).removeprefix(f"{job.key}: ")
+            if self.cancelled.is_set() and not reason.startswith("interrupted"):
+                reason = f"interrupted: {reason}"
             result.status = "failed"
-            result.reason = reason if reason.startswith(job.key) else f"{job.key}: {reason}"
+            result.reason = f"{job.key}: {reason}"
         except Exception as error:  # a bug must fail its job, not hang the jobs waiting on it
             result.status, result.reason = "failed", f"{job.key}: {type(error).__name__}: {error}"
         finally:
@@ -196,6 +232,7 @@ class Runner:
 
     def _attempt(self, job: BuildJob, result: JobResult, log) -> None:
         parent = self._wait_parent(job)
+        self._go_on(job, "it started")
         self.progress.update(job.key, "resolving", "pinning base images")
         prepared = self._prepare(job, parent)
         result.build_hash = prepared.build_hash
@@ -212,17 +249,21 @@ class Runner:
         self.progress.update(job.key, "queued", f"waiting for engine {job.engine}")
         engine = self.engines[job.engine]
         with self.slots[job.engine]:
+            self._go_on(job, "its build started")
             result.started = time.time()
             self.progress.update(job.key, "building")
             api = engine.client(timeout=BUILD_TIMEOUT)
             try:
                 result.image_id = self._build(api, engine, job, prepared, log)
                 if self.push:
+                    self._go_on(job, "its push; nothing of it was pushed")
                     self.progress.update(job.key, "pushing", str(job.image))
                     pushed = push_image(api, job, self._registry(job.image.registry),
                                         lambda line: log.write(line + "\n"))
                     result.pushed, result.digest = pushed, pushed.digest
             finally:
+                with self._lock:
+                    self._containers.pop(job.key, None)
                 api.close()
             result.finished = time.time()
         result.status = "built"
@@ -318,6 +359,9 @@ class Runner:
             for chunk in stream:
                 text = chunk.get("stream", "")
                 if text:
+                    for match in _RUNNING_RE.finditer(text):
+                        with self._lock:
+                            self._containers[job.key] = (engine, match.group(1))
                     for match in _STEP_RE.finditer(text):
                         step = f"step {match.group(1)}/{match.group(2)} ({match.group(3).strip()})"
                         self.progress.update(job.key, "building",
@@ -370,6 +414,8 @@ def run(plan: Plan, *, push: bool = False, force: bool = False, nocache: bool = 
     print(result.table(), file=progress.out)
     for failure in result.failures:
         print(f"failed: {failure.reason} (log: {failure.log})", file=sys.stderr)
+    if result.interrupted:
+        raise KeyboardInterrupt
     return result
 
 

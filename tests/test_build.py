@@ -7,8 +7,10 @@ import io
 import json
 import os
 import shutil
+import signal
 import subprocess
 import sys
+import time
 import uuid
 from pathlib import Path
 
@@ -294,3 +296,45 @@ def test_force_builds_and_pushes_again_what_is_unchanged(tmp_path, registry, mir
 
     assert (first.status, again.status, forced.status) == ("built", "skipped", "built")
     assert forced.pushed is not None and forced.digest == first.digest  # same layers, from cache
+
+
+def test_ctrl_c_stops_the_build_kills_the_running_step_and_pushes_nothing(
+        tmp_path, registry, mirror, docker_client):
+    family = tmp_path / "versions.yaml"
+    family.write_text("repository: tiny-interrupted\nvariants:\n  busybox:\n    template: slow\n"
+                      "    from: busybox:latest\n    platforms: [amd64, arm64v8]\n"
+                      "versions:\n  - version: 1.0.0\n    variants: [busybox]\n")
+    (tmp_path / "templates").mkdir()
+    # A step that outlives any test unless it is stopped: the run must not wait for it.
+    (tmp_path / "templates" / "slow.Dockerfile.j2").write_text(
+        'FROM {{ variant.base_image }}\nRUN echo started && sleep 600\nCMD ["sh"]\n')
+    builders = write_builders(tmp_path / "builders.yaml", mirror.host,
+                              ("local", "unix:///var/run/docker.sock", ("amd64", "arm64v8")))
+    log = tmp_path / "logs" / "1.0.0" / "busybox" / "amd64.log"
+    running = subprocess.Popen(
+        [str(Path(sys.executable).parent / "invoke"), "build", "--version", "1.0.0", "--push",
+         "--registry", registry.host, "--builders", str(builders), "--versions", str(family),
+         "--logs", str(tmp_path / "logs"), "--no-cache"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        for _ in range(1200):  # the log is line-buffered: the step shows up as it starts
+            if "---> Running in" in (log.read_text() if log.exists() else ""):
+                break
+            assert running.poll() is None, running.communicate()
+            time.sleep(0.1)
+        else:
+            pytest.fail("the RUN step never started")
+        running.send_signal(signal.SIGINT)
+        stdout, stderr = running.communicate(timeout=300)
+    finally:
+        running.kill()
+
+    assert running.returncode == 130, stdout + stderr
+    assert ("failed: 1.0.0/busybox/amd64: interrupted: step 2/4 (RUN echo started && sleep 600) "
+            "failed with exit code 137") in stderr
+    assert "failed: 1.0.0/busybox/arm64v8: interrupted before its build started" in stderr
+    container = log.read_text().split("---> Running in ")[1].split()[0]
+    with pytest.raises(docker.errors.NotFound):
+        docker_client.containers.get(container)
+    assert RegistryClient(registry.host).head_manifest(
+        "tiny-interrupted", "1.0.0-busybox-amd64") is None
