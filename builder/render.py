@@ -43,8 +43,9 @@ def _context(family: Family, version: Version, variant: Variant) -> dict:
     # needs one fails on StrictUndefined instead of printing "None".
     version_values = {"full": version.full, "series": version.series, "release": version.release,
                       "key": version.key, "aliases": version.aliases}
-    if version.gpg_key is not None:
-        version_values["gpg_key"] = version.gpg_key
+    for name in ("gpg_key", "sha256", "windows_sha256", "keyserver"):
+        if getattr(version, name) is not None:
+            version_values[name] = getattr(version, name)
     if version.pip is not None:
         version_values["pip"] = asdict(version.pip)
     variant_values = {"name": variant.name, "directory": variant.directory,

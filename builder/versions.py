@@ -40,8 +40,11 @@ class Version:
     full: str  # "3.8.0", "3.9.0a1"
     aliases: tuple[str, ...]  # extra version aliases for tags: ("3", "latest")
     variants: tuple[Variant, ...]
-    gpg_key: str | None = None
-    pip: Pip | None = None
+    gpg_key: str | None = None  # the release manager's fingerprint; None: the series is not PGP-signed
+    pip: Pip | None = None  # get-pip.py, for series before pip came from ensurepip
+    sha256: str | None = None  # of Python-<full>.tar.xz, as upstream publishes it
+    windows_sha256: str | None = None  # of python-<full>-amd64.exe, for the Windows variants
+    keyserver: str | None = None  # where `gpg --recv-keys` fetches gpg_key: hkps://keys.openpgp.org
 
     @property
     def series(self) -> str:
@@ -102,14 +105,16 @@ _URL = (r"https://[A-Za-z0-9.-]+(/[A-Za-z0-9._~+-]+)*/?",
         "an https URL of letters, digits and ._~+-")
 _SHA256 = (r"[0-9a-f]{64}", "64 lower-case hex digits")
 _OS_VERSION = (r"10\.0\.\d+", "a Windows os.version such as 10.0.17763")
+_KEYSERVER = (r"(hkps?://)?[A-Za-z0-9][A-Za-z0-9.-]*(:\d{1,5})?",
+              "a keyserver such as hkps://keys.openpgp.org")
 
 _TOP_KEYS = {"repository": True, "defaults": False, "variants": True, "versions": True,
              "maintainers": False, "git-repo": False}
-_DEFAULTS_KEYS = {"debian-suite": False, "alpine": False}
+_DEFAULTS_KEYS = {"debian-suite": False, "alpine": False, "keyserver": False}
 _VARIANT_KEYS = {"template": True, "directory": False, "from": True, "platforms": True,
                  "os-version": False}
 _VERSION_KEYS = {"version": True, "aliases": False, "gpg-key": False, "pip": False,
-                 "variants": True}
+                 "sha256": False, "windows-sha256": False, "keyserver": False, "variants": True}
 _PIP_KEYS = {"version": True, "url": True, "sha256": True}
 
 TEMPLATE_SUFFIX = ".Dockerfile.j2"
@@ -134,14 +139,17 @@ def load(path: str | Path, templates_dir: str | Path | None = None) -> Family:
     variants = {name: _variant(doc, name, settings, templates)
                 for name, settings in catalogue.items()}
 
-    defaults = doc.mapping(top.get("defaults") or {}, ("defaults",), _DEFAULTS_KEYS)
+    defaults = dict(doc.mapping(top.get("defaults") or {}, ("defaults",), _DEFAULTS_KEYS))
+    keyserver = defaults.pop("keyserver", None)
+    if keyserver is not None:
+        keyserver = doc.text(keyserver, ("defaults", "keyserver"), _KEYSERVER)
     for key in defaults:
         name = doc.text(defaults[key], ("defaults", key), _NAME)
         if name not in variants or variants[name].is_windows:
             raise doc.error(("defaults", key), f"{name!r} is not a Linux variant of the catalogue "
                             f"(variants: {', '.join(variants)})")
 
-    versions = tuple(_version(doc, i, v, variants)
+    versions = tuple(_version(doc, i, v, variants, keyserver)
                      for i, v in enumerate(doc.sequence(top["versions"], ("versions",))))
     _check_unique_tags(doc, versions)
     extra = {}
@@ -190,7 +198,8 @@ def _variant(doc: yamldoc.Doc, name: str, settings, templates: Path) -> Variant:
                    platforms=tuple(platforms), os_version=os_version)
 
 
-def _version(doc: yamldoc.Doc, index: int, entry, catalogue: dict[str, Variant]) -> Version:
+def _version(doc: yamldoc.Doc, index: int, entry, catalogue: dict[str, Variant],
+             default_keyserver: str | None) -> Version:
     where = ("versions", index)
     entry = doc.mapping(entry, where, _VERSION_KEYS)
     full = doc.text(entry["version"], where + ("version",), _VERSION)
@@ -200,6 +209,10 @@ def _version(doc: yamldoc.Doc, index: int, entry, catalogue: dict[str, Variant])
     gpg_key = entry.get("gpg-key")
     if gpg_key is not None:
         gpg_key = doc.text(gpg_key, where + ("gpg-key",), _GPG_KEY)
+    sha256, windows_sha256, keyserver = (
+        doc.text(entry[key], where + (key,), pattern) if entry.get(key) is not None else None
+        for key, pattern in (("sha256", _SHA256), ("windows-sha256", _SHA256),
+                             ("keyserver", _KEYSERVER)))
     pip = None
     if entry.get("pip") is not None:
         at = where + ("pip",)
@@ -221,7 +234,9 @@ def _version(doc: yamldoc.Doc, index: int, entry, catalogue: dict[str, Variant])
         if directories.count(variant.directory) > 1:
             raise doc.error(where + ("variants", i),
                             f"two variants share the directory {variant.directory}")
-    return Version(full=full, aliases=aliases, variants=tuple(variants), gpg_key=gpg_key, pip=pip)
+    return Version(full=full, aliases=aliases, variants=tuple(variants), gpg_key=gpg_key, pip=pip,
+                   sha256=sha256, windows_sha256=windows_sha256,
+                   keyserver=keyserver or default_keyserver)
 
 
 def _check_unique_tags(doc: yamldoc.Doc, versions: tuple[Version, ...]) -> None:
