@@ -13,6 +13,12 @@ import yaml
 
 from .errors import InputError
 
+# Bounds that a hand-written input file never comes near, and that a hostile one (an alias
+# "billion laughs", a self-referencing alias, thousands of nested brackets) hits at once.
+MAX_BYTES = 1 << 20
+MAX_DEPTH = 64  # nested mappings and lists
+MAX_VALUES = 50_000  # values after expanding aliases
+
 Pattern = tuple[str, str]  # (a regex the whole text must match, what that means, for the message)
 ONE_LINE: Pattern = (r".*\S.*", "one line of text")
 
@@ -28,7 +34,11 @@ def load(path: Path, *, syntax_error: str = "YAML syntax error") -> Doc:
         raise InputError(f"cannot read it: {error.strerror}", source=path) from None
     except UnicodeDecodeError:
         raise InputError("cannot read it: not UTF-8 text", source=path) from None
+    if len(text.encode("utf-8")) > MAX_BYTES:
+        raise InputError(f"the file is larger than {MAX_BYTES >> 20} MiB; an input file this big "
+                         "is a mistake", source=path)
     try:
+        _check_depth(text, path)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as error:
         mark = getattr(error, "problem_mark", None)
@@ -49,6 +59,8 @@ class Doc:
     def __init__(self, source: str, root: yaml.Node | None) -> None:
         self.source = source
         self.lines: dict[tuple, int] = {}
+        self._values = 0
+        self._open: set[int] = set()  # ids of the nodes being read: an alias to one is a cycle
         self.root = self._value(root, ()) if root is not None else None
 
     def error(self, where: tuple, message: str) -> InputError:
@@ -86,12 +98,34 @@ class Doc:
         if not isinstance(value, str):
             raise self.error(where, "expected a single value, not a list or mapping")
         regex, meaning = pattern
-        if not re.fullmatch(regex, value):
+        # ASCII: \d and \w must not admit other scripts' digits and letters (٣.٨.٠ is no version).
+        if not re.fullmatch(regex, value, re.ASCII):
             raise self.error(where, f"{value!r} is not {meaning}")
         return value
 
     def _value(self, node: yaml.Node, where: tuple):
         self.lines[where] = node.start_mark.line + 1
+        self._values += 1
+        if self._values > MAX_VALUES:
+            raise InputError(f"more than {MAX_VALUES} values once aliases are expanded; "
+                             "an alias refers to a large part of the file too many times",
+                             source=self.source, line=node.start_mark.line + 1,
+                             field=_field_name(where) or None)
+        if id(node) in self._open:
+            raise InputError("an alias refers to the value that contains it", source=self.source,
+                             line=node.start_mark.line + 1, field=_field_name(where) or None)
+        if isinstance(node, (yaml.MappingNode, yaml.SequenceNode)):
+            self._open.add(id(node))
+            try:
+                return self._collection(node, where)
+            finally:
+                self._open.discard(id(node))
+        # Scalars stay the text that was written: 3.10 is not 3.1 and 19.3 not a float.
+        if node.tag == "tag:yaml.org,2002:null" and node.value in ("", "~", "null", "Null", "NULL"):
+            return None
+        return node.value
+
+    def _collection(self, node: yaml.Node, where: tuple):
         if isinstance(node, yaml.MappingNode):
             result = {}
             for key_node, value_node in node.value:
@@ -108,12 +142,20 @@ class Doc:
                 # A field is reported where its key is, the line an editor should jump to.
                 self.lines[where + (key,)] = key_node.start_mark.line + 1
             return result
-        if isinstance(node, yaml.SequenceNode):
-            return [self._value(item, where + (i,)) for i, item in enumerate(node.value)]
-        # Scalars stay the text that was written: 3.10 is not 3.1 and 19.3 not a float.
-        if node.tag == "tag:yaml.org,2002:null" and node.value in ("", "~", "null", "Null", "NULL"):
-            return None
-        return node.value
+        return [self._value(item, where + (i,)) for i, item in enumerate(node.value)]
+
+
+def _check_depth(text: str, path: Path) -> None:
+    """Refuse deep nesting from the event stream, before the (recursive) composer sees it."""
+    depth = 0
+    for event in yaml.parse(text, Loader=yaml.SafeLoader):
+        if isinstance(event, yaml.CollectionStartEvent):
+            depth += 1
+            if depth > MAX_DEPTH:
+                raise InputError(f"nested more than {MAX_DEPTH} levels deep", source=path,
+                                 line=event.start_mark.line + 1)
+        elif isinstance(event, yaml.CollectionEndEvent):
+            depth -= 1
 
 
 def _field_name(where: tuple) -> str:

@@ -84,3 +84,39 @@ def test_the_shared_checks(tmp_path):
     assert caught(doc.text, engine, ("engines", 0)) == \
         f"{path}:3: engines[0]: expected a single value, not a list or mapping"
     assert caught(doc.text, " ", ("name",)) == f"{path}:1: name: ' ' is not one line of text"
+
+
+BOMB = "a: &a [x, x, x, x, x, x, x, x, x]\n" + "".join(
+    f"{chr(98 + i)}: &{chr(98 + i)} [*{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)},"
+    f" *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}, *{chr(97 + i)}]\n"
+    for i in range(8))  # 9**9 values once expanded, from under 700 bytes
+
+
+@pytest.mark.parametrize("text, line, message", [
+    (BOMB, None, "values once aliases are expanded"),
+    ("a: &x [1, *x]\n", 1, "an alias refers to the value that contains it"),
+    ("a: &x {b: {c: *x}}\n", 1, "an alias refers to the value that contains it"),
+    ("a: " + "[" * 3000 + "]" * 3000 + "\n", 1, "nested more than 64 levels deep"),
+    ("a:\n" + "".join("  " * i + f"k{i}:\n" for i in range(1, 80)), 65, "nested more than 64"),
+])
+def test_hostile_yaml_is_refused_on_one_line(tmp_path, text, line, message):
+    assert len(text) < 30_000
+    error = caught(load, tmp_path, text)
+    assert message in error and error.startswith(str(tmp_path / "file.yaml") + (f":{line}:" if line else ""))
+
+
+def test_an_oversized_file_is_refused_before_it_is_parsed(tmp_path):
+    error = caught(load, tmp_path, "# " + "x" * yamldoc.MAX_BYTES + "\n")
+    assert "larger than 1 MiB" in error
+
+
+def test_shared_anchors_within_the_budget_still_load(tmp_path):
+    doc = load(tmp_path, "p: &p [amd64, i386]\na: {platforms: *p}\nb: {platforms: *p}\n")
+    assert doc.root["b"] == {"platforms": ["amd64", "i386"]}
+
+
+def test_patterns_admit_ascii_digits_only(tmp_path):
+    doc = load(tmp_path, "version: \u0663.\u0668.\u0660\nfull: \uff13.8.0\n")
+    for key in ("version", "full"):
+        with pytest.raises(InputError, match="is not a release"):
+            doc.text(doc.root[key], (key,), (r"\d+\.\d+\.\d+", "a release"))
