@@ -16,6 +16,7 @@ from pathlib import Path
 
 import pytest
 
+from builder.errors import InputError
 from builder.library import library_file
 from builder.render import dockerfile_path, render
 from builder.tags import tag_groups
@@ -167,9 +168,10 @@ def test_the_windows_check_catches_an_installer_run_unchecked(today_family):
 def test_a_windows_variant_without_its_installer_checksum_is_refused(tmp_path):
     (tmp_path / "versions.yaml").write_text(
         TODAY.read_text().replace("    windows-sha256: 14b3e9a7", "    # windows-sha256: 14b3e9a7"))
-    with pytest.raises(Exception) as caught:
+    with pytest.raises(InputError) as caught:
         render(load(tmp_path / "versions.yaml", ROOT / "templates"))
-    assert "windows_sha256" in str(caught.value) and "3.14/windows/" in str(caught.value)
+    assert "windows_sha256" in caught.value.message and "3.14/windows/" in caught.value.message
+    assert Path(caught.value.source).name == "windowsservercore.Dockerfile.j2"
 
 
 def test_the_2019_series_keep_the_sks_keyserver_and_today_keys_openpgp(python_family):
@@ -338,3 +340,21 @@ def test_dry_run_prints_the_3_14_plan(tmp_path):
     assert any(line.split()[:3] == ["3.14.10/slim-trixie/i386", "nowhere",
                                     "python:3.14.10-slim-trixie-i386"] for line in lines)
     assert not any("bookworm/riscv64" in line or "bookworm/s390x" in line for line in lines)
+
+
+def test_a_patch_release_is_an_edit_of_two_lines(tmp_path, python_family):
+    """3.13.5 (trixie's, whose Debian orig tarball is upstream's byte for byte) for 3.13.18."""
+    sha_3_13_5 = "93e583f243454e6e9e4588ca2c2662206ad961659863277afcdb96801647d640"
+    text = (ROOT / "versions.yaml").read_text(encoding="utf-8")
+    text = text.replace("version: 3.13.18", "version: 3.13.5").replace(
+        python_family.version("3.13").sha256, sha_3_13_5)
+    (tmp_path / "versions.yaml").write_text(text, encoding="utf-8")
+    bumped = load(tmp_path / "versions.yaml", ROOT / "templates")
+    before, after = render(python_family), render(bumped)
+    assert before.keys() == after.keys()
+    changed = sorted(p.parent.as_posix() for p in before if before[p] != after[p])
+    assert changed == ["3.13/alpine3.24", "3.13/bookworm", "3.13/slim-bookworm",
+                       "3.13/slim-trixie", "3.13/trixie"]
+    for path in changed:
+        assert after[Path(path) / "Dockerfile"] == before[Path(path) / "Dockerfile"].replace(
+            "3.13.18", "3.13.5").replace(python_family.version("3.13").sha256, sha_3_13_5)
