@@ -3,7 +3,8 @@
 A version answers to its full version, its series and its aliases ("3.8.0",
 "3.8", "3", "latest"). Each variant gets those suffixed with its name; the
 default Debian suite's variants also get the short forms (`-slim`), the default
-alpine `-alpine`; `latest-` is dropped, so "latest-buster" is "buster". The
+alpine `-alpine` (both per version: its own `debian-suite`/`alpine`, else the
+family's `defaults:`); `latest-` is dropped, so "latest-buster" is "buster". The
 default Debian variant and every Windows variant share the bare version tags,
 and the Windows variants share `-windowsservercore` too: one manifest list per
 shared tag, holding Linux and Windows images together.
@@ -44,10 +45,10 @@ def variant_tags(family: Family, version: Version, variant: Variant) -> VariantT
     aliases = version_aliases(version)
     tags = _suffixed(aliases, variant.name)
     shared: list[str] = []
-    suite = family.default_debian_suite
+    suite = family.debian_suite(version)
     if suite and variant.name.endswith("-" + suite):
         tags += _suffixed(aliases, variant.name.removesuffix("-" + suite))
-    if family.default_alpine and variant.name == family.default_alpine:
+    if family.alpine(version) and variant.name == family.alpine(version):
         tags += _suffixed(aliases, "alpine")
     if variant.is_windows:
         shared += _suffixed(aliases, variant.name.rsplit("-", 1)[0])

@@ -45,6 +45,8 @@ class Version:
     sha256: str | None = None  # of Python-<full>.tar.xz, as upstream publishes it
     windows_sha256: str | None = None  # of python-<full>-amd64.exe, for the Windows variants
     keyserver: str | None = None  # where `gpg --recv-keys` fetches gpg_key: hkps://keys.openpgp.org
+    debian_suite: str | None = None  # overrides Family.default_debian_suite for this version: "trixie"
+    alpine: str | None = None  # overrides Family.default_alpine for this version: "alpine3.24"
 
     @property
     def series(self) -> str:
@@ -79,6 +81,14 @@ class Family:
     default_alpine: str | None = None  # "alpine3.10": gets the -alpine short tags
     extra: dict = field(default_factory=dict, compare=False)
 
+    def debian_suite(self, version: Version) -> str | None:
+        """The variant that gets the version's -slim and bare shared tags."""
+        return version.debian_suite or self.default_debian_suite
+
+    def alpine(self, version: Version) -> str | None:
+        """The variant that gets the version's -alpine tags."""
+        return version.alpine or self.default_alpine
+
     def version(self, wanted: str) -> Version:
         """A version by full version ("3.8.0") or series ("3.8")."""
         for v in self.versions:
@@ -96,8 +106,15 @@ _ALIAS = (r"[A-Za-z0-9_][A-Za-z0-9_.-]{0,127}", "a tag such as 3 or latest")
 _NAME = (r"[a-z0-9][a-z0-9.-]*", "lower-case letters, digits, dots and dashes")
 _DIRECTORY = (r"[a-z0-9][a-z0-9.-]*(/[a-z0-9][a-z0-9.-]*)*",
               "a relative path such as buster/slim")
-_IMAGE = (r"[a-z0-9][a-z0-9._/-]*(:[A-Za-z0-9_][A-Za-z0-9_.-]*)?(@sha256:[0-9a-f]{64})?",
-          "an image reference such as debian:buster-slim")
+# Docker's reference grammar (distribution/reference): a first component is a registry
+# host only if it has a dot or a port or is localhost, as the engine decides.
+_HOST_PART = r"[A-Za-z0-9]([A-Za-z0-9-]*[A-Za-z0-9])?"
+_HOST = (rf"(localhost|{_HOST_PART}(\.{_HOST_PART})+|{_HOST_PART}(\.{_HOST_PART})*:\d+"
+         r"|\[[0-9A-Fa-f:]+\](:\d+)?)")
+_PATH_PART = r"[a-z0-9]+(([._]|__|-+)[a-z0-9]+)*"
+_IMAGE = (rf"({_HOST}/)?{_PATH_PART}(/{_PATH_PART})*(:[A-Za-z0-9_][A-Za-z0-9_.-]{{0,127}})?"
+          r"(@sha256:[0-9a-f]{64})?",
+          "an image reference such as debian:trixie-slim or registry.internal:5000/debian:trixie-slim")
 _TEMPLATE = (r"[a-z0-9][a-z0-9_-]*", "a template name such as debian")
 _GPG_KEY = (r"[0-9A-F]{40}", "a GPG fingerprint: 40 upper-case hex digits")
 _PIP_VERSION = (r"\d+(\.\d+)*", "a pip release such as 19.3")
@@ -114,7 +131,8 @@ _DEFAULTS_KEYS = {"debian-suite": False, "alpine": False, "keyserver": False}
 _VARIANT_KEYS = {"template": True, "directory": False, "from": True, "platforms": True,
                  "os-version": False}
 _VERSION_KEYS = {"version": True, "aliases": False, "gpg-key": False, "pip": False,
-                 "sha256": False, "windows-sha256": False, "keyserver": False, "variants": True}
+                 "sha256": False, "windows-sha256": False, "keyserver": False,
+                 "debian-suite": False, "alpine": False, "variants": True}
 _PIP_KEYS = {"version": True, "url": True, "sha256": True}
 
 TEMPLATE_SUFFIX = ".Dockerfile.j2"
@@ -144,14 +162,11 @@ def load(path: str | Path, templates_dir: str | Path | None = None) -> Family:
     if keyserver is not None:
         keyserver = doc.text(keyserver, ("defaults", "keyserver"), _KEYSERVER)
     for key in defaults:
-        name = doc.text(defaults[key], ("defaults", key), _NAME)
-        if name not in variants or variants[name].is_windows:
-            raise doc.error(("defaults", key), f"{name!r} is not a Linux variant of the catalogue "
-                            f"(variants: {', '.join(variants)})")
+        _linux_variant(doc, defaults[key], ("defaults", key), variants.values(), "the catalogue")
 
     versions = tuple(_version(doc, i, v, variants, keyserver)
                      for i, v in enumerate(doc.sequence(top["versions"], ("versions",))))
-    _check_unique_tags(doc, versions)
+    _check_unique_names(doc, versions)
     extra = {}
     if top.get("maintainers") is not None:
         maintainers = doc.sequence(top["maintainers"], ("maintainers",))
@@ -159,9 +174,20 @@ def load(path: str | Path, templates_dir: str | Path | None = None) -> Family:
                                      for i, m in enumerate(maintainers))
     if top.get("git-repo") is not None:
         extra["git-repo"] = doc.text(top["git-repo"], ("git-repo",), _URL)
-    return Family(repository=repository, versions=versions, source=path, templates=templates,
-                  default_debian_suite=defaults.get("debian-suite"),
-                  default_alpine=defaults.get("alpine"), extra=extra)
+    family = Family(repository=repository, versions=versions, source=path, templates=templates,
+                    default_debian_suite=defaults.get("debian-suite"),
+                    default_alpine=defaults.get("alpine"), extra=extra)
+    _check_tags(doc, family)
+    return family
+
+
+def _linux_variant(doc: yamldoc.Doc, value, where: tuple, variants, scope: str) -> str:
+    """A debian-suite or alpine setting: the name of one of `variants`, not a Windows one."""
+    name = doc.text(value, where, _NAME)
+    if not any(v.name == name and not v.is_windows for v in variants):
+        raise doc.error(where, f"{name!r} is not a Linux variant of {scope} "
+                        f"({', '.join(v.name for v in variants if not v.is_windows)})")
+    return name
 
 
 def _variant(doc: yamldoc.Doc, name: str, settings, templates: Path) -> Variant:
@@ -234,12 +260,17 @@ def _version(doc: yamldoc.Doc, index: int, entry, catalogue: dict[str, Variant],
         if directories.count(variant.directory) > 1:
             raise doc.error(where + ("variants", i),
                             f"two variants share the directory {variant.directory}")
+    # A version's own default suite must be one it ships; the family default need not be.
+    debian_suite, alpine = (
+        _linux_variant(doc, entry[key], where + (key,), variants, "this version")
+        if entry.get(key) is not None else None for key in ("debian-suite", "alpine"))
     return Version(full=full, aliases=aliases, variants=tuple(variants), gpg_key=gpg_key, pip=pip,
                    sha256=sha256, windows_sha256=windows_sha256,
-                   keyserver=keyserver or default_keyserver)
+                   keyserver=keyserver or default_keyserver,
+                   debian_suite=debian_suite, alpine=alpine)
 
 
-def _check_unique_tags(doc: yamldoc.Doc, versions: tuple[Version, ...]) -> None:
+def _check_unique_names(doc: yamldoc.Doc, versions: tuple[Version, ...]) -> None:
     """Two versions answering to the same tag would overwrite each other's images."""
     seen: dict[str, str] = {}
     for index, version in enumerate(versions):
@@ -250,3 +281,38 @@ def _check_unique_tags(doc: yamldoc.Doc, versions: tuple[Version, ...]) -> None:
             if owner != version.full:
                 raise doc.error(("versions", index) + at, f"{name!r} already names version "
                                 f"{owner}; each tag may name one version")
+
+
+def _check_tags(doc: yamldoc.Doc, family: Family) -> None:
+    """Every tag the family will publish is a valid tag and names one thing.
+
+    A tag (Tags:) belongs to one variant of one version; a shared tag (SharedTags:)
+    may group several variants, all of one version, and is nobody's plain tag.
+    Caught here, a collision would otherwise surface only at publish, as one
+    manifest list overwriting another.
+    """
+    from .tags import variant_tags  # tags builds on the types defined here
+
+    owners: dict[str, tuple[Version, Variant, bool]] = {}
+    for index, version in enumerate(family.versions):
+        for position, variant in enumerate(version.variants):
+            at = ("versions", index, "variants", position)
+            computed = variant_tags(family, version, variant)
+            for tag, shared in [(t, False) for t in computed.tags] + \
+                               [(t, True) for t in computed.shared_tags]:
+                if len(tag) > 128:
+                    raise doc.error(at, f"tag {tag!r} of {version.full} {variant.name} has "
+                                    f"{len(tag)} characters; a tag may have at most 128: "
+                                    "shorten the alias or the variant name")
+                if not re.fullmatch(_ALIAS[0], tag):
+                    raise doc.error(at, f"tag {tag!r} of {version.full} {variant.name} is not a "
+                                    "valid tag: letters, digits and _.- only, not starting "
+                                    "with . or -")
+                owner = owners.setdefault(tag, (version, variant, shared))
+                if owner == (version, variant, shared) or (
+                        shared and owner[2] and owner[0] == version):
+                    continue
+                raise doc.error(at, f"tag {tag!r} of {version.full} {variant.name} is also a tag "
+                                f"of {owner[0].full} {owner[1].name}; each tag may name one "
+                                "image: rename a variant, or change an alias or a debian-suite/"
+                                "alpine default")

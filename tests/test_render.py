@@ -49,6 +49,10 @@ def test_layout(python_family):
             "3.8/windows/windowsservercore-1803/Dockerfile",
             "3.8/windows/windowsservercore-1809/Dockerfile",
             "3.7/stretch/slim/Dockerfile", "3.7/alpine3.9/Dockerfile"} <= paths
+    # Today's series in upstream's current layout.
+    for series in ("3.14", "3.13"):
+        assert {f"{series}/{v}/Dockerfile" for v in ("trixie", "slim-trixie", "bookworm",
+                                                      "slim-bookworm", "alpine3.24")} <= paths
     assert len(paths) == sum(len(v.variants) for v in python_family.versions)
 
 
@@ -60,8 +64,13 @@ def test_every_file_names_its_sources_and_uses_its_values(python_family):
                                    f"{variant.template}.Dockerfile.j2.\n")
             assert f"\nFROM {variant.base_image}\n" in text
             assert f"\nENV PYTHON_VERSION {version.full}\n" in text
-            assert f"\nENV PYTHON_PIP_VERSION {version.pip.version}\n" in text
-            assert (f"\nENV GPG_KEY {version.gpg_key}\n" in text) != variant.is_windows
+            if version.pip is not None:
+                assert f"\nENV PYTHON_PIP_VERSION {version.pip.version}\n" in text
+            else:
+                assert f"\nENV PYTHON_SHA256 {version.sha256}\n" in text
+                assert "PIP" not in text and "--with-ensurepip" in text
+            assert (f"\nENV GPG_KEY {version.gpg_key}\n" in text) == (
+                version.gpg_key is not None and not variant.is_windows)
             assert "None" not in text
 
 
@@ -75,7 +84,7 @@ def test_linux_run_lines_are_valid_shell(python_family):
                 result = subprocess.run(["sh", "-n", "-c", arguments], capture_output=True, text=True)
                 assert result.returncode == 0, f"{path}: {result.stderr}"
                 checked += 1
-    assert checked == 36  # 9 Linux Dockerfiles × 4 RUN lines
+    assert checked == 36 + 30  # 9 Linux Dockerfiles of 2019 × 4 RUN lines, 10 of today's × 3
 
 
 def test_the_pgo_task_is_only_for_versions_before_3_8(python_family):

@@ -67,7 +67,8 @@ def test_seed_has_the_ten_platform_sections(sections):
 
 def test_each_section_matches_our_dockerfile(sections, family):
     version = family.version("3.8.0")
-    latest = tag_groups(family, version)["latest"]
+    # The seed is 2019's python:latest; 3.8.0's own tag still groups those images.
+    latest = tag_groups(family, version)["3.8.0"]
     rendered = render(family)
     compared = 0
     for heading, entries in sections.items():

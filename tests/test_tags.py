@@ -1,7 +1,11 @@
 """Tags, shared tags and the library file, against what official-images published
-for python 3.8.0 on 2019-10-14 (official-images e02a1799, python 1ea0c72)."""
+for python 3.8.0 on 2019-10-14 (official-images e02a1799, python 1ea0c72).
+
+Since 3.14 joined, `3`, `latest` and the bare variant tags are 3.14's; the 2019
+publication is checked against the family as it was then (3.8.0 holding them)."""
 from __future__ import annotations
 
+import dataclasses
 import os
 import shutil
 import subprocess
@@ -66,10 +70,36 @@ def stanzas(text: str) -> list[str]:
     return [s.strip("\n") + "\n" for s in text.split("\n\n") if s.startswith("Tags:")]
 
 
+def as_in_2019(family):
+    """The family before 3.14 and 3.13: 3.8.0 newest, holding 3 and latest."""
+    old = [v for v in family.versions if v.pip is not None]
+    old[0] = dataclasses.replace(old[0], aliases=("3", "latest"))
+    return dataclasses.replace(family, versions=tuple(old))
+
+
+def without_major_and_latest(text: str) -> str:
+    """The 2019 stanzas after 3 and latest (and so the bare variant tags) moved on."""
+    kept = []
+    for line in text.splitlines():
+        if line.startswith(("Tags: ", "SharedTags: ")):
+            key, tags = line.split(": ", 1)
+            tags = [t for t in tags.split(", ") if t.startswith("3.8")]
+            line = f"{key}: {', '.join(tags)}"
+        kept.append(line)
+    return "\n".join(kept) + "\n"
+
+
 def test_the_3_8_stanzas_are_the_published_ones(python_family):
-    text = library_file(python_family, lambda directory: COMMIT_2019)
+    text = library_file(as_in_2019(python_family), lambda directory: COMMIT_2019)
     ours = [s for s in stanzas(text) if "Directory: 3.8/" in s]
     assert ours == stanzas(PUBLISHED_3_8)
+
+
+def test_3_8_keeps_its_version_tags_now_that_3_14_is_latest(python_family):
+    text = library_file(python_family, lambda directory: COMMIT_2019)
+    ours = [s for s in stanzas(text) if "Directory: 3.8/" in s]
+    assert ours == stanzas(without_major_and_latest(PUBLISHED_3_8))
+    assert ours[1].startswith("Tags: 3.8.0-slim-buster, 3.8-slim-buster, 3.8.0-slim, 3.8-slim\n")
 
 
 def test_the_header(python_family):
@@ -92,6 +122,7 @@ def test_a_non_default_version_gets_no_major_or_latest(python_family):
 
 
 def test_latest_groups_the_seed_images(python_family):
+    python_family = as_in_2019(python_family)
     groups = tag_groups(python_family, python_family.version("3.8.0"))
     names = {tag: [v.name for v in variants] for tag, variants in groups.items()}
     both = ["buster", "windowsservercore-ltsc2016", "windowsservercore-1803", "windowsservercore-1809"]
@@ -103,6 +134,14 @@ def test_latest_groups_the_seed_images(python_family):
              for t in variant_tags(python_family, python_family.version("3.8"), v).tags}
     assert every | {"3.8.0", "3.8", "3", "latest", "3.8.0-windowsservercore", "3.8-windowsservercore",
                     "3-windowsservercore", "windowsservercore"} == set(groups)
+
+
+def test_3_8_0_keeps_the_seed_grouping_under_its_version_tag(python_family):
+    groups = tag_groups(python_family, python_family.version("3.8.0"))
+    names = {tag: [v.name for v in variants] for tag, variants in groups.items()}
+    assert names["3.8.0"] == names["3.8"] == [
+        "buster", "windowsservercore-ltsc2016", "windowsservercore-1803", "windowsservercore-1809"]
+    assert not {"3", "latest", "slim", "alpine", "buster", "windowsservercore"} & set(groups)
 
 
 def test_the_tiny_family_follows_the_same_rules(tiny_family_path):
@@ -161,4 +200,6 @@ def test_invoke_library_prints_the_file():
     result = subprocess.run([sys.executable, "-m", "invoke", "library", "--commit", COMMIT_2019],
                             cwd=ROOT, capture_output=True, text=True)
     assert result.returncode == 0, result.stderr
-    assert [s for s in stanzas(result.stdout) if "Directory: 3.8/" in s] == stanzas(PUBLISHED_3_8)
+    assert [s for s in stanzas(result.stdout) if "Directory: 3.8/" in s] == \
+        stanzas(without_major_and_latest(PUBLISHED_3_8))
+    assert "\nDirectory: 3.14/slim-trixie\n" in result.stdout

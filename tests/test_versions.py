@@ -41,6 +41,7 @@ versions:
     variants: [buster, windowsservercore-1809]
 """
 
+VARIANTS_LINE = "    variants: [buster, windowsservercore-1809]\n"
 GOOD_URL = "https://github.com/pypa/get-pip/raw/65986a26949050d26e6ec98915da4aade8d8679d/get-pip.py"
 
 # (case, replace this, with that, line, field, words the message must contain)
@@ -112,6 +113,30 @@ BAD_INPUT = [
     ("two versions answer to one alias", "    variants: [buster, windowsservercore-1809]\n",
      "    variants: [buster, windowsservercore-1809]\n  - version: 3.7.5\n    aliases: [latest]\n"
      "    variants: [buster]\n", 25, "versions[1].aliases[0]", "already names version 3.8.0"),
+    # Today's fields.
+    ("tarball sha256 too short", VARIANTS_LINE, "    sha256: de414a57\n" + VARIANTS_LINE,
+     23, "versions[0].sha256", "64 lower-case hex digits"),
+    ("Windows sha256 in upper case", VARIANTS_LINE, "    windows-sha256: " + "DE41" * 16 + "\n" + VARIANTS_LINE,
+     23, "versions[0].windows-sha256", "64 lower-case hex digits"),
+    ("shell in the keyserver", VARIANTS_LINE, "    keyserver: 'keys.openpgp.org; id'\n" + VARIANTS_LINE,
+     23, "versions[0].keyserver", "not a keyserver"),
+    ("a version's suite it does not ship", VARIANTS_LINE, "    debian-suite: trixie\n" + VARIANTS_LINE,
+     23, "versions[0].debian-suite", "not a Linux variant of this version"),
+    ("a version's alpine a Windows variant", VARIANTS_LINE, "    alpine: windowsservercore-1809\n" + VARIANTS_LINE,
+     23, "versions[0].alpine", "not a Linux variant of this version"),
+    ("upper case in a repository path", "from: busybox:latest", "from: Library/busybox:latest",
+     7, "variants.buster.from", "not an image reference"),
+    ("a port that is not a number", "from: busybox:latest", "from: registry.internal:http/busybox",
+     7, "variants.buster.from", "not an image reference"),
+    ("an empty tag", "from: busybox:latest", "from: 'busybox:'",
+     7, "variants.buster.from", "not an image reference"),
+    ("a tag too long", "aliases: [3, latest]", "aliases: [3, " + "x" * 125 + "]",
+     23, "versions[0].variants[0]", "at most 128"),
+    ("a tag starting with a dash", "aliases: [3, latest]", "aliases: [3, latest-]",
+     23, "versions[0].variants[0]", "'-buster' of 3.8.0 buster is not a valid tag"),
+    ("one tag for two versions", VARIANTS_LINE, VARIANTS_LINE + "  - version: 3.7.5\n    aliases: [buster]\n"
+     "    variants: [buster]\n", 26, "versions[1].variants[0]",
+     "tag 'buster' of 3.7.5 buster is also a tag of 3.8.0 buster"),
 ]
 
 
@@ -147,6 +172,47 @@ def test_bad_input_is_one_line_naming_line_and_field(tmp_path, case, old, new, l
     assert error.exit_code == EXIT_BAD_INPUT
 
 
+@pytest.mark.parametrize("reference", [
+    "registry.internal:5000/debian:trixie-slim", "localhost/busybox", "localhost:5000/a/b/c:1.0",
+    "[::1]:5000/busybox:latest", "mcr.microsoft.com/windows/servercore:ltsc2025",
+    "busybox@sha256:" + "ab" * 32, "my_org/some__name:v1.0-rc_1", "a.b-c/x-y.z:T" + "a" * 127,
+])
+def test_any_valid_image_reference_is_accepted(tmp_path, reference):
+    text = VALID.replace("from: busybox:latest", f"from: '{reference}'")
+    [buster, _] = load(write(tmp_path, text), TINY_TEMPLATES).versions[0].variants
+    assert buster.base_image == reference
+
+
+def test_two_variants_of_one_version_cannot_share_a_tag(tmp_path):
+    """slim-buster gets the short `-slim` tags of the default suite; a variant named slim too."""
+    text = VALID.replace("  windowsservercore-1809:\n", "  slim-buster: {template: busybox, "
+                         "from: busybox, platforms: [amd64]}\n  slim: {template: busybox, "
+                         "from: busybox, platforms: [amd64]}\n  windowsservercore-1809:\n", 1)
+    text = text.replace("[buster, windowsservercore-1809]", "[buster, slim-buster, slim]")
+    with pytest.raises(InputError) as caught:
+        load(write(tmp_path, text), TINY_TEMPLATES)
+    assert (caught.value.line, caught.value.field) == (25, "versions[0].variants[2]")
+    assert caught.value.message.startswith(
+        "tag '3.8.0-slim' of 3.8.0 slim is also a tag of 3.8.0 slim-buster")
+
+
+def test_a_version_sets_its_own_default_suite_and_alpine(tmp_path):
+    text = VALID.replace("  windowsservercore-1809:\n", "  slim-trixie: {template: busybox, "
+                         "from: 'registry.internal:5000/debian:trixie-slim', platforms: [amd64]}\n"
+                         "  trixie: {template: busybox, from: busybox, platforms: [amd64]}\n"
+                         "  windowsservercore-1809:\n", 1)
+    text = text.replace("    variants: [buster, windowsservercore-1809]\n",
+                        "    variants: [trixie, slim-trixie, windowsservercore-1809]\n"
+                        "    debian-suite: trixie\n    keyserver: hkp://127.0.0.1:11371\n"
+                        "  - version: 3.7.5\n    variants: [buster, windowsservercore-1809]\n")
+    family = load(write(tmp_path, text), TINY_TEMPLATES)
+    new, old = family.versions
+    assert (new.debian_suite, family.debian_suite(new), family.debian_suite(old)) == \
+        ("trixie", "trixie", "buster")
+    assert new.keyserver == "hkp://127.0.0.1:11371" and old.keyserver is None
+    assert new.variant("slim-trixie").base_image == "registry.internal:5000/debian:trixie-slim"
+
+
 def test_numbers_stay_as_written(tmp_path):
     """3.10 must not become the float 3.1, nor an unquoted pip 19.10 become 19.1."""
     text = VALID.replace('version: "19.3"', "version: 19.10").replace("aliases: [3, latest]",
@@ -174,8 +240,19 @@ def test_templates_default_to_the_directory_next_to_the_file(tiny_family_path):
 
 def test_the_python_family():
     family = load(ROOT / "versions.yaml")
-    newest = family.versions[0]
-    assert newest.full == "3.8.0" and newest.aliases == ("3", "latest")
+    assert [v.full for v in family.versions] == ["3.14.10", "3.13.18", "3.8.0", "3.7.5"]
+    for newest in family.versions[:2]:
+        assert [v.name for v in newest.variants] == [
+            "trixie", "slim-trixie", "bookworm", "slim-bookworm", "alpine3.24"]
+        assert (family.debian_suite(newest), family.alpine(newest)) == ("trixie", "alpine3.24")
+        assert newest.keyserver == "hkps://keys.openpgp.org" and newest.pip is None
+        assert [p.name for p in newest.variant("bookworm").platforms] == [
+            "amd64", "arm32v7", "arm64v8", "i386", "ppc64le"]
+    assert family.version("3.14").aliases == ("3", "latest") and family.version("3.14").gpg_key is None
+    assert family.version("3.13").gpg_key == "7169605F62C751356D054A26A821E680E5FA6305"
+    newest = family.version("3.8.0")
+    assert newest.aliases == () and newest.keyserver == "ha.pool.sks-keyservers.net"
+    assert (family.debian_suite(newest), family.alpine(newest)) == ("buster", "alpine3.10")
     assert [v.name for v in newest.variants] == [
         "buster", "slim-buster", "alpine3.10", "windowsservercore-ltsc2016",
         "windowsservercore-1803", "windowsservercore-1809"]
