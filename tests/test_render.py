@@ -67,8 +67,9 @@ def test_every_file_names_its_sources_and_uses_its_values(python_family):
             if version.pip is not None:
                 assert f"\nENV PYTHON_PIP_VERSION {version.pip.version}\n" in text
             else:
-                assert f"\nENV PYTHON_SHA256 {version.sha256}\n" in text
-                assert "PIP" not in text and "--with-ensurepip" in text
+                sha256 = version.windows_sha256 if variant.is_windows else version.sha256
+                assert f"\nENV PYTHON_SHA256 {sha256}\n" in text and "PIP" not in text
+                assert variant.is_windows or "--with-ensurepip" in text
             assert (f"\nENV GPG_KEY {version.gpg_key}\n" in text) == (
                 version.gpg_key is not None and not variant.is_windows)
             assert "None" not in text
