@@ -16,8 +16,8 @@ from builder import auth
 from builder.auth import Credentials, credentials_for
 from builder.errors import BuilderError, InputError
 from builder.platforms import PLATFORMS
-from builder.registry import (DOCKER_LIST, DOCKER_MANIFEST, ImageRef, NotFound, RegistryClient,
-                              RegistryError, Unauthorized, sha256_digest)
+from builder.reference import DOCKER_LIST, DOCKER_MANIFEST, ImageRef, sha256_digest
+from builder.registry import NotFound, RegistryClient, RegistryError, Unauthorized
 from test_publish import push_image
 
 

@@ -21,10 +21,12 @@ import pytest
 
 from builder import auth
 from builder.auth import Credentials
-from builder.registry import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, ImageRef, RegistryClient
-from builder.summary import (BlobHead, Document, ImageDocuments, TagDocuments, created_text,
-                             history_text, json_text, last_modified_text, page_path, platform_text,
-                             render, size_text, summarize, write_page)
+from builder.reference import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, ImageRef
+from builder.registry import RegistryClient
+from builder.summary import summarize, write_page
+from builder.summary_page import (BlobHead, Document, ImageDocuments, TagDocuments, created_text,
+                                  history_text, json_text, last_modified_text, page_path,
+                                  platform_text, render, size_text)
 from seed_documents import seed_documents
 from testbed.registry import start_registry
 
