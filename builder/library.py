@@ -1,4 +1,4 @@
-"""The official-images style library file: one stanza per (version, variant).
+"""Stage library: the official-images style library file, one stanza per (version, variant).
 
 `library_file` is pure (family and a commit per directory in, text out);
 `last_commit` is the edge that asks git which commit last touched a directory.

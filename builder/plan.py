@@ -1,4 +1,4 @@
-"""Stage 2a: which (version, variant, platform) jobs to build, on which engine, under which name.
+"""Stage plan: which (version, variant, platform) jobs to build, on which engine, under which name.
 
 Pure: the family, the builders and the user's selection in; a `Plan` out. Nothing here
 talks to Docker or a registry, so `invoke build --dry-run` can print it anywhere.

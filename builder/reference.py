@@ -24,7 +24,7 @@ OCI_INDEX = "application/vnd.oci.image.index.v1+json"
 LIST_TYPES = (DOCKER_LIST, OCI_INDEX)
 IMAGE_TYPES = (DOCKER_MANIFEST, OCI_MANIFEST)
 # List types always go in Accept: without them a list tag answers with its amd64 child, or a
-# schema1 rendering, and an OCI index with 404 (libs-trial §3).
+# schema1 rendering, and an OCI index with 404 (docs/classic-builder.md, "The registry").
 ACCEPT_ALL = (DOCKER_LIST, OCI_INDEX, DOCKER_MANIFEST, OCI_MANIFEST)
 FOREIGN_LAYER_TYPES = ("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
                        "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",

@@ -1,4 +1,4 @@
-"""Stage 1b: the image family → Dockerfile text, and the edge that writes it to the tree.
+"""Stage generate: the image family → Dockerfile text, and the edge that writes it to the tree.
 
 `render` is pure: family in, {relative path: text} out. `generate` and `check`
 compare that with the disk; `generate` writes only after every file rendered.

@@ -56,7 +56,7 @@ class TagDocuments:
     images: tuple[ImageDocuments, ...] = ()
 
 
-# --- formatting rules (spec §3, §6, §7, §8) ---------------------------------------------
+# --- formatting rules (docs/summary-page.md §3, §6, §7, §8) ------------------------------
 
 def platform_text(platform: Mapping[str, Any]) -> str:
     """`windows version 10.0.17763.805; amd64`, `linux; arm variant v7`."""
@@ -139,7 +139,8 @@ def json_text(value: Any) -> str:
 
 
 def history_text(created_by: str | None, shell: list[str] | None) -> str:
-    """A classic-builder `created_by` as the Dockerfile instruction it came from (spec §5.1)."""
+    """A classic-builder `created_by` as the Dockerfile instruction it came from
+    (docs/summary-page.md §5.1)."""
     if created_by is None:
         return "RUN "
     prefixes = ["/bin/sh -c "]
@@ -164,7 +165,7 @@ def history_text(created_by: str | None, shell: list[str] | None) -> str:
     return "\n".join(lines)
 
 
-# --- the page (spec §2, §4, §5, §9) -------------------------------------------------------
+# --- the page (docs/summary-page.md §2, §4, §5, §9) -------------------------------------
 
 def _pull_block(repository: str, digest: str) -> list[str]:
     return ["```console", f"$ docker pull {repository}@{digest}", "```", ""]

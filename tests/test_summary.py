@@ -31,7 +31,7 @@ from seed_documents import seed_documents
 from testbed.registry import start_registry
 
 ROOT = Path(__file__).resolve().parent.parent
-SEED = Path(os.environ.get("SEED_PAGE", ROOT.parent / "shared/seed/000_5a6006424bbde431.txt"))
+SEED = Path(os.environ.get("SEED_PAGE", ROOT / "tests/data/000_5a6006424bbde431.txt"))
 CONFIG_TYPE = "application/vnd.docker.container.image.v1+json"
 LAYER_TYPE = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 FOREIGN_TYPE = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
