@@ -106,10 +106,10 @@ def build(c, version, variant=None, platform=None, push=False, registry=None, bu
     """Build (and push) the per-arch images of a version on the configured engines, in parallel."""
     from builder import build as stage
 
-    _run(stage.run, stage.BuildOptions(version, tuple(variant or ()), tuple(platform or ()), registry,
-                                   push=push, builders=builders, force=force, nocache=no_cache,
-                                   dry_run=dry_run, logs=logs, versions=versions,
-                                   arch_namespace=arch_namespace, report=report))
+    _run(stage.run, stage.BuildOptions(
+        version, tuple(variant or ()), tuple(platform or ()), registry, push=push,
+        builders=builders, force=force, nocache=no_cache, dry_run=dry_run, logs=logs,
+        versions=versions, arch_namespace=arch_namespace, report=report))
 
 
 @task(auto_shortflags=False, iterable=["variant", "platform"],
@@ -139,12 +139,11 @@ def release(c, version, registry, variant=None, platform=None, builders=None, re
     """generate --check → build → push → publish → summary pages; stops at the first failing stage."""
     from builder import release as stage
 
-    _run(stage.run, stage.ReleaseOptions(version, registry, tuple(variant or ()), tuple(platform or ()),
-                                     builders=builders, versions=versions, templates=templates,
-                                     out=out, report=report, oci=oci,
-                                     arch_namespace=arch_namespace, allow_missing=allow_missing,
-                                     force=force, nocache=no_cache, logs=logs, dry_run=dry_run,
-                                     ca_bundle=ca_bundle))
+    _run(stage.run, stage.ReleaseOptions(
+        version, registry, tuple(variant or ()), tuple(platform or ()), builders=builders,
+        versions=versions, templates=templates, out=out, report=report, oci=oci,
+        arch_namespace=arch_namespace, allow_missing=allow_missing, force=force,
+        nocache=no_cache, logs=logs, dry_run=dry_run, ca_bundle=ca_bundle))
 
 
 @task(help={"port": "the loopback port (default 5000)",

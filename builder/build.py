@@ -1,4 +1,4 @@
-"""Stage build: run a plan: pin base images, skip what the registry already holds, build, check, push.
+"""Stage build: run a plan: pin bases, skip what the registry already holds, build, check, push.
 
 Each job runs in its own thread; an engine's `concurrency` bounds how many of its jobs build
 at once, so jobs on different engines overlap. A failed job fails alone: the others go on,
@@ -405,9 +405,9 @@ def run(options: BuildOptions, out: TextIO | None = None, *,
     out = out or sys.stdout
     _check_push_target(options.push, options.registry)  # before any file is read: nothing was done
     family = family or versions.load(options.versions)
+    builders = engines.load(options.builders, require_engine=not options.dry_run)
     the_plan = make_plan(family, options.version, tuple(options.variants),
-                         tuple(options.platforms),
-                         builders=engines.load(options.builders, require_engine=not options.dry_run),
+                         tuple(options.platforms), builders=builders,
                          registry=options.registry, arch_namespace=options.arch_namespace)
     print(the_plan.describe(), file=out)
     if options.dry_run:

@@ -82,10 +82,12 @@ def run(options: LibraryOptions, out: TextIO | None = sys.stdout) -> LibraryResu
     """`invoke library`: the library file, printed on `out` (None: silent)."""
     family = load(options.versions)
     commit = options.commit
-    if commit is not None and not (len(commit) == 40 and all(c in "0123456789abcdef" for c in commit)):
+    if commit is not None and not (len(commit) == 40
+                                   and all(c in "0123456789abcdef" for c in commit)):
         raise InputError(f"{commit!r} is not a full 40-digit lower-case commit id", field="--commit")
     repo = family.source.parent
-    result = LibraryResult(library_file(family, lambda directory: commit or last_commit(repo, directory)))
+    result = LibraryResult(library_file(
+        family, lambda directory: commit or last_commit(repo, directory)))
     if out is not None:
         print(result.text, end="", file=out)
     return result

@@ -147,7 +147,8 @@ class RegistryClient:
                 raise NotFound(f"registry {self.registry}: {ref} has no {platform.oci} entry "
                                f"(it has: {shown or 'none'}); push that platform first")
             # Several Windows builds may match a platform without os.version: take the newest.
-            entry = max(entries, key=lambda m: version_key(image_platform(m["platform"]).os_version))
+            entry = max(entries,
+                        key=lambda m: version_key(image_platform(m["platform"]).os_version))
             return self.get_manifest(ref.repository, entry["digest"])
         if top.media_type not in IMAGE_TYPES:
             raise RegistryError(f"registry {self.registry}: {ref} is a {top.media_type}, "

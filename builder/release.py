@@ -13,7 +13,7 @@ from typing import TextIO
 
 from . import build, publish, render, summary, versions
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BuilderError
-from .report import Report, Status
+from .report import Report, StageResult, Status
 from .tags import tag_groups
 
 
@@ -81,14 +81,18 @@ def _begin(report: Report, stage: str, out: TextIO, heading: str) -> None:
     print(f"\n== {heading}", file=out, flush=True)
 
 
+def _went_through(report: Report, result: StageResult) -> bool:
+    result.add_to(report)
+    return result.exit_code == EXIT_OK
+
+
 def _stages(report: Report, family: versions.Family, options: ReleaseOptions, registry: str,
             out: TextIO) -> int:
     _begin(report, "generate", out, "generate --check")
     generated = render.run(render.GenerateOptions(check=True), out=None, family=family)
     for problem in generated.problems:
         print(f"stale: {generated.out_dir / problem}", file=out)
-    generated.add_to(report)
-    if generated.exit_code:
+    if not _went_through(report, generated):
         return EXIT_FAILED
 
     _begin(report, "build", out, "build and push")
@@ -97,13 +101,13 @@ def _stages(report: Report, family: versions.Family, options: ReleaseOptions, re
         builders=options.builders, force=options.force, nocache=options.nocache,
         dry_run=options.dry_run, logs=options.logs, arch_namespace=options.arch_namespace),
         out, family=family)
-    built.add_to(report)
+    went_through = _went_through(report, built)
     if options.dry_run:
         _begin(report, "publish", out, "publish (planned)")
         for tag, members in tag_groups(family, built.plan.version).items():
             print(f"  {tag}: {', '.join(v.name for v in members)}", file=out)
         return EXIT_OK
-    if built.exit_code:
+    if not went_through:
         report.stages["build"]["reason"] += "; nothing was published"
         return EXIT_FAILED
 
@@ -111,8 +115,7 @@ def _stages(report: Report, family: versions.Family, options: ReleaseOptions, re
     published = publish.run(publish.PublishOptions(
         options.version, registry, oci=options.oci, allow_missing=options.allow_missing,
         arch_namespace=options.arch_namespace, ca_bundle=options.ca_bundle), out, family=family)
-    published.add_to(report)
-    if published.exit_code:
+    if not _went_through(report, published):
         return EXIT_FAILED
 
     _begin(report, "summary", out, "summary pages")
@@ -121,5 +124,5 @@ def _stages(report: Report, family: versions.Family, options: ReleaseOptions, re
                         out=None, client=published.client)
     for _, path in pages.pages:
         print(f"  {path}", file=out)
-    pages.add_to(report)
+    _went_through(report, pages)
     return EXIT_OK

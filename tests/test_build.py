@@ -217,7 +217,8 @@ def test_an_unknown_platform_is_bad_input(tiny_family_path):
 def test_the_platform_guard_catches_the_classic_builders_cross_platform_cache(
         tmp_path, docker_client, tiny_family_path):
     """FROM scratch with an arch-independent first COPY: the classic builder's cache hands the
-    amd64 layers to the arm64 build (docs/classic-builder.md, trap 1); the check after the build fails it."""
+    amd64 layers to the arm64 build (docs/classic-builder.md, trap 1); the check after the build
+    fails it."""
     family = versions.load(tiny_family_path)
     builders = builders_file.Builders((builders_file.Engine(
         "local", "unix:///var/run/docker.sock", (platform("amd64"), platform("arm64v8"))),))
@@ -262,10 +263,11 @@ def test_a_variant_built_from_another_uses_the_image_just_built(tmp_path, regist
     builders = write_builders(tmp_path / "builders.yaml", mirror.host,
                               ("local", "unix:///var/run/docker.sock", ("amd64",)))
 
-    run = build.run(build.BuildOptions("1.0.0", variants=("onbuild", "busybox"), platforms=("amd64",),
-                        registry=registry.host if push else None, push=push,
-                        builders=str(builders), versions=str(family_path),
-                        logs=str(tmp_path / "logs")), out=io.StringIO())
+    run = build.run(build.BuildOptions(
+        "1.0.0", variants=("onbuild", "busybox"), platforms=("amd64",),
+        registry=registry.host if push else None, push=push,
+        builders=str(builders), versions=str(family_path),
+        logs=str(tmp_path / "logs")), out=io.StringIO())
 
     assert run.exit_code == 0, [r.reason for r in run.failures]
     parent, child = run.results
@@ -287,10 +289,11 @@ def test_force_builds_and_pushes_again_what_is_unchanged(tmp_path, registry, mir
                               ("local", "unix:///var/run/docker.sock", ("arm32v5",)))
 
     def once(force: bool):
-        return build.run(build.BuildOptions("0.9.1", variants=("busybox",), platforms=("arm32v5",),
-                             registry=registry.host, push=True, force=force,
-                             builders=str(builders), versions=str(tiny_family_path),
-                             logs=str(tmp_path / "logs")), out=io.StringIO()).results[0]
+        return build.run(build.BuildOptions(
+            "0.9.1", variants=("busybox",), platforms=("arm32v5",),
+            registry=registry.host, push=True, force=force,
+            builders=str(builders), versions=str(tiny_family_path),
+            logs=str(tmp_path / "logs")), out=io.StringIO()).results[0]
 
     first, again, forced = once(False), once(False), once(True)
 
