@@ -262,7 +262,7 @@ class Runner:
                     self._go_on(job, "its push; nothing of it was pushed")
                     self.progress.update(job.key, "pushing", str(job.image))
                     pushed = engineapi.push_image(api, job, self._registry(job.image.registry),
-                                        lambda line: log.write(line + "\n"))
+                                                  lambda line: log.write(line + "\n"))
                     result.pushed, result.digest = pushed, pushed.digest
             finally:
                 with self._lock:
