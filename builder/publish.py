@@ -86,7 +86,7 @@ def _find(client: RegistryClient, ref: ImageRef, platform: Platform) -> _Found:
     except BuilderError as error:
         return _Found(None, problem=f"{ref}: {error}")
     if not platform.matches(found_platform.os, found_platform.architecture,
-                            found_platform.variant, config.get("os.version")):
+                            found_platform.variant, found_platform.os_version):
         return _Found(None, problem=f"{ref} is {member.label}, not {platform.oci}"
                                     f"{' ' + platform.os_version if platform.os_version else ''}")
     return _Found(member, ref.repository)

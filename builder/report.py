@@ -1,4 +1,7 @@
-"""The JSON report a pipeline reads (`--report FILE`): jobs, tags, summary pages, exit code.
+"""The JSON report a pipeline reads (`--report FILE`), and the words the stages report in.
+
+The report holds jobs, tags, summary pages and the exit code; `Status` is the one enum of
+stages, jobs and tags, `StageResult` what every stage's `run(options)` returns.
 
 The document is written whole or not at all, and also when a stage stops the run, so a
 pipeline always learns which stage stopped it and why.
