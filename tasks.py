@@ -16,18 +16,20 @@ DEFAULT_VERSIONS = "versions.yaml"
 _VERSIONS_HELP = f"the versions file (default {DEFAULT_VERSIONS})"
 
 
-def _run(stage, *args, **kwargs) -> None:
-    """Run a stage; an int result is the exit code. Errors become one line and their exit code."""
+def _run(function, *args) -> None:
+    """Run a stage (`stage.run(options)`); its result's exit code (or an int) is the task's.
+    Errors become one line and their exit code."""
     try:
-        result = stage(*args, **kwargs)
+        result = function(*args)
     except BuilderError as error:
         print(f"error: {error}", file=sys.stderr)
         raise Exit(code=error.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         raise Exit(code=EXIT_INTERRUPTED)
-    if isinstance(result, int) and result:
-        raise Exit(code=result)
+    code = result if isinstance(result, int) else getattr(result, "exit_code", 0)
+    if code:
+        raise Exit(code=code)
 
 
 @task(help={"image_ref": "the image: python:latest, 127.0.0.1:5000/python:3.8.0, name@sha256:…",
@@ -37,7 +39,7 @@ def summary(c, image_ref, out=None, ca_bundle=None):
     """Print the summary page of an image as its registry serves it now (repo-info's format)."""
     from builder import summary as stage
 
-    _run(stage.run, image_ref, out=out, ca_bundle=ca_bundle)
+    _run(stage.run, stage.SummaryOptions((image_ref,), out=out, ca_bundle=ca_bundle))
 
 
 @task(auto_shortflags=False,
@@ -57,9 +59,9 @@ def publish(c, version, registry, oci=False, allow_missing=False, arch_namespace
     """Write a manifest list (or OCI index) for every tag and shared tag of a version."""
     from builder import publish as stage
 
-    _run(stage.run, version, registry, versions_path=versions, oci=oci,
-         allow_missing=allow_missing, arch_namespace_layout=arch_namespace, dry_run=dry_run,
-         ca_bundle=ca_bundle, report_path=report)
+    _run(stage.run, stage.PublishOptions(version, registry, versions=versions, oci=oci,
+                                     allow_missing=allow_missing, arch_namespace=arch_namespace,
+                                     dry_run=dry_run, ca_bundle=ca_bundle, report=report))
 
 
 @task(help={"versions": _VERSIONS_HELP,
@@ -68,18 +70,18 @@ def publish(c, version, registry, oci=False, allow_missing=False, arch_namespace
             "check": "write nothing; exit 1 naming every stale, missing or extra Dockerfile"})
 def generate(c, versions=DEFAULT_VERSIONS, templates=None, out=None, check=False):
     """Render the Dockerfiles from the versions file and the templates."""
-    from builder import render
+    from builder import render as stage
 
-    _run(render.command, versions, templates=templates, out=out, check_only=check)
+    _run(stage.run, stage.GenerateOptions(versions, templates=templates, out=out, check=check))
 
 
 @task(help={"versions": _VERSIONS_HELP,
             "commit": "GitCommit for every entry (default: the last commit touching each directory)"})
 def library(c, versions=DEFAULT_VERSIONS, commit=None):
     """Print the official-images style library file: tags, architectures, commit, directory."""
-    from builder import library as library_stage
+    from builder import library as stage
 
-    _run(library_stage.command, versions, commit=commit)
+    _run(stage.run, stage.LibraryOptions(versions, commit=commit))
 
 
 @task(auto_shortflags=False, iterable=["variant", "platform"],
@@ -104,10 +106,10 @@ def build(c, version, variant=None, platform=None, push=False, registry=None, bu
     """Build (and push) the per-arch images of a version on the configured engines, in parallel."""
     from builder import build as stage
 
-    _run(stage.command, version=version, variants=variant or (), platforms=platform or (),
-         registry=registry, push=push, builders=builders, force=force, nocache=no_cache,
-         dry_run=dry_run, logs=logs, versions_path=versions, arch_namespace=arch_namespace,
-         report_path=report)
+    _run(stage.run, stage.BuildOptions(
+        version, tuple(variant or ()), tuple(platform or ()), registry, push=push,
+        builders=builders, force=force, nocache=no_cache, dry_run=dry_run, logs=logs,
+        versions=versions, arch_namespace=arch_namespace, report=report))
 
 
 @task(auto_shortflags=False, iterable=["variant", "platform"],
@@ -137,11 +139,11 @@ def release(c, version, registry, variant=None, platform=None, builders=None, re
     """generate --check → build → push → publish → summary pages; stops at the first failing stage."""
     from builder import release as stage
 
-    _run(stage.run, version, registry, variants=variant or (), platforms=platform or (),
-         builders=builders, versions_path=versions, templates=templates, out_dir=out,
-         report_path=report, oci=oci, arch_namespace=arch_namespace,
-         allow_missing=allow_missing, force=force, nocache=no_cache, logs=logs,
-         dry_run=dry_run, ca_bundle=ca_bundle)
+    _run(stage.run, stage.ReleaseOptions(
+        version, registry, tuple(variant or ()), tuple(platform or ()), builders=builders,
+        versions=versions, templates=templates, out=out, report=report, oci=oci,
+        arch_namespace=arch_namespace, allow_missing=allow_missing, force=force,
+        nocache=no_cache, logs=logs, dry_run=dry_run, ca_bundle=ca_bundle))
 
 
 @task(help={"port": "the loopback port (default 5000)",

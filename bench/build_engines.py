@@ -3,7 +3,7 @@
 Starts its own test-bed parts: a mirror registry seeded with busybox (the tests' mirror storage,
 so a warm cache builds nothing), a throwaway registry to push to, and a second dockerd playing a
 remote build node. Then it builds examples/hello 1.0.0 (2 variants × 7 Linux platforms, tiny
-busybox images, the foreign ones under QEMU) through `builder.build.execute` with builders
+busybox images, the foreign ones under QEMU) through `builder.build.run` with builders
 files, pushing, with force and no-cache so every job really builds:
 
     (a) all 14 jobs on the local engine, concurrency 1
@@ -109,18 +109,18 @@ class Bench:
         self.second = start_second_engine(self.workdir / "engine", tls=False)
 
     def build(self, builders: Path, variants=VARIANTS) -> build.BuildRun:
-        """One build.execute run, in a thread so Ctrl-C reaches us while it runs."""
+        """One build.run, in a thread so Ctrl-C reaches us while it runs."""
         self.runs += 1
         box: dict = {}
         self.build_done = done = threading.Event()
 
         def target():
             try:
-                box["run"] = build.execute(
+                box["run"] = build.run(build.BuildOptions(
                     VERSION, variants=variants, platforms=PLATFORMS, registry=self.registry.host,
                     push=True, builders=str(builders), force=True, nocache=True,
                     logs=str(self.workdir / "logs" / str(self.runs)),
-                    versions_path=str(VERSIONS), out=io.StringIO())
+                    versions=str(VERSIONS)), out=io.StringIO())
             except BaseException as error:  # noqa: BLE001 - handed to the main thread
                 box["error"] = error
             finally:

@@ -25,7 +25,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from builder.registry import DOCKER_LIST, DOCKER_MANIFEST, ImageRef, RegistryClient  # noqa: E402
+from builder.reference import DOCKER_LIST, DOCKER_MANIFEST, ImageRef  # noqa: E402
+from builder.registry import RegistryClient  # noqa: E402
 from builder.summary import fetch, render  # noqa: E402
 from testbed.registry import start_registry  # noqa: E402
 

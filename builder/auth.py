@@ -29,9 +29,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from .errors import BuilderError, InputError
-
-DOCKER_HUB = "docker.io"  # the one name Docker Hub goes by here, whichever alias was written
-DOCKER_HUB_HOSTS = {"docker.io", "index.docker.io", "registry-1.docker.io"}
+from .reference import DOCKER_HUB, DOCKER_HUB_HOSTS
 DOCKER_HUB_KEY = "https://index.docker.io/v1/"  # Docker Hub's key in the Docker config
 _HELPER_TIMEOUT = 30  # seconds; a keychain prompt that never returns must not hang a release
 

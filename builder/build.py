@@ -1,4 +1,4 @@
-"""Stage 2b: run a plan: pin base images, skip what the registry already holds, build, check, push.
+"""Stage build: run a plan: pin bases, skip what the registry already holds, build, check, push.
 
 Each job runs in its own thread; an engine's `concurrency` bounds how many of its jobs build
 at once, so jobs on different engines overlap. A failed job fails alone: the others go on,
@@ -7,7 +7,8 @@ and nothing of the failed job is tagged in the registry (push comes after the pl
 Base images. A FROM without a registry host is a Docker Hub name; it is looked up in the
 base mirror (``<mirror>/library/busybox``) and pinned to the per-platform manifest digest:
 ``FROM <mirror>/library/busybox@sha256:…``. Pinning avoids the classic builder's habit of
-going to docker.io when a local tag has another platform (libs-trial §2, trap 4), and the
+going to docker.io when a local tag has another platform (docs/classic-builder.md,
+trap 4), and the
 digest feeds the build hash. A FROM of another variant of the same version builds after
 that variant and is pinned to its image.
 
@@ -20,7 +21,6 @@ from __future__ import annotations
 import hashlib
 import io
 import json
-import re
 import sys
 import tarfile
 import threading
@@ -31,27 +31,20 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-import requests
-from docker.errors import APIError, DockerException
-
-from . import engines, versions
-from .engines import Engine, short_error
+from . import engineapi, engines, versions
+from .builders import Engine
+from .dockerfile import from_images, rewrite_from
+from .engineapi import Container, Output, PushedImage, Step
 from .errors import EXIT_FAILED, EXIT_OK, BuilderError, InputError
-from .plan import BuildJob, Plan, SkippedJob, from_images, rewrite_from
-from .platforms import oci_text
+from .plan import BuildJob, Plan, SkippedJob
 from .plan import plan as make_plan
 from .progress import Progress, table
-from .report import Report
-from .push import PushedImage, auth_config, push_image, registered
-from .registry import DOCKER_HUB, ImageRef, RegistryClient, RegistryError, sha256_digest
+from .reference import DOCKER_HUB, ImageRef, sha256_digest
+from .registry import RegistryClient, RegistryError
+from .report import Report, Status
 
 HASH_LABEL = "org.python-image-builder.build-hash"
 BUILD_TIMEOUT = 3600  # seconds without a byte from the engine: a RUN under QEMU can be quiet long
-_STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$", re.MULTILINE)
-# The classic builder runs each RUN in a container; killing it is how a build is stopped.
-_RUNNING_RE = re.compile(r"^ ---> Running in ([0-9a-f]{12,64})$", re.MULTILINE)
-# Printed on every step of a FROM-scratch build for a foreign platform, and harmless (libs-trial §2).
-_NOISE = "[Warning] The requested image's platform"
 
 
 @dataclass
@@ -59,7 +52,7 @@ class JobResult:
     key: str
     platform: str  # official name: arm32v7
     engine: str | None
-    status: str  # "built", "skipped" or "failed"
+    status: Status  # BUILT, SKIPPED or FAILED
     reason: str = ""  # why skipped or failed
     image: str | None = None  # the per-arch reference
     image_id: str | None = None
@@ -79,7 +72,7 @@ class JobResult:
     def as_dict(self) -> dict:
         """For the release report (JSON)."""
         return {"job": self.key, "platform": self.platform, "engine": self.engine,
-                "status": self.status, "reason": self.reason, "image": self.image,
+                "status": self.status.value, "reason": self.reason, "image": self.image,
                 "image_id": self.image_id, "build_hash": self.build_hash,
                 "digest": self.digest, "size": self.pushed.size if self.pushed else None,
                 "pushed": [str(self.pushed.reference)] if self.pushed else [],
@@ -92,17 +85,33 @@ class BuildRun:
     plan: Plan
     results: list[JobResult]
     interrupted: bool = False  # Ctrl-C: jobs that had not finished are failed "interrupted"
+    planned: bool = False  # --dry-run: the plan only, nothing ran
 
     @property
     def failures(self) -> list[JobResult]:
-        return [r for r in self.results if r.status == "failed"]
+        return [r for r in self.results if r.status is Status.FAILED]
 
     @property
     def exit_code(self) -> int:
         return EXIT_FAILED if self.failures else EXIT_OK
 
+    def add_to(self, report: Report) -> None:
+        """The build stage's entry and every job's result."""
+        if self.planned:
+            report.stage("build", Status.PLANNED, jobs=len(self.plan.jobs),
+                         skipped=len(self.plan.skipped))
+            return
+        report.jobs = [r.as_dict() for r in self.results]
+        counts = Counter(r.status.value for r in self.results)
+        if self.failures:
+            counts.pop(Status.FAILED.value)
+            report.stage("build", Status.FAILED, **counts, failed=[f.key for f in self.failures],
+                         reason=f"{len(self.failures)} job(s) failed")
+        else:
+            report.stage("build", Status.OK, **counts)
+
     def table(self) -> str:
-        return table([(r.key, r.engine or "-", r.status, r.digest or "-",
+        return table([(r.key, r.engine or "-", r.status.value, r.digest or "-",
                        f"{r.seconds:.1f}s" if r.seconds is not None else "-")
                       for r in self.results])
 
@@ -187,45 +196,39 @@ class Runner:
         with self._lock:
             running = list(self._containers.values())
         for engine, container in running:
-            try:
-                client = engine.client(timeout=30)
-                try:
-                    client.kill(container)
-                finally:
-                    client.close()
-            except (BuilderError, DockerException, requests.RequestException):
-                pass  # the step ended on its own meanwhile, or the engine is gone: nothing to stop
+            engineapi.kill(engine, container)
 
     def _go_on(self, job: BuildJob, before: str) -> None:
         if self.cancelled.is_set():
-            raise BuilderError(f"{job.key}: interrupted before {before}")
+            raise BuilderError(f"interrupted before {before}")
 
     def _skipped(self, job: SkippedJob) -> JobResult:
         self.progress.update(job.key, "skipped", job.reason)
-        return JobResult(job.key, job.platform.name, None, "skipped", job.reason)
+        return JobResult(job.key, job.platform.name, None, Status.SKIPPED, job.reason)
 
     def _job(self, job: BuildJob) -> None:
         log_path = self.logs / job.version.full / job.variant.name / f"{job.platform.name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        result = JobResult(job.key, job.platform.name, job.engine, "failed", image=str(job.image),
-                           log=log_path)
+        result = JobResult(job.key, job.platform.name, job.engine, Status.FAILED,
+                           image=str(job.image), log=log_path)
         try:
             # Line-buffered, so `tail -f` on a long build shows each line as it comes.
             with log_path.open("w", buffering=1) as log:
                 self._attempt(job, result, log)
         except BuilderError as error:
-            reason = str(error).removeprefix(f"{job.key}: ")
+            reason = str(error)
             if self.cancelled.is_set() and not reason.startswith("interrupted"):
                 reason = f"interrupted: {reason}"
-            result.status = "failed"
-            result.reason = f"{job.key}: {reason}"
+            # The one place a failure gets its job's key: the raise sites leave it out.
+            result.status, result.reason = Status.FAILED, f"{job.key}: {reason}"
         except Exception as error:  # a bug must fail its job, not hang the jobs waiting on it
-            result.status, result.reason = "failed", f"{job.key}: {type(error).__name__}: {error}"
+            result.status = Status.FAILED
+            result.reason = f"{job.key}: {type(error).__name__}: {error}"
         finally:
             result.finished = result.finished or time.time()
             self.results[job.key] = result
             self.done[job.key].set()
-        if result.status == "failed":
+        if result.status is Status.FAILED:
             self.progress.update(job.key, "failed", result.reason)
             with log_path.open("a") as log:
                 log.write(f"\nFAILED: {result.reason}\n")
@@ -239,9 +242,9 @@ class Runner:
         log.write(f"job {job.key} on {job.engine}, build hash {prepared.build_hash}\n"
                   f"--- Dockerfile as sent ---\n{prepared.dockerfile}--- build ---\n")
         if self.push and not self.force:
-            found = registered(self._registry(job.image.registry), job.image, HASH_LABEL)
+            found = engineapi.registered(self._registry(job.image.registry), job.image, HASH_LABEL)
             if found and found[1] == prepared.build_hash:
-                result.status, result.digest = "skipped", found[0]
+                result.status, result.digest = Status.SKIPPED, found[0]
                 result.reason = f"unchanged: {job.image} has build hash {prepared.build_hash}"
                 log.write(result.reason + "\n")
                 self.progress.update(job.key, "skipped", result.reason)
@@ -252,21 +255,21 @@ class Runner:
             self._go_on(job, "its build started")
             result.started = time.time()
             self.progress.update(job.key, "building")
-            api = engine.client(timeout=BUILD_TIMEOUT)
+            api = engines.connect(engine, timeout=BUILD_TIMEOUT)
             try:
                 result.image_id = self._build(api, engine, job, prepared, log)
                 if self.push:
                     self._go_on(job, "its push; nothing of it was pushed")
                     self.progress.update(job.key, "pushing", str(job.image))
-                    pushed = push_image(api, job, self._registry(job.image.registry),
-                                        lambda line: log.write(line + "\n"))
+                    pushed = engineapi.push_image(api, job, self._registry(job.image.registry),
+                                                  lambda line: log.write(line + "\n"))
                     result.pushed, result.digest = pushed, pushed.digest
             finally:
                 with self._lock:
                     self._containers.pop(job.key, None)
                 api.close()
             result.finished = time.time()
-        result.status = "built"
+        result.status = Status.BUILT
         self.progress.update(job.key, "done", result.digest or result.image_id or "")
 
     def _wait_parent(self, job: BuildJob) -> JobResult | None:
@@ -275,8 +278,8 @@ class Runner:
         self.progress.update(job.key, "queued", f"after {job.parent}")
         self.done[job.parent].wait()
         parent = self.results[job.parent]
-        if parent.status == "failed":
-            raise BuilderError(f"{job.key}: not built, its parent {job.parent} failed")
+        if parent.status is Status.FAILED:
+            raise BuilderError(f"not built, its parent {job.parent} failed")
         return parent
 
     def _prepare(self, job: BuildJob, parent: JobResult | None) -> Prepared:
@@ -312,7 +315,7 @@ class Runner:
             hint = ("; Docker Hub is out of reach: set base-mirror in the builders file "
                     "or BUILDER_BASE_MIRROR to a registry holding library/… images"
                     if host == DOCKER_HUB else "")
-            raise BuilderError(f"{job.key}: cannot pin base image {image} for "
+            raise BuilderError(f"cannot pin base image {image} for "
                                f"{job.platform.oci}: {error}{hint}") from None
         pinned = f"{host}/{ref.repository}@{manifest.digest}"
         with self._lock:
@@ -325,81 +328,32 @@ class Runner:
                 self._clients[host] = RegistryClient(host)
             return self._clients[host]
 
-    def _pull(self, api, engine: Engine, job: BuildJob, base: str, log) -> None:
-        """Pull a pinned base with our credentials for its registry; the classic builder
-        would pull it itself, but only with those of the engine's client config."""
-        repository, _, digest = base.partition("@")
-        try:
-            for chunk in api.pull(repository, tag=digest, stream=True, decode=True,
-                                  platform=job.platform.oci if job.platform.os == "linux" else None,
-                                  auth_config=auth_config(ImageRef.parse(base).registry)):
-                if "error" in chunk:
-                    raise BuilderError(f"{job.key}: engine {engine.name} cannot pull the base "
-                                       f"image {base}: {chunk['error'].strip()}")
-                if chunk.get("status"):
-                    log.write(f"{chunk.get('id', '')} {chunk['status']}".strip() + "\n")
-        except APIError as error:
-            raise BuilderError(f"{job.key}: engine {engine.name} cannot pull the base image "
-                               f"{base}: {error.explanation or error}") from None
-
     def _build(self, api, engine: Engine, job: BuildJob, prepared: Prepared, log) -> str:
         """Pull the bases, build, check the platform, tag; returns the image id."""
-        step = "before the first step"
-        image_id = None
-        target = job.platform
         for base in prepared.bases:
-            self._pull(api, engine, job, base, log)
-        try:
-            stream = api.build(
-                fileobj=io.BytesIO(prepared.context), custom_context=True, decode=True, rm=True,
-                forcerm=True, nocache=self.nocache,
-                # A Windows engine builds its own os only and takes no platform parameter.
-                platform=target.oci if target.os == "linux" else None,
-                buildargs=job.build_args, labels={HASH_LABEL: prepared.build_hash})
-            for chunk in stream:
-                text = chunk.get("stream", "")
-                if text:
-                    for match in _RUNNING_RE.finditer(text):
-                        with self._lock:
-                            self._containers[job.key] = (engine, match.group(1))
-                    for match in _STEP_RE.finditer(text):
-                        step = f"step {match.group(1)}/{match.group(2)} ({match.group(3).strip()})"
-                        self.progress.update(job.key, "building",
-                                             f"step {match.group(1)}/{match.group(2)}")
-                    if _NOISE not in text:
-                        log.write(text)
-                elif chunk.get("status"):
-                    log.write(" ".join(str(chunk.get(k, "")) for k in ("id", "status")).strip()
-                              + "\n")
-                if "error" in chunk:
-                    code = (chunk.get("errorDetail") or {}).get("code")
-                    exit_code = f" with exit code {code}" if code is not None else ""
-                    raise BuilderError(f"{job.key}: {step} failed{exit_code} on engine "
-                                       f"{engine.name}: {chunk['error'].strip()}")
-                image_id = (chunk.get("aux") or {}).get("ID", image_id)
-        except APIError as error:
-            raise BuilderError(f"{job.key}: the engine {engine.name} refused the build "
-                               f"({step}): {error.explanation or error}") from None
-        except (DockerException, requests.RequestException) as error:
-            raise BuilderError(f"{job.key}: engine {engine.name} ({engine.url}) failed during "
-                               f"the build ({step}): {short_error(error)}") from None
-        if not image_id:
-            raise BuilderError(f"{job.key}: the build on {engine.name} ended without an image id")
-        found = api.inspect_image(image_id)
-        fields = (found.get("Os", ""), found.get("Architecture", ""), found.get("Variant"),
-                  found.get("OsVersion"))
-        if not target.matches(*fields):
-            raise BuilderError(f"{job.key}: engine {engine.name} returned a "
-                               f"{oci_text(*fields[:3])} image ({image_id[:19]}) for a "
-                               f"{target.oci} build; the classic builder's cache mixed "
-                               "platforms up: run again with --no-cache")
-        api.tag(image_id, job.image.familiar_repository, job.image.tag, force=True)
+            engineapi.pull(api, engine, base, job.platform, lambda line: log.write(line + "\n"))
+
+        def on_event(event: engineapi.Event) -> None:
+            if isinstance(event, Container):
+                with self._lock:
+                    self._containers[job.key] = (engine, event.id)
+            elif isinstance(event, Step):
+                self.progress.update(job.key, "building", f"step {event.number}/{event.total}")
+            elif isinstance(event, Output):
+                log.write(event.text)
+
+        image_id = engineapi.build(api, engine, prepared.context, job.platform,
+                                   build_args=job.build_args,
+                                   labels={HASH_LABEL: prepared.build_hash},
+                                   nocache=self.nocache, on_event=on_event)
+        engineapi.check_platform(api, engine, image_id, job.platform)
+        engineapi.tag(api, image_id, job.image)
         log.write(f"tagged {image_id} as {job.image}\n")
         return image_id
 
 
-def run(plan: Plan, *, push: bool = False, force: bool = False, nocache: bool = False,
-        logs: str | Path = "logs", out: TextIO | None = None) -> BuildRun:
+def run_plan(plan: Plan, *, push: bool = False, force: bool = False, nocache: bool = False,
+             logs: str | Path = "logs", out: TextIO | None = None) -> BuildRun:
     """Run every job of `plan`, showing progress and then the table on `out`; failures are in
     the results, and each is also named on stderr with its log."""
     _check_push_target(push, plan.registry)
@@ -424,33 +378,45 @@ def _check_push_target(push: bool, registry: str | None) -> None:
         raise InputError("--push needs --registry: where should the images go?", field="push")
 
 
-def execute(version: str, *, variants=(), platforms=(), registry: str | None = None,
-            push: bool = False, builders: str | None = None, force: bool = False,
-            nocache: bool = False, dry_run: bool = False, logs: str = "logs",
-            versions_path: str = "versions.yaml", arch_namespace: bool = False,
-            out: TextIO | None = None) -> BuildRun | None:
-    """Print the plan (dry-run: only that) and run it; the BuildRun, or None after a dry run."""
+@dataclass(frozen=True)
+class BuildOptions:
+    """`invoke build`'s options; `release` fills them from its own."""
+    version: str
+    variants: tuple[str, ...] = ()
+    platforms: tuple[str, ...] = ()
+    registry: str | None = None
+    push: bool = False
+    builders: str | None = None
+    force: bool = False
+    nocache: bool = False
+    dry_run: bool = False
+    logs: str = "logs"
+    versions: str = "versions.yaml"
+    arch_namespace: bool = False
+    report: str | None = None
+
+
+def run(options: BuildOptions, out: TextIO | None = None, *,
+        family: versions.Family | None = None) -> BuildRun:
+    """`invoke build`: print the plan (dry-run: only that), run it, write the report.
+
+    `family` is the loaded versions file when the caller has it already.
+    """
     out = out or sys.stdout
-    _check_push_target(push, registry)  # before any file is read: nothing was done
-    family = versions.load(versions_path)
-    the_plan = make_plan(family, version, tuple(variants), tuple(platforms),
-                         builders=engines.load(builders, require_engine=not dry_run),
-                         registry=registry, arch_namespace=arch_namespace)
+    _check_push_target(options.push, options.registry)  # before any file is read: nothing was done
+    family = family or versions.load(options.versions)
+    builders = engines.load(options.builders, require_engine=not options.dry_run)
+    the_plan = make_plan(family, options.version, tuple(options.variants),
+                         tuple(options.platforms), builders=builders,
+                         registry=options.registry, arch_namespace=options.arch_namespace)
     print(the_plan.describe(), file=out)
-    if dry_run:
-        return None
-    return run(the_plan, push=push, force=force, nocache=nocache, logs=logs, out=out)
-
-
-def command(version: str, *, report_path: str | None = None, **options) -> int:
-    """`invoke build`: `execute`, then the JSON report; returns the exit code."""
-    result = execute(version, **options)
-    if result is None:
-        return EXIT_OK
-    report = Report("build", result.plan.version.full, result.plan.family.repository,
-                    result.plan.registry)
-    report.jobs = [r.as_dict() for r in result.results]
-    report.stage("build", "failed" if result.failures else "ok",
-                 **Counter(r.status for r in result.results))
-    report.write(report_path, result.exit_code)
-    return result.exit_code
+    if options.dry_run:
+        return BuildRun(the_plan, [], planned=True)
+    result = run_plan(the_plan, push=options.push, force=options.force, nocache=options.nocache,
+                      logs=options.logs, out=out)
+    if options.report:
+        report = Report("build", the_plan.version.full, the_plan.family.repository,
+                        the_plan.registry)
+        result.add_to(report)
+        report.write(options.report, result.exit_code)
+    return result

@@ -1,4 +1,4 @@
-"""The official-images style library file: one stanza per (version, variant).
+"""Stage library: the official-images style library file, one stanza per (version, variant).
 
 `library_file` is pure (family and a commit per directory in, text out);
 `last_commit` is the edge that asks git which commit last touched a directory.
@@ -6,10 +6,14 @@
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TextIO
 
-from .errors import BuilderError, InputError
+from .errors import EXIT_OK, BuilderError, InputError
+from .report import Report, Status
 from .render import dockerfile_path
 from .tags import variant_tags
 from .versions import Family, load
@@ -58,11 +62,32 @@ def last_commit(repo: Path, directory: str) -> str:
     raise BuilderError(f"{repo} has no commits yet; pass --commit SHA")
 
 
-def command(versions: str, commit: str | None = None) -> int:
-    """`invoke library`: print the library file."""
-    family = load(versions)
-    if commit is not None and not (len(commit) == 40 and all(c in "0123456789abcdef" for c in commit)):
+@dataclass(frozen=True)
+class LibraryOptions:
+    """`invoke library`'s options."""
+    versions: str = "versions.yaml"
+    commit: str | None = None  # GitCommit of every entry; default: git's last commit per directory
+
+
+@dataclass(frozen=True)
+class LibraryResult:
+    text: str
+    exit_code: int = EXIT_OK
+
+    def add_to(self, report: Report) -> None:
+        report.stage("library", Status.OK, bytes=len(self.text.encode()))
+
+
+def run(options: LibraryOptions, out: TextIO | None = sys.stdout) -> LibraryResult:
+    """`invoke library`: the library file, printed on `out` (None: silent)."""
+    family = load(options.versions)
+    commit = options.commit
+    if commit is not None and not (len(commit) == 40
+                                   and all(c in "0123456789abcdef" for c in commit)):
         raise InputError(f"{commit!r} is not a full 40-digit lower-case commit id", field="--commit")
     repo = family.source.parent
-    print(library_file(family, lambda directory: commit or last_commit(repo, directory)), end="")
-    return 0
+    result = LibraryResult(library_file(
+        family, lambda directory: commit or last_commit(repo, directory)))
+    if out is not None:
+        print(result.text, end="", file=out)
+    return result

@@ -1,26 +1,21 @@
-"""Stage 2a: which (version, variant, platform) jobs to build, on which engine, under which name.
+"""Stage plan: which (version, variant, platform) jobs to build, on which engine, under which name.
 
 Pure: the family, the builders and the user's selection in; a `Plan` out. Nothing here
 talks to Docker or a registry, so `invoke build --dry-run` can print it anywhere.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from .engines import Builders
+from .builders import Builders
 from .errors import InputError
+from .naming import arch_reference
 from .platforms import Platform, oci_text, platform as parse_platform
-from .publish import arch_reference
-from .registry import DOCKER_HUB, ImageRef
+from .reference import DOCKER_HUB, ImageRef
 from .render import dockerfile_path, render
 from .tags import variant_tags
 from .versions import Family, Variant, Version
-
-# `FROM [--platform=…] image [AS name]`, one instruction per line in our templates.
-_FROM_RE = re.compile(r"^(?P<head>[ \t]*FROM[ \t]+(?:--\S+[ \t]+)*)(?P<image>\S+)(?P<tail>.*)$",
-                      re.IGNORECASE | re.MULTILINE)
 
 
 @dataclass(frozen=True)
@@ -96,28 +91,6 @@ def build_args(target: Platform) -> dict[str, str]:
     variant = "" if target.architecture == "arm64" else (target.variant or "")
     return {"TARGETPLATFORM": oci_text(target.os, target.architecture, variant),
             "TARGETOS": target.os, "TARGETARCH": target.architecture, "TARGETVARIANT": variant}
-
-
-def from_images(dockerfile_text: str) -> list[str]:
-    """The image of every FROM line, stage names and `scratch` left out."""
-    stages: set[str] = set()
-    images = []
-    for match in _FROM_RE.finditer(dockerfile_text):
-        image = match.group("image")
-        alias = re.match(r"\s+AS\s+(\S+)", match.group("tail"), re.IGNORECASE)
-        if image.lower() != "scratch" and image not in stages:
-            images.append(image)
-        if alias:
-            stages.add(alias.group(1))
-    return images
-
-
-def rewrite_from(dockerfile_text: str, pinned: dict[str, str]) -> str:
-    """Replace FROM images by their pinned references (`image` → `mirror/lib/x@sha256:…`)."""
-    def replace(match: re.Match) -> str:
-        image = match.group("image")
-        return match.group("head") + pinned.get(image, image) + match.group("tail")
-    return _FROM_RE.sub(replace, dockerfile_text)
 
 
 def plan(family: Family, version: str | Version, variants: tuple[str, ...] = (),

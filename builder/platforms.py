@@ -7,6 +7,7 @@ everywhere, and an unknown platform is rejected before anything runs.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
+from typing import Mapping, NamedTuple
 
 from .errors import InputError
 
@@ -103,3 +104,28 @@ def version_key(os_version: str | None) -> tuple[int, ...]:
 def os_version_in_line(os_version: str | None, line: str) -> bool:
     """Whether `os_version` (10.0.17763.805) is of the Windows release `line` (10.0.17763)."""
     return bool(os_version) and (os_version == line or os_version.startswith(line + "."))
+
+
+class PlatformFields(NamedTuple):
+    """An image's platform as its documents spell it, not yet normalized through the table."""
+    os: str
+    architecture: str
+    variant: str | None
+    os_version: str | None
+
+
+# `docker inspect` spells the config's keys its own way.
+_INSPECT_KEYS = {"os": "Os", "architecture": "Architecture", "variant": "Variant",
+                 "os.version": "OsVersion"}
+
+
+def image_platform(document: Mapping) -> PlatformFields:
+    """The platform fields of an image config, a list entry's `platform` object, or the engine's
+    `inspect_image` answer; `Platform.matches(*fields)` takes them as they are."""
+    inspected = "Architecture" in document or "Os" in document
+
+    def get(key: str) -> str | None:
+        return document.get(_INSPECT_KEYS[key] if inspected else key)
+
+    return PlatformFields(get("os") or "", get("architecture") or "", get("variant") or None,
+                          get("os.version") or None)

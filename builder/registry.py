@@ -1,6 +1,6 @@
 """A small client for the Docker Registry HTTP API v2 / OCI distribution API.
 
-Plain ``requests`` (libs-trial §3: oras-py and python-dxf each fail one of our auth setups).
+Plain ``requests`` (oras-py and python-dxf each fail one of our auth setups: see the README).
 One ``RegistryClient`` per registry host, shared by threads.
 
 Transport. HTTPS with verification, always. The CA bundle is, in order: the ``ca_bundle``
@@ -26,14 +26,11 @@ from __future__ import annotations
 
 import base64
 import email.utils
-import hashlib
-import ipaddress
 import json
 import random
 import re
 import threading
 import time
-from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urljoin
 
@@ -41,132 +38,16 @@ import requests
 from requests.adapters import HTTPAdapter
 
 from . import auth
-from .auth import DOCKER_HUB, DOCKER_HUB_HOSTS, Credentials
-from .errors import BuilderError, InputError
-from .platforms import Platform, oci_text, version_key
-
-DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
-OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
-OCI_INDEX = "application/vnd.oci.image.index.v1+json"
-LIST_TYPES = (DOCKER_LIST, OCI_INDEX)
-IMAGE_TYPES = (DOCKER_MANIFEST, OCI_MANIFEST)
-# List types always go in Accept: without them a list tag answers with its amd64 child, or a
-# schema1 rendering, and an OCI index with 404 (libs-trial §3).
-ACCEPT_ALL = (DOCKER_LIST, OCI_INDEX, DOCKER_MANIFEST, OCI_MANIFEST)
-FOREIGN_LAYER_TYPES = ("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
-                       "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
-                       "application/vnd.oci.image.layer.nondistributable.v1.tar")
+from .auth import Credentials
+from .errors import BuilderError
+from .platforms import Platform, image_platform, oci_text, version_key
+from .reference import (ACCEPT_ALL, DOCKER_HUB, DOCKER_HUB_HOSTS, IMAGE_TYPES, BlobInfo,
+                        Descriptor, ImageRef, Manifest, is_loopback, sha256_digest)
 
 _DOCKER_HUB_API = "registry-1.docker.io"
 _RETRY_STATUS = {429, 500, 502, 503, 504}
 _MAX_RETRY_AFTER = 60.0  # seconds: a registry asking for more is treated as down
 _TOKEN_MARGIN = 10.0  # seconds before a token's expiry that it is renewed
-
-_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
-_REPOSITORY_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
-_TAG_RE = re.compile(r"[\w][\w.-]{0,127}")
-_DIGEST_RE = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}")
-_DOMAIN_RE = re.compile(r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
-                        r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])"
-                        r"(?::[0-9]+)?")
-
-
-def sha256_digest(data: bytes) -> str:
-    return "sha256:" + hashlib.sha256(data).hexdigest()
-
-
-@dataclass(frozen=True)
-class ImageRef:
-    """A normalized image reference, by Docker's rules: ``python`` is
-    ``docker.io/library/python:latest``; a first component with a dot, a colon or ``localhost``
-    is a registry host. With neither tag nor digest the tag is ``latest``."""
-
-    registry: str  # "docker.io" for Docker Hub, else host[:port]
-    repository: str  # "library/python"
-    tag: str | None = None
-    digest: str | None = None
-
-    @classmethod
-    def parse(cls, text: str) -> ImageRef:
-        def bad(why: str) -> InputError:
-            return InputError(f"{text!r} is not an image reference: {why}", field="image")
-
-        rest, _, digest = text.strip().partition("@")
-        if digest and not _DIGEST_RE.fullmatch(digest):
-            raise bad(f"bad digest {digest!r} (want sha256:<64 hex>)")
-        tag = None
-        slash = rest.rfind("/")
-        if ":" in rest[slash + 1:]:
-            rest, _, tag = rest.rpartition(":")
-            if not _TAG_RE.fullmatch(tag):
-                raise bad(f"bad tag {tag!r}")
-        first, _, remainder = rest.partition("/")
-        if remainder and ("." in first or ":" in first or first == "localhost"
-                          or first != first.lower()):
-            if not _DOMAIN_RE.fullmatch(first):
-                raise bad(f"bad registry host {first!r}")
-            registry, repository = first, remainder
-        else:
-            registry, repository = DOCKER_HUB, rest
-        if registry in DOCKER_HUB_HOSTS:
-            registry = DOCKER_HUB
-            if "/" not in repository:
-                repository = "library/" + repository
-        if not _REPOSITORY_RE.fullmatch(repository):
-            raise bad("the repository name must be lowercase letters, digits and separators")
-        if tag is None and not digest:
-            tag = "latest"
-        return cls(registry, repository, tag, digest or None)
-
-    @property
-    def familiar_repository(self) -> str:
-        """The name as people write it: ``python`` for docker.io/library/python."""
-        if self.registry == DOCKER_HUB:
-            return self.repository.removeprefix("library/")
-        return f"{self.registry}/{self.repository}"
-
-    @property
-    def reference(self) -> str:
-        """What goes after /manifests/: the digest when there is one, else the tag."""
-        return self.digest or self.tag
-
-    def __str__(self) -> str:
-        return (self.familiar_repository + (f":{self.tag}" if self.tag else "")
-                + (f"@{self.digest}" if self.digest else ""))
-
-
-@dataclass(frozen=True)
-class Manifest:
-    media_type: str
-    digest: str  # sha256 of body
-    body: bytes  # the exact bytes: descriptors and digests are computed from these
-
-    @property
-    def json(self) -> dict:
-        return json.loads(self.body)
-
-    @property
-    def size(self) -> int:
-        return len(self.body)
-
-    @property
-    def is_list(self) -> bool:
-        return self.media_type in LIST_TYPES
-
-
-@dataclass(frozen=True)
-class Descriptor:
-    media_type: str
-    digest: str
-    size: int
-
-
-@dataclass(frozen=True)
-class BlobInfo:
-    digest: str
-    size: int | None
-    last_modified: str | None  # the raw Last-Modified header; Distribution 2.8 sends none
 
 
 class RegistryError(BuilderError):
@@ -185,15 +66,8 @@ class Unauthorized(RegistryError):
     """The registry refused the credentials, wants some we do not have, or denied the action."""
 
 
-def is_loopback(host: str) -> bool:
-    name = host.rsplit(":", 1)[0] if not host.endswith("]") and host.count(":") == 1 else host
-    name = name.strip("[]")
-    if name == "localhost":
-        return True
-    try:
-        return ipaddress.ip_address(name).is_loopback
-    except ValueError:
-        return False
+class TLSFailed(RegistryError):
+    """The TLS handshake failed: an untrusted certificate, or a server that speaks plain HTTP."""
 
 
 class RegistryClient:
@@ -266,21 +140,21 @@ class RegistryClient:
         top = self.get_manifest(ref.repository, ref.reference)
         if top.is_list:
             entries = [m for m in top.json.get("manifests", [])
-                       if platform.matches(*_entry_platform(m))]
+                       if platform.matches(*image_platform(m.get("platform") or {}))]
             if not entries:
-                shown = ", ".join(oci_text(*_entry_platform(m)[:3])
+                shown = ", ".join(oci_text(*image_platform(m.get("platform") or {})[:3])
                                   for m in top.json.get("manifests", []))
                 raise NotFound(f"registry {self.registry}: {ref} has no {platform.oci} entry "
                                f"(it has: {shown or 'none'}); push that platform first")
             # Several Windows builds may match a platform without os.version: take the newest.
-            entry = max(entries, key=lambda m: version_key(_entry_platform(m)[3]))
+            entry = max(entries,
+                        key=lambda m: version_key(image_platform(m["platform"]).os_version))
             return self.get_manifest(ref.repository, entry["digest"])
         if top.media_type not in IMAGE_TYPES:
             raise RegistryError(f"registry {self.registry}: {ref} is a {top.media_type}, "
                                 "not an image manifest or a list")
         config = self.get_config(ref.repository, top)
-        fields = (config.get("os", ""), config.get("architecture", ""), config.get("variant"),
-                  config.get("os.version"))
+        fields = image_platform(config)
         if not platform.matches(*fields):
             raise NotFound(f"registry {self.registry}: {ref} is a single "
                            f"{oci_text(*fields[:3])} image, not {platform.oci}; "
@@ -399,7 +273,7 @@ class RegistryClient:
                                                  verify=self._verify, timeout=self.timeout,
                                                  allow_redirects=allow_redirects)
             except requests.exceptions.SSLError as error:
-                raise RegistryError(f"registry {self.registry}: TLS failed for {what}: "
+                raise TLSFailed(f"registry {self.registry}: TLS failed for {what}: "
                                     f"{_reason(error)}; give the registry's CA with --ca-bundle "
                                     f"or /etc/docker/certs.d/{self.registry}/ca.crt") from None
             except (requests.ConnectionError, requests.Timeout) as error:
@@ -434,8 +308,8 @@ class RegistryClient:
             try:
                 response = self._send("GET", https + "/v2/", "the /v2/ ping", {}, None)
                 base = https
-            except RegistryError as tls_error:
-                if not self._allow_http or "TLS failed" not in str(tls_error):
+            except TLSFailed as tls_error:
+                if not self._allow_http:
                     raise
                 plain = f"http://{self.host}"
                 try:
@@ -633,7 +507,3 @@ def _reason(error: Exception) -> str:
     match = re.search(r"Caused by (.*)\)$", text)
     return (match.group(1) if match else text)[:300]
 
-
-def _entry_platform(entry: dict) -> tuple[str, str, str | None, str | None]:
-    p = entry.get("platform") or {}
-    return p.get("os", ""), p.get("architecture", ""), p.get("variant"), p.get("os.version")

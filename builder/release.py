@@ -1,56 +1,79 @@
-"""Every stage in one command, from versions to published tags (`invoke release`).
+"""Stage release: every stage in one command, from versions to published tags (`invoke release`).
 
 generate check → build and push → publish → summary pages, stopping at the first stage
 that fails, so a tag is never published over per-arch images that did not all build, and
-never built from Dockerfiles that differ from the committed tree.
+never built from Dockerfiles that differ from the committed tree. Each stage is the one its
+own command runs (`run(options)`); its result adds itself to the release's report.
 """
 from __future__ import annotations
 
 import sys
-from collections import Counter
-from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from typing import TextIO
 
-from . import build, engines, publish, render, summary, versions
+from . import build, publish, render, summary, versions
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BuilderError
-from .plan import plan as make_plan
-from .publish import Status
-from .registry import ImageRef
-from .report import Report
+from .report import Report, StageResult, Status
 from .tags import tag_groups
 
-_PAGE_WORKERS = 4  # pages fetch concurrently themselves; a few at once keeps the registry calm
+
+@dataclass(frozen=True)
+class ReleaseOptions:
+    """`invoke release`'s options."""
+    version: str
+    registry: str
+    variants: tuple[str, ...] = ()
+    platforms: tuple[str, ...] = ()
+    builders: str | None = None
+    versions: str = "versions.yaml"
+    templates: str | None = None
+    out: str = "out"  # the summary pages' directory
+    report: str | None = None
+    oci: bool = False
+    arch_namespace: bool = False
+    allow_missing: bool = False
+    force: bool = False
+    nocache: bool = False
+    logs: str = "logs"
+    dry_run: bool = False
+    ca_bundle: str | None = None
 
 
-def run(version: str, registry: str, *, variants=(), platforms=(), builders: str | None = None,
-        versions_path: str = "versions.yaml", templates: str | None = None,
-        out_dir: str = "out", report_path: str | None = None, oci: bool = False,
-        arch_namespace: bool = False, allow_missing: bool = False, force: bool = False,
-        nocache: bool = False, logs: str = "logs", dry_run: bool = False,
-        ca_bundle: str | None = None, out: TextIO | None = None) -> int:
-    """Release one version; returns the exit code (the report says which stage stopped it)."""
+@dataclass(frozen=True)
+class ReleaseResult:
+    report: Report
+    exit_code: int
+
+    def add_to(self, report: Report) -> None:
+        """Every stage's entry, job, tag and page of this release."""
+        report.stages.update(self.report.stages)
+        report.jobs += self.report.jobs
+        report.tags += self.report.tags
+        report.summaries += self.report.summaries
+
+
+def run(options: ReleaseOptions, out: TextIO | None = None) -> ReleaseResult:
+    """Release one version; the report says which stage stopped it, and is written also when
+    an error stops a stage midway."""
     out = out or sys.stdout
-    registry = registry.rstrip("/")
-    family = versions.load(versions_path, templates)
-    wanted = family.version(version)
+    registry = options.registry.rstrip("/")
+    family = versions.load(options.versions, options.templates)
+    wanted = family.version(options.version)
     report = Report("release", wanted.full, family.repository, registry)
     try:
-        code = _stages(report, family, wanted, registry, variants=variants, platforms=platforms,
-                       builders=builders, out_dir=out_dir, oci=oci, arch_namespace=arch_namespace,
-                       allow_missing=allow_missing, force=force, nocache=nocache, logs=logs,
-                       dry_run=dry_run, ca_bundle=ca_bundle, out=out)
+        code = _stages(report, family, options, registry, out)
     except (BuilderError, KeyboardInterrupt) as error:
         # An error that stops a stage midway (bad builders file, a registry refusing a write, a
         # page that cannot be fetched) still gets its report: which stage, and why.
         interrupted = isinstance(error, KeyboardInterrupt)
-        report.stage(report.running or "generate", "failed",
+        report.stage(report.running or "generate", Status.FAILED,
                      reason="interrupted" if interrupted else str(error))
-        report.write(report_path, EXIT_INTERRUPTED if interrupted else error.exit_code)
+        report.write(options.report, EXIT_INTERRUPTED if interrupted else error.exit_code)
         raise  # the task prints the one error line
-    report.write(report_path, code)
+    report.write(options.report, code)
     if report.stopped_at:
         print(f"release stopped at stage {report.stopped_at!r}", file=sys.stderr)
-    return code
+    return ReleaseResult(report, code)
 
 
 def _begin(report: Report, stage: str, out: TextIO, heading: str) -> None:
@@ -58,61 +81,48 @@ def _begin(report: Report, stage: str, out: TextIO, heading: str) -> None:
     print(f"\n== {heading}", file=out, flush=True)
 
 
-def _stages(report: Report, family, wanted, registry: str, *, variants, platforms, builders,
-            out_dir, oci, arch_namespace, allow_missing, force, nocache, logs, dry_run,
-            ca_bundle, out: TextIO) -> int:
+def _went_through(report: Report, result: StageResult) -> bool:
+    result.add_to(report)
+    return result.exit_code == EXIT_OK
+
+
+def _stages(report: Report, family: versions.Family, options: ReleaseOptions, registry: str,
+            out: TextIO) -> int:
     _begin(report, "generate", out, "generate --check")
-    rendered = render.render(family)
-    problems = render.check(family, family.source.parent, rendered)
-    for problem in problems:
-        print(f"stale: {family.source.parent / problem}", file=out)
-    if problems:
-        report.stage("generate", "failed", problems=problems,
-                     reason="committed Dockerfiles differ from the templates; run `invoke generate`")
+    generated = render.run(render.GenerateOptions(check=True), out=None, family=family)
+    for problem in generated.problems:
+        print(f"stale: {generated.out_dir / problem}", file=out)
+    if not _went_through(report, generated):
         return EXIT_FAILED
-    report.stage("generate", "ok", dockerfiles=len(rendered))
 
     _begin(report, "build", out, "build and push")
-    the_plan = make_plan(family, wanted, tuple(variants), tuple(platforms),
-                         builders=engines.load(builders, require_engine=not dry_run),
-                         registry=registry, arch_namespace=arch_namespace)
-    print(the_plan.describe(), file=out)
-    groups = tag_groups(family, wanted)
-    if dry_run:
-        report.stage("build", "planned", jobs=len(the_plan.jobs), skipped=len(the_plan.skipped))
+    built = build.run(build.BuildOptions(
+        options.version, options.variants, options.platforms, registry, push=True,
+        builders=options.builders, force=options.force, nocache=options.nocache,
+        dry_run=options.dry_run, logs=options.logs, arch_namespace=options.arch_namespace),
+        out, family=family)
+    went_through = _went_through(report, built)
+    if options.dry_run:
         _begin(report, "publish", out, "publish (planned)")
-        for tag, members in groups.items():
+        for tag, members in tag_groups(family, built.plan.version).items():
             print(f"  {tag}: {', '.join(v.name for v in members)}", file=out)
         return EXIT_OK
-    built = build.run(the_plan, push=True, force=force, nocache=nocache, logs=logs, out=out)
-    report.jobs = [r.as_dict() for r in built.results]
-    if built.failures:
-        report.stage("build", "failed", failed=[f.key for f in built.failures],
-                     reason=f"{len(built.failures)} job(s) failed; nothing was published")
+    if not went_through:
+        report.stages["build"]["reason"] += "; nothing was published"
         return EXIT_FAILED
-    report.stage("build", "ok", **Counter(r.status for r in built.results))
 
     _begin(report, "publish", out, "publish")
-    client = publish.registry_client(registry, family.repository, ca_bundle=ca_bundle)
-    results = publish.publish(client, registry, family.repository, wanted, groups, oci=oci,
-                              allow_missing=allow_missing, arch_namespace_layout=arch_namespace)
-    report.tags = [r.as_dict() for r in results]
-    for result in results:
-        print(result.line(), file=out)
-    failed = [r.tag for r in results if r.status is Status.FAILED]
-    if failed:
-        report.stage("publish", "failed", failed=failed,
-                     reason=f"{len(failed)} of {len(results)} tags not published")
+    published = publish.run(publish.PublishOptions(
+        options.version, registry, oci=options.oci, allow_missing=options.allow_missing,
+        arch_namespace=options.arch_namespace, ca_bundle=options.ca_bundle), out, family=family)
+    if not _went_through(report, published):
         return EXIT_FAILED
-    report.stage("publish", "ok", **Counter(r.status.value for r in results))
 
     _begin(report, "summary", out, "summary pages")
-    refs = [ImageRef.parse(r.reference) for r in results]
-    with ThreadPoolExecutor(max_workers=_PAGE_WORKERS) as pool:
-        pages = list(pool.map(lambda ref: summary.write_page(client, ref, out_dir), refs))
-    for ref, path in zip(refs, pages):
-        report.summaries.append({"tag": ref.tag, "reference": str(ref), "path": str(path)})
+    pages = summary.run(summary.SummaryOptions(tuple(t.reference for t in published.tags),
+                                               options.out, options.ca_bundle),
+                        out=None, client=published.client)
+    for _, path in pages.pages:
         print(f"  {path}", file=out)
-    report.stage("summary", "ok", pages=len(pages))
+    _went_through(report, pages)
     return EXIT_OK
-

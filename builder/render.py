@@ -1,18 +1,21 @@
-"""Stage 1b: the image family → Dockerfile text, and the edge that writes it to the tree.
+"""Stage generate: the image family → Dockerfile text, and the edge that writes it to the tree.
 
 `render` is pure: family in, {relative path: text} out. `generate` and `check`
 compare that with the disk; `generate` writes only after every file rendered.
 """
 from __future__ import annotations
 
+import sys
 import traceback
-from dataclasses import asdict
+from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TextIO
 
 import jinja2
 
-from .errors import EXIT_FAILED, InputError
+from .errors import EXIT_FAILED, EXIT_OK, InputError
 from .files import write_atomic
+from .report import Report, Status
 from .versions import TEMPLATE_SUFFIX, Family, Variant, Version, load
 
 HEADER = (
@@ -165,26 +168,60 @@ def _prune_empty(out_dir: Path, directory: Path) -> None:
         directory = directory.parent
 
 
-def command(versions: str, templates: str | None = None, out: str | None = None,
-            check_only: bool = False) -> int:
-    """`invoke generate`: write the tree (or, with check_only, report how it differs)."""
-    family = load(versions, templates)
-    out_dir = Path(out) if out is not None else family.source.parent
-    if check_only:
+@dataclass(frozen=True)
+class GenerateOptions:
+    """`invoke generate`'s options; `release` runs the check."""
+    versions: str = "versions.yaml"
+    templates: str | None = None
+    out: str | None = None  # the tree; default: next to the versions file
+    check: bool = False  # write nothing; report how the tree differs
+
+
+@dataclass(frozen=True)
+class GenerateResult:
+    out_dir: Path
+    dockerfiles: int  # how many the family renders
+    problems: tuple[str, ...] = ()  # --check: each stale, missing or extra file
+    written: tuple[Path, ...] = ()
+    removed: tuple[Path, ...] = ()
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_FAILED if self.problems else EXIT_OK
+
+    def add_to(self, report: Report) -> None:
+        if self.problems:
+            report.stage("generate", Status.FAILED, problems=list(self.problems),
+                         reason="committed Dockerfiles differ from the templates; "
+                                "run `invoke generate`")
+        else:
+            report.stage("generate", Status.OK, dockerfiles=self.dockerfiles)
+
+
+def run(options: GenerateOptions, out: TextIO | None = sys.stdout, *,
+        family: Family | None = None) -> GenerateResult:
+    """`invoke generate`: write the tree (or, with check, say how it differs) and tell `out`
+    (None: silent). `family` is the loaded versions file when the caller has it already."""
+    family = family or load(options.versions, options.templates)
+    out_dir = Path(options.out) if options.out is not None else family.source.parent
+    show = (lambda line: print(line, file=out)) if out is not None else (lambda line: None)
+    if options.check:
         rendered = render(family)
         problems = check(family, out_dir, rendered)
         for problem in problems:
-            print(f"{out_dir / problem}")
+            show(f"{out_dir / problem}")
         if problems:
-            print(f"{len(problems)} Dockerfile(s) out of date; run `invoke generate` and commit the result")
-            return EXIT_FAILED
-        print(f"{len(rendered)} Dockerfiles up to date")
-        return 0
+            show(f"{len(problems)} Dockerfile(s) out of date; run `invoke generate` and commit "
+                 "the result")
+        else:
+            show(f"{len(rendered)} Dockerfiles up to date")
+        return GenerateResult(out_dir, len(rendered), tuple(problems))
     written, removed = generate(family, out_dir)
     for path in written:
-        print(f"wrote {out_dir / path}")
+        show(f"wrote {out_dir / path}")
     for path in removed:
-        print(f"removed {out_dir / path}")
+        show(f"removed {out_dir / path}")
     if not written and not removed:
-        print("all Dockerfiles up to date")
-    return 0
+        show("all Dockerfiles up to date")
+    count = sum(len(version.variants) for version in family.versions)
+    return GenerateResult(out_dir, count, written=tuple(written), removed=tuple(removed))

@@ -1,4 +1,7 @@
-"""The JSON report a pipeline reads (`--report FILE`): jobs, tags, summary pages, exit code.
+"""The JSON report a pipeline reads (`--report FILE`), and the words the stages report in.
+
+The report holds jobs, tags, summary pages and the exit code; `Status` is the one enum of
+stages, jobs and tags, `StageResult` what every stage's `run(options)` returns.
 
 The document is written whole or not at all, and also when a stage stops the run, so a
 pipeline always learns which stage stopped it and why.
@@ -8,11 +11,34 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import dataclass, field
+from enum import Enum
 from pathlib import Path
+from typing import Protocol
 
 from .files import write_atomic
 
 REPORT_FORMAT = 1
+
+
+class Status(str, Enum):
+    """What became of a stage, a job or a tag; its value is the word the report and output use."""
+    OK = "ok"  # a stage that went through
+    PLANNED = "planned"  # --dry-run: would be done
+    FAILED = "failed"
+    BUILT = "built"  # a job
+    SKIPPED = "skipped"  # a job: no engine, a parent skipped, or unchanged in the registry
+    WRITTEN = "written"  # a tag's list
+    UNCHANGED = "unchanged"  # a tag's list that was already there
+
+
+class StageResult(Protocol):
+    """What every stage's `run(options)` returns (generate, library, build, publish, summary)."""
+
+    @property
+    def exit_code(self) -> int: ...
+
+    def add_to(self, report: Report) -> None:
+        """Put this stage's entry (and its jobs, tags or pages) into `report`."""
 
 
 @dataclass
@@ -29,9 +55,10 @@ class Report:
     stopped_at: str | None = None  # the stage that failed, if one did
     running: str | None = field(default=None, repr=False)  # the stage under way; not in the document
 
-    def stage(self, name: str, status: str, **details) -> None:
-        self.stages[name] = {"status": status, **details}
-        if status == "failed" and self.stopped_at is None:
+    def stage(self, name: str, status: Status, **details) -> None:
+        status = Status(status)
+        self.stages[name] = {"status": status.value, **details}
+        if status is Status.FAILED and self.stopped_at is None:
             self.stopped_at = name
 
     def document(self, exit_code: int) -> dict:

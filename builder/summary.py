@@ -1,241 +1,26 @@
-"""Stage 3b: a tag's registry documents → its summary page (`<repo>/remote/<tag>.md`).
+"""Stage summary: a tag as its registry serves it now → its page (`<repo>/remote/<tag>.md`).
 
-The page has exactly the layout of docker-library/repo-info's "remote" pages as
-of October 2019 (spec: shared/notes/summary-page.md): `render` is a pure
-function of the documents the registry serves, and `fetch` gets those
-documents with as few dependent round trips as the data allows (top manifest →
-every entry manifest at once → every config and layer HEAD at once).
+`fetch` gets the documents with as few dependent round trips as the data allows (top
+manifest → every entry manifest at once → every config and layer HEAD at once); the page is
+rendered by the pure `builder.summary_page`.
 """
 from __future__ import annotations
 
-import json
-import re
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field
-from datetime import datetime, timedelta, timezone
-from email.utils import format_datetime, parsedate_to_datetime
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Mapping
+from typing import TextIO
 
-from .errors import BuilderError, InputError
+from .errors import EXIT_OK, BuilderError
 from .files import write_atomic
-from .registry import (DOCKER_HUB, FOREIGN_LAYER_TYPES, IMAGE_TYPES, LIST_TYPES, ImageRef, Manifest,
-                       NotFound, RegistryClient, RegistryError, Unauthorized)
+from .reference import FOREIGN_LAYER_TYPES, IMAGE_TYPES, LIST_TYPES, ImageRef, Manifest
+from .registry import NotFound, RegistryClient, RegistryError, Unauthorized
+from .report import Report, Status
+from .summary_page import BlobHead, Document, ImageDocuments, TagDocuments, page_path, render
 
-_EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
-_SIZE_UNITS = ("B", "KB", "MB", "GB", "TB")
+_PAGE_WORKERS = 4  # pages fetch concurrently themselves; a few at once keeps the registry calm
 
-
-@dataclass(frozen=True)
-class Document:
-    """A manifest as the registry served it: its media type, its digest, its parsed JSON."""
-    media_type: str
-    digest: str
-    json: Mapping[str, Any]
-
-
-@dataclass(frozen=True)
-class BlobHead:
-    """What a HEAD on a layer (or on a foreign layer's first url) told us."""
-    size: int | None = None  # Content-Length: only used when the manifest gives no size
-    media_type: str | None = None  # Content-Type: likewise
-    last_modified: str | None = None  # raw header; None when the server sent none
-
-
-@dataclass(frozen=True)
-class ImageDocuments:
-    """One image of the tag: its list entry's platform, manifest, config and layer HEADs."""
-    manifest: Document
-    config: Mapping[str, Any]
-    heads: Mapping[str, BlobHead] = field(default_factory=dict)  # by layer digest
-    platform: Mapping[str, Any] | None = None  # the list entry's; None for a single-manifest tag
-
-
-@dataclass(frozen=True)
-class TagDocuments:
-    """Everything the page shows. `top` is None when the tag does not exist."""
-    name: str  # the reference as the heading shows it: "python:latest"
-    repository: str  # the name `docker pull` takes before "@sha256:…": "python"
-    top: Document | None
-    images: tuple[ImageDocuments, ...] = ()
-
-
-# --- formatting rules (spec §3, §6, §7, §8) ---------------------------------------------
-
-def platform_text(platform: Mapping[str, Any]) -> str:
-    """`windows version 10.0.17763.805; amd64`, `linux; arm variant v7`."""
-    def present(key: str) -> bool:
-        return platform.get(key) is not None
-
-    text = str(platform["os"]) if present("os") else "linux"
-    if present("os.version"):
-        text += f" version {platform['os.version']}"
-    if present("os.features"):
-        text += " ft. " + ", ".join(platform["os.features"])
-    text += "; " + (str(platform["architecture"]) if present("architecture") else "amd64")
-    if present("variant"):
-        text += f" variant {platform['variant']}"
-    if present("features"):
-        text += " ft. " + ", ".join(platform["features"])
-    return text
-
-
-def size_text(size: int) -> str:
-    """Decimal units; a unit is only left once the value passes 1000 (1000 B stays `1000.0 B`)."""
-    unit = 0
-    while int(size / 1000 ** unit) > 1000 and unit < len(_SIZE_UNITS) - 1:
-        unit += 1
-    text = "%.1f %s" % (size / 1000 ** unit, _SIZE_UNITS[unit])
-    return text if unit == 0 else f"{text} ({size} bytes)"
-
-
-_RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.\d+)?"
-                      r"(?:([Zz])|([+-])(\d\d):(\d\d))$")
-
-
-def _http_date(moment: datetime | None) -> str:
-    if moment is None or moment < _EPOCH:
-        moment = _EPOCH
-    return format_datetime(moment.astimezone(timezone.utc), usegmt=True)
-
-
-def created_text(created: str | None) -> str:
-    """An RFC 3339 `created` as an HTTP date; fractions of a second are dropped, not rounded.
-
-    Missing or unparsable values, and moments before 1970 (Go's zero time), print the epoch.
-    """
-    match = _RFC3339.match(created or "")
-    if not match:
-        return _http_date(None)
-    year, month, day, hour, minute, second = (int(g) for g in match.groups()[:6])
-    offset = timedelta(0)
-    if match.group(8):
-        offset = timedelta(hours=int(match.group(9)), minutes=int(match.group(10)))
-        offset = -offset if match.group(8) == "-" else offset
-    try:
-        moment = datetime(year, month, day, hour, minute, second, tzinfo=timezone(offset))
-    except ValueError:
-        return _http_date(None)
-    return _http_date(moment)
-
-
-def last_modified_text(header: str) -> str:
-    """A Last-Modified header (RFC 1123, RFC 850 or asctime) re-printed as RFC 1123 GMT."""
-    try:
-        moment = parsedate_to_datetime(header)
-    except (TypeError, ValueError, IndexError):
-        return _http_date(None)
-    if moment.tzinfo is None:
-        moment = moment.replace(tzinfo=timezone.utc)
-    return _http_date(moment)
-
-
-_JSON_ESCAPE = re.compile(r"\\(u[0-9a-f]{4}|.)")
-
-
-def json_text(value: Any) -> str:
-    """Compact JSON with `/` escaped and `\\u00XX` in upper case, as the reference pages print it."""
-    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
-    # Outside strings JSON has no `/` and no backslash, so rewriting escapes is safe.
-    text = _JSON_ESCAPE.sub(lambda m: "\\" + (m.group(1) if m.group(1)[0] != "u"
-                                              else "u" + m.group(1)[1:].upper()), text)
-    return text.replace("/", "\\/")
-
-
-def history_text(created_by: str | None, shell: list[str] | None) -> str:
-    """A classic-builder `created_by` as the Dockerfile instruction it came from (spec §5.1)."""
-    if created_by is None:
-        return "RUN "
-    prefixes = ["/bin/sh -c "]
-    if shell:
-        prefixes.append(" ".join(shell) + " ")
-    text = created_by
-    lines = []
-    alternatives = "|".join(re.escape(p) for p in prefixes)
-    build_args = re.match(rf"\|\d+ (.*?) (?={alternatives})", text)
-    if build_args:
-        lines.append(f"# ARGS: {build_args.group(1)}")
-        text = text[build_args.end():]
-    if text.startswith("|"):
-        return "# unable to parse image command string further:\n" + text
-    for prefix in prefixes:
-        if text.startswith(prefix):
-            text = text[len(prefix):]
-            break
-    nop = re.match(r"#\(nop\) +", text)
-    text = text[nop.end():] if nop else "RUN " + text
-    lines.append(text)
-    return "\n".join(lines)
-
-
-# --- the page (spec §2, §4, §5, §9) -------------------------------------------------------
-
-def _pull_block(repository: str, digest: str) -> list[str]:
-    return ["```console", f"$ docker pull {repository}@{digest}", "```", ""]
-
-
-def _image_section(tag: TagDocuments, image: ImageDocuments, platform: Mapping[str, Any]) -> list[str]:
-    manifest, config = image.manifest.json, image.config
-    container = config.get("config") or {}
-    lines = ["", f"### `{tag.name}` - {platform_text(platform)}", ""]
-    if image.platform is not None:
-        lines += _pull_block(tag.repository, image.manifest.digest)
-    layers = []
-    for layer in manifest.get("layers") or []:
-        head = image.heads.get(layer["digest"], BlobHead())
-        size = layer.get("size", head.size)
-        layers.append((layer["digest"], head.last_modified, size,
-                       layer.get("mediaType") or head.media_type or ""))
-    if config.get("docker_version") and config["docker_version"] != "0":
-        lines.append(f"-\tDocker Version: {config['docker_version']}")
-    lines.append(f"-\tManifest MIME: `{image.manifest.media_type}`")
-    total = sum(size for _, _, size, _ in layers if size is not None)
-    lines.append(f"-\tTotal Size: **{size_text(total)}**  ")
-    lines.append("\t(compressed transfer size, not on-disk size)")
-    lines.append(f"-\tImage ID: `{manifest['config']['digest']}`")
-    if container.get("Entrypoint"):
-        lines.append(f"-\tEntrypoint: `{json_text(container['Entrypoint'])}`")
-    if container.get("Cmd") is not None:
-        lines.append(f"-\tDefault Command: `{json_text(container['Cmd'])}`")
-    if container.get("Shell") is not None:
-        lines.append(f"-\t`SHELL`: `{json_text(container['Shell'])}`")
-    lines += ["", "```dockerfile"]
-    for entry in config.get("history") or []:
-        lines.append(f"# {created_text(entry.get('created'))}")
-        lines.append(history_text(entry.get("created_by"), container.get("Shell")))
-    lines += ["```", "", "-\tLayers:"]
-    for digest, last_modified, size, media_type in layers:
-        lines.append(f"\t-\t`{digest}`  ")
-        if last_modified is not None:
-            lines.append(f"\t\tLast Modified: {last_modified_text(last_modified)}  ")
-        if size is not None:
-            lines.append(f"\t\tSize: {size_text(size)}  ")
-        lines.append(f"\t\tMIME: {media_type}")
-    return lines
-
-
-def render(tag: TagDocuments) -> str:
-    """The page text, ending in exactly one newline."""
-    lines = [f"## `{tag.name}`", ""]
-    if tag.top is None:
-        return "\n".join(lines + ["**does not exist** (yet?)"]) + "\n"
-    lines += _pull_block(tag.repository, tag.top.digest)
-    if tag.top.media_type in LIST_TYPES:
-        lines.append(f"-\tManifest MIME: `{tag.top.media_type}`")
-        platforms = [image.platform or {} for image in tag.images]
-    else:
-        # A single image names its platform from its config, without the variant.
-        platforms = [{"os": image.config.get("os"), "architecture": image.config.get("architecture")}
-                     for image in tag.images]
-    lines.append("-\tPlatforms:")
-    lines += [f"\t-\t{platform_text(p)}" for p in platforms]
-    for image, platform in zip(tag.images, platforms):
-        lines += _image_section(tag, image, platform)
-    return "\n".join(lines) + "\n"
-
-
-# --- the edge: registry → documents → page → disk -----------------------------------------
 
 def fetch(ref: ImageRef, client: RegistryClient, *, workers: int = 32) -> TagDocuments:
     """The tag's documents in three dependent rounds of requests, whatever the platform count.
@@ -320,17 +105,6 @@ def summarize(client: RegistryClient, ref: ImageRef) -> str:
     return render(fetch(ref, client))
 
 
-def page_path(ref: ImageRef, out_dir: str | Path) -> Path:
-    """`<out>/<repository>/remote/<tag>.md`, the layout repo-info publishes."""
-    if not ref.tag:
-        raise InputError(f"{ref}: a page is filed under its tag; give a tag, not only a digest",
-                         field="IMAGE_REF")
-    repository = ref.repository
-    if ref.registry == DOCKER_HUB:
-        repository = repository.removeprefix("library/")
-    return Path(out_dir) / repository / "remote" / f"{ref.tag}.md"
-
-
 def write_page(client: RegistryClient, ref: ImageRef, out_dir: str | Path) -> Path:
     """Render the page and replace the file atomically, so readers never see half a page."""
     path = page_path(ref, out_dir)
@@ -338,12 +112,46 @@ def write_page(client: RegistryClient, ref: ImageRef, out_dir: str | Path) -> Pa
     return path
 
 
-def run(image_ref: str, *, out: str | None = None, ca_bundle: str | None = None) -> int:
-    """`invoke summary`: the page on stdout, or written under `out`."""
-    ref = ImageRef.parse(image_ref)
-    client = RegistryClient(ref.registry, ca_bundle=ca_bundle)
-    if out is None:
-        sys.stdout.write(summarize(client, ref))
-    else:
-        print(write_page(client, ref, out))
-    return 0
+@dataclass(frozen=True)
+class SummaryOptions:
+    """`invoke summary`'s options (one image); `release` gives every tag it published."""
+    images: tuple[str, ...]  # image references: python:latest, 127.0.0.1:5000/python:3.8.0
+    out: str | None = None  # write <out>/<repository>/remote/<tag>.md; None: print the pages
+    ca_bundle: str | None = None
+
+
+@dataclass(frozen=True)
+class SummaryResult:
+    pages: tuple[tuple[ImageRef, Path | None], ...]  # (image, its file; None when printed)
+    exit_code: int = EXIT_OK
+
+    def add_to(self, report: Report) -> None:
+        for ref, path in self.pages:
+            report.summaries.append({"tag": ref.tag, "reference": str(ref), "path": str(path)})
+        report.stage("summary", Status.OK, pages=len(self.pages))
+
+
+def run(options: SummaryOptions, out: TextIO | None = sys.stdout, *,
+        client: RegistryClient | None = None) -> SummaryResult:
+    """`invoke summary`: each page on `out`, or written under `options.out` and its path on
+    `out` (None: silent). `client` serves every image when the caller has one for their
+    registry; otherwise each image's registry gets its own."""
+    refs = [ImageRef.parse(text) for text in options.images]
+    clients = {} if client is None else {ref.registry: client for ref in refs}
+    for ref in refs:
+        clients.setdefault(ref.registry, RegistryClient(ref.registry, ca_bundle=options.ca_bundle))
+
+    def one(ref: ImageRef) -> tuple[ImageRef, Path | None, str | None]:
+        if options.out is None:
+            return ref, None, summarize(clients[ref.registry], ref)
+        return ref, write_page(clients[ref.registry], ref, options.out), None
+
+    with ThreadPoolExecutor(max_workers=_PAGE_WORKERS) as pool:
+        done = list(pool.map(one, refs))
+    if out is not None:
+        for _, path, text in done:
+            if text is None:
+                print(path, file=out)
+            else:
+                out.write(text)
+    return SummaryResult(tuple((ref, path) for ref, path, _ in done))

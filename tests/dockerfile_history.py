@@ -1,7 +1,7 @@
 """Test oracle: Dockerfile text → the image history the classic builder records for it,
 as repo-info pages display it (one `INSTRUCTION text` line per entry).
 
-Follows the builder's parser and commit messages (research note upstream-python.md §3):
+Follows the builder's parser and commit messages (docs/classic-builder.md, "History rules"):
 continuation lines are joined byte for byte, comment lines vanish, FROM adds no entry,
 `ENV K V` is recorded as `ENV K=V` with $VAR / ${VAR} expanded from the environment so
 far, RUN keeps its joined shell text, CMD is shown with Go's %q and SHELL with %v.

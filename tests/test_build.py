@@ -17,7 +17,7 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from builder import build, engines, versions
+from builder import build, builders as builders_file, versions
 from builder.build import HASH_LABEL
 from builder.plan import Plan, plan
 from builder.platforms import platform
@@ -60,11 +60,11 @@ def two_engines(tmp_path_factory, registry, mirror, second_engine):
                               ("second", second_engine.url, SECOND))
     kwargs = dict(variants=("busybox", "slim-busybox"), platforms=LOCAL + SECOND,
                   registry=registry.host, push=True, builders=str(builders),
-                  versions_path=str(TINY), logs=str(work / "logs"))
-    first = build.execute("1.0.0", out=io.StringIO(), **kwargs)
+                  versions=str(TINY), logs=str(work / "logs"))
+    first = build.run(build.BuildOptions("1.0.0", **kwargs), out=io.StringIO())
     blobs = blob_count(registry.storage)
     second_out = io.StringIO()
-    second = build.execute("1.0.0", out=second_out, **kwargs)
+    second = build.run(build.BuildOptions("1.0.0", **kwargs), out=second_out)
     return first, blobs, second, second_out.getvalue()
 
 
@@ -217,9 +217,10 @@ def test_an_unknown_platform_is_bad_input(tiny_family_path):
 def test_the_platform_guard_catches_the_classic_builders_cross_platform_cache(
         tmp_path, docker_client, tiny_family_path):
     """FROM scratch with an arch-independent first COPY: the classic builder's cache hands the
-    amd64 layers to the arm64 build (libs-trial §2, trap 1); the check after the build fails it."""
+    amd64 layers to the arm64 build (docs/classic-builder.md, trap 1); the check after the build
+    fails it."""
     family = versions.load(tiny_family_path)
-    builders = engines.Builders((engines.Engine(
+    builders = builders_file.Builders((builders_file.Engine(
         "local", "unix:///var/run/docker.sock", (platform("amd64"), platform("arm64v8"))),))
     base = plan(family, "1.0.0", ("busybox",), ("amd64", "arm64v8"), builders=builders)
     # A fresh tree holding a stamp, so that only this test's amd64 build can be in the cache.
@@ -233,7 +234,7 @@ def test_the_platform_guard_catches_the_classic_builders_cross_platform_cache(
     with contextlib.suppress(docker.errors.ImageNotFound):
         docker_client.images.remove(arm64_tag)
 
-    results = [build.run(Plan(moved, base.version, (job,), (), builders, None),
+    results = [build.run_plan(Plan(moved, base.version, (job,), (), builders, None),
                          logs=tmp_path / "logs", out=io.StringIO()).results[0]
                for job in jobs]
 
@@ -245,7 +246,7 @@ def test_the_platform_guard_catches_the_classic_builders_cross_platform_cache(
     with pytest.raises(docker.errors.ImageNotFound):  # the wrong image was not tagged
         docker_client.images.get(arm64_tag)
 
-    rebuilt = build.run(Plan(moved, base.version, (jobs[1],), (), builders, None),
+    rebuilt = build.run_plan(Plan(moved, base.version, (jobs[1],), (), builders, None),
                         nocache=True, logs=tmp_path / "logs", out=io.StringIO()).results[0]
     assert rebuilt.status == "built", rebuilt.reason
     assert docker_client.images.get(arm64_tag).attrs["Architecture"] == "arm64"
@@ -262,10 +263,11 @@ def test_a_variant_built_from_another_uses_the_image_just_built(tmp_path, regist
     builders = write_builders(tmp_path / "builders.yaml", mirror.host,
                               ("local", "unix:///var/run/docker.sock", ("amd64",)))
 
-    run = build.execute("1.0.0", variants=("onbuild", "busybox"), platforms=("amd64",),
-                        registry=registry.host if push else None, push=push,
-                        builders=str(builders), versions_path=str(family_path),
-                        logs=str(tmp_path / "logs"), out=io.StringIO())
+    run = build.run(build.BuildOptions(
+        "1.0.0", variants=("onbuild", "busybox"), platforms=("amd64",),
+        registry=registry.host if push else None, push=push,
+        builders=str(builders), versions=str(family_path),
+        logs=str(tmp_path / "logs")), out=io.StringIO())
 
     assert run.exit_code == 0, [r.reason for r in run.failures]
     parent, child = run.results
@@ -287,10 +289,11 @@ def test_force_builds_and_pushes_again_what_is_unchanged(tmp_path, registry, mir
                               ("local", "unix:///var/run/docker.sock", ("arm32v5",)))
 
     def once(force: bool):
-        return build.execute("0.9.1", variants=("busybox",), platforms=("arm32v5",),
-                             registry=registry.host, push=True, force=force,
-                             builders=str(builders), versions_path=str(tiny_family_path),
-                             logs=str(tmp_path / "logs"), out=io.StringIO()).results[0]
+        return build.run(build.BuildOptions(
+            "0.9.1", variants=("busybox",), platforms=("arm32v5",),
+            registry=registry.host, push=True, force=force,
+            builders=str(builders), versions=str(tiny_family_path),
+            logs=str(tmp_path / "logs")), out=io.StringIO()).results[0]
 
     first, again, forced = once(False), once(False), once(True)
 

@@ -9,10 +9,11 @@ from pathlib import Path
 
 import pytest
 
-from builder import engines, versions
-from builder.engines import Builders, Engine
+from builder import builders as builders_file, engines, versions
+from builder.builders import Builders, Engine
 from builder.errors import InputError
-from builder.plan import build_args, from_images, plan, rewrite_from
+from builder.dockerfile import from_images, rewrite_from
+from builder.plan import build_args, plan
 from builder.platforms import PLATFORMS, platform
 
 ROOT = Path(__file__).parent.parent
@@ -177,7 +178,7 @@ def test_builders_file_mistakes_name_file_line_and_field(tmp_path, text, line, f
     path = tmp_path / "builders.yaml"
     path.write_text(text)
     with pytest.raises(InputError) as caught:
-        engines.parse(path)
+        builders_file.parse(path)
     shown = str(caught.value)
     assert shown.startswith(f"{path}:{line}: ")
     if field:
@@ -234,10 +235,10 @@ def test_binfmt_handlers_are_read_from_their_elf_magic(tmp_path):
                                   "magic 504b0304\n")
 
     # riscv64 lacks F (its interpreter is not usable inside a container); ppc64le is disabled.
-    assert engines.binfmt_architectures(tmp_path) == {"arm64", "arm", "s390x"}
-    assert engines.runnable_architectures("amd64", local=False, binfmt_dir=tmp_path) == {"amd64"}
+    assert builders_file.binfmt_architectures(tmp_path) == {"arm64", "arm", "s390x"}
+    assert builders_file.runnable_architectures("amd64", local=False, binfmt_dir=tmp_path) == {"amd64"}
     (tmp_path / "status").write_text("disabled\n")
-    assert engines.binfmt_architectures(tmp_path) == set()
+    assert builders_file.binfmt_architectures(tmp_path) == set()
 
 
 def invoke(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:

@@ -17,9 +17,12 @@ import requests
 
 from builder.errors import BuilderError
 from builder.platforms import PLATFORMS
-from builder.publish import (Member, Status, arch_reference, assemble, platform_fields, publish)
-from builder.registry import (DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX,
-                              Manifest, RegistryClient, sha256_digest)
+from builder.naming import arch_reference
+from builder.publish import publish
+from builder.publish_lists import Member, assemble, platform_fields
+from builder.reference import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, Manifest, sha256_digest
+from builder.registry import RegistryClient
+from builder.report import Status
 from builder.tags import tag_groups
 from builder.versions import Family, Variant, Version
 from testbed.registry import start_registry

@@ -16,8 +16,8 @@ from builder import auth
 from builder.auth import Credentials, credentials_for
 from builder.errors import BuilderError, InputError
 from builder.platforms import PLATFORMS
-from builder.registry import (DOCKER_LIST, DOCKER_MANIFEST, ImageRef, NotFound, RegistryClient,
-                              RegistryError, Unauthorized, sha256_digest)
+from builder.reference import DOCKER_LIST, DOCKER_MANIFEST, ImageRef, sha256_digest
+from builder.registry import NotFound, RegistryClient, RegistryError, TLSFailed, Unauthorized
 from test_publish import push_image
 
 
@@ -193,7 +193,7 @@ def test_tls_is_verified(tls_registry):
     client = RegistryClient(tls_registry.host, credentials=Credentials("u", "p"),
                             ca_bundle=os.environ.get("REQUESTS_CA_BUNDLE") or
                             "/etc/ssl/certs/ca-certificates.crt")
-    with pytest.raises(RegistryError, match=r"TLS failed .*--ca-bundle"):
+    with pytest.raises(TLSFailed, match=r"TLS failed .*--ca-bundle"):
         client.get_manifest("auth/one", "amd64")
 
 

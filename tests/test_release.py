@@ -20,8 +20,9 @@ import requests
 
 from builder import auth, versions
 from builder.auth import Credentials
-from builder.publish import arch_reference
-from builder.registry import DOCKER_LIST, RegistryClient
+from builder.naming import arch_reference
+from builder.reference import DOCKER_LIST
+from builder.registry import RegistryClient
 from builder.tags import tag_groups
 from test_build import write_builders
 from windows_images import push_image

@@ -71,10 +71,11 @@ def test_a_tls_engine_builds_and_pushes_its_platform(tmp_path, monkeypatch, regi
     builders = builders_file(tmp_path / "builders.yaml", mirror.host, "tls-node", tls_engine.url,
                              tls_files(tls_engine))
 
-    run = build.execute("1.0.0", variants=("busybox",), platforms=(PLATFORM,),
-                        registry=registry.host, push=True, builders=str(builders), nocache=True,
-                        versions_path=str(family(tmp_path, tiny_family_path, "tiny-tls")),
-                        logs=str(tmp_path / "logs"), out=io.StringIO())
+    run = build.run(build.BuildOptions(
+        "1.0.0", variants=("busybox",), platforms=(PLATFORM,),
+        registry=registry.host, push=True, builders=str(builders), nocache=True,
+        versions=str(family(tmp_path, tiny_family_path, "tiny-tls")),
+        logs=str(tmp_path / "logs")), out=io.StringIO())
 
     assert_built_on_second_engine(run, "tls-node", registry, second_engine, docker_client)
 
@@ -88,10 +89,11 @@ def test_tls_paths_are_relative_to_the_builders_file(tmp_path, mirror, tls_engin
     builders = builders_file(tmp_path / "builders.yaml", mirror.host, "tls-node", tls_engine.url,
                              {k: f"certs/{k}.pem" for k in ("ca", "cert", "key")})
 
-    run = build.execute("1.0.0", variants=("busybox",), platforms=(PLATFORM,),
-                        builders=str(builders),
-                        versions_path=str(family(tmp_path, tiny_family_path, "tiny-tls-relative")),
-                        logs=str(tmp_path / "logs"), out=io.StringIO())
+    run = build.run(build.BuildOptions(
+        "1.0.0", variants=("busybox",), platforms=(PLATFORM,),
+        builders=str(builders),
+        versions=str(family(tmp_path, tiny_family_path, "tiny-tls-relative")),
+        logs=str(tmp_path / "logs")), out=io.StringIO())
 
     assert run.exit_code == 0, [r.reason for r in run.failures]
     assert [(r.status, r.engine) for r in run.results] == [("built", "tls-node")]
@@ -147,10 +149,11 @@ def test_an_ssh_engine_builds_and_pushes_its_platform(tmp_path, monkeypatch, reg
     monkeypatch.setenv("PATH", f"{ssh_engine.path_dir}{os.pathsep}{os.environ['PATH']}")
     builders = builders_file(tmp_path / "builders.yaml", mirror.host, "ssh-node", ssh_engine.url)
 
-    run = build.execute("1.0.0", variants=("busybox",), platforms=(PLATFORM,),
-                        registry=registry.host, push=True, builders=str(builders), nocache=True,
-                        versions_path=str(family(tmp_path, tiny_family_path, "tiny-ssh")),
-                        logs=str(tmp_path / "logs"), out=io.StringIO())
+    run = build.run(build.BuildOptions(
+        "1.0.0", variants=("busybox",), platforms=(PLATFORM,),
+        registry=registry.host, push=True, builders=str(builders), nocache=True,
+        versions=str(family(tmp_path, tiny_family_path, "tiny-ssh")),
+        logs=str(tmp_path / "logs")), out=io.StringIO())
 
     assert_built_on_second_engine(run, "ssh-node", registry, second_engine, docker_client)
 

@@ -21,7 +21,7 @@ from builder.versions import load
 from dockerfile_history import LINUX_PARENT_ENV, history
 
 ROOT = Path(__file__).resolve().parents[1]
-SEED = Path(os.environ.get("SEED_PAGE", ROOT.parent / "shared/seed/000_5a6006424bbde431.txt"))
+SEED = Path(os.environ.get("SEED_PAGE", ROOT / "tests/data/000_5a6006424bbde431.txt"))
 
 # Entries that come from the parent image: Debian's ADD and CMD plus four
 # buildpack-deps RUNs; on Windows the two servercore base layers.
@@ -51,7 +51,7 @@ def section_platform(heading: str):
 @pytest.fixture(scope="module")
 def sections():
     if not SEED.is_file():
-        pytest.skip(f"seed page not found at {SEED} (set SEED_PAGE)")
+        pytest.fail(f"seed page not found at {SEED}: set SEED_PAGE to its path", pytrace=False)
     return seed_sections(SEED.read_text(encoding="utf-8"))
 
 

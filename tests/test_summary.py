@@ -21,15 +21,17 @@ import pytest
 
 from builder import auth
 from builder.auth import Credentials
-from builder.registry import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, ImageRef, RegistryClient
-from builder.summary import (BlobHead, Document, ImageDocuments, TagDocuments, created_text,
-                             history_text, json_text, last_modified_text, page_path, platform_text,
-                             render, size_text, summarize, write_page)
+from builder.reference import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, ImageRef
+from builder.registry import RegistryClient
+from builder.summary import summarize, write_page
+from builder.summary_page import (BlobHead, Document, ImageDocuments, TagDocuments, created_text,
+                                  history_text, json_text, last_modified_text, page_path,
+                                  platform_text, render, size_text)
 from seed_documents import seed_documents
 from testbed.registry import start_registry
 
 ROOT = Path(__file__).resolve().parent.parent
-SEED = Path(os.environ.get("SEED_PAGE", ROOT.parent / "shared/seed/000_5a6006424bbde431.txt"))
+SEED = Path(os.environ.get("SEED_PAGE", ROOT / "tests/data/000_5a6006424bbde431.txt"))
 CONFIG_TYPE = "application/vnd.docker.container.image.v1+json"
 LAYER_TYPE = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 FOREIGN_TYPE = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"

@@ -131,7 +131,7 @@ def test_derived_image_runs_as_its_platform(name, mirror, docker_client, tmp_pat
     architecture, variant, machine, elf_machine = EXPECTED[name]
     (tmp_path / "Dockerfile").write_text(DERIVED_DOCKERFILE)
     # The per-arch tag, never a local bare name: FROM a local tag of another platform makes the
-    # engine go to docker.io (libs-trial §2.4).
+    # engine go to docker.io (docs/classic-builder.md, trap 4).
     image_id = _build(docker_client, tmp_path, p.oci, buildargs={"BASE": f"{mirror.host}/{BUSYBOX_REPO}:{name}"})
     try:
         attrs = docker_client.images.get(image_id).attrs

@@ -12,7 +12,8 @@ import json
 import tarfile
 
 from builder.platforms import Platform
-from builder.registry import DOCKER_MANIFEST, FOREIGN_LAYER_TYPES, Manifest, RegistryClient, sha256_digest
+from builder.reference import DOCKER_MANIFEST, FOREIGN_LAYER_TYPES, Manifest, sha256_digest
+from builder.registry import RegistryClient
 
 CONFIG_TYPE = "application/vnd.docker.container.image.v1+json"
 LAYER_TYPE = "application/vnd.docker.image.rootfs.diff.tar.gzip"

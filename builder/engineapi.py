@@ -1,0 +1,224 @@
+"""Calls to a Docker engine (pull, build, tag, push) and their streams, as typed events and errors.
+
+The engine reports failures inside its streams, never as exceptions (docs/classic-builder.md,
+"Streams"): any ``error`` key fails the call. Build output becomes `Step`, `Container` and
+`Output` events; failures become `EngineError`s that name the step, the exit code and the
+engine. A pushed digest comes from the stream's ``aux.Digest`` and is then confirmed with the
+registry itself, so a reported digest is one the registry really serves.
+"""
+from __future__ import annotations
+
+import io
+import re
+from dataclasses import dataclass
+from typing import Callable, Union
+
+import requests
+from docker.errors import APIError, DockerException
+
+from . import engines
+from .auth import credentials_for
+from .builders import Engine
+from .engines import short_error
+from .errors import BuilderError
+from .plan import BuildJob
+from .platforms import Platform, image_platform, oci_text
+from .reference import ImageRef
+from .registry import NotFound, RegistryClient
+
+_STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$", re.MULTILINE)
+# The classic builder runs each RUN in a container; killing it is how a build is stopped.
+_RUNNING_RE = re.compile(r"^ ---> Running in ([0-9a-f]{12,64})$", re.MULTILINE)
+# Printed on every step of a FROM-scratch build for a foreign platform, and harmless
+# (docs/classic-builder.md, trap 5).
+_NOISE = "[Warning] The requested image's platform"
+
+
+class EngineError(BuilderError):
+    """An engine refused or failed a pull, a build or a push."""
+
+
+class StepFailed(EngineError):
+    """A Dockerfile step failed; `step` names it, `exit_code` is its command's, if it had one."""
+
+    def __init__(self, message: str, *, step: str, exit_code: int | None) -> None:
+        super().__init__(message)
+        self.step = step
+        self.exit_code = exit_code
+
+
+class WrongPlatform(EngineError):
+    """The engine returned an image of another platform than the one asked for."""
+
+
+@dataclass(frozen=True)
+class Step:
+    number: int
+    total: int
+    instruction: str
+
+
+@dataclass(frozen=True)
+class Container:
+    """The container a RUN step runs in: what to kill to stop the build."""
+    id: str
+
+
+@dataclass(frozen=True)
+class Output:
+    text: str  # for the job's log
+
+
+Event = Union[Step, Container, Output]
+
+
+@dataclass(frozen=True)
+class PushedImage:
+    job: BuildJob
+    reference: ImageRef
+    digest: str
+    size: int
+    platform: Platform
+
+
+def auth_config(registry_host: str) -> dict | None:
+    """Credentials for the engine to use with `registry_host`, passed per call: the SDK reads
+    the Docker config once, so a later `docker login` would go unseen (docs/classic-builder.md,
+    "Credentials")."""
+    credentials = credentials_for(registry_host)
+    if credentials is None:
+        return None
+    return {"username": credentials.username, "password": credentials.password}
+
+
+def pull(api, engine: Engine, base: str, platform: Platform, log: Callable[[str], None]) -> None:
+    """Pull a pinned base with our credentials for its registry; the classic builder would
+    pull it itself, but only with those of the engine's client config."""
+    repository, _, digest = base.partition("@")
+    try:
+        for chunk in api.pull(repository, tag=digest, stream=True, decode=True,
+                              platform=platform.oci if platform.os == "linux" else None,
+                              auth_config=auth_config(ImageRef.parse(base).registry)):
+            if "error" in chunk:
+                raise EngineError(f"engine {engine.name} cannot pull the base "
+                                  f"image {base}: {chunk['error'].strip()}")
+            if chunk.get("status"):
+                log(f"{chunk.get('id', '')} {chunk['status']}".strip())
+    except APIError as error:
+        raise EngineError(f"engine {engine.name} cannot pull the base image "
+                          f"{base}: {error.explanation or error}") from None
+
+
+def build(api, engine: Engine, context: bytes, platform: Platform, *, build_args: dict[str, str],
+          labels: dict[str, str], nocache: bool, on_event: Callable[[Event], None]) -> str:
+    """Build the context (its Dockerfile inside); returns the image id. Each event of the
+    stream goes to `on_event` as it comes."""
+    step = "before the first step"
+    image_id = None
+    try:
+        stream = api.build(
+            fileobj=io.BytesIO(context), custom_context=True, decode=True, rm=True,
+            forcerm=True, nocache=nocache,
+            # A Windows engine builds its own os only and takes no platform parameter.
+            platform=platform.oci if platform.os == "linux" else None,
+            buildargs=build_args, labels=labels)
+        for chunk in stream:
+            text = chunk.get("stream", "")
+            if text:
+                for match in _RUNNING_RE.finditer(text):
+                    on_event(Container(match.group(1)))
+                for match in _STEP_RE.finditer(text):
+                    step = f"step {match.group(1)}/{match.group(2)} ({match.group(3).strip()})"
+                    on_event(Step(int(match.group(1)), int(match.group(2)),
+                                  match.group(3).strip()))
+                if _NOISE not in text:
+                    on_event(Output(text))
+            elif chunk.get("status"):
+                on_event(Output(" ".join(str(chunk.get(k, "")) for k in ("id", "status")).strip()
+                                + "\n"))
+            if "error" in chunk:
+                code = (chunk.get("errorDetail") or {}).get("code")
+                exit_code = f" with exit code {code}" if code is not None else ""
+                raise StepFailed(f"{step} failed{exit_code} on engine "
+                                 f"{engine.name}: {chunk['error'].strip()}", step=step,
+                                 exit_code=code)
+            image_id = (chunk.get("aux") or {}).get("ID", image_id)
+    except APIError as error:
+        raise EngineError(f"the engine {engine.name} refused the build "
+                          f"({step}): {error.explanation or error}") from None
+    except (DockerException, requests.RequestException) as error:
+        raise EngineError(f"engine {engine.name} ({engine.url}) failed during "
+                          f"the build ({step}): {short_error(error)}") from None
+    if not image_id:
+        raise EngineError(f"the build on {engine.name} ended without an image id")
+    return image_id
+
+
+def check_platform(api, engine: Engine, image_id: str, platform: Platform) -> None:
+    """WrongPlatform unless the image is of `platform`: the classic builder's cache can return
+    another platform's image (docs/classic-builder.md, trap 1)."""
+    fields = image_platform(api.inspect_image(image_id))
+    if not platform.matches(*fields):
+        raise WrongPlatform(f"engine {engine.name} returned a "
+                            f"{oci_text(*fields[:3])} image ({image_id[:19]}) for a "
+                            f"{platform.oci} build; the classic builder's cache mixed "
+                            "platforms up: run again with --no-cache")
+
+
+def tag(api, image_id: str, ref: ImageRef) -> None:
+    api.tag(image_id, ref.familiar_repository, ref.tag, force=True)
+
+
+def push_image(api, job: BuildJob, registry: RegistryClient,
+               log: Callable[[str], None] = lambda line: None) -> PushedImage:
+    """Push the job's tagged image with `api` (a docker APIClient); EngineError on any failure."""
+    ref = job.image
+    digest = size = None
+    for chunk in api.push(ref.familiar_repository, tag=ref.tag, stream=True, decode=True,
+                          auth_config=auth_config(ref.registry)):
+        if "error" in chunk:
+            raise EngineError(f"pushing {ref} failed: {chunk['error'].strip()}")
+        aux = chunk.get("aux") or {}
+        if aux.get("Digest"):
+            digest, size = aux["Digest"], aux.get("Size")
+        log(_push_line(chunk))
+    if not digest:
+        raise EngineError(f"pushing {ref} ended without a digest from the engine")
+    found = registry.head_manifest(ref.repository, ref.tag)
+    if found is None or found.digest != digest:
+        seen = found.digest if found else "nothing"
+        raise EngineError(f"the engine pushed {ref} as {digest}, but the registry "
+                          f"serves {seen} there; another push raced this one, run again")
+    return PushedImage(job, ref, digest, size or found.size, job.platform)
+
+
+def registered(registry: RegistryClient, ref: ImageRef, label: str) -> tuple[str, str] | None:
+    """(digest, value of `label`) of the image the registry holds at `ref`, or None if none."""
+    try:
+        manifest = registry.get_manifest(ref.repository, ref.tag)
+    except NotFound:
+        return None
+    if manifest.is_list:
+        return None
+    config = registry.get_config(ref.repository, manifest)
+    labels = (config.get("config") or {}).get("Labels") or {}
+    return manifest.digest, labels.get(label, "")
+
+
+def kill(engine: Engine, container: str) -> None:
+    """Stop a running RUN step; quietly nothing when it has ended or the engine is gone."""
+    try:
+        client = engines.connect(engine, timeout=30)
+        try:
+            client.kill(container)
+        finally:
+            client.close()
+    except (BuilderError, DockerException, requests.RequestException):
+        pass  # the step ended on its own meanwhile, or the engine is gone: nothing to stop
+
+
+def _push_line(chunk: dict) -> str:
+    parts = [chunk.get("id", ""), chunk.get("status", ""), chunk.get("progress", "")]
+    if chunk.get("aux"):
+        parts.append(str(chunk["aux"]))
+    return " ".join(p for p in parts if p)
