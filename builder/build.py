@@ -27,7 +27,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
@@ -42,6 +42,7 @@ from .progress import Progress, table
 from .reference import DOCKER_HUB, ImageRef, sha256_digest
 from .registry import RegistryClient, RegistryError
 from .report import Report, Status
+from .smoke import Outcome
 
 HASH_LABEL = "org.python-image-builder.build-hash"
 BUILD_TIMEOUT = 3600  # seconds without a byte from the engine: a RUN under QEMU can be quiet long
@@ -61,7 +62,9 @@ class JobResult:
     pushed: PushedImage | None = None
     started: float | None = None  # epoch seconds: the engine slot was taken
     finished: float | None = None
+    built: float | None = None  # epoch seconds: the build (and its smoke tests) ended
     log: Path | None = None
+    checks: list[Outcome] = field(default_factory=list)  # the smoke tests, as they ran
 
     @property
     def seconds(self) -> float | None:
@@ -76,7 +79,8 @@ class JobResult:
                 "image_id": self.image_id, "build_hash": self.build_hash,
                 "digest": self.digest, "size": self.pushed.size if self.pushed else None,
                 "pushed": [str(self.pushed.reference)] if self.pushed else [],
-                "started": self.started, "finished": self.finished,
+                "started": self.started, "built": self.built, "finished": self.finished,
+                "checks": [c.as_dict() for c in self.checks],
                 "log": str(self.log) if self.log else None}
 
 
@@ -258,6 +262,8 @@ class Runner:
             api = engines.connect(engine, timeout=BUILD_TIMEOUT)
             try:
                 result.image_id = self._build(api, engine, job, prepared, log)
+                self._smoke_test(api, job, result, log)
+                result.built = time.time()
                 if self.push:
                     self._go_on(job, "its push; nothing of it was pushed")
                     self.progress.update(job.key, "pushing", str(job.image))
@@ -271,6 +277,23 @@ class Runner:
             result.finished = time.time()
         result.status = Status.BUILT
         self.progress.update(job.key, "done", result.digest or result.image_id or "")
+
+    def _smoke_test(self, api, job: BuildJob, result: JobResult, log) -> None:
+        """Fail the job, before anything of it is pushed, unless every smoke test passes."""
+        if not job.checks:
+            return
+        self._go_on(job, "its smoke tests; nothing of it was pushed")
+        self.progress.update(job.key, "testing", f"{len(job.checks)} smoke tests")
+        result.checks = engineapi.run_checks(api, result.image_id, job.checks, job.version.full,
+                                             job.platform, lambda line: log.write(line + "\n"))
+        failed = [c for c in result.checks if not c.passed]
+        if failed:
+            first = failed[0]
+            output = " | ".join(first.output.strip().splitlines()[-3:])
+            raise BuilderError(f"smoke test {first.name} failed ({first.problem})"
+                               f"{': ' + output if output else ''}"
+                               f"{f'; {len(failed) - 1} more failed' if len(failed) > 1 else ''}"
+                               "; nothing was pushed")
 
     def _wait_parent(self, job: BuildJob) -> JobResult | None:
         if not job.parent:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import io
 import re
+import time
 from dataclasses import dataclass
 from typing import Callable, Union
 
@@ -25,6 +26,7 @@ from .plan import BuildJob
 from .platforms import Platform, image_platform, oci_text
 from .reference import ImageRef
 from .registry import NotFound, RegistryClient
+from .smoke import Check, Outcome, verdict
 
 _STEP_RE = re.compile(r"^Step (\d+)/(\d+) : (.*)$", re.MULTILINE)
 # The classic builder runs each RUN in a container; killing it is how a build is stopped.
@@ -163,6 +165,38 @@ def check_platform(api, engine: Engine, image_id: str, platform: Platform) -> No
                             f"{oci_text(*fields[:3])} image ({image_id[:19]}) for a "
                             f"{platform.oci} build; the classic builder's cache mixed "
                             "platforms up: run again with --no-cache")
+
+
+def run_checks(api, image_id: str, checks: tuple[Check, ...], version: str, platform: Platform,
+               log: Callable[[str], None], timeout: int = 900) -> list[Outcome]:
+    """Run each smoke check in a fresh container of `image_id`, network disabled; every check
+    runs, so the log and the report show all that fail, not just the first."""
+    outcomes = []
+    for check in checks:
+        started = time.monotonic()
+        container, exit_code, output = None, None, ""
+        try:
+            container = api.create_container(
+                image_id, command=["/bin/sh", "-c", check.run], entrypoint=[],
+                network_disabled=True, platform=platform.oci)["Id"]
+            api.start(container)
+            exit_code = api.wait(container, timeout=timeout)["StatusCode"]
+            output = api.logs(container, stdout=True, stderr=True).decode("utf-8", "replace")
+        except (DockerException, requests.RequestException) as error:
+            output = f"{type(error).__name__}: {short_error(error)}"
+        finally:
+            if container is not None:
+                try:
+                    api.remove_container(container, force=True)
+                except (DockerException, requests.RequestException):
+                    pass  # a container left behind costs disk, not correctness
+        outcome = verdict(check, version, exit_code, output, time.monotonic() - started)
+        log(f"smoke test {check.name}: {'passed' if outcome.passed else 'FAILED: ' + outcome.problem}"
+            f" ({outcome.seconds:.1f}s)")
+        for line in outcome.output.splitlines():
+            log(f"  | {line}")
+        outcomes.append(outcome)
+    return outcomes
 
 
 def tag(api, image_id: str, ref: ImageRef) -> None:

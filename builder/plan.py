@@ -14,6 +14,7 @@ from .naming import arch_reference
 from .platforms import Platform, oci_text, platform as parse_platform
 from .reference import DOCKER_HUB, ImageRef
 from .render import dockerfile_path, render
+from .smoke import Check, for_variant
 from .tags import variant_tags
 from .versions import Family, Variant, Version
 
@@ -39,6 +40,7 @@ class BuildJob(_Target):
     tags: tuple[str, ...]  # the tags whose lists will hold this image (publish writes them)
     build_args: dict[str, str] = field(compare=False)
     parent: str | None = None  # key of the job this one builds FROM (same family, same platform)
+    checks: tuple[Check, ...] = ()  # smoke tests the image must pass before its push
 
 
 @dataclass(frozen=True)
@@ -137,7 +139,8 @@ def plan(family: Family, version: str | Version, variants: tuple[str, ...] = (),
                 # Without a registry the images stay local, named as on Docker Hub.
                 arch_reference(registry or DOCKER_HUB, family.repository, version, variant,
                                target, arch_namespace_layout=arch_namespace),
-                (*tags.tags, *tags.shared_tags), build_args(target), parent_key))
+                (*tags.tags, *tags.shared_tags), build_args(target), parent_key,
+                for_variant(family.checks, variant.name, variant.is_windows)))
     return Plan(family, version, tuple(jobs), tuple(skipped), builders, registry)
 
 

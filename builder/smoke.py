@@ -12,7 +12,7 @@ The checks live in ``smoke.yaml`` beside the templates, so a user adds one by ad
 
 A check passes when its command exits 0 and, with ``expect``, prints exactly that. Checks run
 only in Linux images: there is no Windows engine to run Windows ones here.
-This module is pure (values, the loader and the verdict); the build stage runs the commands.
+This module is pure (values, the loader and the verdict); `engineapi.run_checks` runs them.
 """
 from __future__ import annotations
 
@@ -111,3 +111,4 @@ def verdict(check: Check, version: str, exit_code: int | None, output: str,
         return Outcome(check.name, False, exit_code, kept, seconds,
                        f"expected {wanted!r}, got {output.strip()[:200]!r}")
     return Outcome(check.name, True, exit_code, kept, seconds)
+

@@ -9,7 +9,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from . import yamldoc
+from . import smoke, yamldoc
 from .errors import InputError
 from .platforms import Platform, platform
 
@@ -80,6 +80,7 @@ class Family:
     default_debian_suite: str | None = None  # "buster": gets -slim and the bare shared tags
     default_alpine: str | None = None  # "alpine3.10": gets the -alpine short tags
     extra: dict = field(default_factory=dict, compare=False)
+    checks: tuple[smoke.Check, ...] = ()  # the smoke tests of templates/smoke.yaml
 
     def debian_suite(self, version: Version) -> str | None:
         """The variant that gets the version's -slim and bare shared tags."""
@@ -176,7 +177,8 @@ def load(path: str | Path, templates_dir: str | Path | None = None) -> Family:
         extra["git-repo"] = doc.text(top["git-repo"], ("git-repo",), _URL)
     family = Family(repository=repository, versions=versions, source=path, templates=templates,
                     default_debian_suite=defaults.get("debian-suite"),
-                    default_alpine=defaults.get("alpine"), extra=extra)
+                    default_alpine=defaults.get("alpine"), extra=extra,
+                    checks=smoke.load(templates))
     _check_tags(doc, family)
     return family
 
