@@ -77,7 +77,7 @@ def run(options: ReleaseOptions, out: TextIO | None = None) -> ReleaseResult:
 
 
 def _begin(report: Report, stage: str, out: TextIO, heading: str) -> None:
-    report.running = stage
+    report.begin(stage)
     print(f"\n== {heading}", file=out, flush=True)
 
 

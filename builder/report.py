@@ -54,9 +54,15 @@ class Report:
     summaries: list[dict] = field(default_factory=list)
     stopped_at: str | None = None  # the stage that failed, if one did
     running: str | None = field(default=None, repr=False)  # the stage under way; not in the document
+    _since: float | None = field(default=None, repr=False)  # when `running` began
+
+    def begin(self, name: str) -> None:
+        self.running, self._since = name, time.time()
 
     def stage(self, name: str, status: Status, **details) -> None:
         status = Status(status)
+        if name == self.running and self._since is not None:
+            details["seconds"] = round(time.time() - self._since, 3)
         self.stages[name] = {"status": status.value, **details}
         if status is Status.FAILED and self.stopped_at is None:
             self.stopped_at = name

@@ -231,8 +231,11 @@ def test_a_second_release_skips_everything_and_writes_nothing_to_the_registry(re
 
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
     assert (report["exit_code"], report["stopped_at"]) == (0, None)
-    assert report["stages"]["build"] == {"status": "ok", "skipped": 15}
-    assert report["stages"]["publish"] == {"status": "ok", "unchanged": len(first["tags"])}
+    stages = {name: {k: v for k, v in stage.items() if k != "seconds"}
+              for name, stage in report["stages"].items()}
+    assert stages["build"] == {"status": "ok", "skipped": 15}
+    assert stages["publish"] == {"status": "ok", "unchanged": len(first["tags"])}
+    assert all(stage["seconds"] >= 0 for stage in report["stages"].values())
     before = {job["job"]: job for job in first["jobs"]}
     for job in report["jobs"]:
         assert job["status"] == "skipped", job
