@@ -28,7 +28,7 @@ TOOLS_TAG = "pib-test/mirror-tools:trixie"
 
 
 def _wanted(version: str = "3.13.5") -> fill.Wanted:
-    return fill.wanted_versions(versions.load(FIXTURE), (version,))[0]
+    return fill.wanted_versions(versions.load(FIXTURE), (version,))[0][0]
 
 
 def _tree(directory: Path) -> dict[str, str]:

@@ -57,16 +57,23 @@ class Provider(Protocol):
     def fetch(self, wanted: Wanted) -> Fetched: ...
 
 
-def wanted_versions(family: Family, only: tuple[str, ...] = ()) -> list[Wanted]:
-    """The versions to fill (all, or those named by full version or series); each needs a sha256."""
+def wanted_versions(family: Family, only: tuple[str, ...] = ()) -> tuple[list[Wanted], list[str]]:
+    """The versions to fill and those left out for want of a sha256 (nothing could verify them).
+
+    Versions named in `only` (full version or series) must have one.
+    """
     chosen = [family.version(v) for v in only] if only else list(family.versions)
-    result = []
+    wanted, skipped = [], []
     for version in chosen:
         if version.sha256 is None:
-            raise InputError(f"{version.full} has no sha256: nothing could be verified; add it "
-                             "to the version's entry", source=family.source, field="sha256")
-        result.append(Wanted(version.full, version.sha256, version.gpg_key))
-    return result
+            if only:
+                raise InputError(f"{version.full} has no sha256: nothing could verify its "
+                                 "tarball; add it to the version's entry", source=family.source,
+                                 field="sha256")
+            skipped.append(version.full)
+        else:
+            wanted.append(Wanted(version.full, version.sha256, version.gpg_key))
+    return wanted, skipped
 
 
 def fill(directory: Path, wanted: list[Wanted], provider: Provider, out: TextIO | None = None) -> int:
