@@ -109,6 +109,9 @@ def test_an_upstream_layout_url_fills_another_mirror_verified(served, tmp_path):
     other = tmp_path / "other"
     assert fill.fill(other, [_wanted()], provider) == 1
     assert _tree(other) == _tree(directory)
+    unsigned = tmp_path / "unsigned"  # as a 3.14+ series (PEP 761): the tarball alone
+    assert fill.fill(unsigned, [fill.Wanted("3.13.5", _wanted().sha256, None)], provider) == 1
+    assert list(_tree(unsigned)) == [layout.tarball_path("3.13.5")]
 
 
 def test_the_server_answers_hkp_and_a_second_start_finds_it(served, capsys):
