@@ -8,13 +8,15 @@ from pathlib import Path
 from typing import BinaryIO, Callable
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename it over `path`.
+def write_atomic(path: Path, text: str | bytes) -> None:
+    """Write `text` (str as UTF-8, or bytes) to a temporary file beside `path`, then rename it
+    over `path`.
 
     The rename is atomic on one file system, so a crash or a failed run leaves
     either the old file or the new one, never a mix.
     """
-    _replace(path, lambda stream: stream.write(text.encode("utf-8")))
+    data = text if isinstance(text, bytes) else text.encode("utf-8")
+    _replace(path, lambda stream: stream.write(data))
 
 
 def copy_atomic(source: Path, path: Path) -> None:

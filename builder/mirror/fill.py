@@ -26,7 +26,7 @@ from typing import Protocol, TextIO
 import requests
 
 from ..errors import BuilderError, InputError
-from ..files import copy_atomic
+from ..files import copy_atomic, write_atomic
 from ..versions import Family
 from . import layout
 from .verify import check_sha256, check_signature, export_key, sha256_file
@@ -93,7 +93,7 @@ def fill(directory: Path, wanted: list[Wanted], provider: Provider, out: TextIO 
         copy_atomic(fetched.tarball, directory / layout.tarball_path(item.version))
         if item.fingerprint:
             copy_atomic(fetched.signature, directory / layout.signature_path(item.version))
-            _write_key(directory, item.fingerprint, key)
+            write_atomic(directory / layout.key_path(item.fingerprint), key)
         print(f"{layout.tarball_path(item.version)}: added from {fetched.origin} (sha256 "
               f"{item.sha256[:12]}…{', signature good' if item.fingerprint else ''})", file=out)
         added += 1
@@ -135,15 +135,6 @@ def _verified(directory: Path, item: Wanted, fetched: Fetched) -> bytes | None:
     key = export_key(key_file, item.fingerprint, name)
     check_signature(fetched.tarball, fetched.signature, key, item.fingerprint, name)
     return key
-
-
-def _write_key(directory: Path, fingerprint: str, key: bytes) -> None:
-    path = directory / layout.key_path(fingerprint)
-    staged = directory / layout.WORK / "staged-key.asc"
-    staged.parent.mkdir(parents=True, exist_ok=True)
-    staged.write_bytes(key)
-    copy_atomic(staged, path)
-    staged.unlink()
 
 
 # --- Debian's source archive ---------------------------------------------------------------

@@ -80,5 +80,6 @@ def _gpg(home: str, *args: str) -> str:
     result = subprocess.run(["gpg", "--homedir", home, "--batch", "--quiet", *args],
                             capture_output=True, text=True)
     if result.returncode != 0:
-        raise BuilderError(f"gpg {' '.join(args)}: {result.stderr.strip().splitlines()[-1:]}")
+        said = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise BuilderError(f"gpg {' '.join(args)}: {said}")
     return result.stdout
