@@ -156,3 +156,37 @@ def registry(c, port=5000, stop=False):
         _run(localregistry.stop)
     else:
         _run(localregistry.start, int(port))
+
+
+# --- the source and base mirrors for builds without the internet (issue 11) -----------------
+
+@task(auto_shortflags=False, iterable=["version", "suite", "platform"],
+      help={"versions": _VERSIONS_HELP,
+            "version": "fill only this version (repeatable); default: every version with a sha256",
+            "dir": "the mirror directory, python.org's layout (default .cache/mirror)",
+            "source": "where sources come from: debian (Debian's source archive, the default) "
+                      "or an upstream-layout URL such as https://www.python.org/ftp/python/",
+            "keys_url": "with a URL source: where <FINGERPRINT>.asc keys are (else the mirror's own)",
+            "registry": "the base mirror for the Debian bases (default: invoke registry's, started)",
+            "suite": "Debian suites of the bases (repeatable; default trixie and bookworm)",
+            "platform": "platforms of the bases (repeatable; default amd64 and i386; others use QEMU)",
+            "no_bases": "fill sources and keys only",
+            "port": "the server's loopback port (default 8600)",
+            "no_serve": "fill only; do not start the server",
+            "stop": "stop the server this task started for --dir"})
+def mirror(c, versions=DEFAULT_VERSIONS, version=None, dir=".cache/mirror", source="debian",
+           keys_url=None, registry=None, suite=None, platform=None, no_bases=False, port=8600,
+           no_serve=False, stop=False):
+    """Fill the source mirror (verified) and the Debian bases, and serve them for offline builds."""
+    from pathlib import Path
+
+    from builder import bases
+    from builder.mirror import command, serve
+
+    if stop:
+        _run(serve.stop, Path(dir))
+        return
+    _run(command.run, versions, only=tuple(version or ()), directory=Path(dir), source=source,
+         keys_url=keys_url, registry=registry, suites=tuple(suite or bases.DEBIAN_SUITES),
+         platforms=tuple(platform or command.DEFAULT_PLATFORMS), make_bases=not no_bases,
+         port=int(port), start_server=not no_serve)

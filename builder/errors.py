@@ -38,3 +38,11 @@ class InputError(BuilderError):
             where = self.source + (f":{self.line}" if self.line else "") + ": "
         field = f"{self.field}: " if self.field else ""
         return f"{where}{field}{self.message}"
+
+
+class VerificationError(BuilderError):
+    """A download that failed its check (a sha256, a signature, a key's fingerprint).
+
+    One line naming the file and what was expected against what was found; the mirror is
+    left as it was.
+    """

@@ -2,21 +2,35 @@
 from __future__ import annotations
 
 import os
+import shutil
 import tempfile
 from pathlib import Path
+from typing import BinaryIO, Callable
 
 
-def write_atomic(path: Path, text: str) -> None:
-    """Write `text` to a temporary file beside `path`, then rename it over `path`.
+def write_atomic(path: Path, text: str | bytes) -> None:
+    """Write `text` (str as UTF-8, or bytes) to a temporary file beside `path`, then rename it
+    over `path`.
 
     The rename is atomic on one file system, so a crash or a failed run leaves
     either the old file or the new one, never a mix.
     """
+    data = text if isinstance(text, bytes) else text.encode("utf-8")
+    _replace(path, lambda stream: stream.write(data))
+
+
+def copy_atomic(source: Path, path: Path) -> None:
+    """Copy the file `source` to `path` the way write_atomic writes: whole or not at all."""
+    with source.open("rb") as reader:
+        _replace(path, lambda stream: shutil.copyfileobj(reader, stream, 1 << 20))
+
+
+def _replace(path: Path, write: Callable[[BinaryIO], object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
     handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
     try:
-        with os.fdopen(handle, "w", encoding="utf-8", newline="") as stream:
-            stream.write(text)
+        with os.fdopen(handle, "wb") as stream:
+            write(stream)
         os.chmod(temporary, 0o644)  # mkstemp's 0600 would hide the file from other readers
         os.replace(temporary, path)
     except BaseException:

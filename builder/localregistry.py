@@ -13,6 +13,7 @@ import signal
 import subprocess
 import time
 from pathlib import Path
+from typing import Callable
 
 import requests
 import yaml
@@ -117,10 +118,7 @@ def stop(state: Path = DEFAULT_STATE) -> None:
         print(f"no registry started from {state}")
         return
     if _ours(pid, state):
-        os.kill(pid, signal.SIGTERM)
-        if not _wait_gone(pid, state, 10):
-            os.kill(pid, signal.SIGKILL)
-            _wait_gone(pid, state, 5)
+        stop_process(pid, lambda: _ours(pid, state))
         print(f"stopped the registry (pid {pid})")
     else:
         print(f"the registry (pid {pid}) is no longer running")
@@ -130,18 +128,33 @@ def stop(state: Path = DEFAULT_STATE) -> None:
 def _ours(pid: int, state: Path) -> bool:
     """Whether `pid` still runs the registry started with this state directory's config
     (a PID can be reused, and other registries may run from other state directories)."""
+    argv = process_argv(pid)
+    return (argv is not None and len(argv) == 3 and argv[0].endswith("docker-registry")
+            and argv[1:] == ["serve", str(state / "config.yml")])
+
+
+def process_argv(pid: int) -> list[str] | None:
+    """The command line `pid` runs, or None when no such process runs (gone, or exited and not
+    yet reaped)."""
     try:
         argv = Path(f"/proc/{pid}/cmdline").read_bytes().rstrip(b"\0").split(b"\0")
         status = Path(f"/proc/{pid}/stat").read_text()
     except OSError:
-        return False
-    if status.rsplit(")", 1)[1].split()[0] in ("Z", "X"):  # exited, not yet reaped
-        return False
-    return (len(argv) == 3 and argv[0].endswith(b"docker-registry") and argv[1] == b"serve"
-            and argv[2] == str(state / "config.yml").encode())
+        return None
+    if status.rsplit(")", 1)[1].split()[0] in ("Z", "X"):
+        return None
+    return [part.decode(errors="replace") for part in argv]
 
 
-def _wait_gone(pid: int, state: Path, timeout: float) -> bool:
+def stop_process(pid: int, ours: Callable[[], bool]) -> None:
+    """SIGTERM `pid`, SIGKILL it if it outlives 10 s; returns once `ours()` says it is gone."""
+    os.kill(pid, signal.SIGTERM)
+    if not _wait_gone(pid, ours, 10):
+        os.kill(pid, signal.SIGKILL)
+        _wait_gone(pid, ours, 5)
+
+
+def _wait_gone(pid: int, ours: Callable[[], bool], timeout: float) -> bool:
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         try:
@@ -149,7 +162,7 @@ def _wait_gone(pid: int, state: Path, timeout: float) -> bool:
                 return True
         except ChildProcessError:
             pass
-        if not _ours(pid, state):
+        if not ours():
             return True
         time.sleep(0.1)
     return False

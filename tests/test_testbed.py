@@ -12,8 +12,8 @@ import requests
 
 from builder.errors import InputError
 from builder.platforms import platform
-from testbed.baseimages import (BUSYBOX_PLATFORMS, BUSYBOX_REPO, MANIFEST, MANIFEST_LIST, SOURCE_LABEL,
-                                BaseImageError, check_platform)
+from builder.bases import MANIFEST, MANIFEST_LIST, BaseImageError, check_platform
+from testbed.baseimages import BUSYBOX_PLATFORMS, BUSYBOX_REPO, SOURCE_LABEL
 
 # What the engine records for an image built with each --platform, and what `uname -m` says inside
 # a container of it on this x86_64 host. Observed with qemu-user-static 7.2 and dockerd 20.10:
