@@ -163,7 +163,7 @@ def registry(c, port=5000, stop=False):
 @task(auto_shortflags=False, iterable=["version", "suite", "platform"],
       help={"versions": _VERSIONS_HELP,
             "version": "fill only this version (repeatable); default: every version with a sha256",
-            "dir": "the mirror directory, python.org's layout (default .cache/mirror)",
+            "dir": "the mirror directory, python.org's layout (default ~/.cache/python-image-builder/mirror)",
             "source": "where sources come from: debian (Debian's source archive, the default) "
                       "or an upstream-layout URL such as https://www.python.org/ftp/python/",
             "keys_url": "with a URL source: where <FINGERPRINT>.asc keys are (else the mirror's own)",
@@ -171,12 +171,13 @@ def registry(c, port=5000, stop=False):
             "suite": "Debian suites of the bases (repeatable; default trixie and bookworm)",
             "platform": "platforms of the bases (repeatable; default amd64 and i386; others use QEMU)",
             "no_bases": "fill sources and keys only",
+            "slim_only": "of the Debian bases, make only debian:<suite>-slim",
             "port": "the server's loopback port (default 8600)",
             "no_serve": "fill only; do not start the server",
             "stop": "stop the server this task started for --dir"})
-def mirror(c, versions=DEFAULT_VERSIONS, version=None, dir=".cache/mirror", source="debian",
-           keys_url=None, registry=None, suite=None, platform=None, no_bases=False, port=8600,
-           no_serve=False, stop=False):
+def mirror(c, versions=DEFAULT_VERSIONS, version=None, dir=None, source="debian",
+           keys_url=None, registry=None, suite=None, platform=None, no_bases=False,
+           slim_only=False, port=8600, no_serve=False, stop=False):
     """Fill the source mirror (verified) and the Debian bases, and serve them for offline builds."""
     from pathlib import Path
 
@@ -184,9 +185,11 @@ def mirror(c, versions=DEFAULT_VERSIONS, version=None, dir=".cache/mirror", sour
     from builder.mirror import command, serve
 
     if stop:
-        _run(serve.stop, Path(dir))
+        _run(serve.stop, Path(dir) if dir else command.DEFAULT_DIR)
         return
-    _run(command.run, versions, only=tuple(version or ()), directory=Path(dir), source=source,
-         keys_url=keys_url, registry=registry, suites=tuple(suite or bases.DEBIAN_SUITES),
-         platforms=tuple(platform or command.DEFAULT_PLATFORMS), make_bases=not no_bases,
-         port=int(port), start_server=not no_serve)
+    _run(command.run, command.MirrorOptions(
+        versions=versions, only=tuple(version or ()),
+        directory=Path(dir) if dir else command.DEFAULT_DIR, source=source,
+        keys_url=keys_url, registry=registry, suites=tuple(suite or bases.DEBIAN_SUITES),
+        platforms=tuple(platform or command.DEFAULT_PLATFORMS), make_bases=not no_bases,
+        slim_only=slim_only, port=int(port), start_server=not no_serve))

@@ -33,8 +33,9 @@ from typing import TextIO
 
 from . import engineapi, engines, versions
 from .builders import Engine
-from .dockerfile import from_images, rewrite_from
+from .dockerfile import from_images, needs_host_network, rewrite_from, rewrite_urls
 from .engineapi import Container, Output, PushedImage, Step
+from .mirror.config import Mirror
 from .errors import EXIT_FAILED, EXIT_OK, BuilderError, InputError
 from .plan import BuildJob, Plan, SkippedJob
 from .plan import plan as make_plan
@@ -65,6 +66,7 @@ class JobResult:
     built: float | None = None  # epoch seconds: the build (and its smoke tests) ended
     log: Path | None = None
     checks: list[Outcome] = field(default_factory=list)  # the smoke tests, as they ran
+    mirrors: tuple[Mirror, ...] = ()  # the mirrors its Dockerfile fetched from
 
     @property
     def seconds(self) -> float | None:
@@ -81,6 +83,8 @@ class JobResult:
                 "pushed": [str(self.pushed.reference)] if self.pushed else [],
                 "started": self.started, "built": self.built, "finished": self.finished,
                 "checks": [c.as_dict() for c in self.checks],
+                "mirrors": [{"name": m.name, "upstream": m.upstream, "url": m.url}
+                            for m in self.mirrors],
                 "log": str(self.log) if self.log else None}
 
 
@@ -122,10 +126,11 @@ class BuildRun:
 
 @dataclass(frozen=True)
 class Prepared:
-    dockerfile: str  # FROM lines pinned
+    dockerfile: str  # FROM lines pinned, upstream URLs rewritten to their mirrors
     context: bytes  # the tar sent to the engine
     build_hash: str
     bases: tuple[str, ...]  # pinned registry references the engine pulls first: repo@sha256:…
+    mirrors: tuple[Mirror, ...] = ()  # the mirrors the Dockerfile as sent fetches from
 
 
 def build_hash(dockerfile: str, files: dict[str, bytes], build_args: dict[str, str],
@@ -242,8 +247,9 @@ class Runner:
         self._go_on(job, "it started")
         self.progress.update(job.key, "resolving", "pinning base images")
         prepared = self._prepare(job, parent)
-        result.build_hash = prepared.build_hash
-        log.write(f"job {job.key} on {job.engine}, build hash {prepared.build_hash}\n"
+        result.build_hash, result.mirrors = prepared.build_hash, prepared.mirrors
+        via = "".join(f"\n  {m.upstream} from mirror {m.name} ({m.url})" for m in prepared.mirrors)
+        log.write(f"job {job.key} on {job.engine}, build hash {prepared.build_hash}{via}\n"
                   f"--- Dockerfile as sent ---\n{prepared.dockerfile}--- build ---\n")
         if self.push and not self.force:
             found = engineapi.registered(self._registry(job.image.registry), job.image, HASH_LABEL)
@@ -276,7 +282,9 @@ class Runner:
                 api.close()
             result.finished = time.time()
         result.status = Status.BUILT
-        self.progress.update(job.key, "done", result.digest or result.image_id or "")
+        served = f" (sources from mirror {', '.join(m.name for m in result.mirrors)})" \
+            if result.mirrors else ""
+        self.progress.update(job.key, "done", (result.digest or result.image_id or "") + served)
 
     def _smoke_test(self, api, job: BuildJob, result: JobResult, log) -> None:
         """Fail the job, before anything of it is pushed, unless every smoke test passes."""
@@ -316,11 +324,12 @@ class Runner:
             else:
                 pins[image] = self._pin(image, job)
                 bases.append(pins[image])
-        dockerfile = rewrite_from(job.dockerfile_text, pins)
+        dockerfile, used = rewrite_urls(rewrite_from(job.dockerfile_text, pins),
+                                        self.plan.builders.mirrors)
         files = context_files(self.plan.family.source.parent / job.dockerfile.parent)
         return Prepared(dockerfile, context_tar(dockerfile, files),
                         build_hash(dockerfile, files, job.build_args, job.platform.oci),
-                        tuple(bases))
+                        tuple(bases), used)
 
     def _pin(self, image: str, job: BuildJob) -> str:
         """`image` pinned to the digest of its `job.platform` manifest."""
@@ -368,7 +377,8 @@ class Runner:
         image_id = engineapi.build(api, engine, prepared.context, job.platform,
                                    build_args=job.build_args,
                                    labels={HASH_LABEL: prepared.build_hash},
-                                   nocache=self.nocache, on_event=on_event)
+                                   nocache=self.nocache, on_event=on_event,
+                                   host_network=needs_host_network(prepared.mirrors))
         engineapi.check_platform(api, engine, image_id, job.platform)
         engineapi.tag(api, image_id, job.image)
         log.write(f"tagged {image_id} as {job.image}\n")

@@ -41,11 +41,13 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from . import yamldoc
+from .mirror import config as mirror_config
+from .mirror.config import Mirror
 from .errors import InputError
 from .platforms import Platform, os_version_in_line, platform as parse_platform
 
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
-_TOP_KEYS = {"engines": False, "base-mirror": False}
+_TOP_KEYS = {"engines": False, "base-mirror": False, "mirrors": False}
 _ENGINE_KEYS = dict.fromkeys(("concurrency", "name", "os-version", "platforms", "tls", "url"),
                              False)
 _REQUIRED_ENGINE_KEYS = ("name", "url", "platforms")
@@ -99,6 +101,7 @@ class Builders:
     base_mirror: str | None = None
     source: str | None = None  # the builders file; None: the detected local engine
     problem: str | None = None  # why no engine could be set up (dry-run shows it)
+    mirrors: tuple[Mirror, ...] = ()  # upstream URL prefixes → mirror URLs, for offline builds
 
     def engine_for(self, wanted: Platform) -> Engine | None:
         for engine in self.engines:
@@ -133,7 +136,8 @@ def parse(path: Path, *, env: dict | None = None) -> Builders:
     for i, name in enumerate(names):
         if name in names[:i]:
             raise doc.error(("engines", i, "name"), f"engine name {name!r} is used twice")
-    return Builders(engines, mirror, str(path))
+    mirrors = mirror_config.parse(doc, top["mirrors"], ("mirrors",), env) if "mirrors" in top else ()
+    return Builders(engines, mirror, str(path), mirrors=mirrors)
 
 
 def _engine(doc: yamldoc.Doc, entry, where: tuple, *, base: Path, env) -> Engine:

@@ -112,15 +112,17 @@ def pull(api, engine: Engine, base: str, platform: Platform, log: Callable[[str]
 
 
 def build(api, engine: Engine, context: bytes, platform: Platform, *, build_args: dict[str, str],
-          labels: dict[str, str], nocache: bool, on_event: Callable[[Event], None]) -> str:
+          labels: dict[str, str], nocache: bool, on_event: Callable[[Event], None],
+          host_network: bool = False) -> str:
     """Build the context (its Dockerfile inside); returns the image id. Each event of the
-    stream goes to `on_event` as it comes."""
+    stream goes to `on_event` as it comes. `host_network`: RUN steps share the engine host's
+    network, to reach a mirror on its loopback."""
     step = "before the first step"
     image_id = None
     try:
         stream = api.build(
             fileobj=io.BytesIO(context), custom_context=True, decode=True, rm=True,
-            forcerm=True, nocache=nocache,
+            forcerm=True, nocache=nocache, network_mode="host" if host_network else None,
             # A Windows engine builds its own os only and takes no platform parameter.
             platform=platform.oci if platform.os == "linux" else None,
             buildargs=build_args, labels=labels)

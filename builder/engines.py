@@ -8,6 +8,8 @@ containers). Windows platforms then have no engine and their jobs are skipped, s
 """
 from __future__ import annotations
 
+import dataclasses
+
 import functools
 import os
 import re
@@ -105,7 +107,7 @@ def load(path: str | Path | None = None, *, env: dict | None = None,
     mirror = env.get("BUILDER_BASE_MIRROR") or None
     if path:
         builders = parse(Path(path), env=env)
-        return Builders(builders.engines, mirror or builders.base_mirror, builders.source)
+        return dataclasses.replace(builders, base_mirror=mirror or builders.base_mirror)
     try:
         return Builders((detect_local(),), mirror)
     except BuilderError as error:

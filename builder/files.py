@@ -1,4 +1,4 @@
-"""Writing files so that no reader ever sees half of one."""
+"""Writing files so that no reader ever sees half of one, and where kept files live."""
 from __future__ import annotations
 
 import os
@@ -36,3 +36,12 @@ def _replace(path: Path, write: Callable[[BinaryIO], object]) -> None:
     except BaseException:
         Path(temporary).unlink(missing_ok=True)
         raise
+
+
+def cache_dir() -> Path:
+    """What outlives one run and one checkout: the source mirror, base rootfs tarballs, the
+    test bed's downloads. One per user and machine, so every clone shares it."""
+    base = os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache"
+    path = Path(base) / "python-image-builder"
+    path.mkdir(parents=True, exist_ok=True)
+    return path

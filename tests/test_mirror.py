@@ -17,6 +17,7 @@ import requests
 
 from builder import versions
 from builder.errors import VerificationError
+from builder.dockerfile import needs_host_network, rewrite_urls
 from builder.mirror import config, fill, layout, serve
 from builder.mirror.verify import key_fingerprints, sha256_file
 from testbed.paths import cache_dir
@@ -178,8 +179,8 @@ def test_gpg_in_a_build_fetches_the_key_from_the_hkp_endpoint(docker_client, too
     dockerfile = (f"FROM {tools_image}\nRUN export GNUPGHOME=\"$(mktemp -d)\" && gpg --batch "
                   f"--keyserver hkps://keys.openpgp.org --recv-keys {FINGERPRINT} "
                   f"&& gpg --batch --list-keys {FINGERPRINT}\n")
-    sent, used = config.rewrite(dockerfile, config.served(url))
-    assert [m.name for m in used] == ["keyserver"] and config.needs_host_network(used)
+    sent, used = rewrite_urls(dockerfile, config.served(url))
+    assert [m.name for m in used] == ["keyserver"] and needs_host_network(used)
     assert "hkps://" not in sent
     ok, log = _build(docker_client, sent, f"pib-test/mirror-gpg:{uuid.uuid4().hex[:8]}")
     assert ok, "\n".join(log)
@@ -194,7 +195,7 @@ def _tag_of(log: list[str]) -> str:
 def test_a_build_through_the_mirror_verifies_and_a_tampered_tarball_fails_its_step(
         docker_client, tools_image, served):
     directory, url = served
-    sent, used = config.rewrite(DOWNLOAD_AND_VERIFY, config.served(url))
+    sent, used = rewrite_urls(DOWNLOAD_AND_VERIFY, config.served(url))
     assert [m.name for m in used] == ["python-org", "keyserver"]
     assert "www.python.org" not in sent and DOWNLOAD_AND_VERIFY.count("www.python.org") == 2
     tag = f"pib-test/mirror-build:{uuid.uuid4().hex[:8]}"

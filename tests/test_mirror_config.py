@@ -7,6 +7,7 @@ import pytest
 
 from builder import yamldoc
 from builder.errors import InputError
+from builder.dockerfile import needs_host_network, rewrite_urls
 from builder.mirror import config, layout
 from builder.mirror.fill import choose_source, parse_showsrc
 
@@ -43,19 +44,19 @@ def test_hkp_search_by_fingerprint_or_key_id():
 
 def test_rewrite_maps_prefixes_and_whole_keyserver_hosts_only():
     mirrors = config.served("http://127.0.0.1:8600")
-    text, used = config.rewrite(DOCKERFILE, mirrors)
+    text, used = rewrite_urls(DOCKERFILE, mirrors)
     assert "http://127.0.0.1:8600/python/${PYTHON_VERSION%%[a-z]*}/Python-" in text
     assert "--keyserver hkp://127.0.0.1:8600 --recv-keys" in text
     assert "hkps://keys.openpgp.org:8443" in text  # another port is another server
     assert "https://www.python.org/downloads/" in text  # outside the prefix
     assert [m.name for m in used] == ["python-org", "keyserver"]
-    assert config.needs_host_network(used)
+    assert needs_host_network(used)
 
 
 def test_rewrite_without_matches_changes_nothing():
-    text, used = config.rewrite("FROM busybox\nRUN true\n", config.served("http://10.0.0.5:8600"))
+    text, used = rewrite_urls("FROM busybox\nRUN true\n", config.served("http://10.0.0.5:8600"))
     assert (text, used) == ("FROM busybox\nRUN true\n", ())
-    assert not config.needs_host_network(config.served("http://10.0.0.5:8600"))
+    assert not needs_host_network(config.served("http://10.0.0.5:8600"))
 
 
 def test_parse_and_environment_override(tmp_path):

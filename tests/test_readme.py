@@ -1,4 +1,5 @@
-"""The README's first command, `scripts/demo`, from a fresh clone as a newcomer runs it."""
+"""The README's quick demo, `scripts/demo-hello`, from a fresh clone as a newcomer runs it.
+(The first command, `scripts/demo`, is tests/test_real_image.py: it builds CPython.)"""
 from __future__ import annotations
 
 import json
@@ -12,13 +13,13 @@ from testbed.procs import free_port
 ROOT = Path(__file__).resolve().parent.parent
 
 
-def test_scripts_demo_releases_the_example_family_from_a_fresh_clone(tmp_path, docker_client):
+def test_scripts_demo_hello_releases_the_example_family_from_a_fresh_clone(tmp_path, docker_client):
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)
     port = free_port()
     host = f"127.0.0.1:{port}"
     try:
-        done = subprocess.run(["bash", "scripts/demo"], cwd=clone, capture_output=True, text=True,
+        done = subprocess.run(["bash", "scripts/demo-hello"], cwd=clone, capture_output=True, text=True,
                               env={**os.environ, "DEMO_PORT": str(port)}, stdin=subprocess.DEVNULL,
                               timeout=1200)
 

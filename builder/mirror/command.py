@@ -8,48 +8,63 @@ already there and still verifying is reused, so a second run takes seconds.
 from __future__ import annotations
 
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
 from .. import bases, localregistry, versions
+from ..files import cache_dir
 from ..platforms import platform
 from . import config, fill, serve
 
-DEFAULT_DIR = Path(".cache/mirror")
+DEFAULT_DIR = cache_dir() / "mirror"  # one per machine: every checkout builds through it
 DEFAULT_PLATFORMS = ("amd64", "i386")  # native here; others run mmdebstrap under QEMU
 
 
-def run(versions_path: str, *, only: tuple[str, ...] = (), directory: Path = DEFAULT_DIR,
-        source: str = "debian", keys_url: str | None = None, registry: str | None = None,
-        suites: tuple[str, ...] = bases.DEBIAN_SUITES, platforms: tuple[str, ...] = DEFAULT_PLATFORMS,
-        make_bases: bool = True, port: int = serve.DEFAULT_PORT, start_server: bool = True,
-        out: TextIO | None = None) -> int:
+@dataclass(frozen=True)
+class MirrorOptions:
+    versions: str = "versions.yaml"
+    only: tuple[str, ...] = ()  # versions (full or series) to fill; () = every one with a sha256
+    directory: Path = DEFAULT_DIR
+    source: str = "debian"  # or an upstream-layout URL
+    keys_url: str | None = None
+    registry: str | None = None  # the base mirror; None: `invoke registry`'s, started
+    suites: tuple[str, ...] = bases.DEBIAN_SUITES
+    platforms: tuple[str, ...] = DEFAULT_PLATFORMS
+    make_bases: bool = True
+    slim_only: bool = False  # debian:<suite>-slim only, not the minbase debian:<suite>
+    port: int = serve.DEFAULT_PORT
+    start_server: bool = True
+
+
+def run(options: MirrorOptions, out: TextIO | None = None) -> int:
     out = out or sys.stdout
-    family = versions.load(versions_path)
-    wanted, skipped = fill.wanted_versions(family, only)
+    family = versions.load(options.versions)
+    wanted, skipped = fill.wanted_versions(family, options.only)
     for full in skipped:
         print(f"{full}: skipped, {family.source} gives no sha256 to verify it by", file=out)
+    directory = options.directory
     work = directory / ".work"
-    provider = (fill.DebianArchive(work) if source == "debian"
-                else fill.UpstreamURL(source, work, keys_url=keys_url))
+    provider = (fill.DebianArchive(work) if options.source == "debian"
+                else fill.UpstreamURL(options.source, work, keys_url=options.keys_url))
     print(f"== sources into {directory}", file=out, flush=True)
     fill.fill(directory, wanted, provider, out)
 
     host = None
-    if make_bases:
+    if options.make_bases:
         import docker  # only here: filling sources alone needs no engine
 
-        host = registry or localregistry.start()
+        host = options.registry or localregistry.start()
         print(f"== Debian bases into {host}", file=out, flush=True)
         client = docker.from_env(timeout=600)
-        chosen = tuple(platform(name) for name in platforms)
-        for suite in suites:
-            for slim in (False, True):
+        chosen = tuple(platform(name) for name in options.platforms)
+        for suite in options.suites:
+            for slim in (True,) if options.slim_only else (False, True):
                 bases.ensure_debian(client, bases.BaseMirror(host), suite, slim, chosen,
-                                    directory / ".work" / "bases", out)
+                                    cache_dir() / "bases", out)
 
-    if start_server:
-        url = serve.start(directory, port)
+    if options.start_server:
+        url = serve.start(directory, options.port)
         print("\nbuilders-file lines for builds through these mirrors:", file=out)
         if host:
             print(f"base-mirror: {host}", file=out)

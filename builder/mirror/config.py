@@ -8,9 +8,9 @@
         upstream: hkps://keys.openpgp.org
         url: hkp://127.0.0.1:8600
 
-The build stage sends `rewrite(dockerfile, mirrors)` instead of the committed text, as it
-pins FROM lines: the build hash covers what was sent, the committed file is untouched, and
-the Dockerfile's own sha256 and gpg steps still check what the mirror served.
+The build stage sends `dockerfile.rewrite_urls(text, mirrors)` instead of the committed text,
+as it pins FROM lines: the build hash covers what was sent, the committed file is untouched,
+and the Dockerfile's own sha256 and gpg steps still check what the mirror served.
 """
 from __future__ import annotations
 
@@ -82,25 +82,3 @@ def served(url: str) -> tuple[Mirror, ...]:
     url = url.rstrip("/")
     return (Mirror("python-org", PYTHON_ORG, f"{url}/python/"),
             Mirror("keyserver", KEYSERVER, "hkp://" + url.split("://", 1)[1]))
-
-
-def rewrite(dockerfile: str, mirrors: tuple[Mirror, ...]) -> tuple[str, tuple[Mirror, ...]]:
-    """`dockerfile` with every upstream prefix replaced by its mirror's url, and the mirrors used.
-
-    An upstream without a trailing / matches only as a whole host (hkps://keys.openpgp.org,
-    not hkps://keys.openpgp.org.example or :8443).
-    """
-    used = []
-    for mirror in mirrors:
-        boundary = "" if mirror.upstream.endswith("/") else r"(?![A-Za-z0-9.:-])"
-        dockerfile, count = re.subn(re.escape(mirror.upstream) + boundary,
-                                    lambda _: mirror.url, dockerfile)
-        if count:
-            used.append(mirror)
-    return dockerfile, tuple(used)
-
-
-def needs_host_network(used: tuple[Mirror, ...]) -> bool:
-    """Whether a build using these mirrors must share the host's network to reach them."""
-    return any(m.loopback for m in used)
-

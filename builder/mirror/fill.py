@@ -6,6 +6,8 @@ Providers:
   its own lists and cache under the mirror's .work/), `apt-get source --download-only`.
   Debian's .orig.tar.xz is upstream's tarball; the key is the source package's
   debian/upstream/signing-key.asc. apt checks each file against the archive's signed Sources.
+  A release the index no longer lists (a newer upload replaced it) often still lies in the
+  pool: it is fetched from there, with the key from a listed upload of the same series.
 - UpstreamURL: any tree in python.org's layout (python.org itself, another mirror, another
   instance of this one), keys from `keys_url` or the mirror itself.
 
@@ -208,10 +210,7 @@ class DebianArchive:
         entries = parse_showsrc(self._apt("apt-cache", "showsrc", package, check=False))
         entry = choose_source(entries, wanted.version)
         if entry is None:
-            raise BuilderError(f"{layout.tarball_path(wanted.version)}: Debian's archive "
-                               f"({', '.join(self.suites)}) has no {package} source with "
-                               f"{layout.debian_orig_name(wanted.version)}; fill it from an "
-                               "upstream-layout URL instead")
+            return self._from_pool(wanted, entries)
         target = self.downloads / f"{package}_{entry.version}"
         target.mkdir(parents=True, exist_ok=True)
         # apt skips files already downloaded whose hashes match: a warm fill downloads nothing.
@@ -222,6 +221,39 @@ class DebianArchive:
         return Fetched(tarball=orig, signature=signature if signature.is_file() else None,
                        key_file=_signing_key(debian_tar, target) if debian_tar else None,
                        origin=f"Debian {package} {entry.version}")
+
+    def _from_pool(self, wanted: Wanted, entries: list[SourceEntry]) -> Fetched:
+        """The release straight from the pool, outside the index: versions.yaml's sha256 (and
+        the signature) are then the only checks, as for any other provider."""
+        pool = f"{self.archive}/{layout.debian_pool_directory(wanted.version)}"
+        orig = layout.debian_orig_name(wanted.version)
+        target = self.downloads / "pool"
+        tarball = _get(f"{pool}/{orig}", target / orig)
+        if tarball is None:
+            raise BuilderError(f"{layout.tarball_path(wanted.version)}: Debian's archive "
+                               f"({', '.join(self.suites)}) has no {orig}, neither in its index "
+                               f"nor in {pool}/; fill it from an upstream-layout URL instead")
+        signature = _get(f"{pool}/{orig}.asc", target / f"{orig}.asc")
+        key_file = None
+        if wanted.fingerprint:
+            key_file = self._listed_signing_key(pool, entries, target)
+        return Fetched(tarball=tarball, signature=signature, key_file=key_file,
+                       origin=f"Debian's pool {pool}/ (not in the index)")
+
+    def _listed_signing_key(self, pool: str, entries: list[SourceEntry], target: Path) -> Path | None:
+        """The series' signing key from the packaging tarball of an upload the index lists,
+        checked against the index's sha256 (the key must still carry versions.yaml's
+        fingerprint, which `fill` checks)."""
+        for entry in entries:
+            for name, sha256 in entry.files:
+                if ".debian.tar." not in name:
+                    continue
+                debian_tar = _get(f"{pool}/{name}", target / name)
+                if debian_tar is not None and sha256_file(debian_tar) == sha256:
+                    found = _signing_key(debian_tar, target)
+                    if found:
+                        return found
+        return None
 
     def _update(self) -> None:
         if self._updated:
@@ -273,25 +305,26 @@ class UpstreamURL:
         release = layout.release_directory(wanted.version)
         target = self.downloads / release
         url = f"{self.base}{release}/{layout.tarball_name(wanted.version)}"
-        tarball = self._get(url, target / layout.tarball_name(wanted.version), required=True)
-        signature = self._get(url + ".asc", target / (layout.tarball_name(wanted.version) + ".asc"))
+        tarball = _get(url, target / layout.tarball_name(wanted.version), required=True)
+        signature = _get(url + ".asc", target / (layout.tarball_name(wanted.version) + ".asc"))
         key_file = None
         if wanted.fingerprint and self.keys_url:
-            key_file = self._get(f"{self.keys_url}{wanted.fingerprint}.asc",
+            key_file = _get(f"{self.keys_url}{wanted.fingerprint}.asc",
                                  target / f"{wanted.fingerprint}.asc")
         return Fetched(tarball, signature, key_file, origin=url)
 
-    @staticmethod
-    def _get(url: str, path: Path, required: bool = False) -> Path | None:
-        try:
-            with requests.get(url, stream=True, timeout=60) as response:
-                if response.status_code == 404 and not required:
-                    return None
-                response.raise_for_status()
-                path.parent.mkdir(parents=True, exist_ok=True)
-                with path.open("wb") as stream:
-                    for block in response.iter_content(1 << 20):
-                        stream.write(block)
-        except requests.RequestException as error:
-            raise BuilderError(f"GET {url}: {error}") from None
-        return path
+
+def _get(url: str, path: Path, required: bool = False) -> Path | None:
+    """Download `url` to `path`; None on a 404 unless `required`."""
+    try:
+        with requests.get(url, stream=True, timeout=60) as response:
+            if response.status_code == 404 and not required:
+                return None
+            response.raise_for_status()
+            path.parent.mkdir(parents=True, exist_ok=True)
+            with path.open("wb") as stream:
+                for block in response.iter_content(1 << 20):
+                    stream.write(block)
+    except requests.RequestException as error:
+        raise BuilderError(f"GET {url}: {error}") from None
+    return path

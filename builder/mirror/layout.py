@@ -51,6 +51,12 @@ def debian_orig_name(version: str) -> str:
     return f"{debian_source_package(version)}_{version}.orig.tar.xz"
 
 
+def debian_pool_directory(version: str) -> str:
+    """Where Debian's archive keeps a series' source files: pool/main/p/python3.13."""
+    package = debian_source_package(version)
+    return f"pool/main/{package[0]}/{package}"
+
+
 def lookup_key(search: str, fingerprints: list[str]) -> str | None:
     """The fingerprint an HKP search names: 0x + the fingerprint, or its last 16 (key ID) or
     8 hex digits, as gpg sends them; None when no key matches or several do."""

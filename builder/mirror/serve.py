@@ -25,11 +25,17 @@ from . import layout
 
 DEFAULT_PORT = 8600
 SERVER_NAME = "python-image-builder-mirror"
+ROOT_HEADER = "X-Mirror-Root"
 MODULE = "builder.mirror.serve"
 
 
 class Handler(SimpleHTTPRequestHandler):
     server_version = SERVER_NAME
+
+    def end_headers(self) -> None:
+        # Which tree this server serves: a second `start` for another tree must not reuse it.
+        self.send_header(ROOT_HEADER, str(Path(self.directory).resolve()))
+        super().end_headers()
 
     def do_GET(self) -> None:
         if self._refused():
@@ -75,22 +81,29 @@ class Handler(SimpleHTTPRequestHandler):
         self.wfile.write(body)
 
 
-def answers(port: int) -> bool:
-    """Whether this project's mirror server answers on 127.0.0.1:`port`."""
+def answers(port: int) -> Path | None:
+    """The tree this project's mirror server on 127.0.0.1:`port` serves; None if none answers."""
     try:
         response = requests.head(f"http://127.0.0.1:{port}/", timeout=2)
     except requests.RequestException:
-        return False
-    return response.headers.get("Server", "").startswith(SERVER_NAME)
+        return None
+    if not response.headers.get("Server", "").startswith(SERVER_NAME):
+        return None
+    return Path(response.headers.get(ROOT_HEADER, ""))
 
 
 def start(directory: Path, port: int = DEFAULT_PORT) -> str:
     """Serve `directory` on 127.0.0.1:`port` unless the mirror answers there; returns its URL."""
     url = f"http://127.0.0.1:{port}"
-    if answers(port):
-        print(f"the mirror already answers on {url}; using it")
-        return url
     directory = directory.resolve()
+    serving = answers(port)
+    if serving == directory:
+        print(f"the mirror of {directory} already answers on {url}; using it")
+        return url
+    if serving is not None:
+        raise InputError(f"{url} serves another mirror, {serving}; stop it (invoke mirror "
+                         f"--stop --dir {serving}) or serve this one on another --port",
+                         field="port")
     if not directory.is_dir():
         raise InputError(f"{directory} does not exist: fill it first (invoke mirror)", field="dir")
     work = directory / layout.WORK
