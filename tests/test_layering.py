@@ -12,7 +12,8 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 PURE = ("versions", "render", "tags", "library", "naming", "plan", "publish_lists",
-        "summary_page", "platforms", "reference", "builders", "dockerfile", "report", "errors")
+        "summary_page", "platforms", "reference", "builders", "dockerfile", "report", "errors",
+        "smoke", "mirror.layout", "mirror.config")
 BLOCKED = ("docker", "requests", "urllib3", "builder.registry", "builder.engines",
            "builder.engineapi")
 
