@@ -2,7 +2,9 @@
 
 On a terminal every job has one line (queued, step n/m, pushing, done, skipped, failed,
 with its elapsed time), redrawn in place with ANSI cursor movement. Elsewhere each state
-change is one line with a timestamp, and step-by-step detail stays in the job's log.
+change is one line with a timestamp, step-by-step detail stays in the job's log, and every
+minute a job under way says so ("still building (14m): step 5/9"), so a CI log of a long
+CPython build never goes quiet.
 """
 from __future__ import annotations
 
@@ -15,6 +17,8 @@ from typing import TextIO
 
 _FINAL = {"done", "skipped", "failed"}
 _TICK = 1.0  # seconds between redraws of the elapsed times
+_HEARTBEAT = 60.0  # seconds between "still …" lines in plain output
+_QUIET = {"queued"}  # waiting is said once; a job waiting on another needs no heartbeat
 
 
 @dataclass
@@ -29,7 +33,7 @@ class _Line:
 
 class Progress:
     def __init__(self, jobs: list[tuple[str, str]], out: TextIO = sys.stdout,
-                 live: bool | None = None) -> None:
+                 live: bool | None = None, heartbeat: float = _HEARTBEAT) -> None:
         """`jobs`: (key, engine) in display order. `live` defaults to whether `out` is a TTY."""
         self.out = out
         self.live = out.isatty() if live is None else live
@@ -41,7 +45,11 @@ class Progress:
         self._width = max((len(k) for k in self._lines), default=0)
         if self.live and self._lines:
             self._draw()
-            self._ticker = threading.Thread(target=self._tick, daemon=True)
+            self._ticker = threading.Thread(target=self._tick, args=(_TICK, self._draw), daemon=True)
+            self._ticker.start()
+        elif self._lines:
+            self._ticker = threading.Thread(target=self._tick, args=(heartbeat, self.beat),
+                                            daemon=True)
             self._ticker.start()
 
     def update(self, key: str, state: str, detail: str = "") -> None:
@@ -70,10 +78,22 @@ class Progress:
             if self.live:
                 self._draw()
 
-    def _tick(self) -> None:
-        while not self._stop.wait(_TICK):
+    def beat(self) -> None:
+        """Plain output: one "still …" line for each job under way."""
+        now = time.time()
+        for line in self._lines.values():
+            if line.state in _FINAL or line.state in _QUIET or line.started is None:
+                continue
+            minutes, seconds = divmod(int(now - line.started), 60)
+            self.out.write(f"{time.strftime('%H:%M:%S')} {line.key} [{line.engine}] still "
+                           f"{line.state} ({minutes}m{seconds:02d}s)"
+                           f"{': ' + line.detail if line.detail else ''}\n")
+        self.out.flush()
+
+    def _tick(self, every: float, action) -> None:
+        while not self._stop.wait(every):
             with self._lock:
-                self._draw()
+                action()
 
     def _draw(self) -> None:
         text = "".join(f"\x1b[2K{self._render(line)}\n" for line in self._lines.values())

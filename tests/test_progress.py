@@ -56,3 +56,19 @@ def test_the_local_engine_is_found_with_its_emulated_platforms(docker_client):
     # The test bed registers QEMU handlers for these (scripts/setup).
     assert {"amd64", "arm32v7", "arm64v8", "ppc64le", "s390x"} <= names
     assert not any(p.os == "windows" for p in local.platforms)
+
+
+def test_plain_output_says_every_so_often_what_a_long_job_is_doing():
+    out = io.StringIO()
+    progress = Progress(JOBS, out=out, live=False, heartbeat=3600)
+    progress.update("1.0.0/busybox/amd64", "building", "step 5/9")
+    progress.beat()
+    progress.update("1.0.0/busybox/amd64", "done", "sha256:abc")
+    progress.beat()  # nothing under way any more: silent
+    progress.close()
+
+    lines = [line.split(" ", 1)[1] for line in out.getvalue().splitlines()]
+    assert len(lines) == 3
+    assert lines[1].startswith("1.0.0/busybox/amd64 [local] still building (0m")
+    assert lines[1].endswith("s): step 5/9")
+    assert "s390x" not in out.getvalue()  # a queued job has nothing new to say
