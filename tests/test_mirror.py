@@ -16,7 +16,7 @@ import pytest
 import requests
 
 from builder import versions
-from builder.errors import VerificationError
+from builder.errors import InputError, VerificationError
 from builder.dockerfile import needs_host_network, rewrite_urls
 from builder.mirror import config, fill, layout, serve
 from builder.mirror.verify import key_fingerprints, sha256_file
@@ -126,6 +126,16 @@ def test_the_server_answers_hkp_and_a_second_start_finds_it(served, capsys):
     assert key.content == (directory / layout.key_path(FINGERPRINT)).read_bytes()
     assert requests.get(f"{url}/pks/lookup?op=get&search=0x{OTHER_FINGERPRINT}", timeout=10).status_code == 404
     assert requests.get(f"{url}/.work/serve.pid", timeout=10).status_code == 404
+
+
+def test_a_start_for_another_tree_on_a_served_port_is_refused(served, tmp_path):
+    directory, url = served
+    port = int(url.rsplit(":", 1)[1])
+    (tmp_path / "other").mkdir()
+    with pytest.raises(InputError) as caught:
+        serve.start(tmp_path / "other", port)
+    assert f"{url} serves another mirror, {directory.resolve()}" in str(caught.value)
+    assert caught.value.exit_code == 2
 
 
 # --- builds through the mirror (the engine) ------------------------------------------------
