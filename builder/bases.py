@@ -41,11 +41,20 @@ SLIM_EXCLUDES = ("/usr/share/doc/*", "/usr/share/info/*", "/usr/share/linda/*",
                  "/usr/share/lintian/overrides/*", "/usr/share/locale/*", "/usr/share/man/*")
 SLIM_INCLUDES = ("/usr/share/doc/*/copyright",)
 
+# As Debian's own images configure apt for containers (debuerreotype's docker-* snippets):
+# without SuggestsImportant "false", `apt-get purge --auto-remove` keeps every package a manual
+# one merely suggests, and a slim image would keep the gcc it was built with.
+DOCKER_APT_CONF = """\
+APT::AutoRemove::SuggestsImportant "false";
+Acquire::Languages "none";
+"""
+
 # ADD first: each platform's rootfs differs, so the classic builder's cache, which ignores the
 # platform for FROM scratch, cannot hand one platform's layer to another.
 DEBIAN_DOCKERFILE = f"""\
 FROM scratch
 ADD rootfs.tar /
+COPY docker-apt.conf /etc/apt/apt.conf.d/docker-image
 ARG SOURCE
 LABEL {SOURCE_LABEL}=$SOURCE
 CMD ["bash"]
@@ -103,8 +112,9 @@ class Rootfs:
 
     @property
     def source(self) -> str:
+        apt_conf = hashlib.sha256(DOCKER_APT_CONF.encode()).hexdigest()[:12]
         return (f"mmdebstrap {self.suite} minbase{' slim' if self.slim else ''} "
-                f"{self.platform.debian_arch} tar sha256:{self.sha256}")
+                f"{self.platform.debian_arch} tar sha256:{self.sha256} apt.conf {apt_conf}")
 
 
 # --- registry reads and writes (exact bytes, so digests and sizes are the registry's own) ---
@@ -258,6 +268,7 @@ def ensure_debian(client, mirror: Mirror, suite: str, slim: bool, platforms: tup
             with tempfile.TemporaryDirectory(prefix="debian-context-", dir=cache) as context:
                 root = Path(context)
                 (root / "Dockerfile").write_text(DEBIAN_DOCKERFILE)
+                (root / "docker-apt.conf").write_text(DOCKER_APT_CONF)
                 os.link(made.tarball, root / "rootfs.tar")  # same directory tree: no copy
                 build_from_scratch(client, root, reference, p, made.source)
             push(client, f"{mirror.host}/{DEBIAN_REPO}", tag)

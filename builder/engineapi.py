@@ -34,6 +34,10 @@ _RUNNING_RE = re.compile(r"^ ---> Running in ([0-9a-f]{12,64})$", re.MULTILINE)
 # Printed on every step of a FROM-scratch build for a foreign platform, and harmless
 # (docs/classic-builder.md, trap 5).
 _NOISE = "[Warning] The requested image's platform"
+_ANSI_RE = re.compile(r"\x1b\[[0-9;]*m")
+# The engine's error repeats the whole RUN command; the step already names it.
+_COMMAND_RE = re.compile(r"^The command '.*' returned", re.DOTALL)
+_STEP_SHOWN = 72  # characters of a step's instruction in a message; the log has all of it
 
 
 class EngineError(BuilderError):
@@ -119,6 +123,9 @@ def build(api, engine: Engine, context: bytes, platform: Platform, *, build_args
     network, to reach a mirror on its loopback."""
     step = "before the first step"
     image_id = None
+    # The last command `set -x` traced (a pipeline's commands trace in either order): which
+    # part of a long RUN step failed. Stream chunks split lines anywhere, so lines are rejoined.
+    command, partial = None, ""
     try:
         stream = api.build(
             fileobj=io.BytesIO(context), custom_context=True, decode=True, rm=True,
@@ -132,9 +139,16 @@ def build(api, engine: Engine, context: bytes, platform: Platform, *, build_args
                 for match in _RUNNING_RE.finditer(text):
                     on_event(Container(match.group(1)))
                 for match in _STEP_RE.finditer(text):
-                    step = f"step {match.group(1)}/{match.group(2)} ({match.group(3).strip()})"
-                    on_event(Step(int(match.group(1)), int(match.group(2)),
-                                  match.group(3).strip()))
+                    instruction = match.group(3).strip()
+                    shown = (instruction if len(instruction) <= _STEP_SHOWN
+                             else instruction[:_STEP_SHOWN].rstrip() + " …")
+                    step = f"step {match.group(1)}/{match.group(2)} ({shown})"
+                    command, partial = None, ""
+                    on_event(Step(int(match.group(1)), int(match.group(2)), instruction))
+                *lines, partial = (partial + _ANSI_RE.sub("", text)).split("\n")
+                for line in lines:
+                    if line.startswith("+ "):
+                        command = line[2:].strip()
                 if _NOISE not in text:
                     on_event(Output(text))
             elif chunk.get("status"):
@@ -143,9 +157,10 @@ def build(api, engine: Engine, context: bytes, platform: Platform, *, build_args
             if "error" in chunk:
                 code = (chunk.get("errorDetail") or {}).get("code")
                 exit_code = f" with exit code {code}" if code is not None else ""
-                raise StepFailed(f"{step} failed{exit_code} on engine "
-                                 f"{engine.name}: {chunk['error'].strip()}", step=step,
-                                 exit_code=code)
+                at = f" at `{command[:160]}`" if command else ""
+                error = _COMMAND_RE.sub("the command returned", chunk["error"].strip())
+                raise StepFailed(f"{step} failed{exit_code}{at} on engine "
+                                 f"{engine.name}: {error}", step=step, exit_code=code)
             image_id = (chunk.get("aux") or {}).get("ID", image_id)
     except APIError as error:
         raise EngineError(f"the engine {engine.name} refused the build "

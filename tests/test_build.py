@@ -353,3 +353,31 @@ def test_ctrl_c_stops_the_build_kills_the_running_step_and_pushes_nothing(
     for name in logs:
         assert RegistryClient(registry.host).head_manifest(
             "tiny-interrupted", f"1.0.0-busybox-{name}") is None
+
+
+def test_a_failure_deep_in_a_long_traced_run_step_names_the_command(tmp_path, registry, mirror,
+                                                                   tiny_family_path):
+    """A 70-line RUN (as CPython's) is named short; `set -x` says which command in it failed."""
+    shutil.copytree(tiny_family_path.parent / "templates", tmp_path / "templates")
+    (tmp_path / "templates" / "busybox.Dockerfile.j2").write_text(
+        "FROM {{ variant.base_image }}\n"
+        "RUN set -eux; echo one; echo two; " + "true; " * 30 +
+        "echo 0000 | sha256sum -c -; echo never\n")
+    family = tmp_path / "versions.yaml"
+    family.write_text(tiny_family_path.read_text().replace("repository: tiny\n",
+                                                           "repository: tiny-traced\n"))
+    builders = write_builders(tmp_path / "builders.yaml", mirror.host,
+                              ("local", "unix:///var/run/docker.sock", ("amd64",)))
+
+    done = invoke("--version", "1.0.0", "--variant", "busybox", "--platform", "amd64",
+                  "--builders", str(builders), "--versions", str(family),
+                  "--logs", str(tmp_path / "logs"))
+
+    assert done.returncode == 1
+    [line] = [line for line in done.stderr.splitlines() if line.startswith("failed: ")]
+    assert line.startswith("failed: 1.0.0/busybox/amd64: step 2/3 (RUN set -eux; echo one; "
+                           "echo two; true; true; true; true; true; true; tr …) failed with "
+                           "exit code 1 at `")
+    # The pipeline's two commands trace in either order; either names the check that failed.
+    assert line.split(" at `", 1)[1].split("`", 1)[0] in ("echo 0000", "sha256sum -c -")
+    assert "The command '" not in line and "echo never" not in line and len(line) < 400
