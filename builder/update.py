@@ -1,0 +1,269 @@
+"""`invoke update`: move each series of versions.yaml to the newest release a python.org-layout
+tree offers, verified, with a minimal edit of the file, then regenerate the Dockerfiles (issue 16).
+
+The edges of the bump: HTTP (listings, files, keys, with the mirror's download helper), sha256
+and gpg (builder.mirror.verify), the writes. What to choose and how to edit is
+builder.releases. Everything is fetched and checked before anything is written, so a bad
+source leaves versions.yaml and the tree as they were.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import sys
+import tempfile
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import TextIO
+from urllib.parse import urljoin
+
+from . import releases, render, versions, yamldoc
+from .errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, BuilderError, InputError, VerificationError
+from .files import write_atomic
+from .mirror import config, layout
+from .mirror.fill import _get as download
+from .mirror.verify import check_signature, export_key, sha256_file
+from .versions import Version
+
+HKP_PORT = 11371  # a keyserver named without a port, as gpg assumes for hkp://
+
+
+@dataclass(frozen=True)
+class UpdateOptions:
+    versions: str = "versions.yaml"
+    series: tuple[str, ...] = ()  # () = every series of the file
+    source: str = config.PYTHON_ORG  # python.org's ftp/python/ or a mirror in its layout
+    check: bool = False  # write nothing; exit 1 when a newer release exists
+    dry_run: bool = False  # print the diff; write nothing
+    report: str | None = None
+
+
+@dataclass(frozen=True)
+class SeriesResult:
+    series: str  # "3.13"
+    old: str  # "3.13.5"
+    new: str | None  # "3.13.14"; None: up to date, or the source has none of the series
+    sha256: str | None = None
+    windows_sha256: str | None = None  # the installer's; None: unchanged
+    windows_kept: str | None = None  # why windows-sha256 was not bumped (a partial update)
+    note: str | None = None  # "up to date", "the source lists no release of 3.13"
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    series: tuple[SeriesResult, ...]
+    check: bool = False
+    diff: str = ""
+    files: tuple[str, ...] = field(default=())  # the Dockerfiles rewritten (or, dry run, to be)
+
+    @property
+    def exit_code(self) -> int:
+        if self.check:
+            return EXIT_FAILED if any(s.new for s in self.series) else EXIT_OK
+        return EXIT_PARTIAL if any(s.windows_kept for s in self.series) else EXIT_OK
+
+
+def run(options: UpdateOptions, out: TextIO | None = None) -> UpdateResult:
+    out = out or sys.stdout
+    path = Path(options.versions)
+    family = versions.load(path)
+    chosen = [family.version(s) for s in options.series] if options.series else list(family.versions)
+    source = options.source.rstrip("/") + "/"
+    with tempfile.TemporaryDirectory(prefix="pib-update-") as work:
+        work = Path(work)
+        index = _listing(source, work)
+        found = [(version, *_newest(source, version, index, work)) for version in chosen]
+        results = []
+        for version, newest, listing in found:
+            if newest is None:
+                results.append(SeriesResult(version.series, version.full, None,
+                                            note=f"{source} lists no release of {version.series}"))
+            elif releases.release_key(newest) <= releases.release_key(version.full):
+                results.append(SeriesResult(version.series, version.full, None,
+                                            note=f"up to date (newest in the source: {newest})"))
+            elif options.check:
+                results.append(SeriesResult(version.series, version.full, newest))
+            else:
+                results.append(_verified(source, version, newest, listing, work, path))
+    for result in results:
+        print(_describe(result, options.check), file=out)
+    if options.check or not any(r.new for r in results):
+        return _finish(UpdateResult(tuple(results), check=options.check), options, out)
+
+    text = path.read_text(encoding="utf-8")
+    new_text = releases.edit(text, _changes(family, path, results), str(path))
+    new_family = _validated(new_text, family)
+    diff = "".join(difflib.unified_diff(text.splitlines(keepends=True),
+                                        new_text.splitlines(keepends=True),
+                                        f"a/{path.name}", f"b/{path.name}"))
+    if options.dry_run:
+        print(diff, end="", file=out)
+        stale = [str(name) for name, dockerfile in render.render(new_family).items()
+                 if not (path.parent / name).is_file()
+                 or (path.parent / name).read_text(encoding="utf-8") != dockerfile]
+        for name in stale:
+            print(f"would write {path.parent / name}", file=out)
+        return _finish(UpdateResult(tuple(results), diff=diff, files=tuple(stale)), options, out)
+    write_atomic(path, new_text)
+    changed = sum(1 for line in diff.splitlines() if line.startswith("+") and line[:3] != "+++")
+    print(f"rewrote {path}: {changed} line(s) changed", file=out)
+    generated = render.run(render.GenerateOptions(str(path)), out=out)
+    return _finish(UpdateResult(tuple(results), diff=diff,
+                                files=tuple(str(p) for p in generated.written)), options, out)
+
+
+def _newest(source: str, version: Version, index: releases.Listing,
+            work: Path) -> tuple[str | None, releases.Listing | None]:
+    """The series' newest release in the source and its directory's listing. Directories are
+    read newest first, up to the first holding a final release."""
+    found: dict[str, releases.Listing] = {}
+    for directory in releases.release_directories(index, version.series):
+        found[directory] = _listing(f"{source}{directory}/", work)
+        if releases.newest({directory: found[directory]}) == directory:
+            break
+    newest = releases.newest(found)
+    return newest, (found[layout.release_directory(newest)] if newest else None)
+
+
+def _verified(source: str, version: Version, new: str, listing: releases.Listing, work: Path,
+              versions_path: Path) -> SeriesResult:
+    """The new release's values, once its tarball hashed, agreed with any checksum file the
+    source offers, and (for a signed series) carried a good signature by the series' key."""
+    base = f"{source}{layout.release_directory(new)}/"
+    name = layout.tarball_name(new)
+    refused = f"{versions_path} not written"
+    tarball = download(base + name, work / name, required=True)
+    sha256 = sha256_file(tarball)
+    _check_checksum_file(base, name, listing, sha256, work, refused)
+    if version.gpg_key:
+        if f"{name}.asc" not in listing.files:
+            raise VerificationError(f"{base}: lists no {name}.asc, but {version.series} is "
+                                    f"signed (gpg-key {version.gpg_key}); {refused}")
+        signature = download(f"{base}{name}.asc", work / f"{name}.asc", required=True)
+        try:
+            check_signature(tarball, signature, _key(source, version, work), version.gpg_key,
+                            base + name)
+        except VerificationError as error:
+            raise VerificationError(f"{error}; {refused}") from None
+    windows_sha256 = windows_kept = None
+    if version.windows_sha256 is not None and any(v.is_windows for v in version.variants):
+        installer = releases.windows_installer_name(new)
+        if installer in listing.files:
+            # No .asc check: python.org's installers are signed by the Windows release manager,
+            # not the series' gpg-key (and Authenticode-signed); the sha256 pins what builds.
+            windows_sha256 = sha256_file(download(base + installer, work / installer, required=True))
+            _check_checksum_file(base, installer, listing, windows_sha256, work, refused)
+        else:
+            windows_kept = f"{base} lists no {installer}"
+    return SeriesResult(version.series, version.full, new, sha256=sha256,
+                        windows_sha256=windows_sha256, windows_kept=windows_kept)
+
+
+def _check_checksum_file(base: str, name: str, listing: releases.Listing, sha256: str,
+                         work: Path, refused: str) -> None:
+    """A `<name>.sha256` the source lists must agree with the file itself: the file is always
+    hashed, so a stale or tampered checksum file is caught, not copied into versions.yaml."""
+    if f"{name}.sha256" not in listing.files:
+        return
+    url = f"{base}{name}.sha256"
+    checksum_file = download(url, work / f"{name}.sha256", required=True)
+    try:
+        given = releases.parse_checksum_file(checksum_file.read_text(errors="replace"), name)
+    except releases.ListingError as error:
+        raise VerificationError(f"{url}: {error}; {refused}") from None
+    if given != sha256:
+        raise VerificationError(f"{url}: gives sha256 {given}, but {base}{name} has {sha256}; "
+                                f"refused, {refused}")
+
+
+def _key(source: str, version: Version, work: Path) -> bytes:
+    """The series' key, armored: from the source's keys/ beside python/ (as this project's
+    mirror serves them), else from the version's keyserver; it must carry the fingerprint."""
+    fingerprint = version.gpg_key
+    urls = [urljoin(source, f"../{layout.KEYS}/{fingerprint}.asc")]
+    if version.keyserver:
+        urls.append(hkp_url(version.keyserver, fingerprint))
+    tried = []
+    for i, url in enumerate(urls):
+        try:
+            key_file = download(url, work / f"key-{i}-{fingerprint}.asc")
+        except BuilderError as error:
+            tried.append(str(error))
+            continue
+        if key_file is None:
+            tried.append(f"GET {url}: 404")
+            continue
+        return export_key(key_file, fingerprint, url)
+    raise BuilderError(f"no key {fingerprint} for {version.series}: {'; '.join(tried)}")
+
+
+def hkp_url(keyserver: str, fingerprint: str) -> str:
+    """The HKP lookup of a key, as gpg --recv-keys makes it: hkps:// is https, hkp:// (or a bare
+    host) is http on port 11371 unless one is given."""
+    scheme, _, host = keyserver.rpartition("://")
+    web = "https" if scheme == "hkps" else "http"
+    if web == "http" and ":" not in host:
+        host = f"{host}:{HKP_PORT}"
+    return f"{web}://{host}/pks/lookup?op=get&options=mr&search=0x{fingerprint}"
+
+
+def _listing(url: str, work: Path) -> releases.Listing:
+    page = download(url, work / "listing.html", required=True)
+    try:
+        return releases.parse_listing(page.read_text(errors="replace"))
+    except releases.ListingError as error:
+        raise BuilderError(f"{url}: {error}; nothing written") from None
+
+
+def _changes(family: versions.Family, path: Path, results: list[SeriesResult]) -> list[releases.Change]:
+    doc = yamldoc.load(path)
+    changes = []
+    for result in results:
+        if not result.new:
+            continue
+        index, version = next((i, v) for i, v in enumerate(family.versions)
+                              if v.series == result.series)
+        where = ("versions", index)
+        values = [("version", version.full, result.new), ("sha256", version.sha256, result.sha256)]
+        if result.windows_sha256:
+            values.append(("windows-sha256", version.windows_sha256, result.windows_sha256))
+        for key, old, new in values:
+            if old is None:
+                raise InputError(f"{version.full} has no {key}: line to rewrite; add one",
+                                 source=path, line=doc.line(where), field=f"versions[{index}]")
+            if old != new:
+                changes.append(releases.Change(doc.lines[where + (key,)], key, old, new))
+    return changes
+
+
+def _validated(text: str, family: versions.Family) -> versions.Family:
+    """The rewritten file, loaded and validated as every command loads it, before it is written."""
+    with tempfile.TemporaryDirectory(prefix="pib-update-") as directory:
+        candidate = Path(directory) / family.source.name
+        candidate.write_text(text, encoding="utf-8")
+        return versions.load(candidate, family.templates)
+
+
+def _describe(result: SeriesResult, check: bool) -> str:
+    if not result.new:
+        return f"{result.series}: {result.old}, {result.note}"
+    if check:
+        return f"{result.series}: {result.old} → {result.new} available"
+    line = f"{result.series}: {result.old} → {result.new} (sha256 {result.sha256})"
+    if result.windows_sha256:
+        line += f", windows-sha256 {result.windows_sha256}"
+    if result.windows_kept:
+        line += (f"; windows-sha256 kept, not bumped: {result.windows_kept}; its Windows variants "
+                 f"fail their installer check until it is set (partial, exit {EXIT_PARTIAL})")
+    return line
+
+
+def _finish(result: UpdateResult, options: UpdateOptions, out: TextIO) -> UpdateResult:
+    if options.report:
+        write_atomic(Path(options.report), json.dumps({
+            "versions": options.versions, "source": options.source, "check": options.check,
+            "dry_run": options.dry_run, "exit_code": result.exit_code,
+            "series": [asdict(s) for s in result.series], "files": list(result.files),
+        }, indent=2) + "\n")
+        print(f"report: {options.report}", file=out)
+    return result
