@@ -10,8 +10,10 @@ import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
 
+from . import yamldoc
 from .errors import InputError
 from .mirror import layout
+from .versions import Family
 
 _RELEASE = re.compile(r"(\d+)\.(\d+)\.(\d+)(?:(a|b|rc)(\d+))?")
 _STAGES = {"a": 0, "b": 1, "rc": 2, None: 3}  # a final release sorts after its pre-releases
@@ -120,12 +122,38 @@ def parse_checksum_file(text: str, name: str) -> str:
 # --- the edit of versions.yaml ---------------------------------------------------------------
 
 @dataclass(frozen=True)
+class Bump:
+    """A series' move to a verified release: the values versions.yaml gets."""
+    series: str  # "3.13"
+    new: str  # "3.13.14"
+    sha256: str
+    windows_sha256: str | None = None  # None: windows-sha256 stays as it is
+
+@dataclass(frozen=True)
 class Change:
     """One value to replace: the field `key` written on `line` (1-based) of versions.yaml."""
     line: int
     key: str  # "version", "sha256", "windows-sha256"
     old: str
     new: str
+
+
+def changes(family: Family, doc: yamldoc.Doc, bumps: list[Bump]) -> list[Change]:
+    """The values to replace for `bumps`, on the lines `doc` (the family's file) holds them."""
+    found = []
+    for bump in bumps:
+        index, version = next((i, v) for i, v in enumerate(family.versions)
+                              if v.series == bump.series)
+        where = ("versions", index)
+        values = [("version", version.full, bump.new), ("sha256", version.sha256, bump.sha256)]
+        if bump.windows_sha256:
+            values.append(("windows-sha256", version.windows_sha256, bump.windows_sha256))
+        for key, old, new in values:
+            if old is None:
+                raise doc.error(where, f"{version.full} has no {key}: line to rewrite; add one")
+            if old != new:
+                found.append(Change(doc.lines[where + (key,)], key, old, new))
+    return found
 
 
 def edit(text: str, changes: list[Change], source: str) -> str:

@@ -18,7 +18,7 @@ from typing import TextIO
 from urllib.parse import urljoin
 
 from . import releases, render, versions, yamldoc
-from .errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, BuilderError, InputError, VerificationError
+from .errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, BuilderError, VerificationError
 from .files import write_atomic
 from .mirror import config, layout
 from .mirror.fill import _get as download
@@ -91,7 +91,9 @@ def run(options: UpdateOptions, out: TextIO | None = None) -> UpdateResult:
         return _finish(UpdateResult(tuple(results), check=options.check), options, out)
 
     text = path.read_text(encoding="utf-8")
-    new_text = releases.edit(text, _changes(family, path, results), str(path))
+    bumps = [releases.Bump(r.series, r.new, r.sha256, r.windows_sha256) for r in results if r.new]
+    changes = releases.changes(family, yamldoc.load(path), bumps)
+    new_text = releases.edit(text, changes, str(path))
     new_family = _validated(new_text, family)
     diff = "".join(difflib.unified_diff(text.splitlines(keepends=True),
                                         new_text.splitlines(keepends=True),
@@ -213,27 +215,6 @@ def _listing(url: str, work: Path) -> releases.Listing:
         return releases.parse_listing(page.read_text(errors="replace"))
     except releases.ListingError as error:
         raise BuilderError(f"{url}: {error}; nothing written") from None
-
-
-def _changes(family: versions.Family, path: Path, results: list[SeriesResult]) -> list[releases.Change]:
-    doc = yamldoc.load(path)
-    changes = []
-    for result in results:
-        if not result.new:
-            continue
-        index, version = next((i, v) for i, v in enumerate(family.versions)
-                              if v.series == result.series)
-        where = ("versions", index)
-        values = [("version", version.full, result.new), ("sha256", version.sha256, result.sha256)]
-        if result.windows_sha256:
-            values.append(("windows-sha256", version.windows_sha256, result.windows_sha256))
-        for key, old, new in values:
-            if old is None:
-                raise InputError(f"{version.full} has no {key}: line to rewrite; add one",
-                                 source=path, line=doc.line(where), field=f"versions[{index}]")
-            if old != new:
-                changes.append(releases.Change(doc.lines[where + (key,)], key, old, new))
-    return changes
 
 
 def _validated(text: str, family: versions.Family) -> versions.Family:
