@@ -6,6 +6,7 @@ and hands the values in.
 """
 from __future__ import annotations
 
+import json
 import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
@@ -117,6 +118,27 @@ def parse_checksum_file(text: str, name: str) -> str:
                 (len(parts) == 1 or parts[-1].lstrip("*") == name):
             return parts[0].lower()
     raise ListingError(f"no sha256 for {name} in it")
+
+
+def parse_spdx(text: str, name: str) -> str:
+    """The sha256 python.org's SBOM (`<file>.spdx.json`, from 3.12.2) gives for `name`: the
+    package whose packageFileName it is."""
+    try:
+        document = json.loads(text)
+        for package in document.get("packages", []):
+            if package.get("packageFileName") == name:
+                for checksum in package.get("checksums", []):
+                    value = str(checksum.get("checksumValue", ""))
+                    if checksum.get("algorithm") == "SHA256" and \
+                            re.fullmatch(r"[0-9a-fA-F]{64}", value):
+                        return value.lower()
+    except (ValueError, AttributeError, TypeError):
+        raise ListingError("not an SPDX JSON document") from None
+    raise ListingError(f"no SHA256 checksum of a package {name} in it")
+
+
+# How each checksum file a release directory may offer beside a file is read: `<file><suffix>`.
+CHECKSUM_FILES = ((".sha256", parse_checksum_file), (".spdx.json", parse_spdx))
 
 
 # --- the edit of versions.yaml ---------------------------------------------------------------

@@ -163,19 +163,21 @@ def _verified(source: str, version: Version, new: str, listing: releases.Listing
 
 def _check_checksum_file(base: str, name: str, listing: releases.Listing, sha256: str,
                          work: Path, refused: str) -> None:
-    """A `<name>.sha256` the source lists must agree with the file itself: the file is always
-    hashed, so a stale or tampered checksum file is caught, not copied into versions.yaml."""
-    if f"{name}.sha256" not in listing.files:
-        return
-    url = f"{base}{name}.sha256"
-    checksum_file = download(url, work / f"{name}.sha256", required=True)
-    try:
-        given = releases.parse_checksum_file(checksum_file.read_text(errors="replace"), name)
-    except releases.ListingError as error:
-        raise VerificationError(f"{url}: {error}; {refused}") from None
-    if given != sha256:
-        raise VerificationError(f"{url}: gives sha256 {given}, but {base}{name} has {sha256}; "
-                                f"refused, {refused}")
+    """Each checksum file the source lists beside `name` (`.sha256`, python.org's `.spdx.json`)
+    must agree with the file itself: the file is always hashed, so a stale or tampered checksum
+    file is caught, not copied into versions.yaml."""
+    for suffix, parse in releases.CHECKSUM_FILES:
+        if f"{name}{suffix}" not in listing.files:
+            continue
+        url = f"{base}{name}{suffix}"
+        checksum_file = download(url, work / f"{name}{suffix}", required=True)
+        try:
+            given = parse(checksum_file.read_text(errors="replace"), name)
+        except releases.ListingError as error:
+            raise VerificationError(f"{url}: {error}; {refused}") from None
+        if given != sha256:
+            raise VerificationError(f"{url}: gives sha256 {given}, but {base}{name} has "
+                                    f"{sha256}; refused, {refused}")
 
 
 def _key(source: str, version: Version, work: Path) -> bytes:

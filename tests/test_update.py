@@ -127,8 +127,9 @@ def test_3_13_5_updates_to_3_13_14_verified_and_only_its_lines_change(source, fa
     directory, url = source
     (directory / INSTALLER).write_bytes(STAND_IN)  # a stand-in: see the module docstring
     tarball = directory / layout.tarball_path(NEW)
-    # A checksum file the source offers is cross-checked against the tarball: this one agrees.
+    # Checksum files the source offers are cross-checked against the tarball: these agree.
     Path(f"{tarball}.sha256").write_text(f"{NEW_SHA256}  {tarball.name}\n")
+    Path(f"{tarball}.spdx.json").write_text(_sbom(tarball.name, NEW_SHA256))
     before = tmp_path / "before.yaml"
     shutil.copy(family, before)
     assert _invoke("update", "--check", "--series", "3.13", "--source", url,
@@ -186,9 +187,24 @@ def test_dry_run_prints_the_diff_and_writes_nothing(source, family):
     assert _files(family.parent) == before
 
 
+def _sbom(name: str, sha256: str) -> str:
+    """An SBOM as python.org publishes beside a release file (release-tools' sbom.py): the
+    CPython package names the file and its sha256; the vendored packages come first."""
+    return json.dumps({"spdxVersion": "SPDX-2.3", "packages": [
+        {"SPDXID": "SPDXRef-PACKAGE-expat", "name": "expat", "packageFileName": "expat.tar.gz",
+         "checksums": [{"algorithm": "SHA256", "checksumValue": "1" * 64}]},
+        {"SPDXID": "SPDXRef-PACKAGE-cpython", "name": "CPython", "packageFileName": name,
+         "checksums": [{"algorithm": "SHA256", "checksumValue": sha256}]}]})
+
+
 def _tamper_checksum(directory: Path) -> None:
     tarball = directory / layout.tarball_path(NEW)
     Path(f"{tarball}.sha256").write_text(f"{'0' * 64}  {tarball.name}\n")
+
+
+def _tamper_sbom(directory: Path) -> None:
+    tarball = directory / layout.tarball_path(NEW)
+    Path(f"{tarball}.spdx.json").write_text(_sbom(tarball.name, "0" * 64))
 
 
 def _tamper_signature(directory: Path) -> None:
@@ -205,9 +221,10 @@ def _tamper_tarball(directory: Path) -> None:
 
 @pytest.mark.parametrize("tamper, says", [
     (_tamper_checksum, f"Python-{NEW}.tar.xz.sha256: gives sha256 {'0' * 64}, but"),
+    (_tamper_sbom, f"Python-{NEW}.tar.xz.spdx.json: gives sha256 {'0' * 64}, but"),
     (_tamper_signature, f"not a good signature by {FINGERPRINT}"),
     (_tamper_tarball, f"not a good signature by {FINGERPRINT}"),
-], ids=["checksum", "signature", "tarball"])
+], ids=["checksum", "sbom", "signature", "tarball"])
 def test_a_tampered_source_is_refused_and_nothing_is_written(source, family, tamper, says):
     directory, url = source
     tamper(directory)
@@ -306,6 +323,12 @@ def test_checksum_files_and_keyserver_urls():
     assert releases.parse_checksum_file(NEW_SHA256.upper(), name) == NEW_SHA256
     with pytest.raises(releases.ListingError):
         releases.parse_checksum_file(f"{NEW_SHA256}  other.tar.xz\n", name)
+    sbom = _sbom(name, NEW_SHA256)
+    assert releases.parse_spdx(sbom, name) == NEW_SHA256
+    with pytest.raises(releases.ListingError):
+        releases.parse_spdx(sbom, "Python-3.13.13.tar.xz")
+    with pytest.raises(releases.ListingError):
+        releases.parse_spdx("<html>", name)
     assert update.hkp_url("hkps://keys.openpgp.org", FINGERPRINT) == (
         f"https://keys.openpgp.org/pks/lookup?op=get&options=mr&search=0x{FINGERPRINT}")
     assert update.hkp_url("hkp://127.0.0.1:8600", FINGERPRINT).startswith("http://127.0.0.1:8600/")
