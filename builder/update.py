@@ -65,6 +65,15 @@ class UpdateResult:
 
 def run(options: UpdateOptions, out: TextIO | None = None) -> UpdateResult:
     out = out or sys.stdout
+    try:
+        return _update(options, out)
+    except BuilderError as error:
+        if options.report:  # a scheduled pipeline reads why, as well as the exit code
+            _write_report(options, error.exit_code, [], [], error=str(error))
+        raise
+
+
+def _update(options: UpdateOptions, out: TextIO) -> UpdateResult:
     path = Path(options.versions)
     family = versions.load(path)
     chosen = [family.version(s) for s in options.series] if options.series else list(family.versions)
@@ -243,10 +252,14 @@ def _describe(result: SeriesResult, check: bool) -> str:
 
 def _finish(result: UpdateResult, options: UpdateOptions, out: TextIO) -> UpdateResult:
     if options.report:
-        write_atomic(Path(options.report), json.dumps({
-            "versions": options.versions, "source": options.source, "check": options.check,
-            "dry_run": options.dry_run, "exit_code": result.exit_code,
-            "series": [asdict(s) for s in result.series], "files": list(result.files),
-        }, indent=2) + "\n")
+        _write_report(options, result.exit_code, result.series, result.files)
         print(f"report: {options.report}", file=out)
     return result
+
+
+def _write_report(options: UpdateOptions, exit_code: int, series, files, error: str | None = None) -> None:
+    write_atomic(Path(options.report), json.dumps({
+        "versions": options.versions, "source": options.source, "check": options.check,
+        "dry_run": options.dry_run, "exit_code": exit_code, "error": error,
+        "series": [asdict(s) for s in series], "files": list(files),
+    }, indent=2) + "\n")

@@ -235,8 +235,11 @@ def test_a_tampered_source_is_refused_and_nothing_is_written(source, family, tam
     assert "\n" not in message and says in message and url in message
     assert f"{family} not written" in message
     assert _files(family.parent) == before
-    cli = _invoke("update", "--series", "3.13", "--source", url, "--versions", str(family))
+    report = family.parent.parent / "report.json"
+    cli = _invoke("update", "--series", "3.13", "--source", url, "--versions", str(family),
+                  "--report", str(report))
     assert cli.returncode == 1 and cli.stderr.count("\n") == 1 and says in cli.stderr
+    assert says in json.loads(report.read_text())["error"]
 
 
 def test_an_unreachable_index_or_one_that_is_no_listing_is_one_line_naming_it(source, family):
