@@ -88,8 +88,11 @@ def _update(options: UpdateOptions, out: TextIO) -> UpdateResult:
                 results.append(SeriesResult(version.series, version.full, None,
                                             note=f"{source} lists no release of {version.series}"))
             elif releases.release_key(newest) <= releases.release_key(version.full):
-                results.append(SeriesResult(version.series, version.full, None,
-                                            note=f"up to date (newest in the source: {newest})"))
+                completed = (_completed_windows(source, version, listing, work, path, options.check)
+                             if newest == version.full else None)
+                results.append(completed or SeriesResult(
+                    version.series, version.full, None,
+                    note=f"up to date (newest in the source: {newest})"))
             elif options.check:
                 results.append(SeriesResult(version.series, version.full, newest))
             else:
@@ -175,18 +178,50 @@ def _check_checksum_file(base: str, name: str, listing: releases.Listing, sha256
     """Each checksum file the source lists beside `name` (`.sha256`, python.org's `.spdx.json`)
     must agree with the file itself: the file is always hashed, so a stale or tampered checksum
     file is caught, not copied into versions.yaml."""
+    for url, given in _listed_checksums(base, name, listing, work, refused):
+        if given != sha256:
+            raise VerificationError(f"{url}: gives sha256 {given}, but {base}{name} has "
+                                    f"{sha256}; refused, {refused}")
+
+
+def _listed_checksums(base: str, name: str, listing: releases.Listing, work: Path,
+                      refused: str) -> list[tuple[str, str]]:
+    """(URL, sha256) of each checksum file the listing offers beside `name`."""
+    found = []
     for suffix, parse in releases.CHECKSUM_FILES:
         if f"{name}{suffix}" not in listing.files:
             continue
         url = f"{base}{name}{suffix}"
         checksum_file = download(url, work / f"{name}{suffix}", required=True)
         try:
-            given = parse(checksum_file.read_text(errors="replace"), name)
+            found.append((url, parse(checksum_file.read_text(errors="replace"), name)))
         except releases.ListingError as error:
             raise VerificationError(f"{url}: {error}; {refused}") from None
-        if given != sha256:
-            raise VerificationError(f"{url}: gives sha256 {given}, but {base}{name} has "
-                                    f"{sha256}; refused, {refused}")
+    return found
+
+
+def _completed_windows(source: str, version: Version, listing: releases.Listing, work: Path,
+                       versions_path: Path, check: bool) -> SeriesResult | None:
+    """A version already at the newest release whose windows-sha256 a checksum file of the
+    source contradicts (a partial update, now that the source has the installer): the
+    installer's sha256, verified; None when nothing says it is stale. Only a checksum file is
+    read to decide, so an up-to-date run downloads no installer."""
+    installer = releases.windows_installer_name(version.full)
+    if version.windows_sha256 is None or not any(v.is_windows for v in version.variants) \
+            or installer not in listing.files:
+        return None
+    base = f"{source}{layout.release_directory(version.full)}/"
+    refused = f"{versions_path} not written"
+    listed = _listed_checksums(base, installer, listing, work, refused)
+    if not listed or all(given == version.windows_sha256 for _, given in listed):
+        return None
+    if check:
+        return SeriesResult(version.series, version.full, version.full,
+                            windows_sha256=listed[0][1], note=f"{listed[0][0]} differs")
+    windows_sha256 = sha256_file(download(base + installer, work / installer, required=True))
+    _check_checksum_file(base, installer, listing, windows_sha256, work, refused)
+    return SeriesResult(version.series, version.full, version.full, sha256=version.sha256,
+                        windows_sha256=windows_sha256)
 
 
 def _key(source: str, version: Version, work: Path) -> bytes:
@@ -239,6 +274,9 @@ def _validated(text: str, family: versions.Family) -> versions.Family:
 def _describe(result: SeriesResult, check: bool) -> str:
     if not result.new:
         return f"{result.series}: {result.old}, {result.note}"
+    if result.new == result.old:  # the rest of a partial update: the installer is there now
+        return (f"{result.series}: {result.old}, windows-sha256 → {result.windows_sha256}"
+                + (f" available ({result.note})" if check else ""))
     if check:
         return f"{result.series}: {result.old} → {result.new} available"
     line = f"{result.series}: {result.old} → {result.new} (sha256 {result.sha256})"

@@ -177,6 +177,26 @@ def test_a_source_without_the_windows_installer_gives_a_partial_update(source, f
     assert cli.returncode == 3 and "windows-sha256 kept, not bumped" in cli.stdout
 
 
+def test_a_partial_update_is_completed_once_the_source_offers_the_installer(source, family, tmp_path):
+    directory, url = source
+    assert _update(family, url).exit_code == EXIT_PARTIAL
+    partial = tmp_path / "partial.yaml"
+    shutil.copy(family, partial)
+    assert _update(family, url).series[0].new is None  # nothing says windows-sha256 is stale
+    installer = directory / INSTALLER
+    installer.write_bytes(STAND_IN)  # a stand-in: see the module docstring
+    stand_in_sha256 = sha256_file(installer)
+    Path(f"{installer}.sha256").write_text(f"{stand_in_sha256}  {installer.name}\n")
+    check = _invoke("update", "--check", "--series", "3.13", "--source", url,
+                    "--versions", str(family))
+    assert check.returncode == 1 and f"windows-sha256 → {stand_in_sha256} available" in check.stdout
+    assert _update(family, url).exit_code == 0
+    assert _diff(partial, family) == ([f"    windows-sha256: {OLD_WINDOWS_SHA256}"],
+                                      [f"    windows-sha256: {stand_in_sha256}"])
+    assert _invoke("generate", "--check", "--versions", str(family)).returncode == 0
+    assert _update(family, url, check=True).exit_code == 0
+
+
 def test_dry_run_prints_the_diff_and_writes_nothing(source, family):
     directory, url = source
     (directory / INSTALLER).write_bytes(STAND_IN)  # a stand-in: see the module docstring
