@@ -10,6 +10,7 @@ import json
 import re
 from dataclasses import dataclass
 from html.parser import HTMLParser
+from urllib.parse import unquote
 
 from . import yamldoc
 from .errors import InputError
@@ -21,7 +22,8 @@ _STAGES = {"a": 0, "b": 1, "rc": 2, None: 3}  # a final release sorts after its 
 
 
 class ListingError(ValueError):
-    """The text is not an HTML directory listing; the caller names the URL."""
+    """What the source served does not read as a listing or a checksum file; the caller names
+    the URL."""
 
 
 @dataclass(frozen=True)
@@ -58,7 +60,7 @@ def parse_listing(html: str) -> Listing:
         if not path or "://" in href or path.startswith("..") or path in ("/", "./"):
             continue
         is_directory = path.endswith("/")
-        name = path.rstrip("/").rsplit("/", 1)[-1]
+        name = unquote(path.rstrip("/").rsplit("/", 1)[-1])
         if name and not name.startswith("."):
             (directories if is_directory else files).append(name)
     return Listing(tuple(directories), tuple(files))
@@ -104,9 +106,9 @@ def newest(found: dict[str, Listing]) -> str | None:
     """The newest final release among release directories (name → listing) of one series;
     a series with no final release yet takes its newest pre-release, as upstream does for the
     coming series. None when no directory holds a tarball."""
-    releases = [r for directory, listing in found.items() for r in releases_in(directory, listing)]
-    finals = [r for r in releases if release_key(r)[3] == _STAGES[None]]
-    chosen = finals or releases
+    every = [r for directory, listing in found.items() for r in releases_in(directory, listing)]
+    finals = [r for r in every if release_key(r)[3] == _STAGES[None]]
+    chosen = finals or every
     return max(chosen, key=release_key) if chosen else None
 
 
@@ -151,6 +153,7 @@ class Bump:
     sha256: str
     windows_sha256: str | None = None  # None: windows-sha256 stays as it is
 
+
 @dataclass(frozen=True)
 class Change:
     """One value to replace: the field `key` written on `line` (1-based) of versions.yaml."""
@@ -178,11 +181,11 @@ def changes(family: Family, doc: yamldoc.Doc, bumps: list[Bump]) -> list[Change]
     return found
 
 
-def edit(text: str, changes: list[Change], source: str) -> str:
+def edit(text: str, replacements: list[Change], source: str) -> str:
     """`text` with each change's value replaced on its line and nothing else touched: comments,
     anchors, quoting, order and layout stay as written, so the diff is the changed lines."""
     lines = text.splitlines(keepends=True)
-    for change in changes:
+    for change in replacements:
         line = lines[change.line - 1]
         # The key, then the value as written: plain or quoted, ended by space, comma, }, # or EOL.
         pattern = re.compile(rf"((?:^|[\s{{,]){re.escape(change.key)}\s*:\s+)(['\"]?)"

@@ -12,7 +12,7 @@ import difflib
 import json
 import sys
 import tempfile
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import TextIO
 from urllib.parse import urljoin
@@ -42,7 +42,8 @@ class UpdateOptions:
 class SeriesResult:
     series: str  # "3.13"
     old: str  # "3.13.5"
-    new: str | None  # "3.13.14"; None: up to date, or the source has none of the series
+    new: str | None  # "3.13.14"; None: up to date, or the source has none of the series;
+    # == old: only windows-sha256 changes (the rest of an earlier partial update)
     sha256: str | None = None
     windows_sha256: str | None = None  # the installer's; None: unchanged
     windows_kept: str | None = None  # why windows-sha256 was not bumped (a partial update)
@@ -54,7 +55,7 @@ class UpdateResult:
     series: tuple[SeriesResult, ...]
     check: bool = False
     diff: str = ""
-    files: tuple[str, ...] = field(default=())  # the Dockerfiles rewritten (or, dry run, to be)
+    files: tuple[str, ...] = ()  # the Dockerfiles rewritten (or, dry run, to be)
 
     @property
     def exit_code(self) -> int:
