@@ -2,7 +2,8 @@
 
 Option names are the same across tasks: --version, --variant, --platform,
 --registry, --builders, --report, --dry-run, --versions, --templates.
-Exit codes: 0 done, 1 some job or tag failed, 2 bad input or configuration.
+Exit codes: 0 done, 1 some job or tag failed, 2 bad input or configuration, 3 partial
+(`update`: a version bumped, its Windows installer not found).
 """
 from __future__ import annotations
 
@@ -193,3 +194,25 @@ def mirror(c, versions=DEFAULT_VERSIONS, version=None, dir=None, source="debian"
         keys_url=keys_url, registry=registry, suites=tuple(suite or bases.DEBIAN_SUITES),
         platforms=tuple(platform or command.DEFAULT_PLATFORMS), make_bases=not no_bases,
         slim_only=slim_only, port=int(port), start_server=not no_serve))
+
+
+# --- version bumps from a python.org-layout release index (issue 16) ------------------------
+
+@task(auto_shortflags=False, iterable=["series"],
+      help={"series": "update only this series, 3.13 (repeatable); default: every one in the file",
+            "source": "the release index: python.org's ftp/python/ (the default) or a mirror in "
+                      "its layout, such as http://127.0.0.1:8600/python/",
+            "versions": _VERSIONS_HELP,
+            "check": "write nothing; exit 1 when a newer release exists, 0 when up to date",
+            "dry_run": "fetch and verify, print the diff of the versions file; write nothing",
+            "report": "write what changed here as JSON"})
+def update(c, series=None, source=None, versions=DEFAULT_VERSIONS, check=False, dry_run=False,
+           report=None):
+    """Bump each series to its newest release (verified), rewrite the versions file in place,
+    regenerate. Exit 3: partial (a Windows installer was missing)."""
+    from builder import update as stage
+    from builder.mirror import config
+
+    _run(stage.run, stage.UpdateOptions(
+        versions=versions, series=tuple(series or ()), source=source or config.PYTHON_ORG,
+        check=check, dry_run=dry_run, report=report))

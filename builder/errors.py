@@ -6,6 +6,7 @@ from pathlib import Path
 EXIT_OK = 0
 EXIT_FAILED = 1  # some job or tag failed; the rest went through
 EXIT_BAD_INPUT = 2  # bad input or configuration; nothing was done
+EXIT_PARTIAL = 3  # done in part: `invoke update` bumped a version but kept its windows-sha256
 EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as a shell reports it
 
 

@@ -3,19 +3,22 @@
 `start` runs `python -m builder.mirror.serve DIR PORT` detached, with its PID file and log in
 DIR/.work/, as `invoke registry` does; a second start finds it answering and uses it; `stop`
 stops it by that PID. Paths with a component starting with "." (the .work/ state) are not
-served. HKP: `GET /pks/lookup?op=get&options=mr&search=0x<FINGERPRINT>` answers keys/<FPR>.asc
-with Content-Type application/pgp-keys, as `gpg --keyserver hkp://HOST:PORT --recv-keys`
+served; directories are listed as nginx's autoindex lists python.org's, without them. HKP:
+`GET /pks/lookup?op=get&options=mr&search=0x<FINGERPRINT>` answers keys/<FPR>.asc with
+Content-Type application/pgp-keys, as `gpg --keyserver hkp://HOST:PORT --recv-keys`
 expects; op=index lists the matching fingerprints in the machine-readable format.
 """
 from __future__ import annotations
 
+import html
+import io
 import subprocess
 import sys
 import time
 from functools import partial
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from urllib.parse import parse_qs, urlsplit
+from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import requests
 
@@ -49,8 +52,32 @@ class Handler(SimpleHTTPRequestHandler):
         if not self._refused():
             super().do_HEAD()
 
-    def list_directory(self, path):  # a mirror lists nothing; files are fetched by name
-        self.send_error(404)
+    def list_directory(self, path):
+        """An autoindex page as nginx writes python.org's, so `invoke update` reads a release
+        index from this mirror as from python.org; dot entries (.work/, temporary files) are
+        left out, as they are not served."""
+        try:
+            entries = sorted(p for p in Path(path).iterdir() if not p.name.startswith("."))
+        except OSError:
+            self.send_error(404)
+            return None
+        title = html.escape(unquote(urlsplit(self.path).path))
+        rows = ['<a href="../">../</a>']
+        for entry in entries:
+            name = entry.name + ("/" if entry.is_dir() else "")
+            stat = entry.stat()
+            when = time.strftime("%d-%b-%Y %H:%M", time.gmtime(stat.st_mtime))
+            size = "-" if entry.is_dir() else str(stat.st_size)
+            rows.append(f'<a href="{quote(name)}">{html.escape(name)}</a>'
+                        f'{" " * max(1, 51 - len(name))}{when} {size:>19}')
+        body = (f"<html>\r\n<head><title>Index of {title}</title></head>\r\n<body>\r\n"
+                f"<h1>Index of {title}</h1><hr><pre>{chr(10).join(rows)}\n</pre><hr></body>\r\n"
+                "</html>\r\n").encode()
+        self.send_response(200)
+        self.send_header("Content-Type", "text/html; charset=utf-8")
+        self.send_header("Content-Length", str(len(body)))
+        self.end_headers()
+        return io.BytesIO(body)
 
     def _refused(self) -> bool:
         if any(part.startswith(".") for part in urlsplit(self.path).path.split("/")):
