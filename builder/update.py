@@ -21,7 +21,7 @@ from . import releases, render, versions, yamldoc
 from .errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, BuilderError, VerificationError
 from .files import write_atomic
 from .mirror import config, layout
-from .mirror.fill import _get as download
+from .mirror.fill import download
 from .mirror.verify import check_signature, export_key, sha256_file
 from .versions import Version
 

@@ -228,12 +228,12 @@ class DebianArchive:
         pool = f"{self.archive}/{layout.debian_pool_directory(wanted.version)}"
         orig = layout.debian_orig_name(wanted.version)
         target = self.downloads / "pool"
-        tarball = _get(f"{pool}/{orig}", target / orig)
+        tarball = download(f"{pool}/{orig}", target / orig)
         if tarball is None:
             raise BuilderError(f"{layout.tarball_path(wanted.version)}: Debian's archive "
                                f"({', '.join(self.suites)}) has no {orig}, neither in its index "
                                f"nor in {pool}/; fill it from an upstream-layout URL instead")
-        signature = _get(f"{pool}/{orig}.asc", target / f"{orig}.asc")
+        signature = download(f"{pool}/{orig}.asc", target / f"{orig}.asc")
         key_file = None
         if wanted.fingerprint:
             key_file = self._listed_signing_key(pool, entries, target)
@@ -248,7 +248,7 @@ class DebianArchive:
             for name, sha256 in entry.files:
                 if ".debian.tar." not in name:
                     continue
-                debian_tar = _get(f"{pool}/{name}", target / name)
+                debian_tar = download(f"{pool}/{name}", target / name)
                 if debian_tar is not None and sha256_file(debian_tar) == sha256:
                     found = _signing_key(debian_tar, target)
                     if found:
@@ -305,16 +305,16 @@ class UpstreamURL:
         release = layout.release_directory(wanted.version)
         target = self.downloads / release
         url = f"{self.base}{release}/{layout.tarball_name(wanted.version)}"
-        tarball = _get(url, target / layout.tarball_name(wanted.version), required=True)
-        signature = _get(url + ".asc", target / (layout.tarball_name(wanted.version) + ".asc"))
+        tarball = download(url, target / layout.tarball_name(wanted.version), required=True)
+        signature = download(url + ".asc", target / (layout.tarball_name(wanted.version) + ".asc"))
         key_file = None
         if wanted.fingerprint and self.keys_url:
-            key_file = _get(f"{self.keys_url}{wanted.fingerprint}.asc",
+            key_file = download(f"{self.keys_url}{wanted.fingerprint}.asc",
                                  target / f"{wanted.fingerprint}.asc")
         return Fetched(tarball, signature, key_file, origin=url)
 
 
-def _get(url: str, path: Path, required: bool = False) -> Path | None:
+def download(url: str, path: Path, required: bool = False) -> Path | None:
     """Download `url` to `path`; None on a 404 unless `required`."""
     try:
         with requests.get(url, stream=True, timeout=60) as response:
