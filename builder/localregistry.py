@@ -111,17 +111,23 @@ def stop(state: Path = DEFAULT_STATE) -> None:
     """Stop the registry `start` started, by its PID file (never by name), and wait until it
     has exited, so that the port is free when this returns."""
     state = state.resolve()
-    pid_file = state / "registry.pid"
+    stop_recorded(state / "registry.pid", lambda pid: _ours(pid, state), "registry",
+                  f"from {state}")
+
+
+def stop_recorded(pid_file: Path, ours: Callable[[int], bool], what: str, where: str) -> None:
+    """Stop the process `pid_file` records, if it is still ours (a PID can be reused), and
+    wait until it is gone; then forget it. `what` and `where` name it in the message."""
     try:
         pid = int(pid_file.read_text())
     except (FileNotFoundError, ValueError):
-        print(f"no registry started from {state}")
+        print(f"no {what} started {where}")
         return
-    if _ours(pid, state):
-        stop_process(pid, lambda: _ours(pid, state))
-        print(f"stopped the registry (pid {pid})")
+    if ours(pid):
+        stop_process(pid, lambda: ours(pid))
+        print(f"stopped the {what} (pid {pid})")
     else:
-        print(f"the registry (pid {pid}) is no longer running")
+        print(f"the {what} (pid {pid}) is no longer running")
     pid_file.unlink()
 
 

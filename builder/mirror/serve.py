@@ -23,7 +23,7 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 import requests
 
 from ..errors import BuilderError, InputError
-from ..localregistry import process_argv, stop_process
+from ..localregistry import process_argv, stop_process, stop_recorded
 from . import layout
 
 DEFAULT_PORT = 8600
@@ -161,17 +161,8 @@ def start(directory: Path, port: int = DEFAULT_PORT) -> str:
 def stop(directory: Path) -> None:
     """Stop the server `start` started for `directory`, by its PID file, and wait until it is gone."""
     directory = directory.resolve()
-    pid_file = directory / layout.WORK / "serve.pid"
-    pid = _pid(pid_file)
-    if pid is None:
-        print(f"no mirror server started for {directory}")
-        return
-    if _ours(pid, directory):
-        stop_process(pid, lambda: _ours(pid, directory))
-        print(f"stopped the mirror server (pid {pid})")
-    else:
-        print(f"the mirror server (pid {pid}) is no longer running")
-    pid_file.unlink()
+    stop_recorded(directory / layout.WORK / "serve.pid", lambda pid: _ours(pid, directory),
+                  "mirror server", f"for {directory}")
 
 
 def _pid(pid_file: Path) -> int | None:
