@@ -12,8 +12,10 @@ shared tag, holding Linux and Windows images together.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
-from .versions import Family, Variant, Version
+if TYPE_CHECKING:  # versions checks every tag at load time with the functions here
+    from .versions import Family, Variant, Version
 
 
 @dataclass(frozen=True)

@@ -10,6 +10,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 from . import smoke, yamldoc
+from .tags import variant_tags
 from .errors import InputError
 from .platforms import Platform, platform
 
@@ -293,7 +294,6 @@ def _check_tags(doc: yamldoc.Doc, family: Family) -> None:
     Caught here, a collision would otherwise surface only at publish, as one
     manifest list overwriting another.
     """
-    from .tags import variant_tags  # tags builds on the types defined here
 
     owners: dict[str, tuple[Version, Variant, bool]] = {}
     for index, version in enumerate(family.versions):
