@@ -7,6 +7,8 @@ Exit codes: 0 done, 1 some job or tag failed, 2 bad input or configuration, 3 pa
 """
 from __future__ import annotations
 
+import os
+import signal
 import sys
 
 from invoke import Exit, task
@@ -17,9 +19,24 @@ DEFAULT_VERSIONS = "versions.yaml"
 _VERSIONS_HELP = f"the versions file (default {DEFAULT_VERSIONS})"
 
 
+def _interrupt(signum, frame) -> None:
+    """SIGTERM (a pipeline cancelling the job) stops a run as Ctrl-C does: running steps are
+    killed and the report says which stage was interrupted. A second signal exits at once."""
+    signal.signal(signal.SIGINT, _exit_at_once)
+    signal.signal(signal.SIGTERM, _exit_at_once)
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
+def _exit_at_once(signum, frame) -> None:
+    print(f"{signal.Signals(signum).name} again: exiting at once", file=sys.stderr, flush=True)
+    os._exit(EXIT_INTERRUPTED)
+
+
 def _run(function, *args) -> None:
     """Run a stage (`stage.run(options)`); its result's exit code (or an int) is the task's.
     Errors become one line and their exit code."""
+    signal.signal(signal.SIGINT, _interrupt)
+    signal.signal(signal.SIGTERM, _interrupt)
     try:
         result = function(*args)
     except BuilderError as error:

@@ -301,8 +301,9 @@ def test_force_builds_and_pushes_again_what_is_unchanged(tmp_path, registry, mir
     assert forced.pushed is not None and forced.digest == first.digest  # same layers, from cache
 
 
+@pytest.mark.parametrize("stop", [signal.SIGINT, signal.SIGTERM], ids=["ctrl-c", "sigterm"])
 def test_ctrl_c_stops_the_build_kills_the_running_step_and_pushes_nothing(
-        tmp_path, registry, mirror, docker_client):
+        tmp_path, registry, mirror, docker_client, stop):
     family = tmp_path / "versions.yaml"
     family.write_text("repository: tiny-interrupted\nvariants:\n  busybox:\n    template: slow\n"
                       "    from: busybox:latest\n    platforms: [amd64, arm64v8]\n"
@@ -337,7 +338,7 @@ def test_ctrl_c_stops_the_build_kills_the_running_step_and_pushes_nothing(
         else:
             pytest.fail("no RUN step ever started")
         first = started()
-        running.send_signal(signal.SIGINT)
+        running.send_signal(stop)
         stdout, stderr = running.communicate(timeout=300)
     finally:
         running.kill()
