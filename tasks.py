@@ -134,8 +134,8 @@ def build(c, version, variant=None, platform=None, push=False, registry=None, bu
       help={"version": "the version to release: 3.8.0 (or its series, 3.8)",
             "registry": "where the per-arch images and the tags go: 127.0.0.1:5000, "
                         "registry.example.com/team",
-            "variant": "build only this variant (repeatable); publish still covers every tag",
-            "platform": "build only this platform (repeatable)",
+            "variant": "build only this variant (repeatable), and publish only the tags it alone makes up",
+            "platform": "build only this platform (repeatable); the lists then hold only those platforms",
             "builders": "the builders file (default $BUILDER_BUILDERS, else the local engine)",
             "report": "write the JSON report here: jobs, tags, summary pages, exit code",
             "out": "where the summary pages go: <out>/<repository>/remote/<tag>.md (default out)",

@@ -22,7 +22,7 @@ from typing import Mapping, Sequence, TextIO
 from . import versions
 from .errors import EXIT_FAILED, EXIT_OK, BuilderError, InputError
 from .naming import arch_reference, target_reference
-from .platforms import Platform
+from .platforms import Platform, platform as parse_platform
 from .publish_lists import Member, TagResult, assemble
 from .reference import FOREIGN_LAYER_TYPES, ImageRef, sha256_digest
 from .registry import NotFound, RegistryClient
@@ -159,6 +159,8 @@ class PublishOptions:
     dry_run: bool = False
     ca_bundle: str | None = None
     report: str | None = None
+    variants: tuple[str, ...] = ()  # only the tags these variants alone make up
+    platforms: tuple[str, ...] = ()  # lists of these platforms only (official or OCI names)
 
 
 @dataclass(frozen=True)
@@ -193,8 +195,16 @@ def run(options: PublishOptions, out: TextIO | None = None, *,
     family = family or versions.load(options.versions)
     wanted = family.version(options.version)
     registry = options.registry.rstrip("/")
+    for name in options.variants:
+        wanted.variant(name)  # an unknown name is bad input, before anything is read
+    platforms = tuple(parse_platform(name) for name in options.platforms)
+    if options.variants or platforms:
+        print(f"publishing the tags of {', '.join(options.variants) or 'every variant'}"
+              f"{', lists of ' + ', '.join(p.name for p in platforms) + ' only' if platforms else ''}",
+              file=out)
     client = registry_client(registry, family.repository, ca_bundle=options.ca_bundle)
-    results = publish(client, registry, family.repository, wanted, tag_groups(family, wanted),
+    groups = tag_groups(family, wanted, options.variants, platforms)
+    results = publish(client, registry, family.repository, wanted, groups,
                       oci=options.oci, allow_missing=options.allow_missing,
                       arch_namespace_layout=options.arch_namespace, dry_run=options.dry_run)
     result = PublishResult(wanted, registry, client, tuple(results))

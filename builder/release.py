@@ -14,6 +14,7 @@ from typing import TextIO
 from . import build, publish, render, summary, versions
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BuilderError
 from .report import Report, StageResult, Status
+from .platforms import platform as parse_platform
 from .tags import tag_groups
 
 
@@ -104,7 +105,9 @@ def _stages(report: Report, family: versions.Family, options: ReleaseOptions, re
     went_through = _went_through(report, built)
     if options.dry_run:
         _begin(report, "publish", out, "publish (planned)")
-        for tag, members in tag_groups(family, built.plan.version).items():
+        platforms = tuple(parse_platform(name) for name in options.platforms)
+        for tag, members in tag_groups(family, built.plan.version, options.variants,
+                                       platforms).items():
             print(f"  {tag}: {', '.join(v.name for v in members)}", file=out)
         return EXIT_OK
     if not went_through:
@@ -114,7 +117,8 @@ def _stages(report: Report, family: versions.Family, options: ReleaseOptions, re
     _begin(report, "publish", out, "publish")
     published = publish.run(publish.PublishOptions(
         options.version, registry, oci=options.oci, allow_missing=options.allow_missing,
-        arch_namespace=options.arch_namespace, ca_bundle=options.ca_bundle), out, family=family)
+        arch_namespace=options.arch_namespace, ca_bundle=options.ca_bundle,
+        variants=options.variants, platforms=options.platforms), out, family=family)
     if not _went_through(report, published):
         return EXIT_FAILED
 

@@ -11,10 +11,11 @@ shared tag, holding Linux and Windows images together.
 """
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:  # versions checks every tag at load time with the functions here
+    from .platforms import Platform
     from .versions import Family, Variant, Version
 
 
@@ -60,11 +61,26 @@ def variant_tags(family: Family, version: Version, variant: Variant) -> VariantT
                        shared_tags=_unique(shared))
 
 
-def tag_groups(family: Family, version: Version) -> dict[str, tuple[Variant, ...]]:
-    """Every tag and shared tag of the version → the variants its manifest list holds."""
+def tag_groups(family: Family, version: Version, variants: tuple[str, ...] = (),
+               platforms: tuple[Platform, ...] = ()) -> dict[str, tuple[Variant, ...]]:
+    """Every tag and shared tag of the version → the variants its manifest list holds.
+
+    With `variants` (names), only the tags whose members all are among them: a release of
+    slim-trixie alone publishes `3.14-slim`, not `3.14`, which also holds trixie. With
+    `platforms`, each member keeps only those of its platforms, and a member left with none
+    drops out: the lists then hold exactly the platforms asked for.
+    """
     groups: dict[str, list[Variant]] = {}
     for variant in version.variants:
         computed = variant_tags(family, version, variant)
         for tag in computed.tags + computed.shared_tags:
             groups.setdefault(tag, []).append(variant)
-    return {tag: tuple(variants) for tag, variants in groups.items()}
+    if variants:
+        groups = {tag: members for tag, members in groups.items()
+                  if all(m.name in variants for m in members)}
+    if platforms:
+        wanted = {p.name for p in platforms}
+        groups = {tag: [replace(m, platforms=kept) for m in members
+                        if (kept := tuple(p for p in m.platforms if p.name in wanted))]
+                  for tag, members in groups.items()}
+    return {tag: tuple(members) for tag, members in groups.items() if members}

@@ -203,3 +203,24 @@ def test_invoke_library_prints_the_file():
     assert [s for s in stanzas(result.stdout) if "Directory: 3.8/" in s] == \
         stanzas(without_major_and_latest(PUBLISHED_3_8))
     assert "\nDirectory: 3.14/slim-trixie\n" in result.stdout
+
+
+def test_a_release_of_some_variants_and_platforms_publishes_just_their_tags():
+    from builder.platforms import platform
+    from builder.versions import load
+    from pathlib import Path
+
+    family = load(Path(__file__).resolve().parents[1] / "versions.yaml")
+    version = family.version("3.14")
+    groups = tag_groups(family, version, ("slim-trixie",), (platform("amd64"), platform("linux/386")))
+    assert list(groups) == ["3.14.6-slim-trixie", "3.14-slim-trixie", "3-slim-trixie", "slim-trixie",
+                            "3.14.6-slim", "3.14-slim", "3-slim", "slim"]
+    for members in groups.values():
+        assert [(v.name, [p.name for p in v.platforms]) for v in members] == [
+            ("slim-trixie", ["amd64", "i386"])]
+    # The shared tags hold trixie and Windows too: not a tag of slim-trixie alone.
+    assert "3.14" not in groups and "latest" not in groups
+    windows_only = tag_groups(family, version, (), (platform("windows-amd64"),))
+    assert [v.name for v in windows_only["3.14"]] == ["windowsservercore-ltsc2025",
+                                                      "windowsservercore-ltsc2022"]
+    assert "3.14-slim" not in windows_only
