@@ -115,6 +115,14 @@ def pull(api, engine: Engine, base: str, platform: Platform, log: Callable[[str]
                           f"{base}: {error.explanation or error}") from None
 
 
+def traced_command(line: str) -> str | None:
+    """The command a `set -x` trace line names, or None. Two commands of one pipeline trace
+    at once, so a line can start with both markers (`+ + echo …`)."""
+    if not line.startswith("+ "):
+        return None
+    return re.sub(r"^(\+ )+", "", line).strip() or None
+
+
 def build(api, engine: Engine, context: bytes, platform: Platform, *, build_args: dict[str, str],
           labels: dict[str, str], nocache: bool, on_event: Callable[[Event], None],
           host_network: bool = False) -> str:
@@ -147,8 +155,7 @@ def build(api, engine: Engine, context: bytes, platform: Platform, *, build_args
                     on_event(Step(int(match.group(1)), int(match.group(2)), instruction))
                 *lines, partial = (partial + _ANSI_RE.sub("", text)).split("\n")
                 for line in lines:
-                    if line.startswith("+ "):
-                        command = line[2:].strip()
+                    command = traced_command(line) or command
                 if _NOISE not in text:
                     on_event(Output(text))
             elif chunk.get("status"):

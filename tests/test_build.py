@@ -19,6 +19,7 @@ import pytest
 
 from builder import build, builders as builders_file, versions
 from builder.build import HASH_LABEL
+from builder.engineapi import traced_command
 from builder.plan import Plan, plan
 from builder.platforms import platform
 from builder.registry import RegistryClient
@@ -384,3 +385,16 @@ def test_a_failure_deep_in_a_long_traced_run_step_names_the_command(tmp_path, re
     traced = line.split(" at `", 1)[1].split("`", 1)[0]
     assert "sha256sum -c -" in traced or traced.startswith("echo 0000"), line
     assert "The command '" not in line and "echo never" not in line and len(line) < 400
+
+
+@pytest.mark.parametrize("line, expected", [
+    ("+ echo 0000 *python.tar.xz", "echo 0000 *python.tar.xz"),
+    # A pipeline's two traces on one line: both markers first, then one command's text.
+    ("+ + echo 0000 *python.tar.xz", "echo 0000 *python.tar.xz"),
+    ("+ + + sha256sum -c -", "sha256sum -c -"),
+    ("++ dpkg --print-architecture", None),  # a command substitution's inner trace
+    ("+ ", None),
+    ("Get:1 http://deb.debian.org trixie InRelease", None),
+])
+def test_a_trace_line_names_its_command_with_every_marker_taken_off(line, expected):
+    assert traced_command(line) == expected
