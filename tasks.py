@@ -60,8 +60,11 @@ def summary(c, image_ref, out=None, ca_bundle=None):
     _run(stage.run, stage.SummaryOptions((image_ref,), out=out, ca_bundle=ca_bundle))
 
 
-@task(auto_shortflags=False,
+@task(auto_shortflags=False, iterable=["variant", "platform"],
       help={"version": "the version to publish: 3.8.0 (or its series, 3.8)",
+            "variant": "only the tags this variant (repeatable) alone makes up",
+            "platform": "lists of this platform (repeatable) and of the others already "
+                        "published and current",
             "registry": "where the per-arch images are and the lists go: 127.0.0.1:5000, "
                         "registry.example.com/team, docker.io",
             "oci": "write OCI image indexes instead of Docker manifest lists",
@@ -71,15 +74,24 @@ def summary(c, image_ref, out=None, ca_bundle=None):
             "versions": _VERSIONS_HELP,
             "dry_run": "say what would be written; write nothing",
             "ca_bundle": "PEM file of the CA that signed the registry's certificate",
-            "report": "write the JSON report here: per tag the list digest, platforms, result"})
+            "report": "write the JSON report here: per tag the list digest, platforms, result",
+            "builders": "the builders file: its base and source mirrors are part of each "
+                        "image's build hash, which must be the plan's",
+            "from_report": "the report of the `invoke build --push` this publishes: list the "
+                           "digests it pushed or found unchanged (a moved tag fails)"})
 def publish(c, version, registry, oci=False, allow_missing=False, arch_namespace=False,
-            versions=DEFAULT_VERSIONS, dry_run=False, ca_bundle=None, report=None):
-    """Write a manifest list (or OCI index) for every tag and shared tag of a version."""
+            versions=DEFAULT_VERSIONS, dry_run=False, ca_bundle=None, report=None,
+            builders=None, from_report=None, variant=None, platform=None):
+    """Write a manifest list (or OCI index) for every tag and shared tag of a version, of the
+    per-arch images --from-report's build pushed, else of those whose build hash is the plan's."""
     from builder import publish as stage
 
     _run(stage.run, stage.PublishOptions(version, registry, versions=versions, oci=oci,
                                      allow_missing=allow_missing, arch_namespace=arch_namespace,
-                                     dry_run=dry_run, ca_bundle=ca_bundle, report=report))
+                                     dry_run=dry_run, ca_bundle=ca_bundle, report=report,
+                                     builders=builders, from_report=from_report,
+                                     variants=tuple(variant or ()),
+                                     platforms=tuple(platform or ())))
 
 
 @task(help={"versions": _VERSIONS_HELP,

@@ -29,7 +29,7 @@ from collections import Counter
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TextIO
+from typing import Callable, TextIO
 
 from . import engineapi, engines, versions
 from .builders import Engine
@@ -383,6 +383,24 @@ class Runner:
         engineapi.tag(api, image_id, job.image)
         log.write(f"tagged {image_id} as {job.image}\n")
         return image_id
+
+
+def hash_now(plan: Plan) -> Callable[[BuildJob, str | None], str]:
+    """The build hash a job of `plan` gets now, without an engine: its bases pinned as a build
+    pins them, its parent (if any) at the given registry digest. Publish compares it with the
+    label of an image this run did not build."""
+    runner = Runner(plan, push=False, force=False, nocache=False, logs=Path(),
+                    progress=Progress([]))
+    jobs = {job.key: job for job in plan.jobs}
+
+    def hash_of(job: BuildJob, parent_digest: str | None) -> str:
+        parent = None
+        if job.parent:
+            parent = JobResult(job.parent, job.platform.name, None, Status.SKIPPED,
+                               image=str(jobs[job.parent].image), digest=parent_digest)
+        return runner._prepare(job, parent).build_hash
+
+    return hash_of
 
 
 def run_plan(plan: Plan, *, push: bool = False, force: bool = False, nocache: bool = False,

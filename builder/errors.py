@@ -47,3 +47,17 @@ class VerificationError(BuilderError):
     One line naming the file and what was expected against what was found; the mirror is
     left as it was.
     """
+
+
+class PublishRefused(BuilderError):
+    """A tag member this run cannot vouch for: the tag is not written, the others go on."""
+
+
+class MovedMember(PublishRefused):
+    """A per-arch tag this run pushed or verified now holds another image (or none): a
+    concurrent release or a push changed it between build and publish."""
+
+
+class StaleMember(PublishRefused):
+    """A per-arch image this run did not build whose build hash is not the one the plan builds
+    now (or cannot be computed): publishing it would list an image older than the tree."""

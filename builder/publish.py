@@ -5,25 +5,36 @@ gives; this stage finds them, reads each image's config for its platform fields,
 for every tag and shared tag of the version, a list of exactly those images. The list's bytes
 come from the pure core, `builder.publish_lists`.
 
+- A tag lists only images this run vouches for (`builder.publish_rules`): the ones its build
+  stage pushed or found unchanged, still at their digest; any other only when its build hash
+  is the one the plan builds now. A moved or stale member refuses its tag, naming the member.
 - A tag is never partial: its list is written only when every (variant, platform) it needs is
-  present, unless ``allow_missing`` says to publish what exists (and the output says so).
+  present, unless ``allow_missing`` says to publish what exists (and the output says so). With
+  ``--platform``, the lists hold those platforms and every other one already in the registry
+  and current; an absent other one is left out.
 - With arch namespaces (``amd64/python:3.8.0-buster``, like the official images) the images are
   first copied into the target repository, because a registry rejects a list whose entries
   live in another repository: blobs by cross-repository mount, then the manifest by digest.
 """
 from __future__ import annotations
 
+import json
 import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from pathlib import Path
 from typing import Mapping, Sequence, TextIO
 
-from . import versions
-from .errors import EXIT_FAILED, EXIT_OK, BuilderError, InputError
+from . import build, engines, versions
+from .builders import Builders
+from .errors import EXIT_FAILED, EXIT_OK, BuilderError, InputError, MovedMember, StaleMember
 from .naming import arch_reference, target_reference
+from .plan import plan as make_plan
 from .platforms import Platform, platform as parse_platform
 from .publish_lists import Member, TagResult, assemble
+from .publish_rules import (Found, HashNow, Verdict, Verified, decide, hashing_builders,
+                            verified_from_report, verified_jobs)
 from .reference import FOREIGN_LAYER_TYPES, ImageRef, sha256_digest
 from .registry import NotFound, RegistryClient
 from .report import Report, Status
@@ -50,28 +61,65 @@ class _Found:
     problem: str = ""  # why there is no member
     missing: bool = False  # the image is absent (as opposed to wrong)
 
+    @property
+    def found(self) -> Found | None:
+        if self.member is None:
+            return None
+        labels = (self.member.config.get("config") or {}).get("Labels") or {}
+        return Found(self.member.manifest.digest, labels.get(build.HASH_LABEL, ""))
+
 
 def publish(client: RegistryClient, registry: str, repository: str, version: Version,
-            groups: Mapping[str, Sequence[Variant]], *, oci: bool = False,
+            groups: Mapping[str, Sequence[Variant]], *, hash_now: HashNow,
+            parents: Mapping[str, str] | None = None,
+            verified: Mapping[str, Verified] | None = None,
+            optional: frozenset[str] = frozenset(), oci: bool = False,
             allow_missing: bool = False, arch_namespace_layout: bool = False,
             dry_run: bool = False) -> list[TagResult]:
-    """Write the list of every tag in `groups` ({tag: variants}); one result per tag, in order."""
-    needed = list(dict.fromkeys((variant, platform) for variants in groups.values()
-                                for variant in variants for platform in variant.platforms))
-    target = target_reference(registry, repository, "latest").repository
+    """Write the list of every tag in `groups` ({tag: variants}); one result per tag, in order.
 
-    def find(pair: tuple[Variant, Platform]) -> _Found:
-        variant, platform = pair
-        return _find(client, arch_reference(registry, repository, version, variant, platform,
-                                            arch_namespace_layout=arch_namespace_layout), platform)
+    Members are job keys (``1.0.0/busybox/amd64``): `verified` holds this run's, `hash_now` gives
+    the plan's build hash of any other, `parents` a member's parent key. A member of a platform
+    in `optional` is left out of its lists when absent."""
+    parents = parents or {}
+    pairs = {_key(version, variant, platform): (variant, platform)
+             for variants in groups.values() for variant in variants
+             for platform in variant.platforms}
+    wanted = list(pairs)
+    for key in wanted:  # a member's parent is judged with it, so it is read too
+        while key in parents and parents[key] not in pairs:
+            key = parents[key]
+            pairs[key] = _pair(version, key)
+    target = target_reference(registry, repository, "latest").repository
+    refs = {key: arch_reference(registry, repository, version, variant, platform,
+                                arch_namespace_layout=arch_namespace_layout)
+            for key, (variant, platform) in pairs.items()}
 
     with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
-        found = dict(zip(needed, pool.map(find, needed)))
+        found = dict(zip(pairs, pool.map(lambda key: _find(client, refs[key], pairs[key][1]),
+                                         pairs)))
+        verdicts = decide(wanted, references={key: str(ref) for key, ref in refs.items()},
+                          found={key: f.found for key, f in found.items()},
+                          verified=verified or {}, parents=parents, hash_now=hash_now)
+        used = [found[key] for key in wanted if verdicts[key].digest]
         if not dry_run:
-            _copy_in(client, pool, [f for f in found.values() if f.member], target)
+            _copy_in(client, pool, used, target)
         return list(pool.map(lambda item: _publish_tag(
-            client, target_reference(registry, repository, item[0]), item[1], found,
+            client, target_reference(registry, repository, item[0]),
+            [_key(version, variant, platform) for variant in item[1]
+             for platform in variant.platforms], found, verdicts, optional=optional,
             oci=oci, allow_missing=allow_missing, dry_run=dry_run), groups.items()))
+
+
+def _key(version: Version, variant: Variant, platform: Platform) -> str:
+    """A member's name, the key of its build job: ``1.0.0/busybox/amd64``."""
+    return f"{version.full}/{variant.name}/{platform.name}"
+
+
+def _pair(version: Version, key: str) -> tuple[Variant, Platform]:
+    _, variant_name, platform_name = key.split("/")
+    variant = version.variant(variant_name)
+    return variant, next(p for p in variant.platforms if p.name == platform_name)
 
 
 def _find(client: RegistryClient, ref: ImageRef, platform: Platform) -> _Found:
@@ -117,16 +165,27 @@ def _copy_in(client: RegistryClient, pool: ThreadPoolExecutor, found: Sequence[_
                                                 f.member.manifest.media_type), absent))
 
 
-def _publish_tag(client: RegistryClient, ref: ImageRef, variants: Sequence[Variant],
-                 found: Mapping[tuple[Variant, Platform], _Found], *, oci: bool,
-                 allow_missing: bool, dry_run: bool) -> TagResult:
-    results = [found[(variant, platform)] for variant in variants for platform in variant.platforms]
-    wrong = [r.problem for r in results if r.member is None and not r.missing]
-    missing = tuple(r.problem for r in results if r.missing)
-    members = [r.member for r in results if r.member is not None]
+def _publish_tag(client: RegistryClient, ref: ImageRef, keys: Sequence[str],
+                 found: Mapping[str, _Found], verdicts: Mapping[str, Verdict], *,
+                 optional: frozenset[str], oci: bool, allow_missing: bool,
+                 dry_run: bool) -> TagResult:
+    wrong = [found[key].problem for key in keys
+             if found[key].member is None and not found[key].missing]
+    judged = [verdicts[key] for key in keys]
+    refused = [v.problem for v in judged if v.problem]
+    stale = tuple(v.reference for v in judged if isinstance(v.problem, StaleMember))
+    moved = tuple(v.reference for v in judged if isinstance(v.problem, MovedMember))
+    # An optional member (a platform --platform did not ask for) that is absent is left out.
+    missing = tuple(v.reference for key, v in zip(keys, judged)
+                    if v.absent and key.rsplit("/", 1)[1] not in optional)
+    members = [found[key].member for key, v in zip(keys, judged) if v.digest]
     if wrong:
         return TagResult(ref.tag, str(ref), Status.FAILED, missing=missing,
                          reason="; ".join(wrong) + "; the tag is left as it was")
+    if refused:
+        return TagResult(ref.tag, str(ref), Status.FAILED, missing=missing, stale=stale,
+                         moved=moved, reason="; ".join(str(p) for p in refused)
+                         + "; the tag is left as it was")
     if missing and (not allow_missing or not members):
         return TagResult(ref.tag, str(ref), Status.FAILED, missing=missing,
                          reason=f"missing {', '.join(missing)}; the tag is left as it was "
@@ -160,7 +219,9 @@ class PublishOptions:
     ca_bundle: str | None = None
     report: str | None = None
     variants: tuple[str, ...] = ()  # only the tags these variants alone make up
-    platforms: tuple[str, ...] = ()  # lists of these platforms only (official or OCI names)
+    platforms: tuple[str, ...] = ()  # these platforms, and the others only where current
+    builders: str | None = None  # its base and source mirrors go into the plan's build hashes
+    from_report: str | None = None  # a build's report: the images that build vouches for
 
 
 @dataclass(frozen=True)
@@ -188,9 +249,11 @@ class PublishResult:
 
 
 def run(options: PublishOptions, out: TextIO | None = None, *,
-        family: versions.Family | None = None) -> PublishResult:
-    """`invoke publish`: every tag's list, a line per tag on `out`, the report; `family` is the
-    loaded versions file when the caller has it already."""
+        family: versions.Family | None = None, builders: Builders | None = None,
+        build_jobs: Sequence[Mapping] | None = None) -> PublishResult:
+    """`invoke publish`: every tag's list, a line per tag on `out`, the report. A release
+    passes its loaded `family`, its `builders` and its build stage's jobs (`build_jobs`, as
+    `JobResult.as_dict` gives them): the images that run vouches for."""
     out = out or sys.stdout
     family = family or versions.load(options.versions)
     wanted = family.version(options.version)
@@ -198,13 +261,34 @@ def run(options: PublishOptions, out: TextIO | None = None, *,
     for name in options.variants:
         wanted.variant(name)  # an unknown name is bad input, before anything is read
     platforms = tuple(parse_platform(name) for name in options.platforms)
+    builders = builders or engines.load(options.builders, require_engine=False)
+    # Every member planned, whichever engine would build it: for its reference and its hash.
+    hashing = make_plan(family, wanted, builders=hashing_builders(builders, wanted),
+                        registry=registry, arch_namespace=options.arch_namespace)
+    jobs = {job.key: job for job in hashing.jobs}
+    references = {key: str(job.image) for key, job in jobs.items()}
+    if build_jobs is not None:
+        verified = verified_jobs(build_jobs, "the build stage", references)
+    elif options.from_report:
+        verified = verified_from_report(_read_json(options.from_report), options.from_report,
+                                        wanted.full, registry, references)
+    else:
+        verified = {}
     if options.variants or platforms:
-        print(f"publishing the tags of {', '.join(options.variants) or 'every variant'}"
-              f"{', lists of ' + ', '.join(p.name for p in platforms) + ' only' if platforms else ''}",
+        kept = (f", lists of {', '.join(p.name for p in platforms)} and of the other platforms "
+                "already published and current") if platforms else ""
+        print(f"publishing the tags of {', '.join(options.variants) or 'every variant'}{kept}",
               file=out)
     client = registry_client(registry, family.repository, ca_bundle=options.ca_bundle)
-    groups = tag_groups(family, wanted, options.variants, platforms)
+    every = tag_groups(family, wanted, options.variants)
+    groups = {tag: every[tag] for tag in tag_groups(family, wanted, options.variants, platforms)}
+    optional = frozenset(p.name for v in wanted.variants for p in v.platforms) \
+        - {p.name for p in platforms} if platforms else frozenset()
+    prepare = build.hash_now(hashing)
     results = publish(client, registry, family.repository, wanted, groups,
+                      hash_now=lambda key, parent: prepare(jobs[key], parent),
+                      parents={key: job.parent for key, job in jobs.items() if job.parent},
+                      verified=verified, optional=optional,
                       oci=options.oci, allow_missing=options.allow_missing,
                       arch_namespace_layout=options.arch_namespace, dry_run=options.dry_run)
     result = PublishResult(wanted, registry, client, tuple(results))
@@ -222,3 +306,12 @@ def run(options: PublishOptions, out: TextIO | None = None, *,
         print(f"error: {len(result.failed)} of {len(results)} tags not published: "
               f"{', '.join(result.failed)}", file=sys.stderr)
     return result
+
+
+def _read_json(path: str) -> object:
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as error:
+        raise InputError(f"cannot read it: {error.strerror}", source=path) from None
+    except ValueError as error:
+        raise InputError(f"not JSON: {error}", source=path) from None

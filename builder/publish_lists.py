@@ -89,6 +89,8 @@ class TagResult:
     platforms: tuple[str, ...] = ()  # member labels in list order
     missing: tuple[str, ...] = ()  # per-arch references that were not found
     reason: str = ""
+    stale: tuple[str, ...] = ()  # per-arch references refused: not what the plan builds now
+    moved: tuple[str, ...] = ()  # per-arch references this run pushed that changed since
 
     def as_dict(self) -> dict:
         """For the JSON report."""

@@ -2,7 +2,9 @@
 
 generate check → build and push → publish → summary pages, stopping at the first stage
 that fails, so a tag is never published over per-arch images that did not all build, and
-never built from Dockerfiles that differ from the committed tree. Each stage is the one its
+never built from Dockerfiles that differ from the committed tree. Publish lists the digests
+this build pushed or found unchanged (`builder.publish_rules`), not whatever the per-arch
+tags hold by then. Each stage is the one its
 own command runs (`run(options)`); its result adds itself to the release's report.
 """
 from __future__ import annotations
@@ -118,7 +120,8 @@ def _stages(report: Report, family: versions.Family, options: ReleaseOptions, re
     published = publish.run(publish.PublishOptions(
         options.version, registry, oci=options.oci, allow_missing=options.allow_missing,
         arch_namespace=options.arch_namespace, ca_bundle=options.ca_bundle,
-        variants=options.variants, platforms=options.platforms), out, family=family)
+        variants=options.variants, platforms=options.platforms), out, family=family,
+        builders=built.plan.builders, build_jobs=[job.as_dict() for job in built.results])
     if not _went_through(report, published):
         return EXIT_FAILED
 

@@ -11,7 +11,7 @@ import sys
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-PURE = ("versions", "render", "tags", "library", "naming", "plan", "publish_lists",
+PURE = ("versions", "render", "tags", "library", "naming", "plan", "publish_lists", "publish_rules",
         "summary_page", "platforms", "reference", "builders", "dockerfile", "report", "errors",
         "smoke", "mirror.layout", "mirror.config", "releases")
 BLOCKED = ("docker", "requests", "urllib3", "builder.registry", "builder.engines",
