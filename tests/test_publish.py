@@ -1,9 +1,12 @@
 """The publish stage against real registries (Distribution 2.8 from the test bed).
 
-Per-arch images are hand-made (a config and one tiny layer, PUT straight to the registry):
-publish only reads manifests and configs, so it needs no engine. The Windows images stand in
-for a Windows engine, which cannot run here: config os=windows with an os.version, and a
-foreign layer that points at mcr.microsoft.com like the real base layers do.
+The list tests use hand-made per-arch images (a config and one tiny layer, PUT straight to
+the registry): publish only reads manifests and configs, so they need no engine. Each carries
+the build hash `PLANNED`, and the plan these tests hand `publish` builds that hash for every
+member (`builder.publish_rules` and tests/test_publish_rules.py test that rule against real
+plans). The Windows images stand in for a Windows engine, which cannot run here: config
+os=windows with an os.version, and a foreign layer that points at mcr.microsoft.com like the
+real base layers do. The `invoke publish` tests publish images the local engine built.
 """
 from __future__ import annotations
 
@@ -24,7 +27,9 @@ from builder.reference import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, Manifest,
 from builder.registry import RegistryClient
 from builder.report import Status
 from builder.tags import tag_groups
+from builder import versions as versions_module
 from builder.versions import Family, Variant, Version
+from test_build import write_builders
 from testbed.registry import start_registry
 from windows_images import push_image
 
@@ -37,6 +42,14 @@ WIN1809 = Variant("windowsservercore-1809", "windows/windowsservercore-1809", "w
 WIN2016 = Variant("windowsservercore-ltsc2016", "windows/windowsservercore-ltsc2016",
                   "windowsservercore", "mcr.microsoft.com/windows/servercore:ltsc2016",
                   (PLATFORMS["windows-amd64"].with_os_version("10.0.14393"),), os_version="10.0.14393")
+
+
+PLANNED = "sha256:" + "c" * 64
+
+
+def planned(key: str, parent: str | None) -> str:
+    """The plan's build hash of every member of these tests: the one the images carry."""
+    return PLANNED
 
 
 def make_version(full: str, *variants: Variant) -> Version:
@@ -60,7 +73,8 @@ def push_release(client: RegistryClient, host: str, version: Version, *,
             ref = arch_reference(host, "tinypy", version, variant, platform,
                                  arch_namespace_layout=arch_namespace_layout)
             pushed[(variant.name, platform.name)] = push_image(
-                client, ref.repository, ref.tag, platform, label=label + version.full)
+                client, ref.repository, ref.tag, platform, label=label + version.full,
+                build_hash=PLANNED)
     return pushed
 
 
@@ -151,7 +165,7 @@ def test_publish_writes_every_tag_in_order_and_docker_agrees(client, windows_reg
     groups = tag_groups(make_family(version), version)
     assert set(groups) >= {"1.0.0", "1.0.0-buster", "1", "1-buster", "1.0.0-windowsservercore"}
 
-    results = publish(client, host, "tinypy", version, groups)
+    results = publish(client, host, "tinypy", version, groups, hash_now=planned)
 
     assert [r.tag for r in results] == list(groups)
     assert {r.status for r in results} == {Status.WRITTEN}
@@ -183,10 +197,10 @@ def test_rerun_writes_nothing(client, windows_registry):
     version = make_version("1.1.0")
     push_release(client, host, version)
     groups = tag_groups(make_family(version), version)
-    first = publish(client, host, "tinypy", version, groups)
+    first = publish(client, host, "tinypy", version, groups, hash_now=planned)
     before = {r.tag: client.head_manifest("tinypy", r.tag).digest for r in first}
 
-    again = publish(client, host, "tinypy", version, groups)
+    again = publish(client, host, "tinypy", version, groups, hash_now=planned)
 
     assert {r.status for r in again} == {Status.UNCHANGED}
     assert [r.digest for r in again] == [r.digest for r in first]
@@ -198,14 +212,15 @@ def test_missing_platform_leaves_the_tag_untouched(client, windows_registry):
     version = make_version("1.2.0")
     push_release(client, host, version, label="old")
     groups = tag_groups(make_family(version), version)
-    publish(client, host, "tinypy", version, groups)
+    publish(client, host, "tinypy", version, groups, hash_now=planned)
     before = client.head_manifest("tinypy", "1.2.0").digest
     # A new build of the same version where arm64v8 failed to push:
     push_release(client, host, version, skip=(("buster", "arm64v8"),), label="new")
     requests.delete(f"{windows_registry.url}/v2/tinypy/manifests/"
                     f"{client.head_manifest('tinypy', '1.2.0-buster-arm64v8').digest}", timeout=10)
 
-    results = {r.tag: r for r in publish(client, host, "tinypy", version, groups)}
+    results = {r.tag: r for r in publish(client, host, "tinypy", version, groups,
+                                         hash_now=planned)}
 
     assert results["1.2.0"].status is Status.FAILED
     assert "1.2.0-buster-arm64v8" in results["1.2.0"].reason
@@ -214,7 +229,8 @@ def test_missing_platform_leaves_the_tag_untouched(client, windows_registry):
     # Tags that do not need arm64v8 are published from the new images.
     assert results["1.2.0-windowsservercore"].status is Status.WRITTEN
 
-    partial = {r.tag: r for r in publish(client, host, "tinypy", version, groups, allow_missing=True)}
+    partial = {r.tag: r for r in publish(client, host, "tinypy", version, groups,
+                                         allow_missing=True, hash_now=planned)}
     assert partial["1.2.0"].status is Status.WRITTEN
     assert "PARTIAL" in partial["1.2.0"].line()
     assert ("linux", "arm64", "v8", None) not in entry_summary(client.get_manifest("tinypy", "1.2.0").json)
@@ -226,7 +242,7 @@ def test_oci_index(client, windows_registry):
     push_release(client, host, version)
     groups = tag_groups(make_family(version), version)
 
-    results = publish(client, host, "tinypy", version, groups, oci=True)
+    results = publish(client, host, "tinypy", version, groups, oci=True, hash_now=planned)
 
     assert {r.media_type for r in results} == {OCI_INDEX}
     index = client.get_manifest("tinypy", "1.3.0")
@@ -244,12 +260,14 @@ def test_arch_namespaces_are_copied_in_by_mount(client, windows_registry):
     assert client.head_manifest("tinypy", pushed[("buster", "amd64")].digest) is None
     groups = tag_groups(make_family(version), version)
 
-    dry = publish(client, host, "tinypy", version, groups, arch_namespace_layout=True, dry_run=True)
+    dry = publish(client, host, "tinypy", version, groups, arch_namespace_layout=True,
+                  dry_run=True, hash_now=planned)
     assert {r.status for r in dry} == {Status.PLANNED}
     assert client.head_manifest("tinypy", "1.4.0") is None
     assert client.head_manifest("tinypy", pushed[("buster", "amd64")].digest) is None
 
-    results = publish(client, host, "tinypy", version, groups, arch_namespace_layout=True)
+    results = publish(client, host, "tinypy", version, groups, arch_namespace_layout=True,
+                      hash_now=planned)
 
     assert {r.status for r in results} == {Status.WRITTEN}
     shared = client.get_manifest("tinypy", "1.4.0").json
@@ -260,68 +278,94 @@ def test_arch_namespaces_are_copied_in_by_mount(client, windows_registry):
         assert client.head_blob("tinypy", config).size == manifest.json["config"]["size"]
 
 
-def _versions_file(tmp_path: Path) -> Path:
+@pytest.fixture
+def tinypy_tree(tmp_path, mirror) -> Path:
+    """tinypy 2.0.0: one variant on amd64 and arm32v7, FROM the mirror's busybox, no RUN step
+    (nothing runs under QEMU: the builds take a second); builders.yaml beside it."""
     (tmp_path / "templates").mkdir()
-    (tmp_path / "templates" / "debian.Dockerfile.j2").write_text("FROM {{ base }}\n")
+    (tmp_path / "templates" / "debian.Dockerfile.j2").write_text(
+        "FROM {{ variant.base_image }}\nENV TINYPY {{ version.full }}\n")
     path = tmp_path / "versions.yaml"
     path.write_text("repository: tinypy\n"
                     "defaults:\n  debian-suite: buster\n"
-                    "variants:\n  buster:\n    template: debian\n    from: debian:buster\n"
+                    "variants:\n  buster:\n    template: debian\n    from: busybox:latest\n"
                     "    platforms: [amd64, arm32v7]\n"
                     "versions:\n  - version: 2.0.0\n    aliases: [\"2\"]\n    variants: [buster]\n")
+    write_builders(tmp_path / "builders.yaml", mirror.host,
+                   ("local", "unix:///var/run/docker.sock", ("amd64", "arm32v7")))
     return path
 
 
-def _invoke(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(ROOT / ".venv" / "bin" / "invoke"), "publish", *args], cwd=ROOT,
-                          capture_output=True, text=True, env={**os.environ, **(env or {})})
+def _invoke(*args: str, env: dict | None = None, task: str = "publish") -> subprocess.CompletedProcess:
+    return subprocess.run([str(ROOT / ".venv" / "bin" / "invoke"), task, *args], cwd=ROOT,
+                          capture_output=True, text=True, env={**os.environ, **(env or {})},
+                          timeout=600)
 
 
-def test_invoke_publish_exit_codes(registry, tmp_path):
-    """The command line on the session registry (Linux images only: no foreign layers)."""
-    versions = _versions_file(tmp_path)
-    client = RegistryClient(registry.host)
-    version = Version("2.0.0", ("2",), (Variant("buster", "buster", "debian", "debian:buster",
-                                                (PLATFORMS["amd64"], PLATFORMS["arm32v7"])),))
-    push_release(client, registry.host, version, skip=(("buster", "arm32v7"),))
+def _build(versions: Path, host: str, *args: str, env: dict | None = None) -> None:
+    done = _invoke("--version", "2.0.0", "--versions", str(versions), "--push", "--registry", host,
+                   "--builders", str(versions.parent / "builders.yaml"),
+                   "--logs", str(versions.parent / "logs"), *args, env=env, task="build")
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
 
-    missing = _invoke("--version", "2.0.0", "--registry", registry.host, "--versions", str(versions))
+
+def test_invoke_publish_exit_codes(registry, tinypy_tree):
+    """The command line on the session registry: images the local engine built, published by
+    a standalone `invoke publish`, which takes each only at the plan's build hash."""
+    versions, host = tinypy_tree, registry.host
+    client = RegistryClient(host)
+    common = ("--registry", host, "--versions", str(versions),
+              "--builders", str(versions.parent / "builders.yaml"))
+    _build(versions, host, "--platform", "amd64")
+
+    missing = _invoke("--version", "2.0.0", *common)
     assert missing.returncode == 1, missing.stderr
-    assert f"{registry.host}/tinypy:2.0.0-buster-arm32v7" in missing.stdout
+    assert f"{host}/tinypy:2.0.0-buster-arm32v7" in missing.stdout
     assert client.head_manifest("tinypy", "2.0.0") is None
 
-    push_release(client, registry.host, version)
-    done = _invoke("--version", "2.0.0", "--registry", registry.host, "--versions", str(versions))
-    assert done.returncode == 0, done.stderr
-    assert f"{registry.host}/tinypy:2.0.0: written" in done.stdout
-    again = _invoke("--version", "2.0", "--registry", registry.host, "--versions", str(versions))
+    _build(versions, host)
+    done = _invoke("--version", "2.0.0", *common)
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert f"{host}/tinypy:2.0.0: written" in done.stdout
+    again = _invoke("--version", "2.0", *common)
     assert again.returncode == 0 and "written" not in again.stdout
     assert again.stdout.count(": unchanged") == len(done.stdout.splitlines())
+    listed = client.head_manifest("tinypy", "2").digest
 
-    bad = _invoke("--version", "9.9.9", "--registry", registry.host, "--versions", str(versions))
+    # Another image at the arm32v7 tag, of no build of this tree: standalone publish refuses it.
+    version = versions_module.load(versions).version("2.0.0")
+    arm = arch_reference(host, "tinypy", version, version.variants[0], PLATFORMS["arm32v7"])
+    push_image(client, arm.repository, arm.tag, PLATFORMS["arm32v7"], label="by hand")
+    stale = _invoke("--version", "2.0.0", *common, "--report", str(versions.parent / "r.json"))
+    assert stale.returncode == 1, stale.stdout + stale.stderr
+    assert f"{host}/tinypy:2: failed: {arm} is stale: it has no build hash label" in stale.stdout
+    assert client.head_manifest("tinypy", "2").digest == listed
+    tags = json.loads((versions.parent / "r.json").read_text())["tags"]
+    assert {(t["tag"], t["status"], tuple(t["stale"])) for t in tags} == \
+        {(t["tag"], "failed", (str(arm),)) for t in tags}
+
+    bad = _invoke("--version", "9.9.9", *common)
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "9.9.9" in bad.stderr
 
 
-def test_basic_auth_over_tls(tls_registry, tmp_path):
-    versions = _versions_file(tmp_path)
+def test_basic_auth_over_tls(tls_registry, tinypy_tree, tmp_path):
+    versions = tinypy_tree
     from builder.auth import Credentials
     creds = Credentials(tls_registry.username, tls_registry.password)
     client = RegistryClient(tls_registry.host, credentials=creds, ca_bundle=str(tls_registry.ca_bundle))
-    version = Version("2.0.0", ("2",), (Variant("buster", "buster", "debian", "debian:buster",
-                                                (PLATFORMS["amd64"], PLATFORMS["arm32v7"])),))
-    push_release(client, tls_registry.host, version)
     env = {"BUILDER_REGISTRY_USERNAME": tls_registry.username,
            "BUILDER_REGISTRY_PASSWORD": tls_registry.password,
            "DOCKER_CONFIG": str(tmp_path / "no-docker-config")}
+    _build(versions, tls_registry.host, env=env)
+    common = ("--version", "2.0.0", "--registry", tls_registry.host, "--versions", str(versions),
+              "--builders", str(versions.parent / "builders.yaml"),
+              "--ca-bundle", str(tls_registry.ca_bundle))
 
-    done = _invoke("--version", "2.0.0", "--registry", tls_registry.host, "--versions", str(versions),
-                   "--ca-bundle", str(tls_registry.ca_bundle), env=env)
-    assert done.returncode == 0, done.stderr
+    done = _invoke(*common, env=env)
+    assert done.returncode == 0, done.stdout + done.stderr
     assert entry_summary(client.get_manifest("tinypy", "2").json) == EXPECTED_ORDER[:2]
 
-    wrong = _invoke("--version", "2.0.0", "--registry", tls_registry.host, "--versions", str(versions),
-                    "--ca-bundle", str(tls_registry.ca_bundle),
-                    env={**env, "BUILDER_REGISTRY_PASSWORD": "not-" + tls_registry.password})
+    wrong = _invoke(*common, env={**env, "BUILDER_REGISTRY_PASSWORD": "not-" + tls_registry.password})
     assert wrong.returncode == 1
     lines = wrong.stderr.strip().splitlines()
     assert len(lines) == 1, wrong.stderr

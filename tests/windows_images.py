@@ -11,6 +11,7 @@ import io
 import json
 import tarfile
 
+from builder.build import HASH_LABEL
 from builder.platforms import Platform
 from builder.reference import DOCKER_MANIFEST, FOREIGN_LAYER_TYPES, Manifest, sha256_digest
 from builder.registry import RegistryClient
@@ -33,10 +34,11 @@ def layer(text: str) -> bytes:
 
 
 def push_image(client: RegistryClient, repository: str, tag: str, platform: Platform, *,
-               label: str = "", foreign_layer: bool = True) -> Manifest:
+               label: str = "", foreign_layer: bool = True, build_hash: str = "") -> Manifest:
     """PUT a one-layer image whose config says `platform` (a Windows one also gets the full
     os.version a Windows build records and, with `foreign_layer`, a foreign base layer on
-    mcr.microsoft.com). The same arguments give the same manifest digest."""
+    mcr.microsoft.com), labelled with `build_hash` as the build stage labels its images. The
+    same arguments give the same manifest digest."""
     stamp = layer(f"{platform.oci} {label}")
     config = {"architecture": platform.architecture, "os": platform.os,
               "rootfs": {"type": "layers", "diff_ids": [sha256_digest(gzip.decompress(stamp))]},
@@ -46,6 +48,8 @@ def push_image(client: RegistryClient, repository: str, tag: str, platform: Plat
         config["variant"] = platform.variant
     layers = [{"mediaType": LAYER_TYPE, "size": len(stamp),
                "digest": client.upload_blob(repository, stamp)}]
+    if build_hash:
+        config["config"] = {"Labels": {HASH_LABEL: build_hash}}
     if platform.os == "windows":
         config["os.version"] = WINDOWS_BUILDS[platform.os_version]
         if foreign_layer:
