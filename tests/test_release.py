@@ -3,9 +3,11 @@ engines, the JSON report, then the registry and the summary pages checked agains
 
 The tiny family's Windows variant has no engine here: the test pushes a hand-made
 Windows-shaped image (tests/windows_images.py) under the per-arch name the build stage would
-use, standing in for a Windows engine; the release then skips that job ("no engine") and
-publishes it with the Linux images. The shared test bed's registries refuse foreign-layer
-urls (Distribution needs validation.manifests.urls.allow), so that image has no foreign layer.
+use, labelled with the build hash a Windows engine would give it (its base, a Windows-shaped
+servercore in the mirror, pinned as a build pins it), standing in for a Windows engine; the
+release then skips that job ("no engine") and publishes it with the Linux images, since its
+hash is the plan's. The shared test bed's registries refuse foreign-layer urls (Distribution
+needs validation.manifests.urls.allow), so that image has no foreign layer.
 """
 from __future__ import annotations
 
@@ -18,9 +20,12 @@ from pathlib import Path
 import pytest
 import requests
 
-from builder import auth, versions
+from builder import auth, build, engines, versions
 from builder.auth import Credentials
 from builder.naming import arch_reference
+from builder.plan import plan as make_plan
+from builder.platforms import PLATFORMS
+from builder.publish_rules import hashing_builders
 from builder.reference import DOCKER_LIST
 from builder.registry import RegistryClient
 from builder.tags import tag_groups
@@ -42,12 +47,17 @@ WINDOWS_ENTRY = ("windows-amd64", ("windows", "amd64", None, "10.0.17763.805"))
 WINDOWS = "windowsservercore-1809"
 
 
-def family_tree(directory: Path, repository: str) -> Path:
+def family_tree(directory: Path, repository: str, windows_base: str | None = None) -> Path:
     """The tiny fixture family under `repository`, copied to `directory`, with its Dockerfile
-    tree generated there (`invoke generate`), as a project commits it. Returns versions.yaml."""
+    tree generated there (`invoke generate`), as a project commits it; `windows_base` replaces
+    the Windows variant's mcr.microsoft.com base. Returns versions.yaml."""
     shutil.copytree(TINY, directory)
     path = directory / "versions.yaml"
-    path.write_text(path.read_text().replace("repository: tiny\n", f"repository: {repository}\n"))
+    text = path.read_text().replace("repository: tiny\n", f"repository: {repository}\n")
+    if windows_base:
+        text = text.replace("from: mcr.microsoft.com/windows/servercore:1809",
+                            f"from: {windows_base}")
+    path.write_text(text)
     done = subprocess.run([str(INVOKE), "generate", "--versions", str(path)], cwd=ROOT,
                           capture_output=True, text=True, timeout=120)
     assert done.returncode == 0, done.stdout + done.stderr
@@ -71,12 +81,24 @@ def client_for(registry) -> RegistryClient:
                           ca_bundle=str(registry.ca_bundle))
 
 
-def push_windows(client: RegistryClient, host: str, version, variant):
-    """The per-arch image a Windows engine would have pushed (no foreign layer: see the docstring)."""
+def windows_base(mirror) -> str:
+    """A Windows-shaped servercore:1809 in the mirror, for the Windows variant to pin."""
+    platform = PLATFORMS["windows-amd64"].with_os_version("10.0.17763")
+    push_image(RegistryClient(mirror.host), "windows/servercore", "1809", platform,
+               label="servercore", foreign_layer=False)
+    return f"{mirror.host}/windows/servercore:1809"
+
+
+def push_windows(client: RegistryClient, host: str, family, version, variant, builders: Path):
+    """The per-arch image a Windows engine would have pushed (no foreign layer: see the
+    docstring), labelled with the build hash that engine's build would give it."""
     platform = variant.platforms[0]
     ref = arch_reference(host, REPOSITORY, version, variant, platform)
+    plan = make_plan(family, version, builders=hashing_builders(engines.load(builders), version),
+                     registry=host)
+    job = next(j for j in plan.jobs if j.variant == variant)
     return push_image(client, ref.repository, ref.tag, platform, label=version.full,
-                      foreign_layer=False)
+                      foreign_layer=False, build_hash=build.hash_now(plan)(job, None))
 
 
 def storage_state(storage: Path) -> dict[str, tuple]:
@@ -108,15 +130,15 @@ def released(tmp_path_factory, tls_registry, mirror, second_engine):
     """The tiny family released twice in a row: 2 Linux variants × 7 platforms over two engines,
     the Windows image pushed by hand first. Both runs, their reports and the registry between."""
     work = tmp_path_factory.mktemp("release")
-    versions_path = family_tree(work / "tiny", REPOSITORY)
+    versions_path = family_tree(work / "tiny", REPOSITORY, windows_base(mirror))
     family = versions.load(versions_path)
     wanted = family.version("1.0.0")
     client = client_for(tls_registry)
-    windows = push_windows(client, tls_registry.host, wanted,
-                           next(v for v in wanted.variants if v.name == WINDOWS))
     builders = write_builders(work / "builders.yaml", mirror.host,
                               ("local", "unix:///var/run/docker.sock", LOCAL),
                               ("second", second_engine.url, SECOND))
+    windows = push_windows(client, tls_registry.host, family, wanted,
+                           next(v for v in wanted.variants if v.name == WINDOWS), builders)
     args = ("--version", "1.0.0", "--builders", str(builders), "--versions", str(versions_path),
             "--out", str(work / "out"), "--logs", str(work / "logs"))
 
@@ -124,7 +146,7 @@ def released(tmp_path_factory, tls_registry, mirror, second_engine):
     storage, served = storage_state(tls_registry.storage), registry_state(tls_registry, client)
     second = release(*args, "--report", str(work / "second.json"), registry=tls_registry)
     return dict(work=work, family=family, version=wanted, client=client, windows=windows,
-                args=args, first=first, first_report=read_report(work / "first.json"),
+                args=args, builders=builders, first=first, first_report=read_report(work / "first.json"),
                 storage=storage, served=served, second=second,
                 second_report=read_report(work / "second.json"))
 
@@ -269,7 +291,8 @@ def test_a_missing_windows_image_stops_the_release_at_publish_and_leaves_the_tag
         done = release(*released["args"], "--report", str(report_path), registry=tls_registry)
         after = registry_state(tls_registry, client)[REPOSITORY]
     finally:  # the same bytes again: the same digest, for the other tests of the module
-        again = push_windows(client, tls_registry.host, version, windows_variant)
+        again = push_windows(client, tls_registry.host, released["family"], version,
+                             windows_variant, released["builders"])
     assert again.digest == released["windows"].digest
 
     assert done.returncode == 1, done.stdout[-3000:] + done.stderr
