@@ -80,13 +80,13 @@ def _judge(key: str, reference: str, found: Found | None, verified: Verified | N
     if verified is not None:
         if found is None:
             return Verdict(reference, problem=MovedMember(
-                f"{reference} moved: this run pushed {verified.digest}, and the registry no longer "
-                "holds that tag (deleted meanwhile); run the release again"))
+                f"{reference} moved: this run pushed or verified {verified.digest} there, and "
+                "the registry no longer holds that tag (deleted meanwhile); run the release again"))
         if found.digest != verified.digest:
             return Verdict(reference, problem=MovedMember(
-                f"{reference} moved: this run pushed {verified.digest}, the registry now holds "
-                f"{found.digest} (another release or a push wrote it meanwhile); run the release "
-                "again"))
+                f"{reference} moved: this run pushed or verified {verified.digest} there, the "
+                f"registry now holds {found.digest} (another release or a push wrote it "
+                "meanwhile); run the release again"))
         return Verdict(reference, found.digest)
     if found is None:
         return Verdict(reference)

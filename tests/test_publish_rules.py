@@ -58,8 +58,8 @@ def test_a_member_this_run_verified_is_used_at_its_digest():
 def test_a_member_that_moved_since_this_run_pushed_it_refuses_its_tag():
     verdict = one(Found(B, H1), Verified(A, H1))  # the same hash: still not this run's image
     assert verdict.digest is None and isinstance(verdict.problem, MovedMember)
-    assert str(verdict.problem).startswith(f"{REFS[KEY]} moved: this run pushed {A}, "
-                                           f"the registry now holds {B}")
+    assert str(verdict.problem).startswith(f"{REFS[KEY]} moved: this run pushed or verified "
+                                           f"{A} there, the registry now holds {B}")
     gone = one(None, Verified(A, H1))
     assert isinstance(gone.problem, MovedMember) and "no longer holds" in str(gone.problem)
 
@@ -257,8 +257,8 @@ def test_a_per_arch_tag_moved_between_build_and_publish_fails_its_tags(
     assert report["stages"]["publish"]["failed"] == tags
     for tag in report["tags"]:
         assert (tag["status"], tag["moved"], tag["stale"]) == ("failed", [moved], []), tag
-    assert (f"{moved} moved: this run pushed {ours['digest']}, the registry now holds {theirs}"
-            in done.stdout)
+    assert (f"{moved} moved: this run pushed or verified {ours['digest']} there, the registry "
+            f"now holds {theirs}" in done.stdout)
     assert all(client.head_manifest(repository, tag) is None for tag in tags)
 
     # A report of another version is bad input: nothing is read or written.
