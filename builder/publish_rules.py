@@ -52,7 +52,7 @@ class Verdict:
         return self.digest is None and self.problem is None
 
 
-HashNow = Callable[[str, "str | None"], str]  # (key, parent's digest) → the plan's build hash
+HashNow = Callable[[str, str | None], str]  # (key, parent's digest) → the plan's build hash
 
 
 def decide(keys: Sequence[str], *, references: Mapping[str, str],
