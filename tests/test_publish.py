@@ -236,6 +236,46 @@ def test_missing_platform_leaves_the_tag_untouched(client, windows_registry):
     assert ("linux", "arm64", "v8", None) not in entry_summary(client.get_manifest("tinypy", "1.2.0").json)
 
 
+def test_a_member_built_from_another_variant_is_current_only_with_its_parent(
+        client, windows_registry):
+    """SLIM builds FROM BUSTER: a tag of SLIM alone reads BUSTER's image too, and hashes SLIM
+    from BUSTER's digest; when BUSTER is stale, so is SLIM."""
+    host = windows_registry.host
+    slim = Variant("slim-buster", "buster/slim", "debian", "tinypy:buster", BUSTER.platforms)
+    version = make_version("1.5.0", BUSTER, slim)
+    pushed = push_release(client, host, version)
+    groups = {tag: variants for tag, variants in tag_groups(make_family(version), version).items()
+              if variants == (slim,)}
+    assert groups and "1.5.0-slim-buster" in groups
+    child = {f"1.5.0/slim-buster/{p.name}": f"1.5.0/buster/{p.name}" for p in BUSTER.platforms}
+    asked = []
+
+    def hash_now(key: str, parent: str | None) -> str:
+        asked.append((key, parent))
+        stale_parent = key.startswith("1.5.0/buster/") and key.endswith("/arm64v8")
+        return "sha256:" + "d" * 64 if stale_parent else PLANNED
+
+    results = {r.tag: r for r in publish(client, host, "tinypy", version, groups,
+                                         hash_now=hash_now, parents=child)}
+
+    for key in child:
+        platform = key.rsplit("/", 1)[1]
+        if platform != "arm64v8":  # hashed from the parent's digest, read from the registry
+            assert (key, pushed[("buster", platform)].digest) in asked
+    assert {r.status for r in results.values()} == {Status.FAILED}
+    stale_child = f"{host}/tinypy:1.5.0-slim-buster-arm64v8"
+    assert {r.stale for r in results.values()} == {(stale_child,)}
+    reason = results["1.5.0-slim-buster"].reason
+    assert f"{stale_child} is stale: it builds FROM {host}/tinypy:1.5.0-buster-arm64v8, " \
+           "which is not current" in reason
+    assert client.head_manifest("tinypy", "1.5.0-slim-buster") is None
+
+    written = publish(client, host, "tinypy", version, groups, hash_now=planned, parents=child)
+    assert {r.status for r in written} == {Status.WRITTEN}
+    assert [m["digest"] for m in client.get_manifest("tinypy", "1.5.0-slim-buster")
+            .json["manifests"]] == [pushed[("slim-buster", p.name)].digest for p in BUSTER.platforms]
+
+
 def test_oci_index(client, windows_registry):
     host = windows_registry.host
     version = make_version("1.3.0", BUSTER)
