@@ -312,6 +312,43 @@ def test_a_missing_windows_image_stops_the_release_at_publish_and_leaves_the_tag
     assert after == {tag: digest for tag, digest in served.items() if tag != windows_ref.tag}
 
 
+def test_a_windows_image_of_another_build_is_stale_and_its_tags_are_left(released, tls_registry):
+    """No engine builds Windows here, so the release takes the Windows image from the registry
+    only at the plan's build hash: one pushed from another tree (another hash) is refused."""
+    client, version = released["client"], released["version"]
+    windows_variant = next(v for v in version.variants if v.name == WINDOWS)
+    platform = windows_variant.platforms[0]
+    windows_ref = arch_reference(tls_registry.host, REPOSITORY, version, windows_variant, platform)
+    groups = tag_groups(released["family"], version)
+    served = registry_state(tls_registry, client)[REPOSITORY]
+    report_path = released["work"] / "stale-windows.json"
+    push_image(client, windows_ref.repository, windows_ref.tag, platform, label=version.full,
+               foreign_layer=False, build_hash="sha256:" + "0" * 64)
+    try:
+        done = release(*released["args"], "--report", str(report_path), registry=tls_registry)
+        after = registry_state(tls_registry, client)[REPOSITORY]
+    finally:  # the image the plan's hash names again, for the other tests of the module
+        again = push_windows(client, tls_registry.host, released["family"], version,
+                             windows_variant, released["builders"])
+    assert again.digest == released["windows"].digest
+
+    assert done.returncode == 1, done.stdout[-3000:] + done.stderr
+    report = read_report(report_path)
+    assert (report["stopped_at"], report["stages"]["build"]["status"]) == ("publish", "ok")
+    needs_windows = [tag for tag, variants in groups.items() if windows_variant in variants]
+    assert report["stages"]["publish"]["failed"] == needs_windows
+    for tag in report["tags"]:
+        if tag["tag"] in needs_windows:
+            assert (tag["status"], tag["stale"]) == ("failed", [str(windows_ref)]), tag
+            assert tag["reason"].startswith(f"{windows_ref} is stale: it has sha256:{'0' * 64}, "
+                                            "the plan builds sha256:"), tag
+        else:
+            assert tag["status"] == "unchanged", tag
+    # The tags still list the Windows image they listed; only the per-arch tag was moved.
+    assert {t: d for t, d in after.items() if t != windows_ref.tag} == \
+        {t: d for t, d in served.items() if t != windows_ref.tag}
+
+
 def test_a_stale_tree_stops_the_release_before_anything_is_built(tmp_path, tls_registry, mirror):
     versions_path = family_tree(tmp_path / "tiny", "tiny-stale")
     dockerfile = sorted((tmp_path / "tiny").rglob("Dockerfile"))[0]
