@@ -18,7 +18,6 @@ registry already holds the per-arch image with that label, the job is skipped.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import sys
@@ -137,33 +136,25 @@ class Prepared:
     mirrors: tuple[Mirror, ...] = ()  # the mirrors the Dockerfile as sent fetches from
 
 
-def build_hash(dockerfile: str, files: dict[str, bytes], build_args: dict[str, str],
-               platform: str) -> str:
+def build_hash(dockerfile: str, build_args: dict[str, str], platform: str) -> str:
     """The content identity of a build (pinned base digests are part of `dockerfile`)."""
+    # "files" stays, empty: the context once took other files from the tree, and the images
+    # hashed then keep their hashes.
     document = {"dockerfile": dockerfile, "platform": platform, "build_args": build_args,
-                "files": {name: hashlib.sha256(data).hexdigest()
-                          for name, data in sorted(files.items())}}
+                "files": {}}
     return sha256_digest(json.dumps(document, sort_keys=True).encode())
 
 
-def context_files(directory: Path) -> dict[str, bytes]:
-    """Files next to a Dockerfile in the tree, minus the Dockerfile (we send the rendered one)
-    and minus nested variant directories (3.8/buster/slim is its own context)."""
-    if not directory.is_dir():
-        return {}
-    nested = [p.parent for p in directory.rglob("Dockerfile") if p.parent != directory]
-    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*"))
-            if p.is_file() and p.name != "Dockerfile"
-            and not any(n in p.parents for n in nested)}
-
-
-def context_tar(dockerfile: str, files: dict[str, bytes]) -> bytes:
+def context_tar(dockerfile: str) -> bytes:
+    """The build context: the Dockerfile as sent, alone. It is what generate writes for the
+    job's directory (render writes only Dockerfiles); nothing is read from the tree, so no
+    untracked or temporary file, and no symlink out of the tree, reaches an engine."""
     buffer = io.BytesIO()
+    data = dockerfile.encode()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, data in {"Dockerfile": dockerfile.encode(), **files}.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
+        info = tarfile.TarInfo("Dockerfile")
+        info.size, info.mode = len(data), 0o644
+        tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
 
 
@@ -330,9 +321,8 @@ class Runner:
                 bases.append(pins[image])
         dockerfile, used = rewrite_urls(rewrite_from(job.dockerfile_text, pins),
                                         self.plan.builders.mirrors)
-        files = context_files(self.plan.family.source.parent / job.dockerfile.parent)
-        return Prepared(dockerfile, context_tar(dockerfile, files),
-                        build_hash(dockerfile, files, job.build_args, job.platform.oci),
+        return Prepared(dockerfile, context_tar(dockerfile),
+                        build_hash(dockerfile, job.build_args, job.platform.oci),
                         tuple(bases), used)
 
     def _pin(self, image: str, job: BuildJob) -> str:
