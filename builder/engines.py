@@ -64,8 +64,8 @@ def _connect_problem(engine: Engine, text: str) -> str:
                 f"above. `{command}` must work without a prompt: the key in ssh-agent or "
                 "~/.ssh/config, the host key in known_hosts, `docker` on the remote PATH")
     if "Client sent an HTTP request to an HTTPS server" in text:
-        return (f"{where} speaks TLS, and its entry in the builders file has no `tls:`; "
-                "add tls: {ca: …, cert: …, key: …}")
+        return (f"{where} speaks TLS, and its entry in the builders file says `tls: false`; "
+                "give tls: {ca: …, cert: …, key: …} instead")
     if "CERTIFICATE_VERIFY_FAILED" in text:
         detail = re.search(r"certificate verify failed: ([^'\"()]+)", text)
         trusted = (f"tls.ca ({engine.tls.ca})" if engine.tls and engine.tls.ca
