@@ -4,9 +4,10 @@ It stands in for a hostile base-image host and for a foreign upload `Location`: 
 registry cannot be made to show us the Authorization headers it receives. `/v2/` and every
 write answer 401 with a Basic challenge, as a registry that wants credentials does; manifests
 and blobs are served to anyone, from images made here (`add_image`) or else from `upstream`
-(a real registry of the test bed), so that a build FROM it goes through. Blobs of images made
+(a real registry of the test bed), so that a base can be pinned there. Blobs of images made
 here can come slowly (`pace="trickle"`) or stop after the first bytes until the stub stops
-(`pace="stall"`), to interrupt a pull in the middle.
+(`pace="stall"`), to interrupt a pull in the middle; with `challenge=False` it asks for no
+auth at all (an engine refuses to pull anonymously from a host that challenges).
 """
 from __future__ import annotations
 
@@ -40,8 +41,9 @@ def _digest(data: bytes) -> str:
 
 class StubRegistry:
     def __init__(self, address: str = "127.0.0.2", *, upstream: str | None = None,
-                 pace: str = "normal") -> None:
+                 pace: str = "normal", challenge: bool = True) -> None:
         self.upstream = upstream  # "http://127.0.0.1:PORT": where unknown documents come from
+        self.challenge = challenge  # False: /v2/ answers 200, and an engine pulls anonymously
         self.pace = pace  # "normal", "trickle" or "stall": how blobs made here are served
         self.seen: list[Seen] = []
         self._documents: dict[tuple[str, str], tuple[str, bytes]] = {}  # (repo, ref) → type, body
@@ -132,6 +134,8 @@ class StubRegistry:
             def _serve(self, head: bool) -> None:
                 self._record()
                 parts = self.path.split("?")[0].split("/")
+                if self.path.split("?")[0] in ("/v2", "/v2/") and not stub.challenge:
+                    return self._answer("application/json", b"{}", head=head)
                 if self.path.split("?")[0] in ("/v2", "/v2/") or len(parts) < 5 \
                         or parts[-2] not in ("manifests", "blobs"):
                     return self._challenge()
