@@ -137,7 +137,7 @@ def parse(path: Path, *, env: dict | None = None) -> Builders:
     env = os.environ if env is None else env
     doc = yamldoc.load(path, syntax_error="not valid YAML")
     if doc.root is None:
-        raise InputError("empty builders file; it needs an `engines:` list", source=path)
+        raise InputError("empty builders file; it needs an `engines:` list", source=path, line=1)
     top = doc.mapping(doc.root, (), _TOP_KEYS)
     mirror = None
     if "base-mirror" in top:
