@@ -3,7 +3,7 @@
 Option names are the same across tasks: --version, --variant, --platform,
 --registry, --builders, --report, --dry-run, --versions, --templates.
 Exit codes: 0 done, 1 some job or tag failed, 2 bad input or configuration, 3 partial
-(`update`: a version bumped, its Windows installer not found).
+(`update`: a version bumped, its Windows installer not found), 130 interrupted.
 """
 from __future__ import annotations
 
