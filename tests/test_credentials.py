@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from builder import builders as builders_file, engines, naming
+from builder import build, builders as builders_file, engineapi, engines, naming
 from builder.auth import Credentials
 from builder.errors import BuilderError, InputError
 from builder.platforms import platform
@@ -97,6 +97,28 @@ def test_a_base_image_host_asking_for_basic_auth_never_gets_the_ci_secret(
         p.read_text() for p in (tmp_path / "logs").rglob("*.log"))
     for secret in secret_forms(tls_registry):
         assert secret not in everything
+
+
+def test_a_build_request_carries_none_of_the_docker_config(tmp_path, monkeypatch, docker_client):
+    """The SDK would send every entry of the Docker config with a build (X-Registry-Config)."""
+    (tmp_path / "docker").mkdir()
+    (tmp_path / "docker" / "config.json").write_text(json.dumps({"auths": {"127.0.0.2:5999": {
+        "auth": base64.b64encode(b"u:docker-config-secret").decode()}}}))
+    monkeypatch.setenv("DOCKER_CONFIG", str(tmp_path / "docker"))
+    engine = builders_file.Engine("local", "unix:///var/run/docker.sock", (platform("amd64"),))
+    api = engines.connect(engine)
+    sent = []
+    api.hooks["response"].append(lambda response, **kwargs: sent.append(response.request))
+    try:
+        image = engineapi.build(api, engine, build.context_tar("FROM scratch\nLABEL scope=1\n"),
+                                platform("amd64"), build_args={}, labels={}, nocache=True,
+                                on_event=lambda event: None)
+        api.remove_image(image)
+    finally:
+        api.close()
+
+    builds = [request for request in sent if "/build" in request.url]
+    assert builds and [r for r in builds if "X-Registry-Config" in r.headers] == []
 
 
 def test_an_upload_location_on_another_host_gets_no_credentials(tmp_path, monkeypatch):
