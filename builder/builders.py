@@ -196,7 +196,7 @@ def _engine(doc: yamldoc.Doc, entry, where: tuple, *, base: Path, env) -> Engine
         if ("cert" in paths) != ("key" in paths):
             raise doc.error(where + ("tls",), "cert and key go together")
         tls = TLS(paths.get("ca"), paths.get("cert"), paths.get("key"))
-    engine = Engine(name, url, tuple(platforms), concurrency, tls, os_version, plain)
+    engine = Engine(name, url, tuple(platforms), concurrency, tls, os_version, plain=plain)
     if engine.transport_problem:
         raise doc.error(where + ("url",), engine.transport_problem)
     return engine
