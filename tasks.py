@@ -3,7 +3,7 @@
 Option names are the same across tasks: --version, --variant, --platform,
 --registry, --builders, --report, --dry-run, --versions, --templates.
 Exit codes: 0 done, 1 some job or tag failed, 2 bad input or configuration, 3 partial
-(`update`: a version bumped, its Windows installer not found).
+(`update`: a version bumped, its Windows installer not found), 130 interrupted.
 """
 from __future__ import annotations
 
@@ -24,11 +24,14 @@ def _interrupt(signum, frame) -> None:
     killed and the report says which stage was interrupted. A second signal exits at once."""
     signal.signal(signal.SIGINT, _exit_at_once)
     signal.signal(signal.SIGTERM, _exit_at_once)
+    # os.write: a handler that used print could land inside another print to stderr.
+    os.write(2, f"{signal.Signals(signum).name}: stopping the running jobs; "
+                "a second signal exits at once\n".encode())
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
 def _exit_at_once(signum, frame) -> None:
-    print(f"{signal.Signals(signum).name} again: exiting at once", file=sys.stderr, flush=True)
+    os.write(2, f"{signal.Signals(signum).name} again: exiting at once\n".encode())
     os._exit(EXIT_INTERRUPTED)
 
 

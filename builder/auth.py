@@ -6,9 +6,10 @@ Lookup order for a registry host (``127.0.0.1:5000``, ``docker.io``):
    is the host upper-cased with every character other than a letter or digit turned into ``_``
    (``127.0.0.1:5000`` → ``BUILDER_REGISTRY_127_0_0_1_5000_USERNAME``). For CI with several
    registries.
-2. ``BUILDER_REGISTRY_USERNAME`` / ``BUILDER_REGISTRY_PASSWORD``. They go to every registry,
-   unless ``BUILDER_REGISTRY_HOST`` names the one registry they belong to (then only that one),
-   so that a CI secret is not sent to a mirror or to Docker Hub by accident.
+2. ``BUILDER_REGISTRY_USERNAME`` / ``BUILDER_REGISTRY_PASSWORD``: the CI pair. It goes to one
+   registry only: ``BUILDER_REGISTRY_HOST`` when that is set, else the run's target (the host of
+   ``--registry``), else none. Never to a base image's registry, a mirror or Docker Hub: a pull
+   request that changes a ``from:`` line must not be able to collect the push secret.
 3. The Docker config (``$DOCKER_CONFIG/config.json``, else ``~/.docker/config.json``), as the
    docker CLI reads it: ``credHelpers[host]``, then ``credsStore``, then ``auths[host].auth``.
    A helper runs as ``docker-credential-NAME get`` with the server on stdin. Docker Hub's key
@@ -44,10 +45,14 @@ class Credentials:
         return f"Credentials(username={self.username!r}, password='***', source={self.source!r})"
 
 
-def credentials_for(registry_host: str) -> Credentials | None:
-    """The credentials for `registry_host`, or None to go anonymous (see the module docstring)."""
+def credentials_for(registry_host: str, *, target: str | None = None) -> Credentials | None:
+    """The credentials for `registry_host`, or None to go anonymous (see the module docstring).
+
+    `target` is where the run pushes (``--registry``, a host with an optional path); the CI
+    pair goes to it alone unless ``BUILDER_REGISTRY_HOST`` says otherwise.
+    """
     host = _canonical_host(registry_host)
-    return _from_environment(host) or _from_docker_config(host)
+    return _from_environment(host, target) or _from_docker_config(host)
 
 
 def env_prefix(registry_host: str) -> str:
@@ -61,15 +66,17 @@ def _canonical_host(host: str) -> str:
     return DOCKER_HUB if host in DOCKER_HUB_HOSTS else host
 
 
-def _from_environment(host: str) -> Credentials | None:
+def _from_environment(host: str, target: str | None) -> Credentials | None:
     scoped = env_prefix(host)
     found = _pair(f"{scoped}_USERNAME", f"{scoped}_PASSWORD")
     if found:
         return found
-    only_for = os.environ.get("BUILDER_REGISTRY_HOST")
-    if only_for and _canonical_host(only_for) != host:
-        return None
-    return _pair("BUILDER_REGISTRY_USERNAME", "BUILDER_REGISTRY_PASSWORD")
+    owner = os.environ.get("BUILDER_REGISTRY_HOST") or target
+    # Checked even when the pair is not for this host: a half-set pair is a mistake to report.
+    pair = _pair("BUILDER_REGISTRY_USERNAME", "BUILDER_REGISTRY_PASSWORD")
+    if owner and _canonical_host(owner) == host:
+        return pair
+    return None
 
 
 def _pair(user_var: str, password_var: str) -> Credentials | None:

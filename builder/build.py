@@ -18,7 +18,6 @@ registry already holds the per-arch image with that label, the job is skipped.
 """
 from __future__ import annotations
 
-import hashlib
 import io
 import json
 import sys
@@ -36,7 +35,8 @@ from .builders import Engine
 from .dockerfile import from_images, needs_host_network, rewrite_from, rewrite_urls
 from .engineapi import Container, Output, PushedImage, Step
 from .mirror.config import Mirror
-from .errors import EXIT_FAILED, EXIT_OK, BuilderError, InputError
+from .naming import check_registry
+from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BuilderError, InputError
 from .plan import BuildJob, Plan, SkippedJob
 from .plan import plan as make_plan
 from .progress import Progress, table
@@ -101,6 +101,8 @@ class BuildRun:
 
     @property
     def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
         return EXIT_FAILED if self.failures else EXIT_OK
 
     def add_to(self, report: Report) -> None:
@@ -111,10 +113,11 @@ class BuildRun:
             return
         report.jobs = [r.as_dict() for r in self.results]
         counts = Counter(r.status.value for r in self.results)
-        if self.failures:
-            counts.pop(Status.FAILED.value)
+        if self.failures or self.interrupted:
+            counts.pop(Status.FAILED.value, None)
             report.stage("build", Status.FAILED, **counts, failed=[f.key for f in self.failures],
-                         reason=f"{len(self.failures)} job(s) failed")
+                         reason="interrupted" if self.interrupted
+                         else f"{len(self.failures)} job(s) failed")
         else:
             report.stage("build", Status.OK, **counts)
 
@@ -133,33 +136,25 @@ class Prepared:
     mirrors: tuple[Mirror, ...] = ()  # the mirrors the Dockerfile as sent fetches from
 
 
-def build_hash(dockerfile: str, files: dict[str, bytes], build_args: dict[str, str],
-               platform: str) -> str:
+def build_hash(dockerfile: str, build_args: dict[str, str], platform: str) -> str:
     """The content identity of a build (pinned base digests are part of `dockerfile`)."""
+    # "files" stays, empty: the context once took other files from the tree, and the images
+    # hashed then keep their hashes.
     document = {"dockerfile": dockerfile, "platform": platform, "build_args": build_args,
-                "files": {name: hashlib.sha256(data).hexdigest()
-                          for name, data in sorted(files.items())}}
+                "files": {}}
     return sha256_digest(json.dumps(document, sort_keys=True).encode())
 
 
-def context_files(directory: Path) -> dict[str, bytes]:
-    """Files next to a Dockerfile in the tree, minus the Dockerfile (we send the rendered one)
-    and minus nested variant directories (3.8/buster/slim is its own context)."""
-    if not directory.is_dir():
-        return {}
-    nested = [p.parent for p in directory.rglob("Dockerfile") if p.parent != directory]
-    return {str(p.relative_to(directory)): p.read_bytes() for p in sorted(directory.rglob("*"))
-            if p.is_file() and p.name != "Dockerfile"
-            and not any(n in p.parents for n in nested)}
-
-
-def context_tar(dockerfile: str, files: dict[str, bytes]) -> bytes:
+def context_tar(dockerfile: str) -> bytes:
+    """The build context: the Dockerfile as sent, alone. It is what generate writes for the
+    job's directory (render writes only Dockerfiles); nothing is read from the tree, so no
+    untracked or temporary file, and no symlink out of the tree, reaches an engine."""
     buffer = io.BytesIO()
+    data = dockerfile.encode()
     with tarfile.open(fileobj=buffer, mode="w") as tar:
-        for name, data in {"Dockerfile": dockerfile.encode(), **files}.items():
-            info = tarfile.TarInfo(name)
-            info.size, info.mode = len(data), 0o644
-            tar.addfile(info, io.BytesIO(data))
+        info = tarfile.TarInfo("Dockerfile")
+        info.size, info.mode = len(data), 0o644
+        tar.addfile(info, io.BytesIO(data))
     return buffer.getvalue()
 
 
@@ -326,9 +321,8 @@ class Runner:
                 bases.append(pins[image])
         dockerfile, used = rewrite_urls(rewrite_from(job.dockerfile_text, pins),
                                         self.plan.builders.mirrors)
-        files = context_files(self.plan.family.source.parent / job.dockerfile.parent)
-        return Prepared(dockerfile, context_tar(dockerfile, files),
-                        build_hash(dockerfile, files, job.build_args, job.platform.oci),
+        return Prepared(dockerfile, context_tar(dockerfile),
+                        build_hash(dockerfile, job.build_args, job.platform.oci),
                         tuple(bases), used)
 
     def _pin(self, image: str, job: BuildJob) -> str:
@@ -357,19 +351,28 @@ class Runner:
     def _registry(self, host: str) -> RegistryClient:
         with self._lock:
             if host not in self._clients:
-                self._clients[host] = RegistryClient(host)
+                self._clients[host] = RegistryClient(host, target=self.plan.registry)
             return self._clients[host]
 
     def _build(self, api, engine: Engine, job: BuildJob, prepared: Prepared, log) -> str:
         """Pull the bases, build, check the platform, tag; returns the image id."""
+        def pulling(line: str) -> None:
+            self._go_on(job, "its pull ended; nothing was built")
+            log.write(line + "\n")
+
         for base in prepared.bases:
-            engineapi.pull(api, engine, base, job.platform, lambda line: log.write(line + "\n"))
+            engineapi.pull(api, engine, base, job.platform, pulling,
+                           credentials=self._registry(ImageRef.parse(base).registry).credentials())
 
         def on_event(event: engineapi.Event) -> None:
             if isinstance(event, Container):
                 with self._lock:
                     self._containers[job.key] = (engine, event.id)
+                if self.cancelled.is_set():  # cancel() ran before this step's container was known
+                    engineapi.kill(engine, event.id)
             elif isinstance(event, Step):
+                # Steps other than RUN have no container to kill: the job stops at the next one.
+                self._go_on(job, f"step {event.number}/{event.total}; nothing was pushed")
                 self.progress.update(job.key, "building", f"step {event.number}/{event.total}")
             elif isinstance(event, Output):
                 log.write(event.text)
@@ -420,11 +423,21 @@ def run_plan(plan: Plan, *, push: bool = False, force: bool = False, nocache: bo
     for failure in result.failures:
         print(f"failed: {failure.reason} (log: {failure.log})", file=sys.stderr)
     if result.interrupted:
-        raise KeyboardInterrupt
+        raise Interrupted(result)
     return result
 
 
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a build; `run` is what became of each job, for the report."""
+
+    def __init__(self, run: BuildRun) -> None:
+        super().__init__("interrupted")
+        self.run = run
+
+
 def _check_push_target(push: bool, registry: str | None) -> None:
+    if registry:
+        check_registry(registry)
     if push and not registry:
         raise InputError("--push needs --registry: where should the images go?", field="push")
 
@@ -455,19 +468,27 @@ def run(options: BuildOptions, out: TextIO | None = None, *,
     """
     out = out or sys.stdout
     _check_push_target(options.push, options.registry)  # before any file is read: nothing was done
-    family = family or versions.load(options.versions)
-    builders = engines.load(options.builders, require_engine=not options.dry_run)
-    the_plan = make_plan(family, options.version, tuple(options.variants),
-                         tuple(options.platforms), builders=builders,
-                         registry=options.registry, arch_namespace=options.arch_namespace)
-    print(the_plan.describe(), file=out)
-    if options.dry_run:
-        return BuildRun(the_plan, [], planned=True)
-    result = run_plan(the_plan, push=options.push, force=options.force, nocache=options.nocache,
-                      logs=options.logs, out=out)
-    if options.report:
-        report = Report("build", the_plan.version.full, the_plan.family.repository,
-                        the_plan.registry)
-        result.add_to(report)
-        report.write(options.report, result.exit_code)
+    report = Report("build", options.version, registry=options.registry)
+    try:
+        family = family or versions.load(options.versions)
+        builders = engines.load(options.builders, require_engine=not options.dry_run)
+        the_plan = make_plan(family, options.version, tuple(options.variants),
+                             tuple(options.platforms), builders=builders,
+                             registry=options.registry, arch_namespace=options.arch_namespace)
+        report.version, report.repository = the_plan.version.full, the_plan.family.repository
+        print(the_plan.describe(), file=out)
+        if options.dry_run:
+            return BuildRun(the_plan, [], planned=True)
+        result = run_plan(the_plan, push=options.push, force=options.force,
+                          nocache=options.nocache, logs=options.logs, out=out)
+    except KeyboardInterrupt as error:
+        # Interrupted while planning, or while jobs ran: the report says so, with each job.
+        if isinstance(error, Interrupted):
+            error.run.add_to(report)
+        else:
+            report.stage("build", Status.FAILED, reason="interrupted")
+        report.write(options.report, EXIT_INTERRUPTED)
+        raise
+    result.add_to(report)
+    report.write(options.report, result.exit_code)
     return result

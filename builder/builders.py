@@ -15,6 +15,10 @@ ordinary Docker engines, the way the official images have one build node per arc
         url: tcp://10.0.0.7:2376       # TLS: ca, cert, key (paths relative to this file)
         tls: {ca: certs/ca.pem, cert: certs/cert.pem, key: certs/key.pem}
         platforms: [arm64v8]
+      - name: lab
+        url: tcp://10.0.0.8:2375       # no TLS: refused unless said so, then warned about
+        tls: false
+        platforms: [s390x]
       - name: win1809
         url: ssh://builder@win1809     # uses the ssh command and its configuration
         platforms: [windows-amd64]
@@ -85,6 +89,16 @@ class Engine:
     concurrency: int = 1
     tls: TLS | None = None
     os_version: str | None = None  # Windows engines: "10.0.17763"
+    plain: bool = False  # `tls: false`: a tcp:// engine reached without TLS, on purpose
+
+    @property
+    def transport_problem(self) -> str | None:
+        """Why the url may not be used as it is: plain tcp:// without `tls: false`."""
+        if self.url.startswith("tcp://") and self.tls is None and not self.plain:
+            return ("a tcp:// engine without TLS lets anyone who reaches its port run containers "
+                    "as root there, and read the registry credentials sent with each push; add "
+                    "tls: {ca: …, cert: …, key: …}, or `tls: false` to accept that")
+        return None
 
     def serves(self, wanted: Platform) -> bool:
         listed = any(p.name == wanted.name for p in self.platforms)
@@ -123,7 +137,7 @@ def parse(path: Path, *, env: dict | None = None) -> Builders:
     env = os.environ if env is None else env
     doc = yamldoc.load(path, syntax_error="not valid YAML")
     if doc.root is None:
-        raise InputError("empty builders file; it needs an `engines:` list", source=path)
+        raise InputError("empty builders file; it needs an `engines:` list", source=path, line=1)
     top = doc.mapping(doc.root, (), _TOP_KEYS)
     mirror = None
     if "base-mirror" in top:
@@ -167,8 +181,12 @@ def _engine(doc: yamldoc.Doc, entry, where: tuple, *, base: Path, env) -> Engine
     concurrency = 1
     if "concurrency" in fields:
         concurrency = int(doc.text(fields["concurrency"], where + ("concurrency",), _POSITIVE))
-    tls = None
-    if "tls" in fields:
+    tls, plain = None, False
+    if fields.get("tls") == "false":
+        plain = True
+    elif "tls" in fields:
+        if not isinstance(fields["tls"], dict):
+            raise doc.error(where + ("tls",), "expected {ca: …, cert: …, key: …}, or false")
         paths = {}
         for key, value in doc.mapping(fields["tls"], where + ("tls",), _TLS_KEYS).items():
             file = base / doc.text(value, where + ("tls", key))
@@ -178,7 +196,10 @@ def _engine(doc: yamldoc.Doc, entry, where: tuple, *, base: Path, env) -> Engine
         if ("cert" in paths) != ("key" in paths):
             raise doc.error(where + ("tls",), "cert and key go together")
         tls = TLS(paths.get("ca"), paths.get("cert"), paths.get("key"))
-    return Engine(name, url, tuple(platforms), concurrency, tls, os_version)
+    engine = Engine(name, url, tuple(platforms), concurrency, tls, os_version, plain=plain)
+    if engine.transport_problem:
+        raise doc.error(where + ("url",), engine.transport_problem)
+    return engine
 
 
 def runnable_architectures(native: str | None, *, local: bool = True,

@@ -18,7 +18,7 @@ import requests
 from docker.errors import APIError, DockerException
 
 from . import engines
-from .auth import credentials_for
+from .auth import Credentials
 from .builders import Engine
 from .engines import short_error
 from .errors import BuilderError
@@ -87,24 +87,26 @@ class PushedImage:
     platform: Platform
 
 
-def auth_config(registry_host: str) -> dict | None:
-    """Credentials for the engine to use with `registry_host`, passed per call: the SDK reads
-    the Docker config once, so a later `docker login` would go unseen (docs/classic-builder.md,
-    "Credentials")."""
-    credentials = credentials_for(registry_host)
+def auth_config(credentials: Credentials | None) -> dict:
+    """The one registry's credentials for one engine call (a pull or a push), passed per call:
+    the engine gets what that call needs and nothing of the Docker config (engines.connect's
+    client holds none), and a later `docker login` is not missed (docs/classic-builder.md,
+    "Credentials"). An empty config is anonymous."""
     if credentials is None:
-        return None
+        return {}
     return {"username": credentials.username, "password": credentials.password}
 
 
-def pull(api, engine: Engine, base: str, platform: Platform, log: Callable[[str], None]) -> None:
-    """Pull a pinned base with our credentials for its registry; the classic builder would
-    pull it itself, but only with those of the engine's client config."""
+def pull(api, engine: Engine, base: str, platform: Platform, log: Callable[[str], None], *,
+         credentials: Credentials | None) -> None:
+    """Pull a pinned base with `credentials` (its own registry's, if any); the classic builder
+    would pull it itself, but only with those of the engine's client config. `log` sees each
+    progress line and may raise to stop the pull."""
     repository, _, digest = base.partition("@")
     try:
         for chunk in api.pull(repository, tag=digest, stream=True, decode=True,
                               platform=platform.oci if platform.os == "linux" else None,
-                              auth_config=auth_config(ImageRef.parse(base).registry)):
+                              auth_config=auth_config(credentials)):
             if "error" in chunk:
                 raise EngineError(f"engine {engine.name} cannot pull the base "
                                   f"image {base}: {chunk['error'].strip()}")
@@ -233,7 +235,7 @@ def push_image(api, job: BuildJob, registry: RegistryClient,
     ref = job.image
     digest = size = None
     for chunk in api.push(ref.familiar_repository, tag=ref.tag, stream=True, decode=True,
-                          auth_config=auth_config(ref.registry)):
+                          auth_config=auth_config(registry.credentials())):
         if "error" in chunk:
             raise EngineError(f"pushing {ref} failed: {chunk['error'].strip()}")
         aux = chunk.get("aux") or {}

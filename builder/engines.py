@@ -13,6 +13,7 @@ import dataclasses
 import functools
 import os
 import re
+import sys
 import urllib.parse
 from pathlib import Path
 
@@ -24,9 +25,15 @@ from .platforms import PLATFORMS, from_oci
 
 
 def connect(engine: Engine, timeout: int = 600):
-    """A low-level docker APIClient for `engine`; BuilderError when it cannot be reached."""
+    """A low-level docker APIClient for `engine`; BuilderError when it cannot be reached, or
+    may not be: plain tcp:// without `tls: false` (builders.Engine.transport_problem)."""
     import docker
     from docker.errors import DockerException
+
+    if engine.transport_problem:
+        raise InputError(f"engine {engine.name} ({engine.url}): {engine.transport_problem}")
+    if engine.plain and engine.url.startswith("tcp://"):
+        _warn_plain(engine.name, engine.url)
 
     kwargs = {"base_url": engine.url, "version": "auto", "timeout": timeout}
     if engine.url.startswith("ssh://"):
@@ -57,8 +64,8 @@ def _connect_problem(engine: Engine, text: str) -> str:
                 f"above. `{command}` must work without a prompt: the key in ssh-agent or "
                 "~/.ssh/config, the host key in known_hosts, `docker` on the remote PATH")
     if "Client sent an HTTP request to an HTTPS server" in text:
-        return (f"{where} speaks TLS, and its entry in the builders file has no `tls:`; "
-                "add tls: {ca: …, cert: …, key: …}")
+        return (f"{where} speaks TLS, and its entry in the builders file says `tls: false`; "
+                "give tls: {ca: …, cert: …, key: …} instead")
     if "CERTIFICATE_VERIFY_FAILED" in text:
         detail = re.search(r"certificate verify failed: ([^'\"()]+)", text)
         trusted = (f"tls.ca ({engine.tls.ca})" if engine.tls and engine.tls.ca
@@ -79,6 +86,13 @@ def _connect_problem(engine: Engine, text: str) -> str:
     return f"{where} is unreachable: {text}; start it or fix its url"
 
 
+@functools.cache  # once per engine and run: the warning, not every job's connection
+def _warn_plain(name: str, url: str) -> None:
+    print(f"warning: engine {name} ({url}) is reached without TLS (`tls: false` in the builders "
+          "file): anyone on that network can run containers on it and read the push "
+          "credentials sent to it", file=sys.stderr, flush=True)
+
+
 @functools.cache
 def _api_client_class():
     import docker
@@ -91,6 +105,12 @@ def _api_client_class():
             if verify is None and isinstance(self.verify, str):
                 verify = self.verify
             return super().merge_environment_settings(url, proxies, stream, verify, cert)
+
+        def _set_auth_headers(self, headers):
+            # The SDK would send a build every credential of the Docker config (running each
+            # credential helper for it). A build pulls nothing itself: its bases are pulled
+            # first, each with its own registry's credentials (engineapi.auth_config).
+            pass
 
     return APIClient
 
@@ -122,6 +142,10 @@ def detect_local() -> Engine:
     from docker.errors import DockerException
 
     url = os.environ.get("DOCKER_HOST") or "unix:///var/run/docker.sock"
+    if url.startswith("tcp://"):
+        # The local engine is reached as DOCKER_HOST says, with no TLS settings of ours.
+        raise InputError(f"DOCKER_HOST is {url}: a tcp:// engine is used only from a builders "
+                         "file (--builders), with its tls: {ca: …, cert: …, key: …}, or tls: false")
     try:
         with docker.APIClient(base_url=url, version="auto", timeout=10) as client:
             info = client.info()

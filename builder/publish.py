@@ -29,7 +29,7 @@ from typing import Mapping, Sequence, TextIO
 from . import build, engines, versions
 from .builders import Builders
 from .errors import EXIT_FAILED, EXIT_OK, BuilderError, InputError, MovedMember, StaleMember
-from .naming import arch_reference, target_reference
+from .naming import arch_reference, check_registry, target_reference
 from .plan import plan as make_plan
 from .platforms import Platform, platform as parse_platform
 from .publish_lists import Member, TagResult, assemble
@@ -47,11 +47,12 @@ _WORKERS = 8
 def registry_client(registry: str, repository: str, *,
                     ca_bundle: str | None = None) -> RegistryClient:
     """The client for the host of `registry` (which may carry a path: registry.example.com/team)."""
+    check_registry(registry)  # its message, unlike the one below, does not repeat the value
     try:
         host = target_reference(registry, repository, "latest").registry
     except InputError as error:
         raise InputError(f"--registry {registry!r}: {error.message}", field="registry") from None
-    return RegistryClient(host, ca_bundle=ca_bundle)
+    return RegistryClient(host, target=registry, ca_bundle=ca_bundle)
 
 
 @dataclass(frozen=True)

@@ -14,7 +14,9 @@ Auth. The ``/v2/`` challenge decides: Basic sends the credentials on every reque
 fetches a token per scope set (``repository:R:pull``; ``pull,push`` for writes; plus
 ``repository:SRC:pull`` for cross-repository mounts) with GET and Basic credentials when there
 are some, cached per scope until it expires. Credentials come from ``auth.credentials_for`` the
-first time a registry asks for them.
+first time a registry asks for them; the CI pair only when this client is for the run's
+``target`` (see builder/auth.py). They go to this host alone: an upload ``Location`` on
+another host gets the request without them.
 
 Retries. 429, 5xx, connection errors and timeouts are retried up to ``max_attempts`` times in
 all, sleeping ``backoff * 2**n`` with jitter, or what ``Retry-After`` asks (capped).
@@ -32,7 +34,7 @@ import re
 import threading
 import time
 from pathlib import Path
-from urllib.parse import urljoin
+from urllib.parse import urljoin, urlsplit
 
 import requests
 from requests.adapters import HTTPAdapter
@@ -72,8 +74,9 @@ class TLSFailed(RegistryError):
 
 class RegistryClient:
     def __init__(self, registry: str, *, credentials: Credentials | None = None,
-                 ca_bundle: str | None = None, insecure: bool = False, max_attempts: int = 5,
-                 backoff: float = 0.5, timeout: float = 60.0) -> None:
+                 target: str | None = None, ca_bundle: str | None = None,
+                 insecure: bool = False, max_attempts: int = 5, backoff: float = 0.5,
+                 timeout: float = 60.0) -> None:
         self.registry = DOCKER_HUB if registry in DOCKER_HUB_HOSTS else registry
         self.host = _DOCKER_HUB_API if self.registry == DOCKER_HUB else self.registry
         self.max_attempts = max(1, max_attempts)
@@ -81,6 +84,7 @@ class RegistryClient:
         self.timeout = timeout
         self._credentials = credentials
         self._credentials_looked_up = credentials is not None
+        self._target = target  # the run's --registry: the CI pair's one registry
         self._verify = ca_bundle or _docker_certs_ca(self.registry) or True
         self._allow_http = insecure or is_loopback(self.host)
         self._base: str | None = None
@@ -246,9 +250,11 @@ class RegistryClient:
         if also_pull:
             scopes += (f"repository:{also_pull}:pull",)
         headers = dict(headers or {})
-        fresh_auth = False
+        # An upload Location may name another host: it gets no credentials and no token of ours.
+        foreign = urlsplit(url).netloc != urlsplit(base).netloc
+        fresh_auth = foreign
         while True:
-            authorization = self._authorization(scopes)
+            authorization = None if foreign else self._authorization(scopes)
             if authorization:
                 headers["Authorization"] = authorization
             response = self._send(method, url, what, headers, data)
@@ -335,7 +341,7 @@ class RegistryClient:
         """The credentials this client sends (given, or looked up once), or None: anonymous."""
         with self._credentials_lock:
             if not self._credentials_looked_up:
-                self._credentials = auth.credentials_for(self.registry)
+                self._credentials = auth.credentials_for(self.registry, target=self._target)
                 self._credentials_looked_up = True
             return self._credentials
 

@@ -13,7 +13,7 @@ import sys
 from dataclasses import dataclass
 from typing import TextIO
 
-from . import build, publish, render, summary, versions
+from . import build, naming, publish, render, summary, versions
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BuilderError
 from .report import Report, StageResult, Status
 from .platforms import platform as parse_platform
@@ -59,7 +59,7 @@ def run(options: ReleaseOptions, out: TextIO | None = None) -> ReleaseResult:
     """Release one version; the report says which stage stopped it, and is written also when
     an error stops a stage midway."""
     out = out or sys.stdout
-    registry = options.registry.rstrip("/")
+    registry = naming.check_registry(options.registry.rstrip("/"))  # before the report names it
     family = versions.load(options.versions, options.templates)
     wanted = family.version(options.version)
     report = Report("release", wanted.full, family.repository, registry)
@@ -69,8 +69,11 @@ def run(options: ReleaseOptions, out: TextIO | None = None) -> ReleaseResult:
         # An error that stops a stage midway (bad builders file, a registry refusing a write, a
         # page that cannot be fetched) still gets its report: which stage, and why.
         interrupted = isinstance(error, KeyboardInterrupt)
-        report.stage(report.running or "generate", Status.FAILED,
-                     reason="interrupted" if interrupted else str(error))
+        if isinstance(error, build.Interrupted):
+            error.run.add_to(report)  # the build stage, interrupted, with what each job came to
+        else:
+            report.stage(report.running or "generate", Status.FAILED,
+                         reason="interrupted" if interrupted else str(error))
         report.write(options.report, EXIT_INTERRUPTED if interrupted else error.exit_code)
         raise  # the task prints the one error line
     report.write(options.report, code)

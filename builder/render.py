@@ -5,6 +5,7 @@ compare that with the disk; `generate` writes only after every file rendered.
 """
 from __future__ import annotations
 
+import os
 import sys
 import traceback
 from dataclasses import asdict, dataclass
@@ -110,10 +111,23 @@ def _owned_dockerfiles(family: Family, out_dir: Path) -> set[Path]:
     return found
 
 
+def _tree_files(family: Family, out_dir: Path) -> set[Path]:
+    """Every file and symlink under the family's series directories; symlinks not followed."""
+    found = set()
+    for series in {v.series for v in family.versions}:
+        for top, directories, files in os.walk(out_dir / series):
+            linked = [d for d in directories if (Path(top) / d).is_symlink()]
+            found |= {(Path(top) / name).relative_to(out_dir) for name in files + linked}
+    return found
+
+
 def check(family: Family, out_dir: str | Path,
           rendered: dict[Path, str] | None = None) -> list[str]:
-    """Every stale, missing or extra Dockerfile under out_dir, as one line each; empty if in sync.
+    """Every stale, missing or extra file under out_dir, as one line each; empty if in sync.
 
+    The series directories hold what generate writes and nothing else: any other file or
+    symlink there is extra (a build sends only generated files, but a tree that holds more
+    is not the one committed).
     `rendered` is `render(family)` when the caller has it already.
     """
     out_dir = Path(out_dir)
@@ -121,14 +135,20 @@ def check(family: Family, out_dir: str | Path,
     problems = []
     for path, text in wanted.items():
         target = out_dir / path
+        if target.is_symlink():
+            problems.append(f"{path}: a symlink (generate writes a file here)")
+            continue
         if not target.is_file():
             problems.append(f"{path}: missing")
             continue
         have = target.read_text(encoding="utf-8")
         if have != text:
             problems.append(f"{path}: stale (first difference at line {_first_difference(have, text)})")
-    for path in sorted(_owned_dockerfiles(family, out_dir) - wanted.keys()):
-        problems.append(f"{path}: extra (no variant in {family.source.name} produces it)")
+    for path in sorted(_tree_files(family, out_dir) - wanted.keys()):
+        if path.name == "Dockerfile" and not (out_dir / path).is_symlink():
+            problems.append(f"{path}: extra (no variant in {family.source.name} produces it)")
+        else:
+            problems.append(f"{path}: extra (not written by generate; remove it)")
     return problems
 
 
@@ -151,9 +171,10 @@ def generate(family: Family, out_dir: str | Path) -> tuple[list[Path], list[Path
     written = []
     for path, text in wanted.items():
         target = out_dir / path
-        if target.is_file() and target.read_text(encoding="utf-8") == text:
+        if (not target.is_symlink() and target.is_file()
+                and target.read_text(encoding="utf-8") == text):
             continue
-        write_atomic(target, text)
+        write_atomic(target, text)  # a rename: a symlink there is replaced, its target untouched
         written.append(path)
     removed = sorted(_owned_dockerfiles(family, out_dir) - wanted.keys())
     for path in removed:
@@ -211,7 +232,8 @@ def run(options: GenerateOptions, out: TextIO | None = sys.stdout, *,
         for problem in problems:
             show(f"{out_dir / problem}")
         if problems:
-            show(f"{len(problems)} Dockerfile(s) out of date; run `invoke generate` and commit "
+            show(f"{len(problems)} file(s) differ from what generate writes; run `invoke "
+                 "generate` (extra files other than Dockerfiles are yours to remove) and commit "
                  "the result")
         else:
             show(f"{len(rendered)} Dockerfiles up to date")

@@ -149,7 +149,7 @@ def load(path: str | Path, templates_dir: str | Path | None = None) -> Family:
     templates = Path(templates_dir) if templates_dir is not None else path.parent / "templates"
     doc = yamldoc.load(path)
     if doc.root is None:
-        raise InputError("the file is empty", source=path)
+        raise InputError("the file is empty", source=path, line=1)
     top = doc.mapping(doc.root, (), _TOP_KEYS)
     repository = doc.text(top["repository"], ("repository",), _NAME)
 

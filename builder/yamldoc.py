@@ -28,25 +28,35 @@ def load(path: Path, *, syntax_error: str = "YAML syntax error") -> Doc:
 
     `syntax_error` heads the message for text that is not YAML, in the caller's words.
     """
+    # Every refusal names a line, so that an editor or a CI log viewer has one to jump to.
     try:
-        text = path.read_text(encoding="utf-8")
+        data = path.read_bytes()
     except OSError as error:
         raise InputError(f"cannot read it: {error.strerror}", source=path) from None
-    except UnicodeDecodeError:
-        raise InputError("cannot read it: not UTF-8 text", source=path) from None
-    if len(text.encode("utf-8")) > MAX_BYTES:
-        raise InputError(f"the file is larger than {MAX_BYTES >> 20} MiB; an input file this big "
-                         "is a mistake", source=path)
+    if len(data) > MAX_BYTES:
+        raise InputError(f"the file is larger than {MAX_BYTES >> 20} MiB (this line passes the "
+                         "bound); an input file this big is a mistake", source=path,
+                         line=_line_at(data, MAX_BYTES))
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as error:
+        raise InputError("cannot read it: not UTF-8 text", source=path,
+                         line=_line_at(data, error.start)) from None
     try:
         _check_depth(text, path)
         root = yaml.compose(text, Loader=yaml.SafeLoader)
     except yaml.YAMLError as error:
-        mark = getattr(error, "problem_mark", None)
+        mark = getattr(error, "problem_mark", None) or getattr(error, "context_mark", None)
+        # A reader error (a control character) has a position instead of a mark.
+        line = mark.line + 1 if mark else _line_at(text, getattr(error, "position", 0))
         # Errors without a problem (a bad character) print several lines; the first says it.
         problem = getattr(error, "problem", None) or str(error).splitlines()[0]
-        raise InputError(f"{syntax_error}: {problem}", source=path,
-                         line=mark.line + 1 if mark else None) from None
+        raise InputError(f"{syntax_error}: {problem}", source=path, line=line) from None
     return Doc(str(path), root)
+
+
+def _line_at(data: bytes | str, offset: int) -> int:
+    return data[:offset].count(b"\n" if isinstance(data, bytes) else "\n") + 1
 
 
 class Doc:
@@ -161,5 +171,10 @@ def _check_depth(text: str, path: Path) -> None:
 def _field_name(where: tuple) -> str:
     text = ""
     for part in where:
-        text += f"[{part}]" if isinstance(part, int) else (f".{part}" if text else part)
+        if isinstance(part, int):
+            text += f"[{part}]"
+        elif not re.fullmatch(r"[\w.-]+", part, re.ASCII):
+            text += f"[{part!r}]"  # a key of spaces or control characters, shown as written
+        else:
+            text += f".{part}" if text else part
     return text

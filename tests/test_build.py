@@ -217,25 +217,22 @@ def test_an_unknown_platform_is_bad_input(tiny_family_path):
 
 def test_the_platform_guard_catches_the_classic_builders_cross_platform_cache(
         tmp_path, docker_client, tiny_family_path):
-    """FROM scratch with an arch-independent first COPY: the classic builder's cache hands the
-    amd64 layers to the arm64 build (docs/classic-builder.md, trap 1); the check after the build
+    """FROM scratch with an arch-independent first step: the classic builder's cache hands the
+    amd64 image to the arm64 build (docs/classic-builder.md, trap 1); the check after the build
     fails it."""
     family = versions.load(tiny_family_path)
     builders = builders_file.Builders((builders_file.Engine(
         "local", "unix:///var/run/docker.sock", (platform("amd64"), platform("arm64v8"))),))
     base = plan(family, "1.0.0", ("busybox",), ("amd64", "arm64v8"), builders=builders)
-    # A fresh tree holding a stamp, so that only this test's amd64 build can be in the cache.
-    tree = tmp_path / "tree" / base.jobs[0].dockerfile.parent
-    tree.mkdir(parents=True)
-    (tree / "stamp").write_text(uuid.uuid4().hex)
-    scratch = "FROM scratch\nCOPY stamp /stamp\n"
-    moved = dataclasses.replace(family, source=tmp_path / "tree" / "versions.yaml")
+    # A stamp of its own, so that only this test's amd64 build can be in the cache; the
+    # context is the Dockerfile alone, so that is what the COPY takes.
+    scratch = f"FROM scratch\n# stamp {uuid.uuid4().hex}\nCOPY Dockerfile /stamp\n"
     jobs = tuple(dataclasses.replace(j, dockerfile_text=scratch) for j in base.jobs)
     arm64_tag = str(jobs[1].image)
     with contextlib.suppress(docker.errors.ImageNotFound):
         docker_client.images.remove(arm64_tag)
 
-    results = [build.run_plan(Plan(moved, base.version, (job,), (), builders, None),
+    results = [build.run_plan(Plan(family, base.version, (job,), (), builders, None),
                          logs=tmp_path / "logs", out=io.StringIO()).results[0]
                for job in jobs]
 
@@ -247,7 +244,7 @@ def test_the_platform_guard_catches_the_classic_builders_cross_platform_cache(
     with pytest.raises(docker.errors.ImageNotFound):  # the wrong image was not tagged
         docker_client.images.get(arm64_tag)
 
-    rebuilt = build.run_plan(Plan(moved, base.version, (jobs[1],), (), builders, None),
+    rebuilt = build.run_plan(Plan(family, base.version, (jobs[1],), (), builders, None),
                         nocache=True, logs=tmp_path / "logs", out=io.StringIO()).results[0]
     assert rebuilt.status == "built", rebuilt.reason
     assert docker_client.images.get(arm64_tag).attrs["Architecture"] == "arm64"

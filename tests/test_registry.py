@@ -63,9 +63,15 @@ def test_credentials_from_the_environment(clean_env, monkeypatch):
     assert credentials_for("127.0.0.1:5000") is None
     monkeypatch.setenv("BUILDER_REGISTRY_USERNAME", "ci")
     monkeypatch.setenv("BUILDER_REGISTRY_PASSWORD", "s3cret")
-    assert credentials_for("127.0.0.1:5000") == Credentials("ci", "s3cret", "BUILDER_REGISTRY_USERNAME")
-    monkeypatch.setenv("BUILDER_REGISTRY_HOST", "registry.example.com")
+    # The CI pair goes to the run's target alone: not to a base image's host, nor anywhere
+    # when the run has no target.
     assert credentials_for("127.0.0.1:5000") is None
+    assert credentials_for("127.0.0.1:5000", target="127.0.0.1:5000/team") == \
+        Credentials("ci", "s3cret", "BUILDER_REGISTRY_USERNAME")
+    assert credentials_for("127.0.0.2:5000", target="127.0.0.1:5000") is None
+    assert credentials_for("docker.io", target="127.0.0.1:5000") is None
+    monkeypatch.setenv("BUILDER_REGISTRY_HOST", "registry.example.com")
+    assert credentials_for("127.0.0.1:5000", target="127.0.0.1:5000") is None
     assert credentials_for("registry.example.com").username == "ci"
     monkeypatch.setenv("BUILDER_REGISTRY_127_0_0_1_5000_USERNAME", "scoped")
     monkeypatch.setenv("BUILDER_REGISTRY_127_0_0_1_5000_PASSWORD", "other")

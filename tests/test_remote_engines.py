@@ -33,10 +33,13 @@ def family(tmp_path: Path, tiny_family_path: Path, repository: str) -> Path:
     return path
 
 
-def builders_file(path: Path, mirror_host: str, name: str, url: str, tls: dict | None = None) -> Path:
+def builders_file(path: Path, mirror_host: str, name: str, url: str,
+                  tls: dict | str | None = None) -> Path:
     lines = [f"base-mirror: {mirror_host}", "engines:", f"  - name: {name}", f"    url: {url}",
              f"    platforms: [{PLATFORM}]"]
-    if tls:
+    if tls == "false":
+        lines.append("    tls: false")
+    elif tls:
         lines.append("    tls: {" + ", ".join(f"{k}: {v}" for k, v in tls.items()) + "}")
     path.write_text("\n".join(lines) + "\n")
     return path
@@ -105,7 +108,7 @@ def failed_lines(done) -> list[str]:
 
 
 @pytest.mark.parametrize("case", ["wrong client certificate", "no client certificate",
-                                  "no tls section", "wrong ca"])
+                                  "tls: false", "wrong ca"])
 def test_a_tls_misconfiguration_fails_the_job_with_one_line_that_says_what_to_fix(
         case, tmp_path, mirror, tls_engine, tiny_family_path):
     from testbed.pki import make_client_cert, make_server_pki
@@ -114,7 +117,7 @@ def test_a_tls_misconfiguration_fails_the_job_with_one_line_that_says_what_to_fi
     tls = {"wrong client certificate": {"ca": tls_engine.ca, "cert": stranger.cert,
                                         "key": stranger.key},
            "no client certificate": {"ca": tls_engine.ca},
-           "no tls section": None,
+           "tls: false": "false",
            "wrong ca": {"ca": other.ca_cert, "cert": tls_engine.cert, "key": tls_engine.key}}[case]
     builders = builders_file(tmp_path / "builders.yaml", mirror.host, "tls-node", tls_engine.url, tls)
 
@@ -130,8 +133,8 @@ def test_a_tls_misconfiguration_fails_the_job_with_one_line_that_says_what_to_fi
                                      f"certificate {stranger.cert} ("),
         "no client certificate": (f"{where} refused the TLS handshake with no client certificate "
                                   "(tls.cert and tls.key are not set)"),
-        "no tls section": (f"{where} speaks TLS, and its entry in the builders file has no "
-                           "`tls:`; add tls: {ca: …, cert: …, key: …}"),
+        "tls: false": (f"{where} speaks TLS, and its entry in the builders file says "
+                       "`tls: false`; give tls: {ca: …, cert: …, key: …} instead"),
         "wrong ca": f"{where}: its certificate is not signed by tls.ca ({other.ca_cert})",
     }[case]
     assert line.startswith(expected), line
@@ -139,6 +142,23 @@ def test_a_tls_misconfiguration_fails_the_job_with_one_line_that_says_what_to_fi
         assert "; set tls.cert and tls.key to such a pair (log: " in line, line
     if case == "wrong ca":
         assert "; set tls.ca to the CA that signed the engine's certificate (log: " in line, line
+    if case == "tls: false":  # allowed, as the file says, and said once
+        assert done.stderr.count(f"warning: engine tls-node ({tls_engine.url}) is reached "
+                                 "without TLS (`tls: false` in the builders file)") == 1, done.stderr
+
+
+def test_a_tcp_engine_without_tls_is_refused_naming_the_line(tmp_path, tiny_family_path):
+    builders = builders_file(tmp_path / "builders.yaml", "127.0.0.1:9", "tls-node",
+                             "tcp://127.0.0.1:9")
+
+    done = invoke("--version", "1.0.0", "--variant", "busybox", "--platform", PLATFORM,
+                  "--builders", str(builders), "--versions", str(tiny_family_path),
+                  "--logs", str(tmp_path / "logs"))
+
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.startswith(f"error: {builders}:4: engines[0].url: a tcp:// engine without "
+                                  "TLS lets anyone who reaches its port run containers"), done.stderr
+    assert "or `tls: false` to accept that" in done.stderr and not (tmp_path / "logs").exists()
 
 
 def test_an_ssh_engine_builds_and_pushes_its_platform(tmp_path, monkeypatch, registry, mirror,

@@ -176,6 +176,43 @@ def test_check_names_every_stale_missing_and_extra_file(tmp_path, tiny):
     assert check(tiny, tmp_path) == []
 
 
+def test_check_names_files_generate_did_not_write_and_symlinks(tmp_path, tiny):
+    """A build sends only what generate writes; --check names anything else in the series
+    directories, symlinks out of the tree included, without following them."""
+    generate(tiny, tmp_path)
+    outside = tmp_path.parent / f"{tmp_path.name}-outside"
+    outside.mkdir()
+    (outside / "secret").write_text("not for an engine\n")
+    (tmp_path / "1.0/busybox/notes.txt").write_text("untracked\n")
+    (tmp_path / "1.0/busybox/.Dockerfile.swp").write_text("an editor's\n")
+    (tmp_path / "1.0/busybox/slim/key").symlink_to(outside / "secret")
+    (tmp_path / "0.9/busybox/linked").symlink_to(outside, target_is_directory=True)
+    slim = tmp_path / "0.9/busybox/slim/Dockerfile"
+    slim.rename(outside / "Dockerfile")
+    slim.symlink_to(outside / "Dockerfile")
+
+    assert check(tiny, tmp_path) == [
+        "0.9/busybox/slim/Dockerfile: a symlink (generate writes a file here)",
+        "0.9/busybox/linked: extra (not written by generate; remove it)",
+        "1.0/busybox/.Dockerfile.swp: extra (not written by generate; remove it)",
+        "1.0/busybox/notes.txt: extra (not written by generate; remove it)",
+        "1.0/busybox/slim/key: extra (not written by generate; remove it)",
+    ]
+    generate(tiny, tmp_path)  # replaces the symlinked Dockerfile; leaves the user's files alone
+    assert not slim.is_symlink() and (outside / "secret").exists()
+    assert len(check(tiny, tmp_path)) == 4
+
+
+def test_the_build_context_is_the_dockerfile_alone(tmp_path):
+    import io
+    import tarfile
+
+    from builder.build import context_tar
+    with tarfile.open(fileobj=io.BytesIO(context_tar("FROM busybox\n"))) as tar:
+        assert [(m.name, m.isfile(), tar.extractfile(m).read()) for m in tar.getmembers()] == [
+            ("Dockerfile", True, b"FROM busybox\n")]
+
+
 def test_a_failing_render_writes_nothing(tmp_path, tiny_family_path):
     """The last template fails: files rendered before it must not reach the disk either."""
     templates = tmp_path / "templates"

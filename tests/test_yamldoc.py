@@ -58,9 +58,9 @@ def test_duplicate_keys_and_syntax_errors(tmp_path):
 def test_unreadable_files(tmp_path):
     assert caught(yamldoc.load, tmp_path / "nope.yaml").startswith(
         f"{tmp_path / 'nope.yaml'}: cannot read it: ")
-    (tmp_path / "latin1.yaml").write_bytes(b"a: caf\xe9\n")
+    (tmp_path / "latin1.yaml").write_bytes(b"a: 1\nb: caf\xe9\n")
     assert caught(yamldoc.load, tmp_path / "latin1.yaml") == \
-        f"{tmp_path / 'latin1.yaml'}: cannot read it: not UTF-8 text"
+        f"{tmp_path / 'latin1.yaml'}:2: cannot read it: not UTF-8 text"
 
 
 def test_the_shared_checks(tmp_path):

@@ -54,8 +54,11 @@ def _htpasswd(path: Path, username: str, password: str) -> None:
 
 def start_registry(workdir: Path, *, storage: Path | None = None, tls: bool = False,
                    basic_auth: bool = False, name: str = "registry",
-                   extra: dict | None = None) -> Registry:
-    """A registry storing in `storage` (default: workdir/storage), ready when /v2/ answers."""
+                   extra: dict | None = None, public_url: str | None = None) -> Registry:
+    """A registry storing in `storage` (default: workdir/storage), ready when /v2/ answers.
+
+    `public_url` is the base of the URLs it hands out (upload Locations): another host's, to
+    see where a client follows them."""
     binary = shutil.which("docker-registry")
     if not binary:
         raise procs.StartError("docker-registry not found: install it (scripts/setup does)")
@@ -74,6 +77,8 @@ def start_registry(workdir: Path, *, storage: Path | None = None, tls: bool = Fa
         _htpasswd(htpasswd, username, password)
     config = localregistry.config(host, storage, name=name, tls=tls_files, htpasswd=htpasswd)
     config.update(extra or {})  # e.g. token auth in place of htpasswd
+    if public_url:
+        config["http"]["host"] = public_url
     config_path = workdir / "config.yml"
     config_path.write_text(yaml.safe_dump(config, sort_keys=False))
 
