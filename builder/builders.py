@@ -11,6 +11,7 @@ ordinary Docker engines, the way the official images have one build node per arc
         url: unix:///var/run/docker.sock
         platforms: [amd64, i386, arm32v7]
         concurrency: 2                 # builds at once on this engine (default 1)
+        push-concurrency: 1            # pushes at once (default: no cap below concurrency)
       - name: arm-node
         url: tcp://10.0.0.7:2376       # TLS: ca, cert, key (paths relative to this file)
         tls: {ca: certs/ca.pem, cert: certs/cert.pem, key: certs/key.pem}
@@ -28,8 +29,10 @@ work from here without a prompt (BatchMode): the key in ssh-agent or named in ``
 default socket). The docker SDK needs its ssh extra (paramiko, ``docker[ssh]``) installed even
 though it shells out to ``ssh``.
 
-Platforms are official names or OCI forms (``linux/arm/v7``). When two engines list the same
-platform, the first one listed gets the jobs. Environment overrides, for CI:
+Platforms are official names or OCI forms (``linux/arm/v7``). The engines listing a platform
+are its pool: each job goes, when it is ready, to the engine of its pool with a free slot and
+the least work (`builder.pools`), after a health probe has confirmed what each engine really
+runs (`builder.health`). Environment overrides, for CI:
 ``BUILDER_BASE_MIRROR`` replaces ``base-mirror``; ``BUILDER_ENGINE_<NAME>_URL`` replaces the
 url of engine NAME (upper-cased, non-alphanumerics as ``_``).
 """
@@ -48,8 +51,8 @@ from .platforms import Platform, os_version_in_line, platform as parse_platform
 
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 _TOP_KEYS = {"engines": False, "base-mirror": False, "mirrors": False}
-_ENGINE_KEYS = dict.fromkeys(("concurrency", "name", "os-version", "platforms", "tls", "url"),
-                             False)
+_ENGINE_KEYS = dict.fromkeys(("concurrency", "name", "os-version", "platforms", "push-concurrency",
+                              "tls", "url"), False)
 _REQUIRED_ENGINE_KEYS = ("name", "url", "platforms")
 _TLS_KEYS = {"ca": False, "cert": False, "key": False}
 _ENGINE_URL = (r"(unix|tcp|ssh|npipe)://.*", "an engine url; use unix://, tcp:// or ssh://")
@@ -85,6 +88,11 @@ class Engine:
     concurrency: int = 1
     tls: TLS | None = None
     os_version: str | None = None  # Windows engines: "10.0.17763"
+    push_concurrency: int | None = None  # pushes at once; None: as many as its builds
+
+    @property
+    def pushes(self) -> int:
+        return min(self.push_concurrency or self.concurrency, self.concurrency)
 
     def serves(self, wanted: Platform) -> bool:
         listed = any(p.name == wanted.name for p in self.platforms)
@@ -103,11 +111,9 @@ class Builders:
     problem: str | None = None  # why no engine could be set up (dry-run shows it)
     mirrors: tuple[Mirror, ...] = ()  # upstream URL prefixes → mirror URLs, for offline builds
 
-    def engine_for(self, wanted: Platform) -> Engine | None:
-        for engine in self.engines:
-            if engine.serves(wanted):
-                return engine
-        return None
+    def pool_for(self, wanted: Platform) -> tuple[Engine, ...]:
+        """The engines that list `wanted`, in the file's order."""
+        return tuple(engine for engine in self.engines if engine.serves(wanted))
 
     def no_engine_reason(self, wanted: Platform) -> str:
         shown = wanted.name + (f" ({wanted.os_version})" if wanted.os_version else "")
@@ -167,6 +173,10 @@ def _engine(doc: yamldoc.Doc, entry, where: tuple, *, base: Path, env) -> Engine
     concurrency = 1
     if "concurrency" in fields:
         concurrency = int(doc.text(fields["concurrency"], where + ("concurrency",), _POSITIVE))
+    push_concurrency = None
+    if "push-concurrency" in fields:
+        push_concurrency = int(doc.text(fields["push-concurrency"], where + ("push-concurrency",),
+                                        _POSITIVE))
     tls = None
     if "tls" in fields:
         paths = {}
@@ -178,7 +188,7 @@ def _engine(doc: yamldoc.Doc, entry, where: tuple, *, base: Path, env) -> Engine
         if ("cert" in paths) != ("key" in paths):
             raise doc.error(where + ("tls",), "cert and key go together")
         tls = TLS(paths.get("ca"), paths.get("cert"), paths.get("key"))
-    return Engine(name, url, tuple(platforms), concurrency, tls, os_version)
+    return Engine(name, url, tuple(platforms), concurrency, tls, os_version, push_concurrency)
 
 
 def runnable_architectures(native: str | None, *, local: bool = True,
