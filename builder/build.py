@@ -92,6 +92,7 @@ class JobResult:
     checks: list[Outcome] = field(default_factory=list)  # the smoke tests, as they ran
     mirrors: tuple[Mirror, ...] = ()  # the mirrors its Dockerfile fetched from
     failovers: list[Failover] = field(default_factory=list)
+    unserved: bool = False  # skipped at run time: no healthy engine in its pool (exit 1)
 
     @property
     def seconds(self) -> float | None:
@@ -127,8 +128,13 @@ class BuildRun:
         return [r for r in self.results if r.status is Status.FAILED]
 
     @property
+    def unserved(self) -> list[JobResult]:
+        """Jobs skipped because no engine of their pool was healthy: not built, not done."""
+        return [r for r in self.results if r.unserved]
+
+    @property
     def exit_code(self) -> int:
-        return EXIT_FAILED if self.failures else EXIT_OK
+        return EXIT_FAILED if self.failures or self.unserved else EXIT_OK
 
     def add_to(self, report: Report) -> None:
         """The build stage's entry and every job's result."""
@@ -140,11 +146,14 @@ class BuildRun:
         counts = Counter(r.status.value for r in self.results)
         details = {"engines": self.health.as_dict(),
                    "failovers": sum(len(r.failovers) for r in self.results)}
-        if self.failures:
-            counts.pop(Status.FAILED.value)
+        if self.failures or self.unserved:
+            counts.pop(Status.FAILED.value, None)
+            reasons = ([f"{len(self.failures)} job(s) failed"] if self.failures else []) + \
+                ([f"{len(self.unserved)} job(s) skipped: no healthy engine"]
+                 if self.unserved else [])
             report.stage("build", Status.FAILED, **counts, **details,
                          failed=[f.key for f in self.failures],
-                         reason=f"{len(self.failures)} job(s) failed")
+                         unserved=[u.key for u in self.unserved], reason="; ".join(reasons))
         else:
             report.stage("build", Status.OK, **counts, **details)
 
@@ -239,9 +248,10 @@ class Runner:
         """The first base image of the platform's first job built FROM outside the family,
         pinned as its build will pin it; None when it cannot be."""
         for job in self.plan.jobs:
-            if job.platform == platform and not job.parent:
+            images = from_images(job.dockerfile_text)  # none: FROM scratch
+            if job.platform == platform and not job.parent and images:
                 try:
-                    return self._pin(from_images(job.dockerfile_text)[0], job)
+                    return self._pin(images[0], job)
                 except BuilderError:
                     return None  # the job's own pin will fail and say why
         return None
@@ -290,7 +300,7 @@ class Runner:
             with log_path.open("w", buffering=1) as log:
                 self._attempt(job, result, log)
         except _NotBuilt as why:
-            result.status, result.reason = Status.SKIPPED, str(why)
+            result.status, result.reason, result.unserved = Status.SKIPPED, str(why), True
             self.progress.update(job.key, "skipped", result.reason)
         except BuilderError as error:
             reason = str(error)
@@ -552,6 +562,8 @@ def run_plan(plan: Plan, *, push: bool = False, force: bool = False, nocache: bo
     print(result.table(), file=progress.out)
     for failure in result.failures:
         print(f"failed: {failure.reason} (log: {failure.log})", file=sys.stderr)
+    for unserved in result.unserved:
+        print(f"skipped: {unserved.key}: {unserved.reason}", file=sys.stderr)
     if result.interrupted:
         raise KeyboardInterrupt
     return result

@@ -105,7 +105,10 @@ def check(pool_engines: Sequence[Engine], needed: Mapping[str, Sequence[Platform
             try:
                 engine_facts = found[engine.name].result()
             except BuilderError as error:
-                left_out[engine.name] = str(error)
+                # The line names the engine already: "engine x left out: unix://… is unreachable"
+                said = str(error)
+                left_out[engine.name] = said.replace(f"engine {engine.name} ({engine.url})",
+                                                     engine.url, 1)
                 continue
             wanted = {p.name for p in needed.get(engine.name, ())}
             lies, foreign = judge(engine, engine_facts)

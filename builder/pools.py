@@ -63,7 +63,7 @@ class Health:
 
     def no_engine_reason(self, platform: Platform, pool: Sequence[Engine]) -> str:
         """Why a platform whose pool is `pool` has no healthy engine: each engine's finding."""
-        whys = [f"{e.name} {self.left_out.get(e.name) or self.refused.get((e.name, platform.name))}"
+        whys = [f"{e.name}: {self.left_out.get(e.name) or self.refused.get((e.name, platform.name))}"
                 for e in pool]
         return f"no healthy engine for {platform.name}: {'; '.join(whys)}"
 

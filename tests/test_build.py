@@ -192,7 +192,7 @@ def test_a_registry_refusing_the_credentials_fails_the_job_and_keeps_the_secret(
     assert listed.status_code == 404 or "1.0.0-busybox-amd64" not in listed.json().get("tags", [])
 
 
-def test_an_engine_that_is_down_fails_its_jobs_with_exit_1(tmp_path, registry, mirror,
+def test_an_engine_that_is_down_skips_its_jobs_with_exit_1(tmp_path, registry, mirror,
                                                            tiny_family_path):
     builders = write_builders(tmp_path / "builders.yaml", mirror.host,
                               ("dead", f"unix://{tmp_path}/dead.sock", ("amd64",)))
@@ -202,8 +202,10 @@ def test_an_engine_that_is_down_fails_its_jobs_with_exit_1(tmp_path, registry, m
                   "--logs", str(tmp_path / "logs"))
 
     assert done.returncode == 1
-    assert (f"failed: 1.0.0/busybox/amd64: engine dead (unix://{tmp_path}/dead.sock) "
-            "is unreachable") in done.stderr
+    assert (f"engine dead left out: unix://{tmp_path}/dead.sock is unreachable: "
+            in done.stdout)
+    assert (f"skipped: 1.0.0/busybox/amd64: no healthy engine for amd64: dead: "
+            f"unix://{tmp_path}/dead.sock is unreachable: ") in done.stderr
 
 
 def test_an_unknown_platform_is_bad_input(tiny_family_path):

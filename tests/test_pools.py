@@ -78,7 +78,7 @@ def test_health_says_why_a_platform_has_no_engine():
     assert not found.usable("a", "amd64") and not found.usable("b", "amd64")
     assert found.usable("b", "i386")
     assert found.no_engine_reason(AMD64, pool) == (
-        "no healthy engine for amd64: a unreachable: refused; b it runs linux/arm64")
+        "no healthy engine for amd64: a: unreachable: refused; b: it runs linux/arm64")
     assert found.lines() == ["engine a left out: unreachable: refused",
                              "engine b not used for amd64: it runs linux/arm64"]
 
@@ -227,12 +227,14 @@ def test_an_engine_that_lies_about_its_platform_or_is_gone_is_left_out_saying_wh
     [gone] = [line for line in shown if line.startswith("engine ghost left out: ")]
     assert "nobody.sock" in gone
     by_key = {r.key: r for r in run.results}
-    assert run.exit_code == 0, [r.reason for r in run.failures]
+    # Not built for want of a healthy engine: not done, so exit 1, though nothing failed.
+    assert run.exit_code == 1 and run.failures == [], [r.reason for r in run.failures]
+    assert [r.key for r in run.unserved] == ["1.0.0/windowsservercore-1809/windows-amd64"]
     assert (by_key["1.0.0/busybox/amd64"].status, by_key["1.0.0/busybox/amd64"].engine) == (
         "built", "liar")
     windows = by_key["1.0.0/windowsservercore-1809/windows-amd64"]
     assert windows.status == "skipped"
-    assert windows.reason.startswith("no healthy engine for windows-amd64: liar listed for "
+    assert windows.reason.startswith("no healthy engine for windows-amd64: liar: listed for "
                                      "windows-amd64 (10.0.17763), but it runs linux containers")
 
 
