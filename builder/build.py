@@ -144,8 +144,13 @@ class BuildRun:
             return
         report.jobs = [r.as_dict() for r in self.results]
         counts = Counter(r.status.value for r in self.results)
-        details = {"engines": self.health.as_dict(),
-                   "failovers": sum(len(r.failovers) for r in self.results)}
+        # Only what happened: a run of healthy engines and no failover reads as before pools.
+        details = {}
+        if self.health.lines():
+            details["engines"] = self.health.as_dict()
+        failovers = sum(len(r.failovers) for r in self.results)
+        if failovers:
+            details["failovers"] = failovers
         if self.failures or self.unserved:
             counts.pop(Status.FAILED.value, None)
             reasons = ([f"{len(self.failures)} job(s) failed"] if self.failures else []) + \

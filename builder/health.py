@@ -46,7 +46,8 @@ def facts(engine: Engine) -> Facts:
     try:
         version, info = api.version(), api.info()
     except (DockerException, requests.RequestException) as error:
-        raise BuilderError(f"no answer to version/info: {short_error(error)}") from None
+        raise BuilderError(f"engine {engine.name} ({engine.url}) does not answer version/info: "
+                           f"{short_error(error)}") from None
     finally:
         api.close()
     os = version.get("Os") or info.get("OSType") or ""
@@ -105,10 +106,7 @@ def check(pool_engines: Sequence[Engine], needed: Mapping[str, Sequence[Platform
             try:
                 engine_facts = found[engine.name].result()
             except BuilderError as error:
-                # The line names the engine already: "engine x left out: unix://… is unreachable"
-                said = str(error)
-                left_out[engine.name] = said.replace(f"engine {engine.name} ({engine.url})",
-                                                     engine.url, 1)
+                left_out[engine.name] = _naming(engine, str(error))
                 continue
             wanted = {p.name for p in needed.get(engine.name, ())}
             lies, foreign = judge(engine, engine_facts)
@@ -121,11 +119,18 @@ def check(pool_engines: Sequence[Engine], needed: Mapping[str, Sequence[Platform
             try:
                 problem = future.result()
             except BuilderError as error:
-                left_out[engine.name] = f"it stopped answering during its probe: {error}"
+                left_out[engine.name] = _naming(engine, f"stopped answering during its probe: "
+                                                        f"{error}")
                 continue
             if problem:
                 refused[(engine.name, platform.name)] = problem
     return Health(left_out, refused)
+
+
+def _naming(engine: Engine, problem: str) -> str:
+    """`problem` as a sentence about `engine`: connect's own messages name it already."""
+    return problem if problem.startswith(f"engine {engine.name} ") else \
+        f"engine {engine.name} ({engine.url}) {problem}"
 
 
 def _emulates(engine: Engine, platform: Platform, engine_facts: Facts,

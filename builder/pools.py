@@ -49,7 +49,7 @@ def judge(engine: Engine, facts: Facts) -> tuple[dict[str, str], tuple[Platform,
 @dataclass(frozen=True)
 class Health:
     """The probes' findings for one run: engines left out, and platforms an engine may not build."""
-    left_out: dict[str, str] = field(default_factory=dict)  # engine → why (unreachable, …)
+    left_out: dict[str, str] = field(default_factory=dict)  # engine → why, a sentence naming it
     refused: dict[tuple[str, str], str] = field(default_factory=dict)  # (engine, platform) → why
 
     def usable(self, engine: str, platform: str) -> bool:
@@ -57,13 +57,13 @@ class Health:
 
     def lines(self) -> list[str]:
         """One line per finding, as the run prints them before it starts."""
-        return ([f"engine {name} left out: {why}" for name, why in self.left_out.items()]
+        return ([f"left out: {why}" for why in self.left_out.values()]
                 + [f"engine {name} not used for {platform}: {why}"
                    for (name, platform), why in self.refused.items()])
 
     def no_engine_reason(self, platform: Platform, pool: Sequence[Engine]) -> str:
         """Why a platform whose pool is `pool` has no healthy engine: each engine's finding."""
-        whys = [f"{e.name}: {self.left_out.get(e.name) or self.refused.get((e.name, platform.name))}"
+        whys = [self.left_out.get(e.name) or f"engine {e.name}: {self.refused[(e.name, platform.name)]}"
                 for e in pool]
         return f"no healthy engine for {platform.name}: {'; '.join(whys)}"
 

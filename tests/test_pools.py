@@ -74,12 +74,14 @@ def test_a_windows_engine_runs_only_its_own_os_version_line():
 
 def test_health_says_why_a_platform_has_no_engine():
     pool = (Engine("a", "unix:///a", (AMD64,)), Engine("b", "unix:///b", (AMD64,)))
-    found = Health({"a": "unreachable: refused"}, {("b", "amd64"): "it runs linux/arm64"})
+    found = Health({"a": "engine a (unix:///a) is unreachable: refused"},
+                   {("b", "amd64"): "it runs linux/arm64"})
     assert not found.usable("a", "amd64") and not found.usable("b", "amd64")
     assert found.usable("b", "i386")
     assert found.no_engine_reason(AMD64, pool) == (
-        "no healthy engine for amd64: a: unreachable: refused; b: it runs linux/arm64")
-    assert found.lines() == ["engine a left out: unreachable: refused",
+        "no healthy engine for amd64: engine a (unix:///a) is unreachable: refused; "
+        "engine b: it runs linux/arm64")
+    assert found.lines() == ["left out: engine a (unix:///a) is unreachable: refused",
                              "engine b not used for amd64: it runs linux/arm64"]
 
 
@@ -174,7 +176,7 @@ def test_the_jobs_of_one_platform_split_across_both_amd64_engines(
     assert overlap((first.started, first.finished), (other.started, other.finished))
     report = json.loads((tmp_path / "report.json").read_text())
     assert {j["job"]: j["engine"] for j in report["jobs"]} == {r.key: r.engine for r in run.results}
-    assert report["stages"]["build"]["failovers"] == 0
+    assert "failovers" not in report["stages"]["build"]  # none happened
     assert "  pool amd64: second (1 at once), third (1 at once)" in out.getvalue()
     clients = {"second": second_engine.client, "third": third_engine.client}
     for result in run.results:  # each image is on the engine the report names, and only there
@@ -224,8 +226,9 @@ def test_an_engine_that_lies_about_its_platform_or_is_gone_is_left_out_saying_wh
     shown = out.getvalue().splitlines()
     assert ("engine liar not used for windows-amd64: listed for windows-amd64 (10.0.17763), but "
             "it runs linux containers (linux/amd64)") in shown
-    [gone] = [line for line in shown if line.startswith("engine ghost left out: ")]
-    assert "nobody.sock" in gone
+    [gone] = [line for line in shown if line.startswith("left out: ")]
+    assert gone.startswith(f"left out: engine ghost (unix://{tmp_path}/nobody.sock) is "
+                           "unreachable: ") and gone.endswith("; start it or fix its url")
     by_key = {r.key: r for r in run.results}
     # Not built for want of a healthy engine: not done, so exit 1, though nothing failed.
     assert run.exit_code == 1 and run.failures == [], [r.reason for r in run.failures]
@@ -234,8 +237,9 @@ def test_an_engine_that_lies_about_its_platform_or_is_gone_is_left_out_saying_wh
         "built", "liar")
     windows = by_key["1.0.0/windowsservercore-1809/windows-amd64"]
     assert windows.status == "skipped"
-    assert windows.reason.startswith("no healthy engine for windows-amd64: liar: listed for "
-                                     "windows-amd64 (10.0.17763), but it runs linux containers")
+    assert windows.reason == ("no healthy engine for windows-amd64: engine liar: listed for "
+                              "windows-amd64 (10.0.17763), but it runs linux containers "
+                              "(linux/amd64)")
 
 
 def test_an_emulated_platform_is_proved_by_a_container(mirror, third_engine):
