@@ -388,16 +388,20 @@ class Runner:
     def _take(self, job: BuildJob, parent: JobResult | None, tried: set[str]) -> Engine:
         """A build slot on the engine `pools.choose` picks; waits while the pool is full."""
         pool = [name for name in job.pool if self.health.usable(name, job.platform.name)]
-        if parent is not None and parent.digest is None:
+        local_parent = parent is not None and parent.digest is None
+        if local_parent:
             # The parent image is on the engine that built it, and nowhere else.
             pool = [name for name in pool if name == parent.engine]
         with self._board:
             while True:
                 self._go_on(job, "its build started")
                 left = [name for name in pool if name not in self._lost and name not in tried]
+                if not left and local_parent:
+                    raise BuilderError(f"its parent {job.parent} was not pushed, and its image "
+                                       f"is on engine {parent.engine} only, which is gone")
                 if not left:
                     gone = "; ".join(f"{name}: {self._lost.get(name, 'it failed this job')}"
-                                     for name in pool) or "none"
+                                     for name in pool)
                     raise BuilderError(f"no engine of its pool is left to build it on ({gone})")
                 chosen = pools.choose([Load(name, self._running[name],
                                             self.engines[name].concurrency, self._taken[name])

@@ -30,6 +30,7 @@ from builder.pools import Facts, Health, Load, choose, judge
 from builder.reference import DOCKER_LIST
 from builder.registry import RegistryClient
 from builder.tags import tag_groups
+from test_plan import derived_family
 from testbed.engine import start_second_engine
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -184,6 +185,28 @@ def test_the_jobs_of_one_platform_split_across_both_amd64_engines(
         assert str(result.pushed.job.image) in clients[result.engine].images.get(result.image_id).tags
         with pytest.raises(docker.errors.ImageNotFound):
             elsewhere.images.get(result.image_id)
+
+
+@pytest.mark.parametrize("push", [True, False])
+def test_a_variant_built_from_another_goes_to_the_engine_that_built_it(
+        push, tmp_path, registry, mirror, second_engine, third_engine, tiny_family_path):
+    # third first in the file, second has taken nothing: only the preference sends the child
+    # after its parent when that is on second, and the first job goes to third.
+    builders = write_builders(tmp_path / "builders.yaml", mirror.host,
+                              f"{{name: third, url: '{third_engine.url}', platforms: [amd64]}}",
+                              f"{{name: second, url: '{second_engine.url}', platforms: [amd64]}}")
+
+    run = build.run(build.BuildOptions(
+        "1.0.0", variants=("busybox", "onbuild"), platforms=("amd64",),
+        registry=registry.host if push else None, push=push, builders=str(builders), force=True,
+        nocache=True, versions=str(derived_family(tmp_path, tiny_family_path, "tiny-pools-derived",
+                                                  platforms="amd64")),
+        logs=str(tmp_path / "logs")), out=io.StringIO())
+
+    assert run.exit_code == 0, [r.reason for r in run.failures]
+    parent, child = run.results
+    assert (parent.key, child.key) == ("1.0.0/busybox/amd64", "1.0.0/onbuild/amd64")
+    assert parent.engine == "third" and child.engine == "third"
 
 
 def test_a_failing_run_step_is_not_retried_on_another_engine(
