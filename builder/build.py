@@ -151,14 +151,15 @@ class BuildRun:
         failovers = sum(len(r.failovers) for r in self.results)
         if failovers:
             details["failovers"] = failovers
+        if self.unserved:
+            details["unserved"] = [u.key for u in self.unserved]
         if self.failures or self.unserved:
             counts.pop(Status.FAILED.value, None)
             reasons = ([f"{len(self.failures)} job(s) failed"] if self.failures else []) + \
                 ([f"{len(self.unserved)} job(s) skipped: no healthy engine"]
                  if self.unserved else [])
             report.stage("build", Status.FAILED, **counts, **details,
-                         failed=[f.key for f in self.failures],
-                         unserved=[u.key for u in self.unserved], reason="; ".join(reasons))
+                         failed=[f.key for f in self.failures], reason="; ".join(reasons))
         else:
             report.stage("build", Status.OK, **counts, **details)
 
