@@ -9,7 +9,6 @@ killed mid-build or mid-push) from a build that went wrong, which is not retried
 """
 from __future__ import annotations
 
-import re
 from concurrent.futures import ThreadPoolExecutor
 from typing import Callable, Mapping, Sequence
 
@@ -20,13 +19,12 @@ from docker.errors import APIError, DockerException
 from . import engineapi, engines
 from .builders import Engine
 from .engines import short_error
-from .errors import BuilderError, InputError
-from .platforms import Platform, from_oci
+from .errors import BuilderError
+from .platforms import Platform
 from .pools import Facts, Health, judge
 
 PROBE_TIMEOUT = 30  # seconds for version/info and a ping: an engine slower than that is not healthy
 RUN_TIMEOUT = 300  # seconds to pull the probe image and run it, on a loaded machine under QEMU
-_WINDOWS_VERSION = re.compile(r"(\d+)\.(\d+)[. ](\d+)")  # "10.0.17763…" or "10.0 17763 (…)"
 # What a dropped connection to an engine surfaces as, anywhere in an error's chain.
 _CONNECTION_LOST = (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
                     urllib3.exceptions.ProtocolError, ConnectionError)
@@ -50,18 +48,7 @@ def facts(engine: Engine) -> Facts:
                            f"{short_error(error)}") from None
     finally:
         api.close()
-    os = version.get("Os") or info.get("OSType") or ""
-    architecture = version.get("Arch") or info.get("Architecture") or ""
-    try:
-        architecture = from_oci(os, architecture).architecture
-    except InputError:
-        pass  # a platform outside our table: it matches none of the listed ones, as it should
-    os_version = None
-    if os == "windows":
-        found = (_WINDOWS_VERSION.match(info.get("OSVersion") or "")
-                 or _WINDOWS_VERSION.match(info.get("KernelVersion") or ""))
-        os_version = ".".join(found.groups()) if found else None
-    return Facts(os, architecture, os_version)
+    return Facts.from_answers(version, info)
 
 
 def runs(engine: Engine, platform: Platform, image: str) -> str | None:

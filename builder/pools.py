@@ -6,11 +6,15 @@ time a job is ready, so assignment follows the load at run time, not a split fix
 """
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass, field
-from typing import Sequence
+from typing import Mapping, Sequence
 
 from .builders import Engine
-from .platforms import Platform, os_version_in_line
+from .errors import InputError
+from .platforms import Platform, from_oci, os_version_in_line
+
+_WINDOWS_VERSION = re.compile(r"(\d+)\.(\d+)[. ](\d+)")  # "10.0.17763…" or "10.0 17763 (…)"
 
 
 @dataclass(frozen=True)
@@ -22,6 +26,23 @@ class Facts:
 
     def __str__(self) -> str:
         return f"{self.os}/{self.architecture}" + (f" {self.os_version}" if self.os_version else "")
+
+    @classmethod
+    def from_answers(cls, version: Mapping, info: Mapping) -> Facts:
+        """From the engine's `version` and `info` answers (Windows: os.version from either
+        OSVersion or the kernel version, "10.0 17763 (17763.1.amd64fre…)")."""
+        os = version.get("Os") or info.get("OSType") or ""
+        architecture = version.get("Arch") or info.get("Architecture") or ""
+        try:
+            architecture = from_oci(os, architecture).architecture
+        except InputError:
+            pass  # outside our table: it matches none of the listed platforms, as it should
+        os_version = None
+        if os == "windows":
+            found = (_WINDOWS_VERSION.match(info.get("OSVersion") or "")
+                     or _WINDOWS_VERSION.match(info.get("KernelVersion") or ""))
+            os_version = ".".join(found.groups()) if found else None
+        return cls(os, architecture, os_version)
 
 
 def judge(engine: Engine, facts: Facts) -> tuple[dict[str, str], tuple[Platform, ...]]:

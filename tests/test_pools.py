@@ -73,6 +73,18 @@ def test_a_windows_engine_runs_only_its_own_os_version_line():
                                         "Windows 10.0.20348"}
 
 
+def test_what_an_engine_runs_comes_from_its_version_and_info_answers():
+    assert Facts.from_answers({"Os": "linux", "Arch": "arm64"}, {}) == Facts("linux", "arm64")
+    assert Facts.from_answers({}, {"OSType": "linux", "Architecture": "x86_64"}) == \
+        Facts("linux", "amd64")
+    # Stand-in answers of a Windows Server 2019 engine (none can run here).
+    kernel = {"OSType": "windows", "KernelVersion": "10.0 17763 (17763.1.amd64fre.rs5_release.180914-1434)"}
+    assert Facts.from_answers({"Os": "windows", "Arch": "amd64"}, kernel) == \
+        Facts("windows", "amd64", "10.0.17763")
+    assert Facts.from_answers({"Os": "windows", "Arch": "amd64"},
+                              {"OSVersion": "10.0.20348.2340"}).os_version == "10.0.20348"
+
+
 def test_health_says_why_a_platform_has_no_engine():
     pool = (Engine("a", "unix:///a", (AMD64,)), Engine("b", "unix:///b", (AMD64,)))
     found = Health({"a": "engine a (unix:///a) is unreachable: refused"},
