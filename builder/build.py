@@ -216,13 +216,15 @@ class Runner:
     """Runs one plan; thread-safe caches of registry clients and pinned bases, and the board of
     engine slots the jobs take as they become ready."""
 
-    def __init__(self, plan: Plan, *, push: bool, force: bool, nocache: bool, logs: Path) -> None:
+    def __init__(self, plan: Plan, *, push: bool, force: bool, nocache: bool, logs: Path,
+                 progress: Progress | None = None) -> None:
+        """`progress` may come with `run` instead: the probes before it print plain lines."""
         self.plan = plan
         self.push = push
         self.force = force
         self.nocache = nocache
         self.logs = logs
-        self.progress: Progress | None = None
+        self.progress = progress
         self.engines = {e.name: e for e in plan.builders.engines}
         self.health = Health()
         # The board: every engine's running and taken jobs, and the engines lost mid-run.
@@ -262,10 +264,10 @@ class Runner:
                     return None  # the job's own pin will fail and say why
         return None
 
-    def run(self, progress: Progress) -> BuildRun:
+    def run(self, progress: Progress | None = None) -> BuildRun:
         """Every job; on Ctrl-C, stop: no job starts or pushes any more, running RUN steps are
         killed, and the run comes back (interrupted) once the threads have noticed."""
-        self.progress = progress
+        self.progress = progress or self.progress
         skipped = [self._skipped(s) for s in self.plan.skipped]
         pool = ThreadPoolExecutor(max_workers=max(1, len(self.plan.jobs)))
         futures = [pool.submit(self._job, job) for job in self.plan.jobs]
