@@ -3,8 +3,8 @@
 The pure parts (`builder.pools`: the scheduler's choice and the verdict on what an engine runs)
 are tested on values, Windows facts included: no Windows engine can run here, so those facts
 stand in for a Windows engine's `docker version`. The rest uses real engines of the test bed:
-the second and third dockerds both serve amd64, and a fourth one, started by its test, is
-killed with SIGKILL in the middle of a build.
+the second and third dockerds both serve amd64, and a fourth one, started by each test that
+needs it, is killed with SIGKILL in the middle of a build, or of a push.
 """
 from __future__ import annotations
 
@@ -359,3 +359,37 @@ def test_a_killed_engines_running_job_is_rebuilt_on_the_other_and_the_release_co
         assert listed.media_type == DOCKER_LIST
         assert [m["digest"] for m in listed.json["manifests"]] == [
             jobs[f"1.0.0/{member.name}/amd64"]["digest"]]
+
+
+def test_a_daemon_killed_mid_push_has_the_job_built_again_elsewhere(
+        tmp_path, registry, mirror, second_engine, doomed_engine, tiny_family_path):
+    # 128 MB of random bytes: a layer whose push (compressing it) lasts long enough to be cut.
+    builders = write_builders(tmp_path / "builders.yaml", mirror.host,
+                              f"{{name: doomed, url: '{doomed_engine.url}', platforms: [amd64]}}",
+                              f"{{name: second, url: '{second_engine.url}', platforms: [amd64]}}")
+    logs, box = tmp_path / "logs", {}
+
+    def target():
+        box["run"] = build.run(build.BuildOptions(
+            "1.0.0", variants=("busybox",), platforms=("amd64",), registry=registry.host,
+            push=True, builders=str(builders), force=True, nocache=True,
+            versions=str(tiny_copy(tmp_path / "tiny", tiny_family_path, "tiny-pools-push",
+                                   extra_run="head -c 134217728 /dev/urandom > /noise")),
+            logs=str(logs)), out=io.StringIO())
+
+    thread = threading.Thread(target=target, daemon=True)
+    thread.start()
+    log = logs / "1.0.0" / "busybox" / "amd64.log"
+    wait_for(lambda: log.exists() and "Pushing" in log.read_text().split("tagged ")[-1]
+             and "--- build on engine doomed" in log.read_text(), "a push from engine doomed")
+    doomed_engine.kill()
+    thread.join(600)
+    assert not thread.is_alive()
+
+    [result] = box["run"].results
+    assert (result.status, result.engine) == ("built", "second"), result.reason
+    [failover] = result.failovers
+    assert failover.engine == "doomed" and "became unreachable" in failover.cause
+    head = RegistryClient(registry.host).head_manifest("tiny-pools-push", "1.0.0-busybox-amd64")
+    assert head.digest == result.digest
+    assert result.image_id in {i.id for i in second_engine.client.images.list()}
