@@ -1,8 +1,15 @@
-"""Stage build: run a plan: pin bases, skip what the registry already holds, build, check, push.
+"""Stage build: run a plan: probe the engines, pin bases, skip what the registry already holds,
+build, check, push.
 
-Each job runs in its own thread; an engine's `concurrency` bounds how many of its jobs build
-at once, so jobs on different engines overlap. A failed job fails alone: the others go on,
-and nothing of the failed job is tagged in the registry (push comes after the platform check).
+Each job runs in its own thread. Before any starts, every engine of a pool is probed
+(`builder.health`): one that fails is left out, one claiming a platform it cannot run is not
+used for it, and a platform with no healthy engine has its jobs skipped, saying why. A ready job
+then takes a slot on the engine of its pool that `builder.pools.choose` picks (a free slot, the
+least work, the parent's engine first); an engine's `concurrency` bounds its builds and its
+`push-concurrency` its pushes. A job whose engine goes away under it is built again from the
+start, once, on another engine of its pool; a failed RUN step or smoke test is not. A failed job
+fails alone: the others go on, and nothing of the failed job is tagged in the registry (push
+comes after the platform check).
 
 Base images. A FROM without a registry host is a Docker Hub name; it is looked up in the
 base mirror (``<mirror>/library/busybox``) and pinned to the per-platform manifest digest:
@@ -30,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TextIO
 
-from . import engineapi, engines, versions
+from . import engineapi, engines, health, pools, versions
 from .builders import Engine
 from .dockerfile import from_images, needs_host_network, rewrite_from, rewrite_urls
 from .engineapi import Container, Output, PushedImage, Step
@@ -39,6 +46,8 @@ from .naming import check_registry
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BuilderError, InputError
 from .plan import BuildJob, Plan, SkippedJob
 from .plan import plan as make_plan
+from .platforms import Platform
+from .pools import Health, Load
 from .progress import Progress, table
 from .reference import DOCKER_HUB, ImageRef, sha256_digest
 from .registry import RegistryClient, RegistryError
@@ -49,11 +58,26 @@ HASH_LABEL = "org.python-image-builder.build-hash"
 BUILD_TIMEOUT = 3600  # seconds without a byte from the engine: a RUN under QEMU can be quiet long
 
 
+@dataclass(frozen=True)
+class Failover:
+    """A job's engine went away under it; the job was built again from the start elsewhere."""
+    engine: str  # the engine it was on
+    cause: str
+    at: float  # epoch seconds
+
+    def as_dict(self) -> dict:
+        return {"engine": self.engine, "cause": self.cause, "at": self.at}
+
+
+class _NotBuilt(Exception):
+    """A job skipped at run time: no healthy engine in its pool, or its parent was skipped so."""
+
+
 @dataclass
 class JobResult:
     key: str
     platform: str  # official name: arm32v7
-    engine: str | None
+    engine: str | None  # the engine that built it (the last one tried, if it failed)
     status: Status  # BUILT, SKIPPED or FAILED
     reason: str = ""  # why skipped or failed
     image: str | None = None  # the per-arch reference
@@ -67,6 +91,8 @@ class JobResult:
     log: Path | None = None
     checks: list[Outcome] = field(default_factory=list)  # the smoke tests, as they ran
     mirrors: tuple[Mirror, ...] = ()  # the mirrors its Dockerfile fetched from
+    failovers: list[Failover] = field(default_factory=list)
+    unserved: bool = False  # skipped at run time: no healthy engine in its pool (exit 1)
 
     @property
     def seconds(self) -> float | None:
@@ -85,6 +111,7 @@ class JobResult:
                 "checks": [c.as_dict() for c in self.checks],
                 "mirrors": [{"name": m.name, "upstream": m.upstream, "url": m.url}
                             for m in self.mirrors],
+                "failovers": [f.as_dict() for f in self.failovers],
                 "log": str(self.log) if self.log else None}
 
 
@@ -94,16 +121,22 @@ class BuildRun:
     results: list[JobResult]
     interrupted: bool = False  # Ctrl-C: jobs that had not finished are failed "interrupted"
     planned: bool = False  # --dry-run: the plan only, nothing ran
+    health: Health = field(default_factory=Health)  # what the probes before the run found
 
     @property
     def failures(self) -> list[JobResult]:
         return [r for r in self.results if r.status is Status.FAILED]
 
     @property
+    def unserved(self) -> list[JobResult]:
+        """Jobs skipped because no engine of their pool was healthy: not built, not done."""
+        return [r for r in self.results if r.unserved]
+
+    @property
     def exit_code(self) -> int:
         if self.interrupted:
             return EXIT_INTERRUPTED
-        return EXIT_FAILED if self.failures else EXIT_OK
+        return EXIT_FAILED if self.failures or self.unserved else EXIT_OK
 
     def add_to(self, report: Report) -> None:
         """The build stage's entry and every job's result."""
@@ -113,18 +146,34 @@ class BuildRun:
             return
         report.jobs = [r.as_dict() for r in self.results]
         counts = Counter(r.status.value for r in self.results)
-        if self.failures or self.interrupted:
+        # Only what happened: a run of healthy engines and no failover reads as before pools.
+        details = {}
+        if self.health.lines():
+            details["engines"] = self.health.as_dict()
+        failovers = sum(len(r.failovers) for r in self.results)
+        if failovers:
+            details["failovers"] = failovers
+        if self.unserved:
+            details["unserved"] = [u.key for u in self.unserved]
+        if self.failures or self.unserved or self.interrupted:
             counts.pop(Status.FAILED.value, None)
-            report.stage("build", Status.FAILED, **counts, failed=[f.key for f in self.failures],
-                         reason="interrupted" if self.interrupted
-                         else f"{len(self.failures)} job(s) failed")
+            reasons = ([f"{len(self.failures)} job(s) failed"] if self.failures else []) + \
+                ([f"{len(self.unserved)} job(s) skipped: no healthy engine"]
+                 if self.unserved else [])
+            report.stage("build", Status.FAILED, **counts, **details,
+                         failed=[f.key for f in self.failures],
+                         reason="interrupted" if self.interrupted else "; ".join(reasons))
         else:
-            report.stage("build", Status.OK, **counts)
+            report.stage("build", Status.OK, **counts, **details)
 
     def table(self) -> str:
-        return table([(r.key, r.engine or "-", r.status.value, r.digest or "-",
+        """The end-of-run table, then a line for every failover."""
+        rows = table([(r.key, r.engine or "-", r.status.value, r.digest or "-",
                        f"{r.seconds:.1f}s" if r.seconds is not None else "-")
                       for r in self.results])
+        moved = [f"failover: {r.key}: {f.cause}; built again from the start on {r.engine}: "
+                 f"{r.status.value}" for r in self.results for f in r.failovers]
+        return "\n".join([rows, *moved])
 
 
 @dataclass(frozen=True)
@@ -159,10 +208,12 @@ def context_tar(dockerfile: str) -> bytes:
 
 
 class Runner:
-    """Runs one plan; thread-safe caches of registry clients and pinned bases."""
+    """Runs one plan; thread-safe caches of registry clients and pinned bases, and the board of
+    engine slots the jobs take as they become ready."""
 
     def __init__(self, plan: Plan, *, push: bool, force: bool, nocache: bool, logs: Path,
-                 progress: Progress) -> None:
+                 progress: Progress | None = None) -> None:
+        """`progress` may come with `run` instead: the probes before it print plain lines."""
         self.plan = plan
         self.push = push
         self.force = force
@@ -170,7 +221,13 @@ class Runner:
         self.logs = logs
         self.progress = progress
         self.engines = {e.name: e for e in plan.builders.engines}
-        self.slots = {e.name: threading.Semaphore(e.concurrency) for e in plan.builders.engines}
+        self.health = Health()
+        # The board: every engine's running and taken jobs, and the engines lost mid-run.
+        self._board = threading.Condition()
+        self._running = Counter({name: 0 for name in self.engines})
+        self._taken = Counter({name: 0 for name in self.engines})
+        self._lost: dict[str, str] = {}
+        self._pushes = {e.name: threading.Semaphore(e.pushes) for e in plan.builders.engines}
         self.results: dict[str, JobResult] = {}
         self.done = {job.key: threading.Event() for job in plan.jobs}
         self._clients: dict[str, RegistryClient] = {}
@@ -179,9 +236,35 @@ class Runner:
         self.cancelled = threading.Event()
         self._containers: dict[str, tuple[Engine, str]] = {}  # job key → its running RUN step
 
-    def run(self) -> BuildRun:
+    def probe(self) -> Health:
+        """Probe every engine some job's pool holds, for the platforms of those jobs."""
+        needed: dict[str, dict[str, Platform]] = {}
+        for job in self.plan.jobs:
+            for name in job.pool:
+                needed.setdefault(name, {})[job.platform.name] = job.platform
+        self.health = health.check([self.engines[name] for name in needed],
+                                   {name: tuple(found.values()) for name, found in needed.items()},
+                                   self._probe_image)
+        return self.health
+
+    def _probe_image(self, platform: Platform) -> health.ProbeImage | None:
+        """The first base image of the platform's first job built FROM outside the family,
+        pinned as its build will pin it; None when it cannot be."""
+        for job in self.plan.jobs:
+            images = from_images(job.dockerfile_text)  # none: FROM scratch
+            if job.platform == platform and not job.parent and images:
+                try:
+                    pinned = self._pin(images[0], job)
+                    return health.ProbeImage(
+                        pinned, self._registry(ImageRef.parse(pinned).registry).credentials())
+                except BuilderError:
+                    return None  # the job's own pin will fail and say why
+        return None
+
+    def run(self, progress: Progress | None = None) -> BuildRun:
         """Every job; on Ctrl-C, stop: no job starts or pushes any more, running RUN steps are
         killed, and the run comes back (interrupted) once the threads have noticed."""
+        self.progress = progress or self.progress
         skipped = [self._skipped(s) for s in self.plan.skipped]
         pool = ThreadPoolExecutor(max_workers=max(1, len(self.plan.jobs)))
         futures = [pool.submit(self._job, job) for job in self.plan.jobs]
@@ -193,10 +276,12 @@ class Runner:
         finally:
             pool.shutdown()
         return BuildRun(self.plan, [self.results[j.key] for j in self.plan.jobs] + skipped,
-                        interrupted=self.cancelled.is_set())
+                        interrupted=self.cancelled.is_set(), health=self.health)
 
     def cancel(self) -> None:
         self.cancelled.set()
+        with self._board:
+            self._board.notify_all()
         with self._lock:
             running = list(self._containers.values())
         for engine, container in running:
@@ -213,16 +298,22 @@ class Runner:
     def _job(self, job: BuildJob) -> None:
         log_path = self.logs / job.version.full / job.variant.name / f"{job.platform.name}.log"
         log_path.parent.mkdir(parents=True, exist_ok=True)
-        result = JobResult(job.key, job.platform.name, job.engine, Status.FAILED,
+        result = JobResult(job.key, job.platform.name, None, Status.FAILED,
                            image=str(job.image), log=log_path)
         try:
             # Line-buffered, so `tail -f` on a long build shows each line as it comes.
             with log_path.open("w", buffering=1) as log:
                 self._attempt(job, result, log)
+        except _NotBuilt as why:
+            result.status, result.reason, result.unserved = Status.SKIPPED, str(why), True
+            self.progress.update(job.key, "skipped", result.reason)
         except BuilderError as error:
             reason = str(error)
             if self.cancelled.is_set() and not reason.startswith("interrupted"):
                 reason = f"interrupted: {reason}"
+            if result.failovers:
+                first = result.failovers[0]
+                reason += f" (on {result.engine}, after engine {first.engine} went away)"
             # The one place a failure gets its job's key: the raise sites leave it out.
             result.status, result.reason = Status.FAILED, f"{job.key}: {reason}"
         except Exception as error:  # a bug must fail its job, not hang the jobs waiting on it
@@ -240,12 +331,16 @@ class Runner:
     def _attempt(self, job: BuildJob, result: JobResult, log) -> None:
         parent = self._wait_parent(job)
         self._go_on(job, "it started")
+        pool = [self.engines[name] for name in job.pool]
+        if not any(self.health.usable(e.name, job.platform.name) for e in pool):
+            raise _NotBuilt(self.health.no_engine_reason(job.platform, pool))
         self.progress.update(job.key, "resolving", "pinning base images")
         prepared = self._prepare(job, parent)
         result.build_hash, result.mirrors = prepared.build_hash, prepared.mirrors
         via = "".join(f"\n  {m.upstream} from mirror {m.name} ({m.url})" for m in prepared.mirrors)
-        log.write(f"job {job.key} on {job.engine}, build hash {prepared.build_hash}{via}\n"
-                  f"--- Dockerfile as sent ---\n{prepared.dockerfile}--- build ---\n")
+        log.write(f"job {job.key}, pool {' | '.join(job.pool)}, build hash "
+                  f"{prepared.build_hash}{via}\n"
+                  f"--- Dockerfile as sent ---\n{prepared.dockerfile}")
         if self.push and not self.force:
             found = engineapi.registered(self._registry(job.image.registry), job.image, HASH_LABEL)
             if found and found[1] == prepared.build_hash:
@@ -254,32 +349,101 @@ class Runner:
                 log.write(result.reason + "\n")
                 self.progress.update(job.key, "skipped", result.reason)
                 return
-        self.progress.update(job.key, "queued", f"waiting for engine {job.engine}")
-        engine = self.engines[job.engine]
-        with self.slots[job.engine]:
-            self._go_on(job, "its build started")
-            result.started = time.time()
-            self.progress.update(job.key, "building")
-            api = engines.connect(engine, timeout=BUILD_TIMEOUT)
+        self.progress.update(job.key, "queued", f"waiting for a slot in {' | '.join(job.pool)}")
+        tried: set[str] = set()
+        while True:
+            engine = self._take(job, parent, tried)
             try:
-                result.image_id = self._build(api, engine, job, prepared, log)
-                self._smoke_test(api, job, result, log)
-                result.built = time.time()
-                if self.push:
+                self._on(engine, job, parent, prepared, result, log)
+                break
+            except Exception as error:  # noqa: BLE001 - a dropped stream surfaces as urllib3's own
+                gone = None if self.cancelled.is_set() else health.unreachable(engine, error)
+                if gone is None:
+                    raise
+                self._failover(job, engine, gone, result, log)
+                tried.add(engine.name)
+            finally:
+                self._give_back(engine)
+        result.status = Status.BUILT
+        served = f" (sources from mirror {', '.join(m.name for m in result.mirrors)})" \
+            if result.mirrors else ""
+        self.progress.update(job.key, "done", (result.digest or result.image_id or "") + served,
+                             engine=engine.name)
+
+    def _failover(self, job: BuildJob, engine: Engine, gone: health.EngineUnreachable,
+                  result: JobResult, log) -> None:
+        """Record that `engine` went away under `job`; raise if the job had its one retry."""
+        if not gone.answers:
+            with self._board:
+                self._lost[engine.name] = str(gone)
+                self._board.notify_all()
+        if result.failovers:
+            raise gone
+        result.failovers.append(Failover(engine.name, str(gone), time.time()))
+        result.image_id = None  # the partial build there is not used
+        log.write(f"\nFAILOVER: {gone}; building again from the start on another engine of "
+                  f"its pool\n")
+        self.progress.update(job.key, "queued", f"failover: {gone}", engine="-")
+
+    def _take(self, job: BuildJob, parent: JobResult | None, tried: set[str]) -> Engine:
+        """A build slot on the engine `pools.choose` picks; waits while the pool is full."""
+        pool = [name for name in job.pool if self.health.usable(name, job.platform.name)]
+        local_parent = parent is not None and parent.digest is None
+        if local_parent:
+            # The parent image is on the engine that built it, and nowhere else.
+            pool = [name for name in pool if name == parent.engine]
+        with self._board:
+            while True:
+                self._go_on(job, "its build started")
+                left = [name for name in pool if name not in self._lost and name not in tried]
+                if not left and local_parent:
+                    raise BuilderError(f"its parent {job.parent} was not pushed, and its image "
+                                       f"is on engine {parent.engine} only, which is gone")
+                if not left:
+                    gone = "; ".join(f"{name}: {self._lost.get(name, 'it failed this job')}"
+                                     for name in pool)
+                    raise BuilderError(f"no engine of its pool is left to build it on ({gone})")
+                chosen = pools.choose([Load(name, self._running[name],
+                                            self.engines[name].concurrency, self._taken[name])
+                                       for name in left], prefer=parent.engine if parent else None)
+                if chosen:
+                    self._running[chosen] += 1
+                    self._taken[chosen] += 1
+                    return self.engines[chosen]
+                self._board.wait(timeout=1.0)  # and look at `cancelled` again
+
+    def _give_back(self, engine: Engine) -> None:
+        with self._board:
+            self._running[engine.name] -= 1
+            self._board.notify_all()
+
+    def _on(self, engine: Engine, job: BuildJob, parent: JobResult | None, prepared: Prepared,
+            result: JobResult, log) -> None:
+        """Build, test and push `job` on `engine`, from the start."""
+        result.engine, result.started = engine.name, time.time()
+        log.write(f"--- build on engine {engine.name} ({engine.url}) ---\n")
+        self.progress.update(job.key, "building", engine=engine.name)
+        api = engines.connect(engine, timeout=BUILD_TIMEOUT)
+        try:
+            pulls = prepared.bases
+            if parent is not None and parent.digest and parent.engine != engine.name:
+                pulls = (_parent_pin(parent), *pulls)  # built elsewhere: pulled with our credentials
+            result.image_id = self._build(api, engine, job, prepared, pulls, log)
+            self._smoke_test(api, job, result, log)
+            result.built = time.time()
+            if self.push:
+                self.progress.update(job.key, "pushing", f"waiting for a push slot on {engine.name}")
+                with self._pushes[engine.name]:
                     self._go_on(job, "its push; nothing of it was pushed")
                     self.progress.update(job.key, "pushing", str(job.image))
                     pushed = engineapi.push_image(api, job, self._registry(job.image.registry),
                                                   lambda line: log.write(line + "\n"))
-                    result.pushed, result.digest = pushed, pushed.digest
-            finally:
-                with self._lock:
-                    self._containers.pop(job.key, None)
-                api.close()
-            result.finished = time.time()
-        result.status = Status.BUILT
-        served = f" (sources from mirror {', '.join(m.name for m in result.mirrors)})" \
-            if result.mirrors else ""
-        self.progress.update(job.key, "done", (result.digest or result.image_id or "") + served)
+                result.pushed, result.digest = pushed, pushed.digest
+        finally:
+            with self._lock:
+                self._containers.pop(job.key, None)
+            api.close()
+        result.finished = time.time()
 
     def _smoke_test(self, api, job: BuildJob, result: JobResult, log) -> None:
         """Fail the job, before anything of it is pushed, unless every smoke test passes."""
@@ -306,16 +470,17 @@ class Runner:
         parent = self.results[job.parent]
         if parent.status is Status.FAILED:
             raise BuilderError(f"not built, its parent {job.parent} failed")
+        if parent.status is Status.SKIPPED and parent.digest is None:
+            raise _NotBuilt(f"its parent {job.parent} is skipped: {parent.reason}")
         return parent
 
     def _prepare(self, job: BuildJob, parent: JobResult | None) -> Prepared:
         pins, bases = {}, []
         for image in from_images(job.dockerfile_text):
             if parent and image == job.variant.base_image:
-                # The parent's registry digest when it has one, else its local image id: the
-                # parent built on this same engine, since engines are chosen per platform.
-                pins[image] = (f"{ImageRef.parse(parent.image).familiar_repository}@{parent.digest}"
-                               if parent.digest else parent.image_id)
+                # The parent's registry digest when it has one, else its local image id: then
+                # the job takes a slot only on the engine that built the parent (Runner._take).
+                pins[image] = _parent_pin(parent) if parent.digest else parent.image_id
             else:
                 pins[image] = self._pin(image, job)
                 bases.append(pins[image])
@@ -354,13 +519,14 @@ class Runner:
                 self._clients[host] = RegistryClient(host, target=self.plan.registry)
             return self._clients[host]
 
-    def _build(self, api, engine: Engine, job: BuildJob, prepared: Prepared, log) -> str:
+    def _build(self, api, engine: Engine, job: BuildJob, prepared: Prepared,
+               pulls: tuple[str, ...], log) -> str:
         """Pull the bases, build, check the platform, tag; returns the image id."""
         def pulling(line: str) -> None:
             self._go_on(job, "its pull ended; nothing was built")
             log.write(line + "\n")
 
-        for base in prepared.bases:
+        for base in pulls:
             engineapi.pull(api, engine, base, job.platform, pulling,
                            credentials=self._registry(ImageRef.parse(base).registry).credentials())
 
@@ -406,22 +572,33 @@ def hash_now(plan: Plan) -> Callable[[BuildJob, str | None], str]:
     return hash_of
 
 
+def _parent_pin(parent: JobResult) -> str:
+    """The pushed parent image by digest: `host/repository@sha256:…`."""
+    return f"{ImageRef.parse(parent.image).familiar_repository}@{parent.digest}"
+
+
 def run_plan(plan: Plan, *, push: bool = False, force: bool = False, nocache: bool = False,
              logs: str | Path = "logs", out: TextIO | None = None) -> BuildRun:
-    """Run every job of `plan`, showing progress and then the table on `out`; failures are in
-    the results, and each is also named on stderr with its log."""
+    """Probe the engines, then run every job of `plan`, showing the probes' findings, progress
+    and then the table on `out`; failures are in the results, and each is also named on stderr
+    with its log."""
     _check_push_target(push, plan.registry)
-    progress = Progress([(j.key, j.engine) for j in plan.jobs] + [(s.key, "-") for s in plan.skipped],
-                        out=out or sys.stdout)
-    runner = Runner(plan, push=push, force=force, nocache=nocache, logs=Path(logs),
-                    progress=progress)
+    out = out or sys.stdout
+    runner = Runner(plan, push=push, force=force, nocache=nocache, logs=Path(logs))
+    for line in runner.probe().lines():
+        print(line, file=out, flush=True)
+    # The engine column shows the pool until a job takes a slot on one of its engines.
+    progress = Progress([(j.key, "|".join(j.pool)) for j in plan.jobs]
+                        + [(s.key, "-") for s in plan.skipped], out=out)
     try:
-        result = runner.run()
+        result = runner.run(progress)
     finally:
         progress.close()
     print(result.table(), file=progress.out)
     for failure in result.failures:
         print(f"failed: {failure.reason} (log: {failure.log})", file=sys.stderr)
+    for unserved in result.unserved:
+        print(f"skipped: {unserved.key}: {unserved.reason}", file=sys.stderr)
     if result.interrupted:
         raise Interrupted(result)
     return result

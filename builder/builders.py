@@ -11,6 +11,7 @@ ordinary Docker engines, the way the official images have one build node per arc
         url: unix:///var/run/docker.sock
         platforms: [amd64, i386, arm32v7]
         concurrency: 2                 # builds at once on this engine (default 1)
+        push-concurrency: 1            # pushes at once (default: no cap below concurrency)
       - name: arm-node
         url: tcp://10.0.0.7:2376       # TLS: ca, cert, key (paths relative to this file)
         tls: {ca: certs/ca.pem, cert: certs/cert.pem, key: certs/key.pem}
@@ -32,8 +33,10 @@ work from here without a prompt (BatchMode): the key in ssh-agent or named in ``
 default socket). The docker SDK needs its ssh extra (paramiko, ``docker[ssh]``) installed even
 though it shells out to ``ssh``.
 
-Platforms are official names or OCI forms (``linux/arm/v7``). When two engines list the same
-platform, the first one listed gets the jobs. Environment overrides, for CI:
+Platforms are official names or OCI forms (``linux/arm/v7``). The engines listing a platform
+are its pool: each job goes, when it is ready, to the engine of its pool with a free slot and
+the least work (`builder.pools`), after a health probe has confirmed what each engine really
+runs (`builder.health`). Environment overrides, for CI:
 ``BUILDER_BASE_MIRROR`` replaces ``base-mirror``; ``BUILDER_ENGINE_<NAME>_URL`` replaces the
 url of engine NAME (upper-cased, non-alphanumerics as ``_``).
 """
@@ -52,8 +55,8 @@ from .platforms import Platform, os_version_in_line, platform as parse_platform
 
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 _TOP_KEYS = {"engines": False, "base-mirror": False, "mirrors": False}
-_ENGINE_KEYS = dict.fromkeys(("concurrency", "name", "os-version", "platforms", "tls", "url"),
-                             False)
+_ENGINE_KEYS = dict.fromkeys(("concurrency", "name", "os-version", "platforms", "push-concurrency",
+                              "tls", "url"), False)
 _REQUIRED_ENGINE_KEYS = ("name", "url", "platforms")
 _TLS_KEYS = {"ca": False, "cert": False, "key": False}
 _ENGINE_URL = (r"(unix|tcp|ssh|npipe)://.*", "an engine url; use unix://, tcp:// or ssh://")
@@ -90,6 +93,11 @@ class Engine:
     tls: TLS | None = None
     os_version: str | None = None  # Windows engines: "10.0.17763"
     plain: bool = False  # `tls: false`: a tcp:// engine reached without TLS, on purpose
+    push_concurrency: int | None = None  # pushes at once; None: as many as its builds
+
+    @property
+    def pushes(self) -> int:
+        return min(self.push_concurrency or self.concurrency, self.concurrency)
 
     @property
     def transport_problem(self) -> str | None:
@@ -117,11 +125,9 @@ class Builders:
     problem: str | None = None  # why no engine could be set up (dry-run shows it)
     mirrors: tuple[Mirror, ...] = ()  # upstream URL prefixes → mirror URLs, for offline builds
 
-    def engine_for(self, wanted: Platform) -> Engine | None:
-        for engine in self.engines:
-            if engine.serves(wanted):
-                return engine
-        return None
+    def pool_for(self, wanted: Platform) -> tuple[Engine, ...]:
+        """The engines that list `wanted`, in the file's order."""
+        return tuple(engine for engine in self.engines if engine.serves(wanted))
 
     def no_engine_reason(self, wanted: Platform) -> str:
         shown = wanted.name + (f" ({wanted.os_version})" if wanted.os_version else "")
@@ -181,6 +187,10 @@ def _engine(doc: yamldoc.Doc, entry, where: tuple, *, base: Path, env) -> Engine
     concurrency = 1
     if "concurrency" in fields:
         concurrency = int(doc.text(fields["concurrency"], where + ("concurrency",), _POSITIVE))
+    push_concurrency = None
+    if "push-concurrency" in fields:
+        push_concurrency = int(doc.text(fields["push-concurrency"], where + ("push-concurrency",),
+                                        _POSITIVE))
     tls, plain = None, False
     if fields.get("tls") == "false":
         plain = True
@@ -196,7 +206,8 @@ def _engine(doc: yamldoc.Doc, entry, where: tuple, *, base: Path, env) -> Engine
         if ("cert" in paths) != ("key" in paths):
             raise doc.error(where + ("tls",), "cert and key go together")
         tls = TLS(paths.get("ca"), paths.get("cert"), paths.get("key"))
-    engine = Engine(name, url, tuple(platforms), concurrency, tls, os_version, plain=plain)
+    engine = Engine(name, url, tuple(platforms), concurrency, tls, os_version, plain=plain,
+                    push_concurrency=push_concurrency)
     if engine.transport_problem:
         raise doc.error(where + ("url",), engine.transport_problem)
     return engine

@@ -1,4 +1,4 @@
-"""Stage plan: which (version, variant, platform) jobs to build, on which engine, under which name.
+"""Stage plan: which (version, variant, platform) jobs to build, by which pool of engines, under which name.
 
 Pure: the family, the builders and the user's selection in; a `Plan` out. Nothing here
 talks to Docker or a registry, so `invoke build --dry-run` can print it anywhere.
@@ -35,7 +35,7 @@ class _Target:
 class BuildJob(_Target):
     dockerfile: Path  # relative to the tree: 3.8/buster/Dockerfile
     dockerfile_text: str  # as rendered; the build stage pins its FROM lines
-    engine: str  # the builders' engine name
+    pool: tuple[str, ...]  # the engines that may build it; the build stage picks one as it runs
     image: ImageRef  # per-arch, to tag and push: 127.0.0.1:5000/python:3.8.0-buster-amd64
     tags: tuple[str, ...]  # the tags whose lists will hold this image (publish writes them)
     build_args: dict[str, str] = field(compare=False)
@@ -66,14 +66,15 @@ class Plan:
             lines.append(f"base images from mirror {self.builders.base_mirror}")
         if self.builders.problem:
             lines.append(f"warning: {self.builders.problem}")
+        lines.extend(self._pools())
         # One block per variant: its tags once, then a line per job.
         rows: dict[str, list[str]] = {}
         width = max((len(j.key) for j in (*self.jobs, *self.skipped)), default=0)
-        engine_width = max((len(j.engine) for j in self.jobs), default=0)
+        pool_width = max((len(" | ".join(j.pool)) for j in self.jobs), default=0)
         for job in self.jobs:
             after = f"  after {job.parent}" if job.parent else ""
             rows.setdefault(job.variant.name, []).append(
-                f"    {job.key:<{width}}  {job.engine:<{engine_width}}  {job.image}{after}")
+                f"    {job.key:<{width}}  {' | '.join(job.pool):<{pool_width}}  {job.image}{after}")
         for job in self.skipped:
             rows.setdefault(job.variant.name, []).append(f"    {job.key:<{width}}  skipped: {job.reason}")
         for variant in self.version.variants:
@@ -82,6 +83,26 @@ class Plan:
                 lines.append(f"  {variant.name}  tags: {' '.join(tags.tags + tags.shared_tags)}")
                 lines.extend(rows[variant.name])
         return "\n".join(lines)
+
+    def _pools(self) -> list[str]:
+        """Each platform's pool once: its engines with their build (and push) slots. Which engine
+        builds a job is decided as the run goes, by load."""
+        engines = {e.name: e for e in self.builders.engines}
+        pools: dict[str, tuple[str, ...]] = {}
+        for job in self.jobs:
+            shown = job.platform.name + (f" ({job.platform.os_version})"
+                                         if job.platform.os_version else "")
+            pools.setdefault(shown, job.pool)
+        lines = []
+        for shown, pool in pools.items():
+            members = []
+            for name in pool:
+                engine = engines[name]
+                pushes = (f", {engine.pushes} push{'es' if engine.pushes > 1 else ''} at once"
+                          if engine.pushes < engine.concurrency else "")
+                members.append(f"{name} ({engine.concurrency} at once{pushes})")
+            lines.append(f"  pool {shown}: {', '.join(members)}")
+        return lines
 
 
 def build_args(target: Platform) -> dict[str, str]:
@@ -98,7 +119,7 @@ def build_args(target: Platform) -> dict[str, str]:
 def plan(family: Family, version: str | Version, variants: tuple[str, ...] = (),
          platforms: tuple[str, ...] = (), *, builders: Builders, registry: str | None = None,
          arch_namespace: bool = False) -> Plan:
-    """The jobs of `version`, filtered by variant and platform names, each on an engine.
+    """The jobs of `version`, filtered by variant and platform names, each with its pool.
 
     An unknown variant or platform, or a platform no selected variant builds, is an
     InputError: nothing runs. A job no engine serves is skipped with the reason.
@@ -124,9 +145,9 @@ def plan(family: Family, version: str | Version, variants: tuple[str, ...] = (),
             if wanted and target.name not in wanted:
                 continue
             parent_key = f"{version.full}/{parent.name}/{target.name}" if parent else None
-            engine = builders.engine_for(target)
+            pool = builders.pool_for(target)
             reason = None
-            if engine is None:
+            if not pool:
                 reason = builders.no_engine_reason(target)
             elif parent_key and parent_key not in {j.key for j in jobs}:
                 reason = (f"it builds FROM {parent_key}, which is not in this run"
@@ -135,7 +156,8 @@ def plan(family: Family, version: str | Version, variants: tuple[str, ...] = (),
                 skipped.append(SkippedJob(version, variant, target, reason))
                 continue
             jobs.append(BuildJob(
-                version, variant, target, dockerfile_path(version, variant), text, engine.name,
+                version, variant, target, dockerfile_path(version, variant), text,
+                tuple(e.name for e in pool),
                 # Without a registry the images stay local, named as on Docker Hub.
                 arch_reference(registry or DOCKER_HUB, family.repository, version, variant,
                                target, arch_namespace_layout=arch_namespace),

@@ -52,10 +52,12 @@ class Progress:
                                             daemon=True)
             self._ticker.start()
 
-    def update(self, key: str, state: str, detail: str = "") -> None:
-        """A job changed: state is queued, resolving, building, pushing, done, skipped or failed."""
+    def update(self, key: str, state: str, detail: str = "", engine: str | None = None) -> None:
+        """A job changed: state is queued, resolving, building, pushing, done, skipped or failed;
+        `engine`, the engine it is now on (its pool's until then)."""
         with self._lock:
             line = self._lines[key]
+            line.engine = engine or line.engine
             now = time.time()
             if state in ("resolving", "building") and line.started is None:
                 line.started = now

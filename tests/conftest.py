@@ -6,7 +6,8 @@ Interface (other test modules code against it):
   .ca_bundle (CA PEM; also installed as /etc/docker/certs.d/<host>/ca.crt for both engines).
 - mirror: stands in for Docker Hub: <host>/library/busybox:latest (manifest list, per-arch tags
   library/busybox:<platform name>) and <host>/library/debian:trixie (amd64; builder.bases makes it).
-- docker_client: the local engine; second_engine: .url (docker base_url), .client.
+- docker_client: the local engine; second_engine: .url (docker base_url), .client; third_engine:
+  another such dockerd (unix socket only), for pools of engines.
 - tls_engine: the second engine over tcp:// with --tlsverify: .url "tcp://127.0.0.1:PORT", .ca,
   .cert, .key (a client certificate it accepts).
 - ssh_engine: a private sshd on 127.0.0.1 whose sessions reach the second engine; .url
@@ -113,6 +114,16 @@ def mirror(tmp_path_factory, docker_client) -> Registry:
 def second_engine(tmp_path_factory) -> SecondEngine:
     try:
         engine = start_second_engine(tmp_path_factory.mktemp("engine"))
+    except procs.StartError as error:
+        pytest.fail(f"test bed: {error}", pytrace=False)
+    yield engine
+    engine.stop()
+
+
+@pytest.fixture(scope="session")
+def third_engine(tmp_path_factory) -> SecondEngine:
+    try:
+        engine = start_second_engine(tmp_path_factory.mktemp("engine3"), tls=False, number=3)
     except procs.StartError as error:
         pytest.fail(f"test bed: {error}", pytrace=False)
     yield engine

@@ -56,8 +56,8 @@ def test_a_windows_engine_takes_only_its_own_os_version(python_family):
     the_plan = plan(python_family, "3.8.0", builders=builders, registry="127.0.0.1:5000")
 
     windows_jobs = [j for j in the_plan.jobs if j.platform.os == "windows"]
-    assert [(j.variant.name, j.engine) for j in windows_jobs] == [
-        ("windowsservercore-1809", "win1809")]
+    assert [(j.variant.name, j.pool) for j in windows_jobs] == [
+        ("windowsservercore-1809", ("win1809",))]
     assert str(windows_jobs[0].image) == (
         "127.0.0.1:5000/python:3.8.0-windowsservercore-1809-windows-amd64")
     assert [s.variant.name for s in the_plan.skipped] == [
@@ -203,10 +203,11 @@ def test_builders_file_and_environment_overrides(tmp_path):
         ("local", "unix:///var/run/docker.sock", 2), ("arm-node", "tcp://10.0.0.8:2376", 1),
         ("win", "ssh://me@win", 1)]
     assert loaded.engines[1].tls.ca == str(tmp_path / "ca.pem")
-    assert loaded.engine_for(platform("arm64v8")).name == "arm-node"
-    assert loaded.engine_for(platform("windows-amd64").with_os_version("10.0.17763")).name == "win"
-    assert loaded.engine_for(platform("windows-amd64").with_os_version("10.0.14393")) is None
-    assert loaded.engine_for(platform("s390x")) is None
+    assert [e.name for e in loaded.pool_for(platform("arm64v8"))] == ["arm-node"]
+    assert [e.name for e in loaded.pool_for(platform("windows-amd64").with_os_version("10.0.17763"))] \
+        == ["win"]
+    assert loaded.pool_for(platform("windows-amd64").with_os_version("10.0.14393")) == ()
+    assert loaded.pool_for(platform("s390x")) == ()
 
     from_env = engines.load(None, env={"BUILDER_BUILDERS": str(path),
                                        "BUILDER_BASE_MIRROR": "other:5000"})

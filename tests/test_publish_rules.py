@@ -138,9 +138,9 @@ def test_the_hashing_builders_serve_every_platform_and_keep_the_mirrors():
     assert every.base_mirror == "m:5000" and every.mirrors == real.mirrors
     for variant in version.variants:
         for platform in variant.platforms:
-            assert every.engine_for(platform) is not None, platform
+            assert every.pool_for(platform), platform
     windows = next(v for v in version.variants if v.is_windows).platforms[0]
-    assert every.engine_for(windows).os_version == "10.0.17763"
+    assert every.pool_for(windows)[0].os_version == "10.0.17763"
 
 
 # --- end to end: the local engine, the TLS registry, the commands a pipeline runs -----------

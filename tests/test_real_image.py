@@ -170,11 +170,11 @@ def test_a_tampered_tarball_fails_at_its_sha256_step_and_nothing_is_pushed(
     [job] = report["jobs"]
     assert job["status"] == "failed" and job["pushed"] == [] and job["checks"] == []
     # The sha256 step names itself: `set -x` traced its pipeline's two commands, in either
-    # order, and their traces can interleave on one line.
+    # order, and their traces can interleave on one line, even word by word.
     sha256 = "143b1dddefaec3bd2e21e3b839b34a2b7fb9842272883c576420d605e9f30c63"
     assert "step 6/9 (RUN set -eux;" in job["reason"] and "exit code 1 at `" in job["reason"]
     traced = job["reason"].split(" at `", 1)[1].split("`", 1)[0]
-    assert "sha256sum -c -" in traced or traced.startswith(f"echo {sha256}"), job["reason"]
+    assert "sha256sum" in traced or f"echo {sha256}" in traced, job["reason"]
     log = Path(job["log"]).read_text()
     assert "python.tar.xz: FAILED" in log
     client = RegistryClient(registry.host)

@@ -1,9 +1,11 @@
-"""Docker engines of the test bed: the local one, and a second dockerd playing a remote build node."""
+"""Docker engines of the test bed: the local one, and more dockerds playing remote build nodes."""
 from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
+import signal
 import subprocess
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -94,14 +96,75 @@ class SecondEngine:
     bridge: str  # its own bridge interface, made here and deleted on stop
     server: procs.Server = field(repr=False)
     tls: TLSEndpoint | None = None  # the same engine over tcp:// with TLS (start_second_engine(tls=True))
+    killed: bool = False  # by kill(): its containerd and containers are still there
+
+    def kill(self) -> None:
+        """SIGKILL the daemon, as a crash would; stop() still cleans up after it."""
+        os.kill(self.server.pid, signal.SIGKILL)
+        self.server.process.wait()
+        self.killed = True
 
     def stop(self) -> None:
         self.client.close()
+        if self.killed:
+            # What the killed daemon left running (its containerd, the shims and the containers
+            # under them) goes first, by PID; started again on the same roots, dockerd then
+            # clears the dead containers, and stopped, it unmounts its layers.
+            for pid in _left_by(self.root / "exec"):
+                try:
+                    os.kill(pid, signal.SIGKILL)
+                except ProcessLookupError:
+                    pass
+            self.server.stop()
+            self.server = procs.start(self.server.name, self.server.argv, self.server.log,
+                                      stop_timeout=30)
+            try:
+                self.server.wait_ready(lambda: _pings(self.url), timeout=60,
+                                       what=f"ping {self.url} after a kill")
+            except procs.StartError:
+                pass  # wait_ready stopped it; the data directory is left, as after any unclean exit
+            self.killed = False
+            self.server.stop()
+            # A layer mount or the data root's own, which the killed daemon never undid.
+            for mount in reversed(Path("/proc/self/mounts").read_text().splitlines()):
+                point = mount.split()[1]
+                if point == str(self.root) or point.startswith(f"{self.root}/"):
+                    subprocess.run(["umount", "-l", point], capture_output=True)
         self.server.stop()
         subprocess.run(["ip", "link", "delete", self.bridge, "type", "bridge"], capture_output=True)
         if self.server.process.returncode == 0:
             # Only after a clean exit: dockerd has unmounted its layers by then.
             shutil.rmtree(self.root / "data", ignore_errors=True)
+
+
+def _left_by(exec_root: Path) -> list[int]:
+    """PIDs of the processes whose command line names `exec_root` (a dockerd's containerd and
+    shims), with all their descendants, children first."""
+    parents: dict[int, int] = {}
+    named = []
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+            argv = (entry / "cmdline").read_bytes().decode(errors="replace")
+        except OSError:
+            continue
+        pid = int(entry.name)
+        parents[pid] = int(stat.rsplit(")", 1)[1].split()[1])
+        if str(exec_root) in argv:
+            named.append(pid)
+    found: list[int] = []
+
+    def visit(pid: int) -> None:
+        for child in [c for c, parent in parents.items() if parent == pid]:
+            visit(child)
+        if pid not in found:
+            found.append(pid)
+
+    for pid in named:
+        visit(pid)
+    return found
 
 
 def _pings(url: str) -> bool:
@@ -126,8 +189,8 @@ def reap_bridges() -> list[str]:
     reaped = []
     for line in listed.stdout.splitlines():
         name = line.split(":")[1].strip().split("@")[0]
-        owner = name.removeprefix(_BRIDGE_PREFIX)
-        if name.startswith(_BRIDGE_PREFIX) and owner.isdigit() and not procs.alive(int(owner)):
+        owner = re.match(rf"{_BRIDGE_PREFIX}(\d+)", name)
+        if owner and not procs.alive(int(owner.group(1))):
             subprocess.run(["ip", "link", "delete", name, "type", "bridge"], capture_output=True)
             reaped.append(name)
     return reaped
@@ -140,8 +203,11 @@ def _make_bridge(name: str) -> None:
             raise procs.StartError(f"{' '.join(command)}: {result.stderr.strip()}")
 
 
-def start_second_engine(workdir: Path, *, tls: bool = True) -> SecondEngine:
+def start_second_engine(workdir: Path, *, tls: bool = True, number: int = 2) -> SecondEngine:
     """A dockerd with its own roots, socket, pidfile, containerd, key and bridge, and no iptables rules.
+
+    `number` tells the engines of one session apart (the third engine is 3, and so on): it names
+    the bridge and the process.
 
     With `tls` it also listens on tcp://127.0.0.1:PORT with --tlsverify: a throwaway CA signs its
     server certificate (for 127.0.0.1) and a client certificate (`SecondEngine.tls`).
@@ -158,7 +224,8 @@ def start_second_engine(workdir: Path, *, tls: bool = True) -> SecondEngine:
     socket_path = workdir / "docker.sock"
     if len(str(socket_path)) > 100:
         raise procs.StartError(f"socket path too long for a unix socket: {socket_path}")
-    bridge = f"{_BRIDGE_PREFIX}{os.getpid()}"  # one per test session, named by its owner's PID
+    # One per engine of a test session, named by its owner's PID (15 characters at most).
+    bridge = f"{_BRIDGE_PREFIX}{os.getpid()}" + (f"e{number}" if number != 2 else "")
     _make_bridge(bridge)
     config = workdir / "daemon.json"
     # Not /etc/docker/daemon.json: the first engine's settings are not ours. The engine ID comes
@@ -178,7 +245,8 @@ def start_second_engine(workdir: Path, *, tls: bool = True) -> SecondEngine:
         # The unix socket stays as it is: --tlsverify applies to tcp listeners only.
         argv += ["-H", endpoint.url, "--tlsverify", "--tlscacert", str(pki.ca_cert),
                  "--tlscert", str(pki.cert), "--tlskey", str(pki.key)]
-    server = procs.start("second dockerd", argv, workdir / "dockerd.log", stop_timeout=30)
+    name = {2: "second", 3: "third"}.get(number, f"engine {number}")
+    server = procs.start(f"{name} dockerd", argv, workdir / "dockerd.log", stop_timeout=30)
     try:
         server.wait_ready(lambda: _pings(url), timeout=60, what=f"ping {url}")
         if endpoint:
