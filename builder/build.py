@@ -31,7 +31,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TextIO
 
-from . import engineapi, engines, versions
+from . import engineapi, engines, retry, versions
 from .builders import Engine
 from .dockerfile import from_images, needs_host_network, rewrite_from, rewrite_urls
 from .engineapi import Container, Output, PushedImage, Step
@@ -67,6 +67,7 @@ class JobResult:
     log: Path | None = None
     checks: list[Outcome] = field(default_factory=list)  # the smoke tests, as they ran
     mirrors: tuple[Mirror, ...] = ()  # the mirrors its Dockerfile fetched from
+    retries: int = 0  # transient registry failures its pulls, push and lookups got past
 
     @property
     def seconds(self) -> float | None:
@@ -85,6 +86,7 @@ class JobResult:
                 "checks": [c.as_dict() for c in self.checks],
                 "mirrors": [{"name": m.name, "upstream": m.upstream, "url": m.url}
                             for m in self.mirrors],
+                "retries": self.retries,
                 "log": str(self.log) if self.log else None}
 
 
@@ -222,8 +224,12 @@ class Runner:
                            image=str(job.image), log=log_path)
         try:
             # Line-buffered, so `tail -f` on a long build shows each line as it comes.
-            with log_path.open("w", buffering=1) as log:
-                self._attempt(job, result, log)
+            with log_path.open("w", buffering=1) as log, \
+                    retry.scope(lambda line: self._retrying(job, log, line)) as retried:
+                try:
+                    self._attempt(job, result, log)
+                finally:
+                    result.retries = retried.retries
         except BuilderError as error:
             reason = str(error)
             if self.cancelled.is_set() and not reason.startswith("interrupted"):
@@ -241,6 +247,10 @@ class Runner:
             self.progress.update(job.key, "failed", result.reason)
             with log_path.open("a") as log:
                 log.write(f"\nFAILED: {result.reason}\n")
+
+    def _retrying(self, job: BuildJob, log, line: str) -> None:
+        log.write(line + "\n")
+        self.progress.update(job.key, "retrying", line)
 
     def _attempt(self, job: BuildJob, result: JobResult, log) -> None:
         parent = self._wait_parent(job)

@@ -19,7 +19,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Mapping, Sequence, TextIO
 
-from . import versions
+from . import retry, versions
 from .errors import EXIT_FAILED, EXIT_OK, BuilderError, InputError
 from .naming import arch_reference, target_reference
 from .platforms import Platform, platform as parse_platform
@@ -69,9 +69,14 @@ def publish(client: RegistryClient, registry: str, repository: str, version: Ver
         found = dict(zip(needed, pool.map(find, needed)))
         if not dry_run:
             _copy_in(client, pool, [f for f in found.values() if f.member], target)
-        return list(pool.map(lambda item: _publish_tag(
-            client, target_reference(registry, repository, item[0]), item[1], found,
-            oci=oci, allow_missing=allow_missing, dry_run=dry_run), groups.items()))
+        def one(tag: str, variants: Sequence[Variant]) -> TagResult:
+            with retry.scope() as retried:
+                result = _publish_tag(client, target_reference(registry, repository, tag),
+                                      variants, found, oci=oci, allow_missing=allow_missing,
+                                      dry_run=dry_run)
+            return replace(result, retries=retried.retries)
+
+        return list(pool.map(one, groups.keys(), groups.values()))
 
 
 def _find(client: RegistryClient, ref: ImageRef, platform: Platform) -> _Found:

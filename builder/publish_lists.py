@@ -89,6 +89,7 @@ class TagResult:
     platforms: tuple[str, ...] = ()  # member labels in list order
     missing: tuple[str, ...] = ()  # per-arch references that were not found
     reason: str = ""
+    retries: int = 0  # transient registry failures its reads and write got past
 
     def as_dict(self) -> dict:
         """For the JSON report."""
