@@ -71,7 +71,7 @@ class RegistryFailed(EngineError):
 # "received unexpected HTTP status: 502 Bad Gateway", "toomanyrequests: …", "Put …: EOF",
 # "read: connection reset by peer", "net/http: TLS handshake timeout", "i/o timeout".
 _REGISTRY_FAILURES = (
-    (re.compile(r"toomanyrequests|too many requests|HTTP status: 429\b", re.IGNORECASE),
+    (re.compile(r"toomanyrequests|too many requests|HTTP (?:status: )?429\b", re.IGNORECASE),
      retry.Kind.RATE_LIMITED),
     (re.compile(r"HTTP (?:status: )?50[0234]\b|\b50[0234] (?:Internal Server Error|Bad Gateway|"
                 r"Service Unavailable|Gateway Time-?out)", re.IGNORECASE), retry.Kind.SERVER_ERROR),
@@ -159,7 +159,8 @@ def pull(api, engine: Engine, base: str, platform: Platform, log: Callable[[str]
             raise _registry_failed(f"engine {engine.name} cannot pull the base image {base}",
                                    str(error.explanation or error)) from None
 
-    retry.call(attempt, _retryable, host=host, what=f"the pull of {base}")
+    retry.call(attempt, _retryable, host=host, what=f"the pull of {base}",
+               policy=retry.POLICY.compound())
 
 
 def _registry_failed(what: str, error: str) -> RegistryFailed:
@@ -300,7 +301,8 @@ def push_image(api, job: BuildJob, registry: RegistryClient,
                                    str(error.explanation or error)) from None
         return digest, size
 
-    digest, size = retry.call(attempt, _retryable, host=ref.registry, what=f"the push of {ref}")
+    digest, size = retry.call(attempt, _retryable, host=ref.registry, what=f"the push of {ref}",
+                              policy=retry.POLICY.compound())
     if not digest:
         raise EngineError(f"pushing {ref} ended without a digest from the engine")
     found = registry.head_manifest(ref.repository, ref.tag)

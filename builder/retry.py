@@ -16,7 +16,7 @@ import sys
 import threading
 import time
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from enum import Enum
 from typing import Callable, Iterator, TypeVar
 
@@ -43,11 +43,19 @@ class Transient:
 @dataclass(frozen=True)
 class Policy:
     """The numbers the README's "Retries" section states."""
-    attempts: int = 6  # in all: the first and 5 retries
+    attempts: int = 8  # for one request, in all: the first and 7 retries
+    # An engine's pull or push is a dozen requests in one, a few of which the engine does not
+    # retry itself (the /v2/ ping, the manifest): one of them failing fails the whole, so the
+    # whole gets more attempts.
+    compound_attempts: int = 12
     base_delay: float = 0.5  # seconds before the first retry; doubled for each next one
     max_delay: float = 8.0  # the longest backoff
     retry_after_cap: float = 10.0  # the longest wait a Retry-After gets; longer asks are cut
     budget: int = 100  # retries per registry host in one run, all threads together
+
+    def compound(self) -> Policy:
+        """This policy for an operation of many requests, run again whole (a pull, a push)."""
+        return replace(self, attempts=self.compound_attempts)
 
     def wait(self, retry: int, failure: Transient, rng: random.Random) -> tuple[float, str]:
         """Seconds to sleep before retry number `retry` (1, 2, …) and a note for the log

@@ -97,7 +97,7 @@ def test_retry_after_is_honoured_up_to_the_cap_and_the_cap_is_said():
     with retry.scope(lines.append):
         assert _call(_Flaky(1, "429"), sleeps=sleeps) == "ok"
     assert sleeps == [10.0]
-    assert lines == ["retry 1/5 of GET manifest x at registry.test: HTTP 429 (rate limited); "
+    assert lines == ["retry 1/7 of GET manifest x at registry.test: HTTP 429 (rate limited); "
                      "again in 10.0s (Retry-After 3600s capped at 10s)"]
 
 
@@ -115,7 +115,7 @@ def test_transient_failures_are_retried_counted_and_logged_with_their_cause():
     assert operation.calls == 4 and len(sleeps) == 3
     assert inner.retries == outer.retries == 3
     assert [line.split(";")[0] for line in lines] == [
-        f"retry {n}/5 of GET manifest x at registry.test: connection reset (connection dropped)"
+        f"retry {n}/7 of GET manifest x at registry.test: connection reset (connection dropped)"
         for n in (1, 2, 3)]
 
 
@@ -184,6 +184,8 @@ def test_the_registry_client_and_the_engine_text_classify_into_kinds():
             assert found.retry_after == 1.0
     for text, kind in (("received unexpected HTTP status: 502 Bad Gateway", Kind.SERVER_ERROR),
                        ("toomanyrequests: injected: slow down", Kind.RATE_LIMITED),
+                       ('error parsing HTTP 429 response body: unexpected end of JSON input: ""',
+                        Kind.RATE_LIMITED),
                        ('Put "http://127.0.0.1:5/v2/x/manifests/y": EOF', Kind.DROPPED),
                        ("read tcp 127.0.0.1:1->127.0.0.1:2: read: connection reset by peer",
                         Kind.DROPPED),
