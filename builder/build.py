@@ -225,7 +225,8 @@ class Runner:
         try:
             # Line-buffered, so `tail -f` on a long build shows each line as it comes.
             with log_path.open("w", buffering=1) as log, \
-                    retry.scope(lambda line: self._retrying(job, log, line)) as retried:
+                    retry.scope(lambda line: self._retrying(job, log, line),
+                                self.cancelled) as retried:
                 try:
                     self._attempt(job, result, log)
                 finally:

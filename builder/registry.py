@@ -36,6 +36,7 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
 from . import auth, retry
@@ -468,13 +469,20 @@ def transient(outcome: object) -> retry.Transient | None:
                                retry.parse_retry_after(outcome.headers.get("Retry-After")))
     if isinstance(outcome, requests.Timeout):
         return retry.Transient(retry.Kind.TIMEOUT, _reason(outcome))
-    if isinstance(outcome, requests.exceptions.SSLError):
+    if isinstance(outcome, requests.exceptions.SSLError) or _unresolvable(outcome):
         return None
     # ChunkedEncodingError: the body broke off midway; a raw reset can escape urllib3's wrapping.
     if isinstance(outcome, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
                             ConnectionError)):
         return retry.Transient(retry.Kind.DROPPED, _reason(outcome))
     return None
+
+
+def _unresolvable(error: object) -> bool:
+    """A host name that does not resolve: a typo or a network without that DNS, not a blip."""
+    cause = getattr(error.args[0], "reason", None) if isinstance(error, requests.ConnectionError) \
+        and error.args else None
+    return isinstance(cause, urllib3.exceptions.NameResolutionError)
 
 
 def _error_codes(response: requests.Response) -> tuple[str, ...]:

@@ -132,12 +132,14 @@ _local = threading.local()
 
 
 @contextmanager
-def scope(log: Callable[[str], None] | None = None) -> Iterator[Tally]:
+def scope(log: Callable[[str], None] | None = None,
+          cancelled: threading.Event | None = None) -> Iterator[Tally]:
     """Count the retries this thread makes inside the block, and say each to `log` (default:
-    stderr). Nested scopes: the innermost gets the line, every enclosing one the count."""
+    stderr). Nested scopes: the innermost gets the line, every enclosing one the count. Once
+    `cancelled` is set (Ctrl-C), a wait for a retry ends and no retry starts."""
     tally = Tally()
     outer = getattr(_local, "scopes", ())
-    _local.scopes = outer + ((tally, log),)
+    _local.scopes = outer + ((tally, log, cancelled),)
     try:
         yield tally
     finally:
@@ -146,7 +148,7 @@ def scope(log: Callable[[str], None] | None = None) -> Iterator[Tally]:
 
 def _announce(line: str) -> None:
     scopes = getattr(_local, "scopes", ())
-    for tally, _ in scopes:
+    for tally, _, _ in scopes:
         tally.retries += 1
         tally.causes.append(line)
     log = scopes[-1][1] if scopes else None
@@ -154,6 +156,11 @@ def _announce(line: str) -> None:
         print(line, file=sys.stderr, flush=True)
     else:
         log(line)
+
+
+def _cancelled() -> threading.Event | None:
+    return next((event for _, _, event in reversed(getattr(_local, "scopes", ()))
+                 if event is not None), None)
 
 
 _rng = random.Random()
@@ -168,7 +175,8 @@ def call(attempt: Callable[[], T], classify: Callable[[object], Transient | None
     A transient answer or exception is retried after the policy's wait, `discard`ing the
     answer, while attempts and `host`'s budget (`account`, default the process's) last. Out of
     attempts, the last answer is returned or the last exception raised, for the caller to
-    word; out of budget, RetryBudgetSpent. KeyboardInterrupt is never caught.
+    word; out of budget, RetryBudgetSpent; cancelled (see `scope`), a BuilderError.
+    KeyboardInterrupt is never caught.
     """
     retry = 0
     while True:
@@ -196,7 +204,12 @@ def call(attempt: Callable[[], T], classify: Callable[[object], Transient | None
         delay, note = policy.wait(retry, failure, rng)
         _announce(f"retry {retry}/{policy.attempts - 1} of {what} at {host}: {failure.cause} "
                   f"({failure.kind.value}); again in {delay:.1f}s{note}")
-        sleep(delay)
+        cancelled = _cancelled()
+        if cancelled is None:
+            sleep(delay)
+        elif cancelled.wait(delay):
+            raise BuilderError(f"interrupted while waiting to retry {what} "
+                               f"({failure.cause})") from error
 
 
 def parse_retry_after(value: str | None, now: float | None = None) -> float | None:

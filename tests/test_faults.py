@@ -24,6 +24,7 @@ import requests
 from builder import engineapi, plan, retry, versions
 from builder.builders import Builders, Engine
 from builder.engineapi import RegistryFailed, StepFailed
+from builder.errors import BuilderError
 from builder.platforms import PLATFORMS
 from builder.reference import ACCEPT_ALL, LIST_TYPES, ImageRef
 from builder.registry import RegistryClient, transient
@@ -144,6 +145,18 @@ def test_a_failure_that_is_not_transient_is_never_retried():
     assert engineapi._retryable(step) is None
     pushed = RegistryFailed("pushing x failed: EOF", transient=engineapi.registry_failure("EOF"))
     assert engineapi._retryable(pushed).kind is Kind.DROPPED
+
+
+def test_a_cancelled_scope_ends_the_wait_and_starts_no_retry():
+    cancelled = threading.Event()
+    cancelled.set()
+    operation = _Flaky(5, "503")
+    with retry.scope(lambda line: None, cancelled), \
+            pytest.raises(BuilderError, match=r"^interrupted while waiting to retry GET manifest x "
+                                              r"\(HTTP 503\)$"):
+        retry.call(operation, _classify, host="registry.test", what="GET manifest x",
+                   account=Budget("registry.test", 10))
+    assert operation.calls == 1
 
 
 def test_the_budget_is_shared_by_threads_and_when_spent_fails_with_its_own_error():
