@@ -27,9 +27,9 @@ import requests
 
 from testbed import procs
 from testbed.baseimages import BaseImageError, ensure_busybox, ensure_debian
-from testbed.faultproxy import FaultProxy, start_fault_proxy
 from testbed.engine import (SecondEngine, TLSEndpoint, local_client, reap_bridges, reap_trust, remove_tags_of,
                             start_second_engine, trust_ca, untrust)
+from testbed.faultproxy import FaultProxy, start_fault_proxy
 from testbed.paths import cache_dir
 from testbed.registry import Registry, start_registry
 from testbed.sshd import SSHServer, start_sshd
