@@ -69,6 +69,7 @@ def publish(client: RegistryClient, registry: str, repository: str, version: Ver
         found = dict(zip(needed, pool.map(find, needed)))
         if not dry_run:
             _copy_in(client, pool, [f for f in found.values() if f.member], target)
+
         def one(tag: str, variants: Sequence[Variant]) -> TagResult:
             with retry.scope() as retried:
                 result = _publish_tag(client, target_reference(registry, repository, tag),
