@@ -276,6 +276,23 @@ def test_an_engine_push_meeting_faults_is_retried_whole(mirror, fresh_registry, 
     assert served.digest == pushed.digest
 
 
+@pytest.mark.parametrize("seed, fault", [(21, "drop before"), (8, "drop after")])
+def test_an_upload_whose_connection_drops_sends_its_body_again_whole(
+        seed, fault, fresh_registry, fault_proxy):
+    """The seed makes the one fault a dropped connection on the upload's PUT: before the
+    registry saw it (the same session takes the body again), or after the registry stored it
+    (the session is gone: the blob is found there). The registry checks the body's digest."""
+    target = fresh_registry("upload")
+    proxy = fault_proxy(target, rate="1", max_faults=1, seed=seed, match=r"^PUT /v2/.*/blobs/")
+    body = os.urandom(256 * 1024)
+    lines = []
+    with retry.scope(lines.append) as retried:
+        digest = RegistryClient(proxy.host).upload_blob("faults/upload", body)
+    assert [kind for kind, _, _ in proxy.faults()] == [fault]
+    assert retried.retries == 1 and "connection dropped" in lines[0]
+    assert target.get(f"/v2/faults/upload/blobs/{digest}").content == body
+
+
 def _release(registry_host: str, tmp: Path, mirror, name: str, **popen) -> subprocess.Popen:
     report = tmp / f"{name}.json"
     return subprocess.Popen(
