@@ -37,7 +37,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Callable, TextIO
 
-from . import engineapi, engines, health, pools, versions
+from . import engineapi, engines, health, pools, retry, versions
 from .builders import Engine
 from .dockerfile import from_images, needs_host_network, rewrite_from, rewrite_urls
 from .engineapi import Container, Output, PushedImage, Step
@@ -93,6 +93,7 @@ class JobResult:
     mirrors: tuple[Mirror, ...] = ()  # the mirrors its Dockerfile fetched from
     failovers: list[Failover] = field(default_factory=list)
     unserved: bool = False  # skipped at run time: no healthy engine in its pool (exit 1)
+    retries: int = 0  # transient registry failures its pulls, push and lookups got past
 
     @property
     def seconds(self) -> float | None:
@@ -112,6 +113,7 @@ class JobResult:
                 "mirrors": [{"name": m.name, "upstream": m.upstream, "url": m.url}
                             for m in self.mirrors],
                 "failovers": [f.as_dict() for f in self.failovers],
+                "retries": self.retries,
                 "log": str(self.log) if self.log else None}
 
 
@@ -302,8 +304,13 @@ class Runner:
                            image=str(job.image), log=log_path)
         try:
             # Line-buffered, so `tail -f` on a long build shows each line as it comes.
-            with log_path.open("w", buffering=1) as log:
-                self._attempt(job, result, log)
+            with log_path.open("w", buffering=1) as log, \
+                    retry.scope(lambda line: self._retrying(job, log, line),
+                                self.cancelled) as retried:
+                try:
+                    self._attempt(job, result, log)
+                finally:
+                    result.retries = retried.retries
         except _NotBuilt as why:
             result.status, result.reason, result.unserved = Status.SKIPPED, str(why), True
             self.progress.update(job.key, "skipped", result.reason)
@@ -327,6 +334,10 @@ class Runner:
             self.progress.update(job.key, "failed", result.reason)
             with log_path.open("a") as log:
                 log.write(f"\nFAILED: {result.reason}\n")
+
+    def _retrying(self, job: BuildJob, log, line: str) -> None:
+        log.write(line + "\n")
+        self.progress.update(job.key, "retrying", line)
 
     def _attempt(self, job: BuildJob, result: JobResult, log) -> None:
         parent = self._wait_parent(job)

@@ -5,6 +5,11 @@ The engine reports failures inside its streams, never as exceptions (docs/classi
 `Output` events; failures become `EngineError`s that name the step, the exit code and the
 engine. A pushed digest comes from the stream's ``aux.Digest`` and is then confirmed with the
 registry itself, so a reported digest is one the registry really serves.
+
+A pull or a push that the registry failed for a transient reason (5xx, 429, EOF, a reset, a
+timeout, in the engine's words: `registry_failure` reads them) runs again whole under the one
+retry policy (`builder.retry`); a push is idempotent, and blobs already there are skipped. A
+build step's failure is never retried.
 """
 from __future__ import annotations
 
@@ -17,7 +22,7 @@ from typing import Callable, Union
 import requests
 from docker.errors import APIError, DockerException
 
-from . import engines
+from . import engines, retry
 from .auth import Credentials
 from .builders import Engine
 from .engines import short_error
@@ -51,6 +56,43 @@ class StepFailed(EngineError):
         super().__init__(message)
         self.step = step
         self.exit_code = exit_code
+
+
+class RegistryFailed(EngineError):
+    """The registry failed the engine's pull or push; `transient` says what kind of failure
+    when another attempt may go through, else it is None."""
+
+    def __init__(self, message: str, *, transient: retry.Transient | None) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
+# How the engine words a registry's transient failures (its Go errors, passed on as text):
+# "received unexpected HTTP status: 502 Bad Gateway", "toomanyrequests: …", "Put …: EOF",
+# "read: connection reset by peer", "net/http: TLS handshake timeout", "i/o timeout".
+_REGISTRY_FAILURES = (
+    (re.compile(r"toomanyrequests|too many requests|HTTP (?:status: )?429\b", re.IGNORECASE),
+     retry.Kind.RATE_LIMITED),
+    (re.compile(r"HTTP (?:status: )?50[0234]\b|\b50[0234] (?:Internal Server Error|Bad Gateway|"
+                r"Service Unavailable|Gateway Time-?out)", re.IGNORECASE), retry.Kind.SERVER_ERROR),
+    (re.compile(r"timeout|timed out|deadline exceeded", re.IGNORECASE), retry.Kind.TIMEOUT),
+    (re.compile(r"\bEOF\b|connection reset|broken pipe|connection refused", re.IGNORECASE),
+     retry.Kind.DROPPED),
+)
+
+
+def registry_failure(text: str) -> retry.Transient | None:
+    """The kind of a transient registry failure in an engine's error text, or None: the one
+    place engine error text is read for that."""
+    for pattern, kind in _REGISTRY_FAILURES:
+        match = pattern.search(text)
+        if match:
+            return retry.Transient(kind, text.strip().splitlines()[0][:200])
+    return None
+
+
+def _retryable(outcome: object) -> retry.Transient | None:
+    return outcome.transient if isinstance(outcome, RegistryFailed) else None
 
 
 class WrongPlatform(EngineError):
@@ -103,18 +145,28 @@ def pull(api, engine: Engine, base: str, platform: Platform, log: Callable[[str]
     would pull it itself, but only with those of the engine's client config. `log` sees each
     progress line and may raise to stop the pull."""
     repository, _, digest = base.partition("@")
-    try:
-        for chunk in api.pull(repository, tag=digest, stream=True, decode=True,
-                              platform=platform.oci if platform.os == "linux" else None,
-                              auth_config=auth_config(credentials)):
-            if "error" in chunk:
-                raise EngineError(f"engine {engine.name} cannot pull the base "
-                                  f"image {base}: {chunk['error'].strip()}")
-            if chunk.get("status"):
-                log(f"{chunk.get('id', '')} {chunk['status']}".strip())
-    except APIError as error:
-        raise EngineError(f"engine {engine.name} cannot pull the base image "
-                          f"{base}: {error.explanation or error}") from None
+    host = ImageRef.parse(base).registry
+
+    def attempt() -> None:
+        try:
+            for chunk in api.pull(repository, tag=digest, stream=True, decode=True,
+                                  platform=platform.oci if platform.os == "linux" else None,
+                                  auth_config=auth_config(credentials)):
+                if "error" in chunk:
+                    raise _registry_failed(f"engine {engine.name} cannot pull the base image "
+                                           f"{base}", chunk["error"])
+                if chunk.get("status"):
+                    log(f"{chunk.get('id', '')} {chunk['status']}".strip())
+        except APIError as error:
+            raise _registry_failed(f"engine {engine.name} cannot pull the base image {base}",
+                                   str(error.explanation or error)) from None
+
+    retry.call(attempt, _retryable, host=host, what=f"the pull of {base}",
+               policy=retry.POLICY.compound())
+
+
+def _registry_failed(what: str, error: str) -> RegistryFailed:
+    return RegistryFailed(f"{what}: {error.strip()}", transient=registry_failure(error))
 
 
 def traced_command(line: str) -> str | None:
@@ -231,17 +283,28 @@ def tag(api, image_id: str, ref: ImageRef) -> None:
 
 def push_image(api, job: BuildJob, registry: RegistryClient,
                log: Callable[[str], None] = lambda line: None) -> PushedImage:
-    """Push the job's tagged image with `api` (a docker APIClient); EngineError on any failure."""
+    """Push the job's tagged image with `api` (a docker APIClient), again on a transient
+    registry failure; EngineError on any other failure."""
     ref = job.image
-    digest = size = None
-    for chunk in api.push(ref.familiar_repository, tag=ref.tag, stream=True, decode=True,
-                          auth_config=auth_config(registry.credentials())):
-        if "error" in chunk:
-            raise EngineError(f"pushing {ref} failed: {chunk['error'].strip()}")
-        aux = chunk.get("aux") or {}
-        if aux.get("Digest"):
-            digest, size = aux["Digest"], aux.get("Size")
-        log(_push_line(chunk))
+
+    def attempt() -> tuple[str | None, int | None]:
+        digest = size = None
+        try:
+            for chunk in api.push(ref.familiar_repository, tag=ref.tag, stream=True,
+                                  decode=True, auth_config=auth_config(registry.credentials())):
+                if "error" in chunk:
+                    raise _registry_failed(f"pushing {ref} failed", chunk["error"])
+                aux = chunk.get("aux") or {}
+                if aux.get("Digest"):
+                    digest, size = aux["Digest"], aux.get("Size")
+                log(_push_line(chunk))
+        except APIError as error:
+            raise _registry_failed(f"pushing {ref} failed",
+                                   str(error.explanation or error)) from None
+        return digest, size
+
+    digest, size = retry.call(attempt, _retryable, host=ref.registry, what=f"the push of {ref}",
+                              policy=retry.POLICY.compound())
     if not digest:
         raise EngineError(f"pushing {ref} ended without a digest from the engine")
     found = registry.head_manifest(ref.repository, ref.tag)

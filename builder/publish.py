@@ -26,7 +26,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Mapping, Sequence, TextIO
 
-from . import build, engines, versions
+from . import build, engines, retry, versions
 from .builders import Builders
 from .errors import EXIT_FAILED, EXIT_OK, BuilderError, InputError, MovedMember, StaleMember
 from .naming import arch_reference, check_registry, target_reference
@@ -105,11 +105,17 @@ def publish(client: RegistryClient, registry: str, repository: str, version: Ver
         used = [found[key] for key in wanted if verdicts[key].digest]
         if not dry_run:
             _copy_in(client, pool, used, target)
-        return list(pool.map(lambda item: _publish_tag(
-            client, target_reference(registry, repository, item[0]),
-            [_key(version, variant, platform) for variant in item[1]
-             for platform in variant.platforms], found, verdicts, optional=optional,
-            oci=oci, allow_missing=allow_missing, dry_run=dry_run), groups.items()))
+
+        def one(tag: str, variants: Sequence[Variant]) -> TagResult:
+            with retry.scope() as retried:
+                result = _publish_tag(
+                    client, target_reference(registry, repository, tag),
+                    [_key(version, variant, platform) for variant in variants
+                     for platform in variant.platforms], found, verdicts, optional=optional,
+                    oci=oci, allow_missing=allow_missing, dry_run=dry_run)
+            return replace(result, retries=retried.retries)
+
+        return list(pool.map(one, groups.keys(), groups.values()))
 
 
 def _key(version: Version, variant: Variant, platform: Platform) -> str:

@@ -91,6 +91,7 @@ class TagResult:
     reason: str = ""
     stale: tuple[str, ...] = ()  # per-arch references refused: not what the plan builds now
     moved: tuple[str, ...] = ()  # per-arch references this run pushed that changed since
+    retries: int = 0  # transient registry failures its reads and write got past
 
     def as_dict(self) -> dict:
         """For the JSON report."""

@@ -18,8 +18,11 @@ first time a registry asks for them; the CI pair only when this client is for th
 ``target`` (see builder/auth.py). They go to this host alone: an upload ``Location`` on
 another host gets the request without them.
 
-Retries. 429, 5xx, connection errors and timeouts are retried up to ``max_attempts`` times in
-all, sleeping ``backoff * 2**n`` with jitter, or what ``Retry-After`` asks (capped).
+Retries. Every request goes through the one retry policy (`builder.retry`): 429, 5xx,
+dropped connections (also midway through a body) and timeouts are tried again, with the
+policy's backoff or what ``Retry-After`` asks (capped), within the host's budget for the run.
+A body is bytes, so a retried upload sends it again from the start; an upload whose session
+the registry closed after an answer we never saw starts over from a new session.
 
 Errors. Every failure is a ``RegistryError`` (a ``BuilderError``: exit code 1) of one line that
 names the registry, the repository, the registry's error code and message, and what to do.
@@ -27,9 +30,7 @@ names the registry, the repository, the registry's error code and message, and w
 from __future__ import annotations
 
 import base64
-import email.utils
 import json
-import random
 import re
 import threading
 import time
@@ -37,9 +38,10 @@ from pathlib import Path
 from urllib.parse import urljoin, urlsplit
 
 import requests
+import urllib3
 from requests.adapters import HTTPAdapter
 
-from . import auth
+from . import auth, retry
 from .auth import Credentials
 from .errors import BuilderError
 from .platforms import Platform, image_platform, oci_text, version_key
@@ -47,8 +49,7 @@ from .reference import (ACCEPT_ALL, DOCKER_HUB, DOCKER_HUB_HOSTS, IMAGE_TYPES, B
                         Descriptor, ImageRef, Manifest, is_loopback, sha256_digest)
 
 _DOCKER_HUB_API = "registry-1.docker.io"
-_RETRY_STATUS = {429, 500, 502, 503, 504}
-_MAX_RETRY_AFTER = 60.0  # seconds: a registry asking for more is treated as down
+_SERVER_ERRORS = {500, 502, 503, 504}
 _TOKEN_MARGIN = 10.0  # seconds before a token's expiry that it is renewed
 
 
@@ -75,12 +76,11 @@ class TLSFailed(RegistryError):
 class RegistryClient:
     def __init__(self, registry: str, *, credentials: Credentials | None = None,
                  target: str | None = None, ca_bundle: str | None = None,
-                 insecure: bool = False, max_attempts: int = 5, backoff: float = 0.5,
+                 insecure: bool = False, policy: retry.Policy = retry.POLICY,
                  timeout: float = 60.0) -> None:
         self.registry = DOCKER_HUB if registry in DOCKER_HUB_HOSTS else registry
         self.host = _DOCKER_HUB_API if self.registry == DOCKER_HUB else self.registry
-        self.max_attempts = max(1, max_attempts)
-        self.backoff = backoff
+        self.policy = policy
         self.timeout = timeout
         self._credentials = credentials
         self._credentials_looked_up = credentials is not None
@@ -200,12 +200,24 @@ class RegistryClient:
         if self.head_blob(repository, digest):
             return digest
         what = f"blob upload to {repository}"
-        started = self._call("POST", repository, "/blobs/uploads/", what, push=True, ok=(202,))
-        location = self._upload_location(started, what)
-        separator = "&" if "?" in location else "?"
-        self._call("PUT", repository, location + f"{separator}digest={digest}", what, push=True,
-                   headers={"Content-Type": "application/octet-stream"}, data=data, ok=(201,))
-        return digest
+        for _ in range(self.policy.attempts):
+            started = self._call("POST", repository, "/blobs/uploads/", what, push=True, ok=(202,))
+            location = self._upload_location(started, what)
+            separator = "&" if "?" in location else "?"
+            try:
+                self._call("PUT", repository, location + f"{separator}digest={digest}", what,
+                           push=True, headers={"Content-Type": "application/octet-stream"},
+                           data=data, ok=(201,))
+                return digest
+            except NotFound as error:
+                # The session is gone: a retried PUT whose first try the registry took (the
+                # answer lost on the way), or an expired session. Landed, or start over.
+                if "BLOB_UPLOAD_UNKNOWN" not in error.codes:
+                    raise
+                if self.head_blob(repository, digest):
+                    return digest
+                gone = error
+        raise gone
 
     def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
         """Cross-repository mount; False when the registry could not mount it (blob unknown
@@ -271,37 +283,29 @@ class RegistryClient:
 
     def _send(self, method: str, url: str, what: str, headers: dict, data: bytes | None, *,
               allow_redirects: bool = True) -> requests.Response:
-        """One request, retried on 429, 5xx and connection failures."""
-        for attempt in range(1, self.max_attempts + 1):
-            last = attempt == self.max_attempts
+        """One request under the retry policy; the last answer comes back whatever its status,
+        for `_call` to word. The body is read here (no streaming), so a connection dropped
+        midway through it is retried like any other."""
+        def attempt() -> requests.Response:
             try:
-                response = self._session.request(method, url, headers=headers, data=data,
-                                                 verify=self._verify, timeout=self.timeout,
-                                                 allow_redirects=allow_redirects)
+                return self._session.request(method, url, headers=headers, data=data,
+                                             verify=self._verify, timeout=self.timeout,
+                                             allow_redirects=allow_redirects)
             except requests.exceptions.SSLError as error:
                 raise TLSFailed(f"registry {self.registry}: TLS failed for {what}: "
-                                    f"{_reason(error)}; give the registry's CA with --ca-bundle "
-                                    f"or /etc/docker/certs.d/{self.registry}/ca.crt") from None
-            except (requests.ConnectionError, requests.Timeout) as error:
-                if last:
-                    raise RegistryError(f"registry {self.registry}: {what} failed after "
-                                        f"{attempt} attempts: {_reason(error)}; check that the "
-                                        "registry is up and reachable") from None
-                time.sleep(self._delay(attempt, None))
-                continue
-            if response.status_code in _RETRY_STATUS and not last:
-                delay = self._delay(attempt, response.headers.get("Retry-After"))
-                response.close()
-                time.sleep(delay)
-                continue
-            return response
-        raise AssertionError("unreachable")
+                                f"{_reason(error)}; give the registry's CA with --ca-bundle "
+                                f"or /etc/docker/certs.d/{self.registry}/ca.crt") from None
 
-    def _delay(self, attempt: int, retry_after: str | None) -> float:
-        asked = _parse_retry_after(retry_after)
-        if asked is not None:
-            return min(asked, _MAX_RETRY_AFTER)
-        return self.backoff * 2 ** (attempt - 1) * random.uniform(0.5, 1.0)
+        netloc = urlsplit(url).netloc
+        try:
+            return retry.call(attempt, transient, what=what, discard=requests.Response.close,
+                              host=self.registry if netloc == self.host else netloc,
+                              policy=self.policy)
+        except (requests.RequestException, OSError) as error:
+            after = f" after {self.policy.attempts} attempts" if transient(error) else ""
+            raise RegistryError(f"registry {self.registry}: {what} failed{after}: "
+                                f"{_reason(error)}; check that the registry is up and "
+                                "reachable") from None
 
     def _ensure_base(self) -> str:
         """Pick https or (loopback/insecure only) http with a ping of /v2/, once."""
@@ -422,7 +426,7 @@ class RegistryClient:
         if status == 429:
             hint = "rate limited even after retries; wait, or log in for a higher limit"
         elif status >= 500:
-            hint = f"the registry kept failing after {self.max_attempts} attempts; retry later"
+            hint = f"the registry kept failing after {self.policy.attempts} attempts; retry later"
         elif "MANIFEST_BLOB_UNKNOWN" in codes or "BLOB_UNKNOWN" in codes:
             hint = "push the blobs and child manifests into this same repository first"
         else:
@@ -460,16 +464,31 @@ def _parse_challenge(header: str) -> tuple[str, dict[str, str]] | None:
     return scheme.lower(), dict(re.findall(r'(\w+)="([^"]*)"', rest))
 
 
-def _parse_retry_after(value: str | None) -> float | None:
-    if not value:
+def transient(outcome: object) -> retry.Transient | None:
+    """What is transient about a request's answer or exception (see `builder.retry`)."""
+    if isinstance(outcome, requests.Response):
+        status = outcome.status_code
+        if status != 429 and status not in _SERVER_ERRORS:
+            return None
+        kind = retry.Kind.RATE_LIMITED if status == 429 else retry.Kind.SERVER_ERROR
+        return retry.Transient(kind, f"HTTP {status}",
+                               retry.parse_retry_after(outcome.headers.get("Retry-After")))
+    if isinstance(outcome, requests.Timeout):
+        return retry.Transient(retry.Kind.TIMEOUT, _reason(outcome))
+    if isinstance(outcome, requests.exceptions.SSLError) or _unresolvable(outcome):
         return None
-    if value.strip().isdigit():
-        return float(value)
-    try:
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
-        return None
-    return max(0.0, when.timestamp() - time.time())
+    # ChunkedEncodingError: the body broke off midway; a raw reset can escape urllib3's wrapping.
+    if isinstance(outcome, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                            ConnectionError)):
+        return retry.Transient(retry.Kind.DROPPED, _reason(outcome))
+    return None
+
+
+def _unresolvable(error: object) -> bool:
+    """A host name that does not resolve: a typo or a network without that DNS, not a blip."""
+    cause = getattr(error.args[0], "reason", None) if isinstance(error, requests.ConnectionError) \
+        and error.args else None
+    return isinstance(cause, urllib3.exceptions.NameResolutionError)
 
 
 def _error_codes(response: requests.Response) -> tuple[str, ...]:

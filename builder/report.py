@@ -1,6 +1,7 @@
 """The JSON report a pipeline reads (`--report FILE`), and the words the stages report in.
 
-The report holds jobs, tags, summary pages and the exit code; `Status` is the one enum of
+The report holds jobs, tags, summary pages, the exit code and the retries taken per registry
+host (each job and tag also counts its own); `Status` is the one enum of
 stages, jobs and tags, `StageResult` what every stage's `run(options)` returns.
 
 The document is written whole or not at all, and also when a stage stops the run, so a
@@ -15,6 +16,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
+from . import retry
 from .files import write_atomic
 
 REPORT_FORMAT = 1
@@ -73,7 +75,7 @@ class Report:
                 "exit_code": exit_code, "result": "ok" if exit_code == 0 else "failed",
                 "stopped_at": self.stopped_at, "started": self.started, "finished": time.time(),
                 "stages": self.stages, "jobs": self.jobs, "tags": self.tags,
-                "summaries": self.summaries}
+                "summaries": self.summaries, "retries": retry.spent()}
 
     def write(self, path: str | Path | None, exit_code: int) -> None:
         if path:

@@ -13,6 +13,8 @@ Interface (other test modules code against it):
 - ssh_engine: a private sshd on 127.0.0.1 whose sessions reach the second engine; .url
   "ssh://root@127.0.0.1:PORT", .path_dir (an `ssh` using its key: put it first on PATH).
 - tiny_family_path: tests/fixtures/tiny/versions.yaml.
+- fault_proxy: a factory, fault_proxy(registry, rate=, seed=, max_faults=) → a seeded, bounded
+  fault-injecting reverse proxy (mitmproxy) in front of that registry; .host, .url, .faults().
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from testbed import procs
 from testbed.baseimages import BaseImageError, ensure_busybox, ensure_debian
 from testbed.engine import (SecondEngine, TLSEndpoint, local_client, reap_bridges, reap_trust, remove_tags_of,
                             start_second_engine, trust_ca, untrust)
+from testbed.faultproxy import FaultProxy, start_fault_proxy
 from testbed.paths import cache_dir
 from testbed.registry import Registry, start_registry
 from testbed.sshd import SSHServer, start_sshd
@@ -148,3 +151,23 @@ def ssh_engine(tmp_path_factory, second_engine) -> SSHServer:
 @pytest.fixture
 def tiny_family_path() -> Path:
     return TESTS / "fixtures" / "tiny" / "versions.yaml"
+
+
+@pytest.fixture(scope="session")
+def fault_proxy(tmp_path_factory):
+    """Starts fault proxies: fault_proxy(upstream, rate="0.2", seed=1, max_faults=40, match="") → FaultProxy
+    (.host, .url, .faults()), a reverse proxy on 127.0.0.1 in front of the registry `upstream`.
+    Every one started is stopped at the session's end."""
+    started = []
+
+    def start(upstream: Registry, **kwargs) -> FaultProxy:
+        try:
+            proxy = start_fault_proxy(tmp_path_factory.mktemp("fault-proxy"), upstream, **kwargs)
+        except procs.StartError as error:
+            pytest.fail(f"test bed: {error}", pytrace=False)
+        started.append(proxy)
+        return proxy
+
+    yield start
+    for proxy in started:
+        proxy.stop()

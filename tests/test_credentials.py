@@ -24,6 +24,7 @@ from builder.errors import BuilderError, InputError
 from builder.platforms import platform
 from builder.reference import ImageRef
 from builder.registry import RegistryClient, RegistryError
+from builder.retry import Policy
 from testbed.registry import start_registry
 from testbed.stubregistry import StubRegistry
 
@@ -131,7 +132,7 @@ def test_an_upload_location_on_another_host_gets_no_credentials(tmp_path, monkey
             for name, value in ci_env(registry, tmp_path).items():
                 monkeypatch.setenv(name, value)
             monkeypatch.delenv("BUILDER_REGISTRY_HOST", raising=False)
-            client = RegistryClient(registry.host, target=registry.host, max_attempts=1)
+            client = RegistryClient(registry.host, target=registry.host, policy=Policy(attempts=1))
             with pytest.raises(RegistryError) as failed:
                 client.upload_blob("scoped/upload", b"a layer\n")
             seen = list(stub.seen)

@@ -18,6 +18,7 @@ from builder.errors import BuilderError, InputError
 from builder.platforms import PLATFORMS
 from builder.reference import DOCKER_LIST, DOCKER_MANIFEST, ImageRef, sha256_digest
 from builder.registry import NotFound, RegistryClient, RegistryError, TLSFailed, Unauthorized
+from builder.retry import Policy
 from test_publish import push_image
 
 
@@ -252,12 +253,12 @@ def test_retries_429_and_503_then_succeeds(registry):
     thread.start()
     try:
         host = f"127.0.0.1:{server.server_address[1]}"
-        client = RegistryClient(host, backoff=0.01, max_attempts=3)
+        client = RegistryClient(host, policy=Policy(attempts=3, base_delay=0.01))
         pushed = push_image(client, "flaky/one", "amd64", PLATFORMS["amd64"])
         assert client.get_manifest("flaky/one", "amd64").body == pushed.body
         assert handler.served.count(429) == handler.served.count(503) >= 5
 
-        impatient = RegistryClient(host, backoff=0.01, max_attempts=2)
+        impatient = RegistryClient(host, policy=Policy(attempts=2, base_delay=0.01))
         with pytest.raises(RegistryError, match=r"HTTP 503.*kept failing after 2 attempts"):
             impatient.get_manifest("flaky/one", "never-seen")
     finally:
@@ -270,7 +271,7 @@ def test_unreachable_registry_is_one_line():
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         port = s.getsockname()[1]
-    client = RegistryClient(f"127.0.0.1:{port}", backoff=0.01, max_attempts=2)
+    client = RegistryClient(f"127.0.0.1:{port}", policy=Policy(attempts=2, base_delay=0.01))
     with pytest.raises(RegistryError) as error:
         client.get_manifest("x", "y")
     assert str(error.value) == (f"registry 127.0.0.1:{port}: the /v2/ ping failed after 2 attempts: "
@@ -278,7 +279,7 @@ def test_unreachable_registry_is_one_line():
 
 
 def test_an_unknown_host_says_so_plainly():
-    client = RegistryClient("registry.invalid:5000", backoff=0.01, max_attempts=1)
+    client = RegistryClient("registry.invalid:5000", policy=Policy(attempts=1))
     with pytest.raises(RegistryError, match=r": cannot resolve the host name registry\.invalid; "):
         client.get_manifest("x", "y")
 

@@ -23,6 +23,7 @@ from builder import auth
 from builder.auth import Credentials
 from builder.reference import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, ImageRef
 from builder.registry import RegistryClient
+from builder.retry import Policy
 from builder.summary import summarize, write_page
 from builder.summary_page import (BlobHead, Document, ImageDocuments, TagDocuments, created_text,
                                   history_text, json_text, last_modified_text, page_path,
@@ -336,7 +337,7 @@ def test_windows_shaped_list_with_foreign_layers(foreign_registry, layer_server)
 
 def test_a_foreign_layer_server_out_of_reach_leaves_out_only_its_last_modified(foreign_registry):
     """Build networks often cannot reach Microsoft's servers: the page still goes out."""
-    client = RegistryClient(foreign_registry, max_attempts=1)
+    client = RegistryClient(foreign_registry, policy=Policy(attempts=1))
     repository = "summary/windows-offline"
     with socket.socket() as probe:  # a port nothing listens on
         probe.bind(("127.0.0.1", 0))
