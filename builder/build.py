@@ -41,7 +41,7 @@ from .plan import BuildJob, Plan, SkippedJob
 from .plan import plan as make_plan
 from .progress import Progress, table
 from .reference import DOCKER_HUB, ImageRef, sha256_digest
-from .registry import RegistryClient, RegistryError
+from .registry import DEFAULT_CONCURRENCY, Registries, RegistryClient, RegistryError
 from .report import Report, Status
 from .smoke import Outcome
 
@@ -164,10 +164,11 @@ def context_tar(dockerfile: str, files: dict[str, bytes]) -> bytes:
 
 
 class Runner:
-    """Runs one plan; thread-safe caches of registry clients and pinned bases."""
+    """Runs one plan; thread-safe caches of pinned bases. The registry clients are the run's
+    (`registries`), so every job thread shares each registry's pool and limit."""
 
     def __init__(self, plan: Plan, *, push: bool, force: bool, nocache: bool, logs: Path,
-                 progress: Progress) -> None:
+                 progress: Progress, registries: Registries | None = None) -> None:
         self.plan = plan
         self.push = push
         self.force = force
@@ -178,8 +179,10 @@ class Runner:
         self.slots = {e.name: threading.Semaphore(e.concurrency) for e in plan.builders.engines}
         self.results: dict[str, JobResult] = {}
         self.done = {job.key: threading.Event() for job in plan.jobs}
-        self._clients: dict[str, RegistryClient] = {}
+        self.registries = registries or Registries()
         self._pins: dict[tuple[str, str], str] = {}
+        self._base_digests: dict[str, str] = {}  # a base's tag, read once: every platform pins one list
+        self._base_lock = threading.Lock()
         self._lock = threading.Lock()
         self.cancelled = threading.Event()
         self._containers: dict[str, tuple[Engine, str]] = {}  # job key → its running RUN step
@@ -342,7 +345,8 @@ class Runner:
         host = mirror if ref.registry == DOCKER_HUB and mirror else ref.registry
         try:
             manifest = self._registry(host).resolve_platform(
-                ImageRef(host, ref.repository, ref.tag, ref.digest), job.platform)
+                ImageRef(host, ref.repository, ref.tag, self._base_digest(host, ref)),
+                job.platform)
         except RegistryError as error:
             hint = ("; Docker Hub is out of reach: set base-mirror in the builders file "
                     "or BUILDER_BASE_MIRROR to a registry holding library/… images"
@@ -354,11 +358,19 @@ class Runner:
             self._pins[key] = pinned
         return pinned
 
+    def _base_digest(self, host: str, ref: ImageRef) -> str:
+        """The digest `ref` has in `host` now, asked once per run (its document is cached)."""
+        if ref.digest:
+            return ref.digest
+        key = f"{host}/{ref.repository}:{ref.tag}"
+        with self._base_lock:  # one lookup per base; the jobs wanting it wait for it
+            if key not in self._base_digests:
+                self._base_digests[key] = self._registry(host).get_manifest(
+                    ref.repository, ref.tag).digest
+            return self._base_digests[key]
+
     def _registry(self, host: str) -> RegistryClient:
-        with self._lock:
-            if host not in self._clients:
-                self._clients[host] = RegistryClient(host)
-            return self._clients[host]
+        return self.registries.client(host)
 
     def _build(self, api, engine: Engine, job: BuildJob, prepared: Prepared, log) -> str:
         """Pull the bases, build, check the platform, tag; returns the image id."""
@@ -386,14 +398,16 @@ class Runner:
 
 
 def run_plan(plan: Plan, *, push: bool = False, force: bool = False, nocache: bool = False,
-             logs: str | Path = "logs", out: TextIO | None = None) -> BuildRun:
+             logs: str | Path = "logs", out: TextIO | None = None,
+             registries: Registries | None = None) -> BuildRun:
     """Run every job of `plan`, showing progress and then the table on `out`; failures are in
-    the results, and each is also named on stderr with its log."""
+    the results, and each is also named on stderr with its log. `registries`: the run's
+    registry clients, when a release shares them with its later stages."""
     _check_push_target(push, plan.registry)
     progress = Progress([(j.key, j.engine) for j in plan.jobs] + [(s.key, "-") for s in plan.skipped],
                         out=out or sys.stdout)
     runner = Runner(plan, push=push, force=force, nocache=nocache, logs=Path(logs),
-                    progress=progress)
+                    progress=progress, registries=registries)
     try:
         result = runner.run()
     finally:
@@ -427,13 +441,15 @@ class BuildOptions:
     versions: str = "versions.yaml"
     arch_namespace: bool = False
     report: str | None = None
+    registry_concurrency: int = DEFAULT_CONCURRENCY  # requests in flight per registry
 
 
 def run(options: BuildOptions, out: TextIO | None = None, *,
-        family: versions.Family | None = None) -> BuildRun:
+        family: versions.Family | None = None, registries: Registries | None = None) -> BuildRun:
     """`invoke build`: print the plan (dry-run: only that), run it, write the report.
 
-    `family` is the loaded versions file when the caller has it already.
+    `family` is the loaded versions file and `registries` the run's registry clients when the
+    caller has them already.
     """
     out = out or sys.stdout
     _check_push_target(options.push, options.registry)  # before any file is read: nothing was done
@@ -446,7 +462,8 @@ def run(options: BuildOptions, out: TextIO | None = None, *,
     if options.dry_run:
         return BuildRun(the_plan, [], planned=True)
     result = run_plan(the_plan, push=options.push, force=options.force, nocache=options.nocache,
-                      logs=options.logs, out=out)
+                      logs=options.logs, out=out, registries=registries or Registries(
+                          concurrency=options.registry_concurrency))
     if options.report:
         report = Report("build", the_plan.version.full, the_plan.family.repository,
                         the_plan.registry)

@@ -24,8 +24,8 @@ from .errors import EXIT_FAILED, EXIT_OK, BuilderError, InputError
 from .naming import arch_reference, target_reference
 from .platforms import Platform, platform as parse_platform
 from .publish_lists import Member, TagResult, assemble
-from .reference import FOREIGN_LAYER_TYPES, ImageRef, sha256_digest
-from .registry import NotFound, RegistryClient
+from .reference import FOREIGN_LAYER_TYPES, ImageRef, Manifest, sha256_digest
+from .registry import DEFAULT_CONCURRENCY, NotFound, Registries, RegistryClient
 from .report import Report, Status
 from .tags import tag_groups
 from .versions import Variant, Version
@@ -33,14 +33,12 @@ from .versions import Variant, Version
 _WORKERS = 8
 
 
-def registry_client(registry: str, repository: str, *,
-                    ca_bundle: str | None = None) -> RegistryClient:
-    """The client for the host of `registry` (which may carry a path: registry.example.com/team)."""
+def registry_host(registry: str, repository: str) -> str:
+    """The host of `registry` (which may carry a path: registry.example.com/team)."""
     try:
-        host = target_reference(registry, repository, "latest").registry
+        return target_reference(registry, repository, "latest").registry
     except InputError as error:
         raise InputError(f"--registry {registry!r}: {error.message}", field="registry") from None
-    return RegistryClient(host, ca_bundle=ca_bundle)
 
 
 @dataclass(frozen=True)
@@ -76,7 +74,8 @@ def publish(client: RegistryClient, registry: str, repository: str, version: Ver
 
 def _find(client: RegistryClient, ref: ImageRef, platform: Platform) -> _Found:
     try:
-        manifest = client.resolve_platform(ref, platform)
+        # The build stage read this image just now: only its digest is asked for again.
+        manifest = client.resolve_platform(ref, platform, head_first=True)
     except NotFound:
         return _Found(None, problem=str(ref), missing=True)
     config = client.get_config(ref.repository, manifest)
@@ -140,6 +139,7 @@ def _publish_tag(client: RegistryClient, ref: ImageRef, variants: Sequence[Varia
     result = TagResult(ref.tag, str(ref), Status.UNCHANGED, digest, media_type, labels, missing)
     current = client.head_manifest(ref.repository, ref.tag)
     if current and current.digest == digest:
+        client.remember(ref.repository, Manifest(media_type, digest, body))  # the pages read it
         return result
     if dry_run:
         return replace(result, status=Status.PLANNED)
@@ -161,13 +161,13 @@ class PublishOptions:
     report: str | None = None
     variants: tuple[str, ...] = ()  # only the tags these variants alone make up
     platforms: tuple[str, ...] = ()  # lists of these platforms only (official or OCI names)
+    registry_concurrency: int = DEFAULT_CONCURRENCY  # requests in flight per registry
 
 
 @dataclass(frozen=True)
 class PublishResult:
     version: Version
     registry: str  # as given, without a trailing slash
-    client: RegistryClient  # the registry's, for the stages after this one
     tags: tuple[TagResult, ...]
 
     @property
@@ -188,9 +188,10 @@ class PublishResult:
 
 
 def run(options: PublishOptions, out: TextIO | None = None, *,
-        family: versions.Family | None = None) -> PublishResult:
+        family: versions.Family | None = None,
+        registries: Registries | None = None) -> PublishResult:
     """`invoke publish`: every tag's list, a line per tag on `out`, the report; `family` is the
-    loaded versions file when the caller has it already."""
+    loaded versions file and `registries` the run's clients when the caller has them already."""
     out = out or sys.stdout
     family = family or versions.load(options.versions)
     wanted = family.version(options.version)
@@ -202,12 +203,14 @@ def run(options: PublishOptions, out: TextIO | None = None, *,
         print(f"publishing the tags of {', '.join(options.variants) or 'every variant'}"
               f"{', lists of ' + ', '.join(p.name for p in platforms) + ' only' if platforms else ''}",
               file=out)
-    client = registry_client(registry, family.repository, ca_bundle=options.ca_bundle)
+    registries = registries or Registries(concurrency=options.registry_concurrency)
+    client = registries.client(registry_host(registry, family.repository),
+                               ca_bundle=options.ca_bundle)
     groups = tag_groups(family, wanted, options.variants, platforms)
     results = publish(client, registry, family.repository, wanted, groups,
                       oci=options.oci, allow_missing=options.allow_missing,
                       arch_namespace_layout=options.arch_namespace, dry_run=options.dry_run)
-    result = PublishResult(wanted, registry, client, tuple(results))
+    result = PublishResult(wanted, registry, tuple(results))
     for tag in results:
         print(tag.line(), file=out)
         if tag.missing and tag.status is not Status.FAILED:

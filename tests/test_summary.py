@@ -379,7 +379,7 @@ def test_write_page_and_the_summary_task(registry, tmp_path):
     _push_image(client, "summary/cli", "1.0", config, [b"layer"])
     ref = ImageRef.parse(f"{registry.host}/summary/cli:1.0")
 
-    path = write_page(client, ref, tmp_path)
+    path = write_page(ref, summarize(client, ref), tmp_path)
     assert path == tmp_path / "summary/cli/remote/1.0.md"
     assert path.read_text() == summarize(client, ref)
     assert [p.name for p in path.parent.iterdir()] == ["1.0.md"]  # no temporary left behind
