@@ -292,6 +292,8 @@ def main() -> None:
             result, wall = bed.release(ours, concurrent, "ours", force=True)
             figures["a"] = (wall, bed.counts(ours), critical_path(result), len(result.report.jobs),
                             len(result.report.tags))
+            print(f"(a) took {wall:.1f} s; critical path {figures['a'][2][0]:.1f} s; "
+                  f"{figures['a'][1][0].describe()}", file=sys.stderr)
             print("(b) docker CLI, sequential …", file=sys.stderr)
             script = shell_baseline(bed, theirs)
             bed.counts(theirs)

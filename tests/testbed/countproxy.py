@@ -4,7 +4,9 @@ Our client, the Docker engine's pushes and `docker manifest push` all go through
 are pointed at its host instead of the registry's. It forwards each request as it came (the
 Host header too, so the registry's upload Locations name the proxy and uploads stay in view),
 records it, and can hold each request a little (`latency`, seconds) so that concurrent
-requests overlap, as they would against a registry across the internet.
+requests overlap, as they would against a registry across the internet. A TLS handshake gets
+the answer Go's plain HTTP server gives, which is what makes Docker clients fall back to HTTP
+on a loopback registry (the docker CLI's `manifest` commands stop at anything else).
 
 A hand-written proxy rather than mitmproxy: counting needs the request line only, and this
 one runs in-process, where the tests and benches read the counts without a side channel.
@@ -134,6 +136,14 @@ class CountingProxy(ThreadingHTTPServer):
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
     server: CountingProxy
+
+    def handle_one_request(self) -> None:
+        if self.rfile.peek(1)[:1] == b"\x16":  # a TLS ClientHello: we speak plain HTTP only
+            self.wfile.write(b"HTTP/1.0 400 Bad Request\r\n\r\n"
+                             b"Client sent an HTTP request to an HTTPS server.\n")
+            self.close_connection = True
+            return
+        super().handle_one_request()
 
     def _body(self) -> bytes | None:
         if self.headers.get("Transfer-Encoding", "").lower() == "chunked":
