@@ -168,8 +168,10 @@ class _Handler(BaseHTTPRequestHandler):
             body = self._body()
             if proxy.latency:
                 time.sleep(proxy.latency)
-            headers = {k: v for k, v in self.headers.items()
-                       if k.lower() not in _HOP_BY_HOP and k.lower() != "content-length"}
+            headers: dict[str, str] = {}
+            for key, value in self.headers.items():  # Go clients send one Accept line per type
+                if key.lower() not in _HOP_BY_HOP and key.lower() != "content-length":
+                    headers[key] = f"{headers[key]}, {value}" if key in headers else value
             upstream = proxy.session.request(self.command, proxy.upstream + self.path,
                                              headers=headers, data=body, allow_redirects=False,
                                              stream=True, timeout=300)
