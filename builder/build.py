@@ -40,7 +40,7 @@ from .errors import EXIT_FAILED, EXIT_OK, BuilderError, InputError
 from .plan import BuildJob, Plan, SkippedJob
 from .plan import plan as make_plan
 from .progress import Progress, table
-from .reference import DOCKER_HUB, ImageRef, sha256_digest
+from .reference import DOCKER_HUB, FOREIGN_LAYER_TYPES, ImageRef, sha256_digest
 from .registry import DEFAULT_CONCURRENCY, Registries, RegistryClient, RegistryError
 from .report import Report, Status
 from .smoke import Outcome
@@ -168,7 +168,8 @@ class Runner:
     (`registries`), so every job thread shares each registry's pool and limit."""
 
     def __init__(self, plan: Plan, *, push: bool, force: bool, nocache: bool, logs: Path,
-                 progress: Progress, registries: Registries | None = None) -> None:
+                 progress: Progress, registries: Registries | None = None,
+                 read_back: bool = False) -> None:
         self.plan = plan
         self.push = push
         self.force = force
@@ -180,6 +181,7 @@ class Runner:
         self.results: dict[str, JobResult] = {}
         self.done = {job.key: threading.Event() for job in plan.jobs}
         self.registries = registries or Registries()
+        self.read_back = read_back  # a release's later stages will read what is pushed
         self._pins: dict[tuple[str, str], str] = {}
         self._base_digests: dict[str, str] = {}  # a base's tag, read once: every platform pins one list
         self._base_lock = threading.Lock()
@@ -288,6 +290,22 @@ class Runner:
         served = f" (sources from mirror {', '.join(m.name for m in result.mirrors)})" \
             if result.mirrors else ""
         self.progress.update(job.key, "done", (result.digest or result.image_id or "") + served)
+        if self.read_back and result.pushed:
+            self._read_back(job.image, result.pushed.digest)
+
+    def _read_back(self, image: ImageRef, digest: str) -> None:
+        """Read what publish and the pages will need of a pushed image (manifest, config, layer
+        HEADs) into the run's cache now, while the other jobs still build, rather than after
+        the last push."""
+        client = self._registry(image.registry)
+        try:
+            manifest = client.get_manifest(image.repository, digest)
+            client.get_config(image.repository, manifest)
+            for layer in manifest.json.get("layers") or []:
+                if layer.get("mediaType") not in FOREIGN_LAYER_TYPES:
+                    client.head_blob(image.repository, layer["digest"])
+        except RegistryError:
+            pass  # publish reads the image again, and says what is wrong with it
 
     def _smoke_test(self, api, job: BuildJob, result: JobResult, log) -> None:
         """Fail the job, before anything of it is pushed, unless every smoke test passes."""
@@ -399,15 +417,16 @@ class Runner:
 
 def run_plan(plan: Plan, *, push: bool = False, force: bool = False, nocache: bool = False,
              logs: str | Path = "logs", out: TextIO | None = None,
-             registries: Registries | None = None) -> BuildRun:
+             registries: Registries | None = None, read_back: bool = False) -> BuildRun:
     """Run every job of `plan`, showing progress and then the table on `out`; failures are in
     the results, and each is also named on stderr with its log. `registries`: the run's
-    registry clients, when a release shares them with its later stages."""
+    registry clients, when a release shares them with its later stages; `read_back`: read
+    each pushed image into their cache for those stages."""
     _check_push_target(push, plan.registry)
     progress = Progress([(j.key, j.engine) for j in plan.jobs] + [(s.key, "-") for s in plan.skipped],
                         out=out or sys.stdout)
     runner = Runner(plan, push=push, force=force, nocache=nocache, logs=Path(logs),
-                    progress=progress, registries=registries)
+                    progress=progress, registries=registries, read_back=read_back)
     try:
         result = runner.run()
     finally:
@@ -445,11 +464,12 @@ class BuildOptions:
 
 
 def run(options: BuildOptions, out: TextIO | None = None, *,
-        family: versions.Family | None = None, registries: Registries | None = None) -> BuildRun:
+        family: versions.Family | None = None, registries: Registries | None = None,
+        read_back: bool = False) -> BuildRun:
     """`invoke build`: print the plan (dry-run: only that), run it, write the report.
 
     `family` is the loaded versions file and `registries` the run's registry clients when the
-    caller has them already.
+    caller has them already; `read_back` as for `run_plan`.
     """
     out = out or sys.stdout
     _check_push_target(options.push, options.registry)  # before any file is read: nothing was done
@@ -463,7 +483,7 @@ def run(options: BuildOptions, out: TextIO | None = None, *,
         return BuildRun(the_plan, [], planned=True)
     result = run_plan(the_plan, push=options.push, force=options.force, nocache=options.nocache,
                       logs=options.logs, out=out, registries=registries or Registries(
-                          concurrency=options.registry_concurrency))
+                          concurrency=options.registry_concurrency), read_back=read_back)
     if options.report:
         report = Report("build", the_plan.version.full, the_plan.family.repository,
                         the_plan.registry)

@@ -143,6 +143,7 @@ class RegistryClient:
             manifest = self._fetch_manifest(repository, reference, accept)
             self.remember(repository, manifest)
             return manifest
+
         def fetch() -> Manifest:
             manifest = self._fetch_manifest(repository, reference, accept)
             self._present(repository, manifest)

@@ -109,7 +109,7 @@ def _stages(report: Report, family: versions.Family, options: ReleaseOptions, re
         options.version, options.variants, options.platforms, registry, push=True,
         builders=options.builders, force=options.force, nocache=options.nocache,
         dry_run=options.dry_run, logs=options.logs, arch_namespace=options.arch_namespace),
-        out, family=family, registries=registries)
+        out, family=family, registries=registries, read_back=True)
     went_through = _went_through(report, built)
     if options.dry_run:
         _begin(report, "publish", out, "publish (planned)")
