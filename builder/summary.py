@@ -156,22 +156,23 @@ def run(options: SummaryOptions, out: TextIO | None = sys.stdout, *,
     def client(ref: ImageRef) -> RegistryClient:
         return registries.client(ref.registry, ca_bundle=options.ca_bundle)
 
-    # One fetch per published digest: its tags' pages differ only in the heading.
-    shared: dict[tuple[str, str], ImageRef] = {}
+    # One fetch per published digest: its tags' pages differ only in the heading. Per
+    # repository, since its layer HEADs say what that repository holds.
+    shared: dict[tuple[str, str, str], ImageRef] = {}
     for text, ref in zip(options.images, refs):
         if text in options.digests:
-            shared.setdefault((ref.registry, options.digests[text]), ref)
+            shared.setdefault((ref.registry, ref.repository, options.digests[text]), ref)
 
     def documents(text: str, ref: ImageRef) -> TagDocuments:
         digest = options.digests.get(text)
         if digest is None:
             return fetch(ref, client(ref))
-        first = shared[(ref.registry, digest)]
+        first = shared[(ref.registry, ref.repository, digest)]
         return replace(fetched[first], name=str(ref), repository=ref.familiar_repository)
 
     with ThreadPoolExecutor(max_workers=_PAGE_WORKERS) as pool:
         fetched = dict(zip(shared.values(), pool.map(
-            lambda item: fetch(item[1], client(item[1]), digest=item[0][1]), shared.items())))
+            lambda item: fetch(item[1], client(item[1]), digest=item[0][2]), shared.items())))
         pages = list(pool.map(lambda pair: render(documents(*pair)), zip(options.images, refs)))
     done = [(ref, None if options.out is None else write_page(ref, page, options.out), page)
             for ref, page in zip(refs, pages)]
