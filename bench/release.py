@@ -8,7 +8,7 @@ Linux platforms, the foreign ones under QEMU; the platforms are split over the t
 every job builds (no layer cache, no skip) in both runs:
 
     (a) our `invoke release` (builder.release.run): generate check, the 14 builds at once (each
-        engine's concurrency 7), push, 16 manifest lists, 16 summary pages;
+        engine's concurrency 14), push, 16 manifest lists, 16 summary pages;
     (b) a sequential shell script with the docker CLI, as a release was scripted before: per
         job `docker build` and `docker push` on the same engine as in (a), then per tag
         `docker manifest create`, `docker manifest annotate` (each entry's platform) and
@@ -295,7 +295,8 @@ def main() -> None:
         bed = Bed(Path(workdir))
 
         def body():
-            concurrent = bed.builders("concurrent", len(PLATFORMS))
+            # Every job at once: 8 of the 14 are on the local engine.
+            concurrent = bed.builders("concurrent", 2 * len(PLATFORMS))
             print("warm-up (untimed): the bases onto both engines …", file=sys.stderr)
             bed.release(bed.target("warm"), concurrent, "warm")
             ours, theirs = bed.target("ours"), bed.target("cli")
