@@ -55,12 +55,14 @@ def _run(function, *args) -> None:
 
 @task(help={"image_ref": "the image: python:latest, 127.0.0.1:5000/python:3.8.0, name@sha256:…",
             "out": "write <out>/<repository>/remote/<tag>.md instead of printing the page",
-            "ca_bundle": "PEM file of the CA that signed the registry's certificate"})
-def summary(c, image_ref, out=None, ca_bundle=None):
+            "ca_bundle": "PEM file of the CA that signed the registry's certificate",
+            "registry_concurrency": "requests in flight per registry (default 8)"})
+def summary(c, image_ref, out=None, ca_bundle=None, registry_concurrency=8):
     """Print the summary page of an image as its registry serves it now (repo-info's format)."""
     from builder import summary as stage
 
-    _run(stage.run, stage.SummaryOptions((image_ref,), out=out, ca_bundle=ca_bundle))
+    _run(stage.run, stage.SummaryOptions((image_ref,), out=out, ca_bundle=ca_bundle,
+                                         registry_concurrency=int(registry_concurrency)))
 
 
 @task(auto_shortflags=False, iterable=["variant", "platform"],
@@ -81,10 +83,11 @@ def summary(c, image_ref, out=None, ca_bundle=None):
             "builders": "the builders file: its base and source mirrors are part of each "
                         "image's build hash, which must be the plan's",
             "from_report": "the report of the `invoke build --push` this publishes: list the "
-                           "digests it pushed or found unchanged (a moved tag fails)"})
+                           "digests it pushed or found unchanged (a moved tag fails)",
+            "registry_concurrency": "requests in flight per registry (default 8)"})
 def publish(c, version, registry, oci=False, allow_missing=False, arch_namespace=False,
             versions=DEFAULT_VERSIONS, dry_run=False, ca_bundle=None, report=None,
-            builders=None, from_report=None, variant=None, platform=None):
+            builders=None, from_report=None, variant=None, platform=None, registry_concurrency=8):
     """Write a manifest list (or OCI index) for every tag and shared tag of a version, of the
     per-arch images --from-report's build pushed, else of those whose build hash is the plan's."""
     from builder import publish as stage
@@ -94,7 +97,8 @@ def publish(c, version, registry, oci=False, allow_missing=False, arch_namespace
                                      dry_run=dry_run, ca_bundle=ca_bundle, report=report,
                                      builders=builders, from_report=from_report,
                                      variants=tuple(variant or ()),
-                                     platforms=tuple(platform or ())))
+                                     platforms=tuple(platform or ()),
+                                     registry_concurrency=int(registry_concurrency)))
 
 
 @task(help={"versions": _VERSIONS_HELP,
@@ -132,17 +136,19 @@ def library(c, versions=DEFAULT_VERSIONS, commit=None):
             "versions": _VERSIONS_HELP,
             "arch_namespace": "push to <registry>/<arch>/<repository>:<version>-<variant> "
                               "instead of arch-suffixed tags",
-            "report": "write the JSON report here: per job the platform, engine, digest, result"})
+            "report": "write the JSON report here: per job the platform, engine, digest, result",
+            "registry_concurrency": "requests in flight per registry (default 8)"})
 def build(c, version, variant=None, platform=None, push=False, registry=None, builders=None,
           force=False, no_cache=False, dry_run=False, logs="logs", versions=DEFAULT_VERSIONS,
-          arch_namespace=False, report=None):
+          arch_namespace=False, report=None, registry_concurrency=8):
     """Build (and push) the per-arch images of a version on the configured engines, in parallel."""
     from builder import build as stage
 
     _run(stage.run, stage.BuildOptions(
         version, tuple(variant or ()), tuple(platform or ()), registry, push=push,
         builders=builders, force=force, nocache=no_cache, dry_run=dry_run, logs=logs,
-        versions=versions, arch_namespace=arch_namespace, report=report))
+        versions=versions, arch_namespace=arch_namespace, report=report,
+        registry_concurrency=int(registry_concurrency)))
 
 
 @task(auto_shortflags=False, iterable=["variant", "platform"],
@@ -164,11 +170,12 @@ def build(c, version, variant=None, platform=None, push=False, registry=None, bu
             "logs": "the directory of the build logs (default logs)",
             "versions": _VERSIONS_HELP,
             "templates": "the templates directory (default: templates/ beside the versions file)",
-            "ca_bundle": "PEM file of the CA that signed the registry's certificate"})
+            "ca_bundle": "PEM file of the CA that signed the registry's certificate",
+            "registry_concurrency": "requests in flight per registry, shared by every stage (default 8)"})
 def release(c, version, registry, variant=None, platform=None, builders=None, report=None,
             out="out", oci=False, arch_namespace=False, allow_missing=False, force=False,
             no_cache=False, dry_run=False, logs="logs", versions=DEFAULT_VERSIONS,
-            templates=None, ca_bundle=None):
+            templates=None, ca_bundle=None, registry_concurrency=8):
     """generate --check → build → push → publish → summary pages; stops at the first failing stage."""
     from builder import release as stage
 
@@ -176,7 +183,8 @@ def release(c, version, registry, variant=None, platform=None, builders=None, re
         version, registry, tuple(variant or ()), tuple(platform or ()), builders=builders,
         versions=versions, templates=templates, out=out, report=report, oci=oci,
         arch_namespace=arch_namespace, allow_missing=allow_missing, force=force,
-        nocache=no_cache, logs=logs, dry_run=dry_run, ca_bundle=ca_bundle))
+        nocache=no_cache, logs=logs, dry_run=dry_run, ca_bundle=ca_bundle,
+        registry_concurrency=int(registry_concurrency)))
 
 
 @task(help={"port": "the loopback port (default 5000)",

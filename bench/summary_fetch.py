@@ -2,7 +2,8 @@
 
 Starts its own Distribution registry (the test bed's), pushes a 10-entry manifest list of
 small hand-made images (5 layers each), and puts a proxy in front of the registry that
-delays every request by --latency ms, as a registry across the internet would. Then it
+delays every request by --latency ms, as a registry across the internet would (the test bed's
+counting proxy). Then it
 fetches the tag's documents concurrently (`summary.fetch`) and one at a time (workers=1),
 and prints for each: requests made, the longest chain of requests that ran one after the
 other (the dependent round trips actually paid), and the wall time.
@@ -17,10 +18,7 @@ import sys
 import tempfile
 import threading
 import time
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-
-import requests
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
@@ -28,6 +26,7 @@ sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 from builder.reference import DOCKER_LIST, DOCKER_MANIFEST, ImageRef  # noqa: E402
 from builder.registry import RegistryClient  # noqa: E402
 from builder.summary import fetch, render  # noqa: E402
+from testbed.countproxy import CountingProxy  # noqa: E402
 from testbed.registry import start_registry  # noqa: E402
 
 PLATFORMS = [{"architecture": a, "os": "linux", **({"variant": v} if v else {})}
@@ -54,45 +53,6 @@ def push_tag(client: RegistryClient, repository: str, tag: str) -> None:
                         "platform": platform})
     body = json.dumps({"schemaVersion": 2, "mediaType": DOCKER_LIST, "manifests": entries}).encode()
     client.put_manifest(repository, tag, body, DOCKER_LIST)
-
-
-class DelayingProxy(ThreadingHTTPServer):
-    """Forwards to the registry after sleeping `latency` seconds per request."""
-    daemon_threads = True
-
-    def __init__(self, upstream: str, latency: float):
-        super().__init__(("127.0.0.1", 0), _ProxyHandler)
-        self.upstream, self.latency = upstream, latency
-        self.session = requests.Session()
-
-    @property
-    def host(self) -> str:
-        return f"127.0.0.1:{self.server_address[1]}"
-
-
-class _ProxyHandler(BaseHTTPRequestHandler):
-    protocol_version = "HTTP/1.1"
-
-    def _forward(self) -> None:
-        time.sleep(self.server.latency)
-        headers = {k: v for k, v in self.headers.items() if k.lower() not in ("host", "connection")}
-        upstream = self.server.session.request(self.command, self.server.upstream + self.path,
-                                               headers=headers, allow_redirects=False, timeout=30)
-        body = upstream.content
-        self.send_response(upstream.status_code)
-        for key, value in upstream.headers.items():
-            if key.lower() not in ("connection", "transfer-encoding", "content-length"):
-                self.send_header(key, value)
-        length = upstream.headers.get("Content-Length", str(len(body)))
-        self.send_header("Content-Length", length if self.command == "HEAD" else str(len(body)))
-        self.end_headers()
-        if self.command != "HEAD":
-            self.wfile.write(body)
-
-    do_GET = do_HEAD = _forward
-
-    def log_message(self, *args):
-        pass
 
 
 class Recorder:
@@ -144,14 +104,13 @@ def main() -> None:
         registry = start_registry(Path(workdir), name="bench-registry")
         try:
             push_tag(RegistryClient(registry.host), "bench/python", "latest")
-            proxy = DelayingProxy(registry.url, args.latency / 1000)
-            threading.Thread(target=proxy.serve_forever, daemon=True).start()
+            proxy = CountingProxy(registry.url, latency=args.latency / 1000).start()
             ref = ImageRef.parse(f"{proxy.host}/bench/python:latest")
             results = {}
             for mode, workers in (("concurrent", 32), ("sequential", 1)):
                 runs = [measure(proxy.host, ref, workers) for _ in range(args.repeat)]
                 results[mode] = min(runs, key=lambda run: run[2])
-            proxy.shutdown()
+            proxy.stop()
         finally:
             registry.stop()
     assert results["concurrent"][3] == results["sequential"][3], "the two fetches disagree"

@@ -49,8 +49,8 @@ from .plan import plan as make_plan
 from .platforms import Platform
 from .pools import Health, Load
 from .progress import Progress, table
-from .reference import DOCKER_HUB, ImageRef, sha256_digest
-from .registry import RegistryClient, RegistryError
+from .reference import DOCKER_HUB, FOREIGN_LAYER_TYPES, ImageRef, sha256_digest
+from .registry import DEFAULT_CONCURRENCY, Registries, RegistryClient, RegistryError
 from .report import Report, Status
 from .smoke import Outcome
 
@@ -210,11 +210,13 @@ def context_tar(dockerfile: str) -> bytes:
 
 
 class Runner:
-    """Runs one plan; thread-safe caches of registry clients and pinned bases, and the board of
-    engine slots the jobs take as they become ready."""
+    """Runs one plan; thread-safe caches of pinned bases, and the board of engine slots the jobs
+    take as they become ready. The registry clients are the run's (`registries`), so every job
+    thread shares each registry's pool and limit."""
 
     def __init__(self, plan: Plan, *, push: bool, force: bool, nocache: bool, logs: Path,
-                 progress: Progress | None = None) -> None:
+                 progress: Progress | None = None, registries: Registries | None = None,
+                 read_back: bool = False) -> None:
         """`progress` may come with `run` instead: the probes before it print plain lines."""
         self.plan = plan
         self.push = push
@@ -232,8 +234,11 @@ class Runner:
         self._pushes = {e.name: threading.Semaphore(e.pushes) for e in plan.builders.engines}
         self.results: dict[str, JobResult] = {}
         self.done = {job.key: threading.Event() for job in plan.jobs}
-        self._clients: dict[str, RegistryClient] = {}
+        self.registries = registries or Registries(target=plan.registry)
+        self.read_back = read_back  # a release's later stages will read what is pushed
         self._pins: dict[tuple[str, str], str] = {}
+        self._base_digests: dict[str, str] = {}  # a base's tag, read once: every platform pins one list
+        self._base_lock = threading.Lock()
         self._lock = threading.Lock()
         self.cancelled = threading.Event()
         self._containers: dict[str, tuple[Engine, str]] = {}  # job key → its running RUN step
@@ -380,6 +385,22 @@ class Runner:
             if result.mirrors else ""
         self.progress.update(job.key, "done", (result.digest or result.image_id or "") + served,
                              engine=engine.name)
+        if self.read_back and result.pushed:
+            self._read_back(job.image, result.pushed.digest)
+
+    def _read_back(self, image: ImageRef, digest: str) -> None:
+        """Read what publish and the pages will need of a pushed image (manifest, config, layer
+        HEADs) into the run's cache now, while the other jobs still build, rather than after
+        the last push."""
+        client = self._registry(image.registry)
+        try:
+            manifest = client.get_manifest(image.repository, digest)
+            client.get_config(image.repository, manifest)
+            for layer in manifest.json.get("layers") or []:
+                if layer.get("mediaType") not in FOREIGN_LAYER_TYPES:
+                    client.head_blob(image.repository, layer["digest"])
+        except RegistryError:
+            pass  # publish reads the image again, and says what is wrong with it
 
     def _failover(self, job: BuildJob, engine: Engine, gone: health.EngineUnreachable,
                   result: JobResult, log) -> None:
@@ -512,7 +533,8 @@ class Runner:
         host = mirror if ref.registry == DOCKER_HUB and mirror else ref.registry
         try:
             manifest = self._registry(host).resolve_platform(
-                ImageRef(host, ref.repository, ref.tag, ref.digest), job.platform)
+                ImageRef(host, ref.repository, ref.tag, self._base_digest(host, ref)),
+                job.platform)
         except RegistryError as error:
             hint = ("; Docker Hub is out of reach: set base-mirror in the builders file "
                     "or BUILDER_BASE_MIRROR to a registry holding library/… images"
@@ -524,11 +546,19 @@ class Runner:
             self._pins[key] = pinned
         return pinned
 
+    def _base_digest(self, host: str, ref: ImageRef) -> str:
+        """The digest `ref` has in `host` now, asked once per run (its document is cached)."""
+        if ref.digest:
+            return ref.digest
+        key = f"{host}/{ref.repository}:{ref.tag}"
+        with self._base_lock:  # one lookup per base; the jobs wanting it wait for it
+            if key not in self._base_digests:
+                self._base_digests[key] = self._registry(host).get_manifest(
+                    ref.repository, ref.tag).digest
+            return self._base_digests[key]
+
     def _registry(self, host: str) -> RegistryClient:
-        with self._lock:
-            if host not in self._clients:
-                self._clients[host] = RegistryClient(host, target=self.plan.registry)
-            return self._clients[host]
+        return self.registries.client(host)
 
     def _build(self, api, engine: Engine, job: BuildJob, prepared: Prepared,
                pulls: tuple[str, ...], log) -> str:
@@ -565,12 +595,13 @@ class Runner:
         return image_id
 
 
-def hash_now(plan: Plan) -> Callable[[BuildJob, str | None], str]:
+def hash_now(plan: Plan, registries: Registries | None = None
+             ) -> Callable[[BuildJob, str | None], str]:
     """The build hash a job of `plan` gets now, without an engine: its bases pinned as a build
-    pins them, its parent (if any) at the given registry digest. Publish compares it with the
-    label of an image this run did not build."""
+    pins them (through the run's `registries`), its parent (if any) at the given registry
+    digest. Publish compares it with the label of an image this run did not build."""
     runner = Runner(plan, push=False, force=False, nocache=False, logs=Path(),
-                    progress=Progress([]))
+                    progress=Progress([]), registries=registries)
     jobs = {job.key: job for job in plan.jobs}
 
     def hash_of(job: BuildJob, parent_digest: str | None) -> str:
@@ -589,13 +620,16 @@ def _parent_pin(parent: JobResult) -> str:
 
 
 def run_plan(plan: Plan, *, push: bool = False, force: bool = False, nocache: bool = False,
-             logs: str | Path = "logs", out: TextIO | None = None) -> BuildRun:
+             logs: str | Path = "logs", out: TextIO | None = None,
+             registries: Registries | None = None, read_back: bool = False) -> BuildRun:
     """Probe the engines, then run every job of `plan`, showing the probes' findings, progress
     and then the table on `out`; failures are in the results, and each is also named on stderr
-    with its log."""
+    with its log. `registries`: the run's registry clients, when a release shares them with its
+    later stages; `read_back`: read each pushed image into their cache for those stages."""
     _check_push_target(push, plan.registry)
     out = out or sys.stdout
-    runner = Runner(plan, push=push, force=force, nocache=nocache, logs=Path(logs))
+    runner = Runner(plan, push=push, force=force, nocache=nocache, logs=Path(logs),
+                    registries=registries, read_back=read_back)
     for line in runner.probe().lines():
         print(line, file=out, flush=True)
     # The engine column shows the pool until a job takes a slot on one of its engines.
@@ -646,13 +680,16 @@ class BuildOptions:
     versions: str = "versions.yaml"
     arch_namespace: bool = False
     report: str | None = None
+    registry_concurrency: int = DEFAULT_CONCURRENCY  # requests in flight per registry
 
 
 def run(options: BuildOptions, out: TextIO | None = None, *,
-        family: versions.Family | None = None) -> BuildRun:
+        family: versions.Family | None = None, registries: Registries | None = None,
+        read_back: bool = False) -> BuildRun:
     """`invoke build`: print the plan (dry-run: only that), run it, write the report.
 
-    `family` is the loaded versions file when the caller has it already.
+    `family` is the loaded versions file and `registries` the run's registry clients when the
+    caller has them already; `read_back` as for `run_plan`.
     """
     out = out or sys.stdout
     _check_push_target(options.push, options.registry)  # before any file is read: nothing was done
@@ -668,7 +705,11 @@ def run(options: BuildOptions, out: TextIO | None = None, *,
         if options.dry_run:
             return BuildRun(the_plan, [], planned=True)
         result = run_plan(the_plan, push=options.push, force=options.force,
-                          nocache=options.nocache, logs=options.logs, out=out)
+                          nocache=options.nocache, logs=options.logs, out=out,
+                          registries=registries or Registries(
+                              concurrency=options.registry_concurrency,
+                              target=options.registry),
+                          read_back=read_back)
     except KeyboardInterrupt as error:
         # Interrupted while planning, or while jobs ran: the report says so, with each job.
         if isinstance(error, Interrupted):

@@ -35,8 +35,8 @@ from .platforms import Platform, platform as parse_platform
 from .publish_lists import Member, TagResult, assemble
 from .publish_rules import (Found, HashNow, Verdict, Verified, decide, hashing_builders,
                             verified_from_report, verified_jobs)
-from .reference import FOREIGN_LAYER_TYPES, ImageRef, sha256_digest
-from .registry import NotFound, RegistryClient
+from .reference import FOREIGN_LAYER_TYPES, ImageRef, Manifest, sha256_digest
+from .registry import DEFAULT_CONCURRENCY, NotFound, Registries, RegistryClient
 from .report import Report, Status
 from .tags import tag_groups
 from .versions import Variant, Version
@@ -44,15 +44,13 @@ from .versions import Variant, Version
 _WORKERS = 8
 
 
-def registry_client(registry: str, repository: str, *,
-                    ca_bundle: str | None = None) -> RegistryClient:
-    """The client for the host of `registry` (which may carry a path: registry.example.com/team)."""
+def registry_host(registry: str, repository: str) -> str:
+    """The host of `registry` (which may carry a path: registry.example.com/team)."""
     check_registry(registry)  # its message, unlike the one below, does not repeat the value
     try:
-        host = target_reference(registry, repository, "latest").registry
+        return target_reference(registry, repository, "latest").registry
     except InputError as error:
         raise InputError(f"--registry {registry!r}: {error.message}", field="registry") from None
-    return RegistryClient(host, target=registry, ca_bundle=ca_bundle)
 
 
 @dataclass(frozen=True)
@@ -131,7 +129,8 @@ def _pair(version: Version, key: str) -> tuple[Variant, Platform]:
 
 def _find(client: RegistryClient, ref: ImageRef, platform: Platform) -> _Found:
     try:
-        manifest = client.resolve_platform(ref, platform)
+        # The build stage read this image just now: only its digest is asked for again.
+        manifest = client.resolve_platform(ref, platform, head_first=True)
     except NotFound:
         return _Found(None, problem=str(ref), missing=True)
     config = client.get_config(ref.repository, manifest)
@@ -206,6 +205,7 @@ def _publish_tag(client: RegistryClient, ref: ImageRef, keys: Sequence[str],
     result = TagResult(ref.tag, str(ref), Status.UNCHANGED, digest, media_type, labels, missing)
     current = client.head_manifest(ref.repository, ref.tag)
     if current and current.digest == digest:
+        client.remember(ref.repository, Manifest(media_type, digest, body))  # the pages read it
         return result
     if dry_run:
         return replace(result, status=Status.PLANNED)
@@ -229,13 +229,13 @@ class PublishOptions:
     platforms: tuple[str, ...] = ()  # these platforms, and the others only where current
     builders: str | None = None  # its base and source mirrors go into the plan's build hashes
     from_report: str | None = None  # a build's report: the images that build vouches for
+    registry_concurrency: int = DEFAULT_CONCURRENCY  # requests in flight per registry
 
 
 @dataclass(frozen=True)
 class PublishResult:
     version: Version
     registry: str  # as given, without a trailing slash
-    client: RegistryClient  # the registry's, for the stages after this one
     tags: tuple[TagResult, ...]
 
     @property
@@ -257,10 +257,12 @@ class PublishResult:
 
 def run(options: PublishOptions, out: TextIO | None = None, *,
         family: versions.Family | None = None, builders: Builders | None = None,
-        build_jobs: Sequence[Mapping] | None = None) -> PublishResult:
+        build_jobs: Sequence[Mapping] | None = None,
+        registries: Registries | None = None) -> PublishResult:
     """`invoke publish`: every tag's list, a line per tag on `out`, the report. A release
-    passes its loaded `family`, its `builders` and its build stage's jobs (`build_jobs`, as
-    `JobResult.as_dict` gives them): the images that run vouches for."""
+    passes its loaded `family`, its `builders`, its build stage's jobs (`build_jobs`, as
+    `JobResult.as_dict` gives them): the images that run vouches for, and its `registries`,
+    the run's clients."""
     out = out or sys.stdout
     family = family or versions.load(options.versions)
     wanted = family.version(options.version)
@@ -286,19 +288,22 @@ def run(options: PublishOptions, out: TextIO | None = None, *,
                 "already published and current") if platforms else ""
         print(f"publishing the tags of {', '.join(options.variants) or 'every variant'}{kept}",
               file=out)
-    client = registry_client(registry, family.repository, ca_bundle=options.ca_bundle)
+    registries = registries or Registries(target=registry,
+                                          concurrency=options.registry_concurrency)
+    client = registries.client(registry_host(registry, family.repository),
+                               ca_bundle=options.ca_bundle)
     every = tag_groups(family, wanted, options.variants)
     groups = {tag: every[tag] for tag in tag_groups(family, wanted, options.variants, platforms)}
     optional = frozenset(p.name for v in wanted.variants for p in v.platforms) \
         - {p.name for p in platforms} if platforms else frozenset()
-    prepare = build.hash_now(hashing)
+    prepare = build.hash_now(hashing, registries)
     results = publish(client, registry, family.repository, wanted, groups,
                       hash_now=lambda key, parent: prepare(jobs[key], parent),
                       parents={key: job.parent for key, job in jobs.items() if job.parent},
                       verified=verified, optional=optional,
                       oci=options.oci, allow_missing=options.allow_missing,
                       arch_namespace_layout=options.arch_namespace, dry_run=options.dry_run)
-    result = PublishResult(wanted, registry, client, tuple(results))
+    result = PublishResult(wanted, registry, tuple(results))
     for tag in results:
         print(tag.line(), file=out)
         if tag.missing and tag.status is not Status.FAILED:

@@ -134,6 +134,7 @@ class BlobInfo:
     digest: str
     size: int | None
     last_modified: str | None  # the raw Last-Modified header; Distribution 2.8 sends none
+    media_type: str | None = None  # the Content-Type header
 
 
 def is_loopback(host: str) -> bool:

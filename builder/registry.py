@@ -1,7 +1,16 @@
 """A small client for the Docker Registry HTTP API v2 / OCI distribution API.
 
 Plain ``requests`` (oras-py and python-dxf each fail one of our auth setups: see the README).
-One ``RegistryClient`` per registry host, shared by threads.
+One ``RegistryClient`` per registry host, shared by threads; a run's stages get theirs from one
+``Registries``, so they share it.
+
+Pooling. Each client has one connection pool and a limit of ``concurrency`` requests in flight
+(default 8), held by a semaphore around every request its session sends, so the limit holds
+however many threads (the build stage runs one per job) call the client at once.
+
+Caching. Manifests and blobs by digest, and what HEADs found present, come from the client's
+``DocumentCache`` once read (``builder.documents``); ``Registries`` hands one cache to all its
+clients. A tag is never cached: it moves.
 
 Transport. HTTPS with verification, always. The CA bundle is, in order: the ``ca_bundle``
 argument, Docker's ``/etc/docker/certs.d/<host>/ca.crt``, then requests' default (which
@@ -43,7 +52,8 @@ from requests.adapters import HTTPAdapter
 
 from . import auth, retry
 from .auth import Credentials
-from .errors import BuilderError
+from .documents import DocumentCache
+from .errors import BuilderError, InputError
 from .platforms import Platform, image_platform, oci_text, version_key
 from .reference import (ACCEPT_ALL, DOCKER_HUB, DOCKER_HUB_HOSTS, IMAGE_TYPES, BlobInfo,
                         Descriptor, ImageRef, Manifest, is_loopback, sha256_digest)
@@ -51,6 +61,8 @@ from .reference import (ACCEPT_ALL, DOCKER_HUB, DOCKER_HUB_HOSTS, IMAGE_TYPES, B
 _DOCKER_HUB_API = "registry-1.docker.io"
 _SERVER_ERRORS = {500, 502, 503, 504}
 _TOKEN_MARGIN = 10.0  # seconds before a token's expiry that it is renewed
+DEFAULT_CONCURRENCY = 8  # requests in flight per registry: the Docker engine's own default is 3-5
+_CACHED_BLOB_MAX = 4 << 20  # bytes: configs are kept, a layer someone reads whole is not
 
 
 class RegistryError(BuilderError):
@@ -73,11 +85,29 @@ class TLSFailed(RegistryError):
     """The TLS handshake failed: an untrusted certificate, or a server that speaks plain HTTP."""
 
 
+class _LimitedSession(requests.Session):
+    """A session that sends at most `limit` requests at once, on a pool of that many connections."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self._slots = threading.BoundedSemaphore(limit)
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=limit)
+        self.mount("https://", adapter)
+        self.mount("http://", adapter)
+
+    def request(self, *args, **kwargs) -> requests.Response:
+        # Without stream=True the body is read before request() returns: the slot and the
+        # connection are both free again when it does.
+        with self._slots:
+            return super().request(*args, **kwargs)
+
+
 class RegistryClient:
     def __init__(self, registry: str, *, credentials: Credentials | None = None,
                  target: str | None = None, ca_bundle: str | None = None,
                  insecure: bool = False, policy: retry.Policy = retry.POLICY,
-                 timeout: float = 60.0) -> None:
+                 timeout: float = 60.0, concurrency: int = DEFAULT_CONCURRENCY,
+                 cache: DocumentCache | None = None) -> None:
         self.registry = DOCKER_HUB if registry in DOCKER_HUB_HOSTS else registry
         self.host = _DOCKER_HUB_API if self.registry == DOCKER_HUB else self.registry
         self.policy = policy
@@ -92,15 +122,51 @@ class RegistryClient:
         self._tokens: dict[tuple[str, ...], tuple[str, float]] = {}
         self._lock = threading.Lock()
         self._credentials_lock = threading.Lock()  # a helper may prompt: run it once
-        self._session = requests.Session()
-        adapter = HTTPAdapter(pool_maxsize=32)
-        self._session.mount("https://", adapter)
-        self._session.mount("http://", adapter)
+        self.concurrency = max(1, concurrency)
+        self.cache = cache if cache is not None else DocumentCache()
+        self._session = _LimitedSession(self.concurrency)
 
     # --- manifests -------------------------------------------------------------------------
 
     def get_manifest(self, repository: str, reference: str,
-                     accept: tuple[str, ...] = ACCEPT_ALL) -> Manifest:
+                     accept: tuple[str, ...] = ACCEPT_ALL, *, head_first: bool = False) -> Manifest:
+        """The manifest at a tag or digest. By digest it comes from the cache once read.
+
+        `head_first`, for a tag whose document this run has likely read already: a HEAD for
+        the digest (Docker Hub does not count HEADs against its pull limit), then the body by
+        that digest, from the cache when it is there.
+        """
+        if accept != ACCEPT_ALL:  # another rendering of a tag: not what the cache holds
+            return self._fetch_manifest(repository, reference, accept)
+        if head_first and not _is_digest(reference):
+            digest = self._head_manifest(repository, reference).headers.get(
+                "Docker-Content-Digest")
+            reference = digest if digest and _is_digest(digest) else reference
+        if not _is_digest(reference):
+            manifest = self._fetch_manifest(repository, reference, accept)
+            self.remember(repository, manifest)
+            return manifest
+
+        def fetch() -> Manifest:
+            manifest = self._fetch_manifest(repository, reference, accept)
+            self._present(repository, manifest)
+            return manifest
+
+        # Content only: read from another repository it says nothing of this one's.
+        return self.cache.get((self.registry, "manifest", reference), fetch)
+
+    def remember(self, repository: str, manifest: Manifest) -> None:
+        """Keep a manifest this run holds and `repository` has (read by tag, written, or
+        assembled and found there): its bytes are its digest's, whoever asks."""
+        self.cache.put((self.registry, "manifest", manifest.digest), manifest)
+        self._present(repository, manifest)
+
+    def _present(self, repository: str, manifest: Manifest) -> None:
+        self.cache.put((self.registry, "manifest-head", repository, manifest.digest),
+                       Descriptor(manifest.media_type, manifest.digest, manifest.size))
+
+    def _fetch_manifest(self, repository: str, reference: str,
+                        accept: tuple[str, ...]) -> Manifest:
         what = f"manifest {repository}{_at(reference)}"
         response = self._call("GET", repository, f"/manifests/{reference}", what,
                               headers={"Accept": ", ".join(accept)})
@@ -112,11 +178,17 @@ class RegistryClient:
         return Manifest(_media_type(response, body), digest, body)
 
     def head_manifest(self, repository: str, reference: str) -> Descriptor | None:
-        """The manifest's descriptor as the registry reports it, or None when it does not exist."""
-        what = f"manifest {repository}{_at(reference)}"
+        """The manifest's descriptor as the registry reports it, or None when it does not exist.
+        By digest, once found present in `repository`, from the cache."""
+        if _is_digest(reference):
+            return self.cache.get((self.registry, "manifest-head", repository, reference),
+                                  lambda: self._descriptor(repository, reference),
+                                  keep=lambda found: found is not None)
+        return self._descriptor(repository, reference)
+
+    def _descriptor(self, repository: str, reference: str) -> Descriptor | None:
         try:
-            response = self._call("HEAD", repository, f"/manifests/{reference}", what,
-                                  headers={"Accept": ", ".join(ACCEPT_ALL)})
+            response = self._head_manifest(repository, reference)
         except NotFound:
             return None
         digest = response.headers.get("Docker-Content-Digest")
@@ -125,6 +197,11 @@ class RegistryClient:
             return Descriptor(manifest.media_type, manifest.digest, manifest.size)
         return Descriptor(_media_type(response, b""), digest,
                           int(response.headers.get("Content-Length", 0)))
+
+    def _head_manifest(self, repository: str, reference: str) -> requests.Response:
+        return self._call("HEAD", repository, f"/manifests/{reference}",
+                          f"manifest {repository}{_at(reference)}",
+                          headers={"Accept": ", ".join(ACCEPT_ALL)})
 
     def put_manifest(self, repository: str, reference: str, body: bytes, media_type: str) -> str:
         """PUT the exact bytes; returns their digest, checked against Docker-Content-Digest."""
@@ -136,12 +213,15 @@ class RegistryClient:
         if answered and answered != digest:
             raise RegistryError(f"registry {self.registry}: {what} stored as {answered}, but the "
                                 f"bytes sent hash to {digest}; the registry rewrote the manifest")
+        self.remember(repository, Manifest(media_type, digest, body))
         return digest
 
-    def resolve_platform(self, ref: ImageRef, platform: Platform) -> Manifest:
+    def resolve_platform(self, ref: ImageRef, platform: Platform, *,
+                         head_first: bool = False) -> Manifest:
         """The image manifest of `ref` for `platform`: the matching entry of a list or index,
-        or the single manifest itself when its config is that platform."""
-        top = self.get_manifest(ref.repository, ref.reference)
+        or the single manifest itself when its config is that platform. `head_first` as for
+        `get_manifest`."""
+        top = self.get_manifest(ref.repository, ref.reference, head_first=head_first)
         if top.is_list:
             entries = [m for m in top.json.get("manifests", [])
                        if platform.matches(*image_platform(m.get("platform") or {}))]
@@ -177,6 +257,12 @@ class RegistryClient:
     # --- blobs -----------------------------------------------------------------------------
 
     def get_blob(self, repository: str, digest: str) -> bytes:
+        """The blob's bytes; a small one (a config) from the cache once read."""
+        return self.cache.get((self.registry, "blob", digest),
+                              lambda: self._fetch_blob(repository, digest),
+                              keep=lambda data: len(data) <= _CACHED_BLOB_MAX)
+
+    def _fetch_blob(self, repository: str, digest: str) -> bytes:
         what = f"blob {repository}@{digest}"
         data = self._call("GET", repository, f"/blobs/{digest}", what).content
         if digest.startswith("sha256:") and sha256_digest(data) != digest:
@@ -185,14 +271,19 @@ class RegistryClient:
         return data
 
     def head_blob(self, repository: str, digest: str) -> BlobInfo | None:
+        """Size, Last-Modified and Content-Type of a blob in `repository`, or None when it is not
+        there; once found there, from the cache."""
+        return self.cache.get((self.registry, "blob-head", repository, digest),
+                              lambda: self._head_blob(repository, digest),
+                              keep=lambda found: found is not None)
+
+    def _head_blob(self, repository: str, digest: str) -> BlobInfo | None:
         try:
             response = self._call("HEAD", repository, f"/blobs/{digest}",
                                   f"blob {repository}@{digest}")
         except NotFound:
             return None
-        size = response.headers.get("Content-Length")
-        return BlobInfo(digest, int(size) if size is not None else None,
-                        response.headers.get("Last-Modified"))
+        return _blob_info(digest, response)
 
     def upload_blob(self, repository: str, data: bytes) -> str:
         """Upload `data` in one request unless the repository has it already; its digest."""
@@ -235,13 +326,15 @@ class RegistryClient:
             pass  # an abandoned upload session expires on its own; the mount result stands
         return False
 
-    def head_url(self, url: str) -> str | None:
-        """Last-Modified of a foreign layer URL (redirects followed), or None when the server
-        answers without one or with an error status. Unreachable hosts raise RegistryError."""
-        response = self._send("HEAD", url, f"foreign layer {url}", {}, None, allow_redirects=True)
-        if response.status_code >= 400:
-            return None
-        return response.headers.get("Last-Modified")
+    def head_url(self, url: str, digest: str) -> BlobInfo | None:
+        """What a HEAD on foreign layer `digest`'s URL says (redirects followed), or None on an
+        error status; once answered, from the cache. Unreachable hosts raise RegistryError."""
+        def ask() -> BlobInfo | None:
+            response = self._send("HEAD", url, f"foreign layer {url}", {}, None,
+                                  allow_redirects=True)
+            return None if response.status_code >= 400 else _blob_info(digest, response)
+
+        return self.cache.get(("url-head", url), ask, keep=lambda found: found is not None)
 
     # --- plumbing --------------------------------------------------------------------------
 
@@ -434,8 +527,52 @@ class RegistryClient:
         return RegistryError(f"{text}; {hint}", status=status, codes=codes)
 
 
+class Registries:
+    """The registry clients of one run: one per host (one pool, one limit), one cache for all.
+
+    `ca_bundles` names the CA file of a host (the release registry's --ca-bundle), whichever
+    stage asks for that host's client first. `target` is the run's --registry, the one the CI
+    credential pair may go to (auth.credentials_for): one run, one target, so no client of
+    this run carries another run's credentials.
+    """
+
+    def __init__(self, *, target: str | None = None, concurrency: int = DEFAULT_CONCURRENCY,
+                 ca_bundles: dict[str, str] | None = None,
+                 cache: DocumentCache | None = None) -> None:
+        if concurrency < 1:
+            raise InputError(f"{concurrency} requests in flight per registry: give at least 1",
+                             field="--registry-concurrency")
+        self.target = target
+        self.concurrency = concurrency
+        self.cache = cache if cache is not None else DocumentCache()
+        self._ca_bundles = dict(ca_bundles or {})
+        self._clients: dict[str, RegistryClient] = {}
+        self._lock = threading.Lock()
+
+    def client(self, host: str, *, ca_bundle: str | None = None) -> RegistryClient:
+        """The client of `host` (docker.io and its aliases are one), made on first use."""
+        key = DOCKER_HUB if host in DOCKER_HUB_HOSTS else host
+        with self._lock:
+            if key not in self._clients:
+                self._clients[key] = RegistryClient(
+                    key, target=self.target, ca_bundle=ca_bundle or self._ca_bundles.get(key),
+                    concurrency=self.concurrency, cache=self.cache)
+            return self._clients[key]
+
+
 def _at(reference: str) -> str:
     return f"@{reference}" if ":" in reference else f":{reference}"
+
+
+def _is_digest(reference: str) -> bool:
+    return reference.startswith("sha256:")
+
+
+def _blob_info(digest: str, response: requests.Response) -> BlobInfo:
+    size = response.headers.get("Content-Length")
+    media_type = response.headers.get("Content-Type", "").split(";")[0].strip()
+    return BlobInfo(digest, int(size) if size is not None and size.isdigit() else None,
+                    response.headers.get("Last-Modified"), media_type or None)
 
 
 def _basic(creds: Credentials) -> str:

@@ -15,6 +15,7 @@ from typing import TextIO
 
 from . import build, naming, publish, render, summary, versions
 from .errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BuilderError
+from .registry import DEFAULT_CONCURRENCY, Registries
 from .report import Report, StageResult, Status
 from .platforms import platform as parse_platform
 from .tags import tag_groups
@@ -40,6 +41,7 @@ class ReleaseOptions:
     logs: str = "logs"
     dry_run: bool = False
     ca_bundle: str | None = None
+    registry_concurrency: int = DEFAULT_CONCURRENCY  # requests in flight per registry, all stages
 
 
 @dataclass(frozen=True)
@@ -94,6 +96,12 @@ def _went_through(report: Report, result: StageResult) -> bool:
 
 def _stages(report: Report, family: versions.Family, options: ReleaseOptions, registry: str,
             out: TextIO) -> int:
+    # One client per registry for every stage: one pool, one limit, and one cache, so what the
+    # build stage's skip check read serves publish and the pages.
+    registries = Registries(
+        target=registry, concurrency=options.registry_concurrency,
+        ca_bundles={publish.registry_host(registry, family.repository): options.ca_bundle}
+        if options.ca_bundle else None)
     _begin(report, "generate", out, "generate --check")
     generated = render.run(render.GenerateOptions(check=True), out=None, family=family)
     for problem in generated.problems:
@@ -106,7 +114,7 @@ def _stages(report: Report, family: versions.Family, options: ReleaseOptions, re
         options.version, options.variants, options.platforms, registry, push=True,
         builders=options.builders, force=options.force, nocache=options.nocache,
         dry_run=options.dry_run, logs=options.logs, arch_namespace=options.arch_namespace),
-        out, family=family)
+        out, family=family, registries=registries, read_back=True)
     went_through = _went_through(report, built)
     if options.dry_run:
         _begin(report, "publish", out, "publish (planned)")
@@ -124,14 +132,16 @@ def _stages(report: Report, family: versions.Family, options: ReleaseOptions, re
         options.version, registry, oci=options.oci, allow_missing=options.allow_missing,
         arch_namespace=options.arch_namespace, ca_bundle=options.ca_bundle,
         variants=options.variants, platforms=options.platforms), out, family=family,
-        builders=built.plan.builders, build_jobs=[job.as_dict() for job in built.results])
+        builders=built.plan.builders, build_jobs=[job.as_dict() for job in built.results],
+        registries=registries)
     if not _went_through(report, published):
         return EXIT_FAILED
 
     _begin(report, "summary", out, "summary pages")
-    pages = summary.run(summary.SummaryOptions(tuple(t.reference for t in published.tags),
-                                               options.out, options.ca_bundle),
-                        out=None, client=published.client)
+    pages = summary.run(summary.SummaryOptions(
+        tuple(t.reference for t in published.tags), options.out, options.ca_bundle,
+        digests={t.reference: t.digest for t in published.tags if t.digest}),
+        out=None, registries=registries)
     for _, path in pages.pages:
         print(f"  {path}", file=out)
     _went_through(report, pages)

@@ -2,37 +2,42 @@
 
 `fetch` gets the documents with as few dependent round trips as the data allows (top
 manifest → every entry manifest at once → every config and layer HEAD at once); the page is
-rendered by the pure `builder.summary_page`.
+rendered by the pure `builder.summary_page`. Within a run the client's cache serves what an
+earlier stage or page read already, and tags at one digest share one fetch: their pages
+differ only in the heading.
 """
 from __future__ import annotations
 
 import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import TextIO
+from typing import Mapping, TextIO
 
 from .errors import EXIT_OK, BuilderError
 from .files import write_atomic
 from .reference import FOREIGN_LAYER_TYPES, IMAGE_TYPES, LIST_TYPES, ImageRef, Manifest
-from .registry import NotFound, RegistryClient, RegistryError, Unauthorized
+from .registry import (DEFAULT_CONCURRENCY, NotFound, Registries, RegistryClient, RegistryError,
+                       Unauthorized)
 from .report import Report, Status
 from .summary_page import BlobHead, Document, ImageDocuments, TagDocuments, page_path, render
 
 _PAGE_WORKERS = 4  # pages fetch concurrently themselves; a few at once keeps the registry calm
 
 
-def fetch(ref: ImageRef, client: RegistryClient, *, workers: int = 32) -> TagDocuments:
+def fetch(ref: ImageRef, client: RegistryClient, *, digest: str | None = None,
+          workers: int = 32) -> TagDocuments:
     """The tag's documents in three dependent rounds of requests, whatever the platform count.
 
     Round 1 the tag's manifest, round 2 every entry manifest of a list, round 3 every config
-    and every layer HEAD (each distinct layer and foreign url once). `workers` matches the
-    client's connection pool; a round with more requests than that takes a few waves.
-    `workers=1` fetches one document at a time, for comparison (bench/summary_fetch.py).
+    and every layer HEAD (each distinct layer and foreign url once). `digest`: the tag's
+    digest when the caller knows it (the release just published it), read from the cache.
+    The client's concurrency limit paces the rounds; `workers=1` fetches one document at a
+    time, for comparison (bench/summary_fetch.py).
     """
     name, repository = str(ref), ref.familiar_repository
     try:
-        top = client.get_manifest(ref.repository, ref.reference)
+        top = client.get_manifest(ref.repository, digest or ref.reference)
     except NotFound:
         return TagDocuments(name, repository, top=None)
     except Unauthorized as error:
@@ -68,7 +73,8 @@ def fetch(ref: ImageRef, client: RegistryClient, *, workers: int = 32) -> TagDoc
                     heads[layer["digest"]] = pool.submit(_head_blob, client, ref.repository,
                                                          layer["digest"])
                 elif layer.get("urls"):
-                    heads[layer["digest"]] = pool.submit(_head_url, client, layer["urls"][0])
+                    heads[layer["digest"]] = pool.submit(_head_url, client, layer["urls"][0],
+                                                         layer["digest"])
         heads = {digest: future.result() for digest, future in heads.items()}
         images = tuple(
             ImageDocuments(manifest=manifest, config=config.result(), platform=platform,
@@ -88,16 +94,20 @@ def _head_blob(client: RegistryClient, repository: str, digest: str) -> BlobHead
     if info is None:
         raise BuilderError(f"registry {client.registry}: layer {repository}@{digest} is missing "
                            "although a manifest names it; push the image again")
-    return BlobHead(size=info.size, last_modified=info.last_modified)
+    return BlobHead(size=info.size, media_type=info.media_type, last_modified=info.last_modified)
 
 
-def _head_url(client: RegistryClient, url: str) -> BlobHead:
+def _head_url(client: RegistryClient, url: str, digest: str) -> BlobHead:
     # A foreign layer's server (Microsoft's, for Windows bases) is often out of reach of a build
-    # network; its Last-Modified is decoration, so the page goes out without that line.
+    # network; its Last-Modified is decoration, so the page goes out without that line (and,
+    # for a layer whose manifest gives no size, without a size).
     try:
-        return BlobHead(last_modified=client.head_url(url))
+        info = client.head_url(url, digest)
     except RegistryError:
-        return BlobHead(last_modified=None)
+        return BlobHead()
+    if info is None:
+        return BlobHead()
+    return BlobHead(size=info.size, media_type=info.media_type, last_modified=info.last_modified)
 
 
 def summarize(client: RegistryClient, ref: ImageRef) -> str:
@@ -105,10 +115,10 @@ def summarize(client: RegistryClient, ref: ImageRef) -> str:
     return render(fetch(ref, client))
 
 
-def write_page(client: RegistryClient, ref: ImageRef, out_dir: str | Path) -> Path:
-    """Render the page and replace the file atomically, so readers never see half a page."""
+def write_page(ref: ImageRef, page: str, out_dir: str | Path) -> Path:
+    """Replace the page's file atomically, so readers never see half a page."""
     path = page_path(ref, out_dir)
-    write_atomic(path, summarize(client, ref))
+    write_atomic(path, page)
     return path
 
 
@@ -118,6 +128,10 @@ class SummaryOptions:
     images: tuple[str, ...]  # image references: python:latest, 127.0.0.1:5000/python:3.8.0
     out: str | None = None  # write <out>/<repository>/remote/<tag>.md; None: print the pages
     ca_bundle: str | None = None
+    # The digest each image reference was published at in this run (release): its page is
+    # that document, read from the run's cache, without asking for the tag again.
+    digests: Mapping[str, str] = field(default_factory=dict)
+    registry_concurrency: int = DEFAULT_CONCURRENCY
 
 
 @dataclass(frozen=True)
@@ -132,26 +146,40 @@ class SummaryResult:
 
 
 def run(options: SummaryOptions, out: TextIO | None = sys.stdout, *,
-        client: RegistryClient | None = None) -> SummaryResult:
+        registries: Registries | None = None) -> SummaryResult:
     """`invoke summary`: each page on `out`, or written under `options.out` and its path on
-    `out` (None: silent). `client` serves every image when the caller has one for their
-    registry; otherwise each image's registry gets its own."""
+    `out` (None: silent). `registries` are the run's clients when the caller has them (the
+    release's, whose cache holds what publish read and wrote)."""
+    registries = registries or Registries(concurrency=options.registry_concurrency)
     refs = [ImageRef.parse(text) for text in options.images]
-    clients = {} if client is None else {ref.registry: client for ref in refs}
-    for ref in refs:
-        clients.setdefault(ref.registry, RegistryClient(ref.registry, ca_bundle=options.ca_bundle))
 
-    def one(ref: ImageRef) -> tuple[ImageRef, Path | None, str | None]:
-        if options.out is None:
-            return ref, None, summarize(clients[ref.registry], ref)
-        return ref, write_page(clients[ref.registry], ref, options.out), None
+    def client(ref: ImageRef) -> RegistryClient:
+        return registries.client(ref.registry, ca_bundle=options.ca_bundle)
+
+    # One fetch per published digest: its tags' pages differ only in the heading. Per
+    # repository, since its layer HEADs say what that repository holds.
+    shared: dict[tuple[str, str, str], ImageRef] = {}
+    for text, ref in zip(options.images, refs):
+        if text in options.digests:
+            shared.setdefault((ref.registry, ref.repository, options.digests[text]), ref)
+
+    def documents(text: str, ref: ImageRef) -> TagDocuments:
+        digest = options.digests.get(text)
+        if digest is None:
+            return fetch(ref, client(ref))
+        first = shared[(ref.registry, ref.repository, digest)]
+        return replace(fetched[first], name=str(ref), repository=ref.familiar_repository)
 
     with ThreadPoolExecutor(max_workers=_PAGE_WORKERS) as pool:
-        done = list(pool.map(one, refs))
+        fetched = dict(zip(shared.values(), pool.map(
+            lambda item: fetch(item[1], client(item[1]), digest=item[0][2]), shared.items())))
+        pages = list(pool.map(lambda pair: render(documents(*pair)), zip(options.images, refs)))
+    done = [(ref, None if options.out is None else write_page(ref, page, options.out), page)
+            for ref, page in zip(refs, pages)]
     if out is not None:
         for _, path, text in done:
-            if text is None:
-                print(path, file=out)
-            else:
+            if path is None:
                 out.write(text)
+            else:
+                print(path, file=out)
     return SummaryResult(tuple((ref, path) for ref, path, _ in done))

@@ -86,7 +86,7 @@ def size_text(size: int) -> str:
 
 
 _RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.\d+)?"
-                      r"(?:([Zz])|([+-])(\d\d):(\d\d))$")
+                      r"(?:([Zz])|([+-])(\d\d):(\d\d))?$")
 
 
 def _http_date(moment: datetime | None) -> str:
@@ -98,6 +98,7 @@ def _http_date(moment: datetime | None) -> str:
 def created_text(created: str | None) -> str:
     """An RFC 3339 `created` as an HTTP date; fractions of a second are dropped, not rounded.
 
+    A time without a zone is read as UTC, as upstream's generator reads it (not as unparsable).
     Missing or unparsable values, and moments before 1970 (Go's zero time), print the epoch.
     """
     match = _RFC3339.match(created or "")

@@ -13,7 +13,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 PURE = ("versions", "render", "tags", "library", "naming", "plan", "publish_lists", "publish_rules",
         "summary_page", "platforms", "reference", "builders", "dockerfile", "report", "errors",
-        "smoke", "mirror.layout", "mirror.config", "releases", "pools", "retry")
+        "smoke", "mirror.layout", "mirror.config", "releases", "pools", "retry", "documents")
 BLOCKED = ("docker", "requests", "urllib3", "builder.registry", "builder.engines",
            "builder.engineapi")
 

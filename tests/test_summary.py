@@ -68,6 +68,8 @@ def test_sizes_are_decimal_and_change_unit_only_past_1000(size, text):
     ("2019-10-17T01:25:59+02:00", "Wed, 16 Oct 2019 23:25:59 GMT"),
     ("2019-10-16T20:25:59.5-03:00", "Wed, 16 Oct 2019 23:25:59 GMT"),
     ("0001-01-01T00:00:00Z", "Thu, 01 Jan 1970 00:00:00 GMT"),  # Go's zero time
+    ("2019-10-16T23:25:59", "Wed, 16 Oct 2019 23:25:59 GMT"),  # no zone: UTC, not the epoch
+    ("2019-10-16 23:25:59.75", "Wed, 16 Oct 2019 23:25:59 GMT"),
     ("yesterday", "Thu, 01 Jan 1970 00:00:00 GMT"),
     (None, "Thu, 01 Jan 1970 00:00:00 GMT"),
 ])
@@ -177,6 +179,19 @@ def test_oci_index_page_shows_its_media_type_and_last_modified_only_when_sent():
     assert page.endswith("MIME: " + LAYER_TYPE + "\n")
 
 
+def test_a_layer_without_size_or_media_type_takes_them_from_its_head():
+    image = _image_documents()
+    layer = {"digest": "sha256:" + "3" * 64}  # neither size nor mediaType in the manifest
+    manifest = {**image.manifest.json, "layers": [layer]}
+    heads = {layer["digest"]: BlobHead(size=4321, media_type="application/octet-stream")}
+    page = render(TagDocuments("x/y:1", "x/y", Document(DOCKER_MANIFEST, "sha256:" + "e" * 64, {}),
+                               (ImageDocuments(Document(DOCKER_MANIFEST, image.manifest.digest,
+                                                        manifest), image.config, heads),)))
+    assert page.endswith(f"\t-\t`{layer['digest']}`  \n\t\tSize: 4.3 KB (4321 bytes)  \n"
+                         "\t\tMIME: application/octet-stream\n")
+    assert "-\tTotal Size: **4.3 KB (4321 bytes)**  \n" in page
+
+
 def test_missing_tag_page():
     assert render(TagDocuments("python:nope", "python", None)) == \
         "## `python:nope`\n\n**does not exist** (yet?)\n"
@@ -214,7 +229,9 @@ class _LayerHandler(BaseHTTPRequestHandler):
             self.send_header("Last-Modified", self.server.last_modified)
         else:
             self.send_response(200)
-        self.send_header("Content-Length", "0")
+        # /sized/<n>/…: a layer file of n bytes, as its server says in a HEAD.
+        sized = re.match(r"/sized/(\d+)/", self.path)
+        self.send_header("Content-Length", sized.group(1) if sized else "0")
         self.end_headers()
 
     def log_message(self, *args):
@@ -335,6 +352,36 @@ def test_windows_shaped_list_with_foreign_layers(foreign_registry, layer_server)
     assert page.count("Last Modified:") == 2
 
 
+def test_sizes_media_types_and_dates_the_manifest_and_config_leave_out(foreign_registry, layer_server):
+    """Upstream's generator, run against our registry, showed these: a foreign layer with urls
+    but no size is as large as its url's Content-Length; a layer without mediaType is of the
+    Content-Type its blob HEAD answers; a `created` without a zone is UTC."""
+    client = RegistryClient(foreign_registry)
+    repository = "summary/corners"
+    foreign = {"mediaType": FOREIGN_TYPE,
+               "digest": "sha256:" + hashlib.sha256(b"unsized base").hexdigest(),
+               "urls": [layer_server.url("/sized/1534685324/base.tar.gz")]}
+    plain = b"a layer whose descriptor has no mediaType"
+    config = {**_windows_config("10.0.17763.805", "1809-RTM-amd64"),
+              "history": [{"created": "2019-10-16T23:25:59", "created_by": "Apply image 1809"}]}
+    config_bytes = json.dumps(config).encode()
+    manifest = {"schemaVersion": 2, "mediaType": DOCKER_MANIFEST,
+                "config": {"mediaType": CONFIG_TYPE, "size": len(config_bytes),
+                           "digest": client.upload_blob(repository, config_bytes)},
+                "layers": [foreign, {"size": len(plain),
+                                     "digest": client.upload_blob(repository, plain)}]}
+    client.put_manifest(repository, "1809", json.dumps(manifest).encode(), DOCKER_MANIFEST)
+
+    page = summarize(RegistryClient(foreign_registry), ImageRef.parse(f"{foreign_registry}/{repository}:1809"))
+
+    assert (f"\t-\t`{foreign['digest']}`  \n\t\tSize: 1.5 GB (1534685324 bytes)  \n"
+            f"\t\tMIME: {FOREIGN_TYPE}\n") in page
+    # Distribution answers a blob HEAD with application/octet-stream.
+    assert page.endswith(f"\t\tSize: {size_text(len(plain))}  \n\t\tMIME: application/octet-stream\n")
+    assert f"-\tTotal Size: **{size_text(1534685324 + len(plain))}**  \n" in page
+    assert "```dockerfile\n# Wed, 16 Oct 2019 23:25:59 GMT\nRUN Apply image 1809\n```" in page
+
+
 def test_a_foreign_layer_server_out_of_reach_leaves_out_only_its_last_modified(foreign_registry):
     """Build networks often cannot reach Microsoft's servers: the page still goes out."""
     client = RegistryClient(foreign_registry, policy=Policy(attempts=1))
@@ -380,7 +427,7 @@ def test_write_page_and_the_summary_task(registry, tmp_path):
     _push_image(client, "summary/cli", "1.0", config, [b"layer"])
     ref = ImageRef.parse(f"{registry.host}/summary/cli:1.0")
 
-    path = write_page(client, ref, tmp_path)
+    path = write_page(ref, summarize(client, ref), tmp_path)
     assert path == tmp_path / "summary/cli/remote/1.0.md"
     assert path.read_text() == summarize(client, ref)
     assert [p.name for p in path.parent.iterdir()] == ["1.0.md"]  # no temporary left behind
