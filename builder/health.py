@@ -15,7 +15,7 @@ from typing import Callable, Mapping, Sequence
 
 import requests
 import urllib3.exceptions
-from docker.errors import APIError, DockerException
+from docker.errors import APIError, DockerException, NotFound
 
 from . import engineapi, engines
 from .auth import Credentials
@@ -66,8 +66,13 @@ def runs(engine: Engine, platform: Platform, image: ProbeImage) -> str | None:
     api = engines.connect(engine, timeout=RUN_TIMEOUT)
     container = None
     try:
-        engineapi.pull(api, engine, image.reference, platform, lambda line: None,
-                       credentials=image.credentials)
+        try:
+            api.inspect_image(image.reference)  # pinned by digest: one there is the same image
+        except NotFound:
+            # Pulled only when missing: a pull asks the registry again on every run, and a
+            # no-op release would pay a ping and a manifest GET per emulated platform.
+            engineapi.pull(api, engine, image.reference, platform, lambda line: None,
+                           credentials=image.credentials)
         container = api.create_container(image.reference, command=["true"], entrypoint=[],
                                          network_disabled=True, platform=platform.oci)["Id"]
         api.start(container)
