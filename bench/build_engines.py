@@ -120,27 +120,12 @@ class Bench:
     def build(self, builders: Path, variants=VARIANTS) -> build.BuildRun:
         """One build.run, in a thread so Ctrl-C reaches us while it runs."""
         self.runs += 1
-        box: dict = {}
-        self.build_done = done = threading.Event()
-
-        def target():
-            try:
-                box["run"] = build.run(build.BuildOptions(
-                    VERSION, variants=variants, platforms=PLATFORMS, registry=self.registry.host,
-                    push=True, builders=str(builders), force=True, nocache=True,
-                    logs=str(self.workdir / "logs" / str(self.runs)),
-                    versions=str(VERSIONS)), out=io.StringIO())
-            except BaseException as error:  # noqa: BLE001 - handed to the main thread
-                box["error"] = error
-            finally:
-                done.set()
-
-        threading.Thread(target=target, name="build", daemon=True).start()
-        while not done.wait(0.2):
-            pass
-        if "error" in box:
-            raise box["error"]
-        run = box["run"]
+        self.build_done = threading.Event()
+        run = in_thread(lambda: build.run(build.BuildOptions(
+            VERSION, variants=variants, platforms=PLATFORMS, registry=self.registry.host,
+            push=True, builders=str(builders), force=True, nocache=True,
+            logs=str(self.workdir / "logs" / str(self.runs)),
+            versions=str(VERSIONS)), out=io.StringIO()), "build", self.build_done)
         if run.failures:
             raise SystemExit("build failed: " + "; ".join(r.reason for r in run.failures)
                              + f" (logs under {self.workdir / 'logs'})")
@@ -206,6 +191,28 @@ def deferred_interrupts():
             signal.signal(sig, handler)
     if pending:
         raise KeyboardInterrupt(f"signal {pending[0]}")
+
+
+def in_thread(call, name: str, done: threading.Event):
+    """`call()` on a thread of its own; its result, or its exception raised here. The main
+    thread waits in short sleeps, so a Ctrl-C reaches it while the call runs; `done` is set
+    when the call ends, for a cleanup that must wait for it."""
+    box: dict = {}
+
+    def target():
+        try:
+            box["result"] = call()
+        except BaseException as error:  # noqa: BLE001 - handed to the main thread
+            box["error"] = error
+        finally:
+            done.set()
+
+    threading.Thread(target=target, name=name, daemon=True).start()
+    while not done.wait(0.2):
+        pass
+    if "error" in box:
+        raise box["error"]
+    return box["result"]
 
 
 def main() -> None:

@@ -41,7 +41,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from build_engines import deferred_interrupts, forget_host, write_builders  # noqa: E402
+from build_engines import deferred_interrupts, forget_host, in_thread, write_builders  # noqa: E402
 from builder import release, versions  # noqa: E402
 from builder.naming import arch_reference  # noqa: E402
 from builder.reference import ImageRef  # noqa: E402
@@ -120,35 +120,26 @@ class Bed:
                 force: bool = False) -> tuple[release.ReleaseResult, float]:
         """One `invoke release` run (in a thread, so Ctrl-C reaches us) and its wall time;
         `self.span` is its (start, end) in epoch seconds, as the report's job times are."""
-        box: dict = {}
-        self.running = done = threading.Event()
         options = release.ReleaseOptions(
             VERSION, target.host, builders=str(builders), versions=str(VERSIONS),
             out=str(self.workdir / "out" / name), logs=str(self.workdir / "logs" / name),
             force=force, nocache=force)
+        self.running = threading.Event()
+        times: dict = {}
 
-        def run():
-            start, box["began"] = time.perf_counter(), time.time()
+        def timed():
+            start, times["began"] = time.perf_counter(), time.time()
             try:
-                box["result"] = release.run(options, out=io.StringIO())
-            except BaseException as error:  # noqa: BLE001 - handed to the main thread
-                box["error"] = error
+                return release.run(options, out=io.StringIO())
             finally:
-                box["wall"] = time.perf_counter() - start
-                box["ended"] = time.time()
-                done.set()
+                times["wall"], times["ended"] = time.perf_counter() - start, time.time()
 
-        threading.Thread(target=run, name="release", daemon=True).start()
-        while not done.wait(0.2):
-            pass
-        if "error" in box:
-            raise box["error"]
-        result = box["result"]
-        self.span = (box["began"], box["ended"])
+        result = in_thread(timed, "release", self.running)
+        self.span = (times["began"], times["ended"])
         if result.exit_code:
             raise SystemExit(f"release {name} failed (exit {result.exit_code}): "
                              f"{result.report.stages} (logs under {self.workdir / 'logs' / name})")
-        return result, box["wall"]
+        return result, times["wall"]
 
     def counts(self, target: Target) -> tuple[Counts, Counts]:
         """What went to the registry and to the mirror since the last look."""

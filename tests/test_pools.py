@@ -22,7 +22,7 @@ import pytest
 import requests
 
 from builder import build, builders as builders_file, health, release, versions
-from builder.builders import Builders, Engine
+from builder.builders import Engine
 from builder.engineapi import StepFailed
 from builder.plan import plan
 from builder.platforms import platform
