@@ -95,16 +95,7 @@ class Bench:
     def start(self) -> None:
         print("starting: mirror registry, push registry, second and third engines …",
               file=sys.stderr)
-        self.mirror = start_registry(self.workdir / "mirror", storage=cache_dir() / "mirror" / "storage",
-                                     name="bench-mirror")
-        # The tests' mirror storage: one process fills it at a time, the others find it filled.
-        with open(cache_dir() / "mirror.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            client = local_client()
-            try:
-                ensure_busybox(client, self.mirror)
-            finally:
-                client.close()
+        self.mirror = start_mirror(self.workdir)
         self.registry = start_registry(self.workdir / "registry", name="bench-registry")
         # The builds reach it over its unix socket; its TLS listener is not needed here.
         self.second = start_second_engine(self.workdir / "engine", tls=False)
@@ -144,18 +135,8 @@ class Bench:
         for engine in (self.second, self.third):
             if engine:
                 engine.stop()
-        try:
-            client = local_client()
-        except Exception as error:  # noqa: BLE001 - cleanup goes on
-            print(f"cleanup: local engine: {error}", file=sys.stderr)
-            return
-        try:
-            # Built images first: they are children of the pulled bases.
-            for registry in (self.registry, self.mirror):
-                if registry:
-                    forget_host(client, registry.host)
-        finally:
-            client.close()
+        # Built images first: they are children of the pulled bases.
+        forget_hosts([registry.host for registry in (self.registry, self.mirror) if registry])
 
 
 def measure(bench: Bench, builders: Path) -> tuple[float, float, float, dict[str, tuple[int, float]]]:
@@ -193,6 +174,36 @@ def deferred_interrupts():
         raise KeyboardInterrupt(f"signal {pending[0]}")
 
 
+def forget_hosts(hosts) -> None:
+    """Drop the local engine's tags of each registry host, in order; cleanup goes on past a
+    local engine that does not answer."""
+    try:
+        client = local_client()
+    except Exception as error:  # noqa: BLE001 - cleanup goes on
+        print(f"cleanup: local engine: {error}", file=sys.stderr)
+        return
+    try:
+        for host in hosts:
+            forget_host(client, host)
+    finally:
+        client.close()
+
+
+def start_mirror(workdir: Path):
+    """The tests' base mirror (a registry on their mirror storage) with busybox in it: one
+    process fills that storage at a time, the others find it filled."""
+    mirror = start_registry(workdir / "mirror", storage=cache_dir() / "mirror" / "storage",
+                            name="bench-mirror")
+    with open(cache_dir() / "mirror.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        client = local_client()
+        try:
+            ensure_busybox(client, mirror)
+        finally:
+            client.close()
+    return mirror
+
+
 def in_thread(call, name: str, done: threading.Event):
     """`call()` on a thread of its own; its result, or its exception raised here. The main
     thread waits in short sleeps, so a Ctrl-C reaches it while the call runs; `done` is set
@@ -215,37 +226,58 @@ def in_thread(call, name: str, done: threading.Event):
     return box["result"]
 
 
+def guarded(bed, body) -> None:
+    """Start `bed` (a test bed with start() and cleanup()), run `body()`, and clean up whatever
+    happens: a bed that cannot start exits with one line, Ctrl-C or SIGTERM with 130."""
+    signal.signal(signal.SIGTERM, _interrupt)
+    for key in [k for k in os.environ if k == "BUILDER_BASE_MIRROR" or
+                (k.startswith("BUILDER_ENGINE_") and k.endswith("_URL"))]:
+        del os.environ[key]  # the builders files say where things are
+    try:
+        with deferred_interrupts():
+            bed.start()
+        body()
+    except (procs.StartError, BaseImageError) as error:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        bed.cleanup()
+        sys.exit(f"test bed: {error}")
+    except KeyboardInterrupt:
+        print("\ninterrupted; cleaning up …", file=sys.stderr)
+        signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the cleanup finish
+        bed.cleanup()
+        sys.exit(130)
+    except BaseException:
+        signal.signal(signal.SIGINT, signal.SIG_IGN)
+        bed.cleanup()
+        raise
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    bed.cleanup()
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--repeat", type=int, default=1, help="runs per configuration; the best is shown")
     args = parser.parse_args()
     if args.repeat < 1:
         parser.error("--repeat: at least 1")
-    signal.signal(signal.SIGTERM, _interrupt)
-    # The builders files say where things are; no CI overrides from the environment.
-    for key in [k for k in os.environ if k == "BUILDER_BASE_MIRROR" or
-                (k.startswith("BUILDER_ENGINE_") and k.endswith("_URL"))]:
-        del os.environ[key]
-
-    configs = {}
+    configs: dict[str, Path] = {}
     results: dict[str, list[tuple[float, float, float, dict[str, tuple[int, float]]]]] = {}
     with tempfile.TemporaryDirectory(prefix="bench-engines-", ignore_cleanup_errors=True) as workdir:
         bench = Bench(Path(workdir))
-        try:
-            with deferred_interrupts():
-                bench.start()
+
+        def body():
             files = Path(workdir)
             mirror = bench.mirror.host
             local = ("local", LOCAL_URL, PLATFORMS, 1)
             second = ("second", bench.second.url, PLATFORMS, 1)
             third = ("third", bench.third.url, PLATFORMS, 1)
-            configs = {
+            configs.update({
                 "(1) local, concurrency 1": write_builders(files / "1.yaml", mirror, local),
                 "(2) pool: local + second": write_builders(files / "2.yaml", mirror, local, second),
                 "(3) pool: + third": write_builders(files / "3.yaml", mirror, local, second, third),
                 "(c) local, concurrency 2": write_builders(
                     files / "c.yaml", mirror, ("local", LOCAL_URL, PLATFORMS, 2)),
-            }
+            })
             # Warm-up, untimed: every base on every engine, and the base layers in the push
             # registry.
             print("warm-up (untimed) …", file=sys.stderr)
@@ -255,21 +287,8 @@ def main() -> None:
                 for name, builders in configs.items():
                     print(f"run {round_ + 1}/{args.repeat}: {name} …", file=sys.stderr)
                     results.setdefault(name, []).append(measure(bench, builders))
-        except (procs.StartError, BaseImageError) as error:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            bench.cleanup()
-            sys.exit(f"test bed: {error}")
-        except KeyboardInterrupt:
-            print("\ninterrupted; cleaning up …", file=sys.stderr)
-            signal.signal(signal.SIGINT, signal.SIG_IGN)  # let the cleanup finish
-            bench.cleanup()
-            sys.exit(130)
-        except BaseException:
-            signal.signal(signal.SIGINT, signal.SIG_IGN)
-            bench.cleanup()
-            raise
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        bench.cleanup()
+
+        guarded(bench, body)
 
     best = {name: min(runs, key=lambda run: run[0]) for name, runs in results.items()}
     jobs = len(VARIANTS) * len(PLATFORMS)

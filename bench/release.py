@@ -25,11 +25,9 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import fcntl
 import io
 import os
 import shlex
-import signal
 import subprocess
 import sys
 import tempfile
@@ -41,7 +39,7 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
 
-from build_engines import deferred_interrupts, forget_host, in_thread, write_builders  # noqa: E402
+from build_engines import forget_hosts, guarded, in_thread, start_mirror, write_builders  # noqa: E402
 from builder import release, versions  # noqa: E402
 from builder.naming import arch_reference  # noqa: E402
 from builder.reference import ImageRef  # noqa: E402
@@ -49,11 +47,8 @@ from builder.render import dockerfile_path  # noqa: E402
 from builder.registry import RegistryClient  # noqa: E402
 from builder.report import Status  # noqa: E402
 from builder.tags import tag_groups  # noqa: E402
-from testbed import procs  # noqa: E402
-from testbed.baseimages import BaseImageError, ensure_busybox  # noqa: E402
 from testbed.countproxy import Counts, CountingProxy  # noqa: E402
-from testbed.engine import local_client, start_second_engine  # noqa: E402
-from testbed.paths import cache_dir  # noqa: E402
+from testbed.engine import start_second_engine  # noqa: E402
 from testbed.registry import Registry, start_registry  # noqa: E402
 
 VERSIONS = ROOT / "examples" / "hello" / "versions.yaml"
@@ -87,15 +82,7 @@ class Bed:
 
     def start(self) -> None:
         print("starting: mirror registry, counting proxies, second engine …", file=sys.stderr)
-        self.mirror = start_registry(self.workdir / "mirror", storage=cache_dir() / "mirror" / "storage",
-                                     name="bench-mirror")
-        with open(cache_dir() / "mirror.lock", "w") as lock:  # the tests' storage: one filler at a time
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            client = local_client()
-            try:
-                ensure_busybox(client, self.mirror)
-            finally:
-                client.close()
+        self.mirror = start_mirror(self.workdir)
         self.mirror_proxy = CountingProxy(self.mirror.url).start()
         if self.want_second:
             self.second = start_second_engine(self.workdir / "engine", tls=False)
@@ -165,47 +152,7 @@ class Bed:
                 self.running.wait(180)
         if self.second:
             self.second.stop()
-        try:
-            client = local_client()
-        except Exception as error:  # noqa: BLE001 - cleanup goes on
-            print(f"cleanup: local engine: {error}", file=sys.stderr)
-            return
-        try:
-            for host in hosts:
-                forget_host(client, host)
-        finally:
-            client.close()
-
-
-def guarded(bed: Bed, body) -> None:
-    """Run `body()` with the bed started, and clean up whatever happens (Ctrl-C: exit 130)."""
-    signal.signal(signal.SIGTERM, _interrupt)
-    for key in [k for k in os.environ if k == "BUILDER_BASE_MIRROR" or
-                (k.startswith("BUILDER_ENGINE_") and k.endswith("_URL"))]:
-        del os.environ[key]  # the builders files say where things are
-    try:
-        with deferred_interrupts():
-            bed.start()
-        body()
-    except (procs.StartError, BaseImageError) as error:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        bed.cleanup()
-        sys.exit(f"test bed: {error}")
-    except KeyboardInterrupt:
-        print("\ninterrupted; cleaning up …", file=sys.stderr)
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        bed.cleanup()
-        sys.exit(130)
-    except BaseException:
-        signal.signal(signal.SIGINT, signal.SIG_IGN)
-        bed.cleanup()
-        raise
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
-    bed.cleanup()
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
+        forget_hosts(hosts)
 
 
 def critical_path(result: release.ReleaseResult) -> tuple[float, str]:
