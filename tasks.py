@@ -13,7 +13,7 @@ import sys
 
 from invoke import Exit, task
 
-from builder.errors import EXIT_INTERRUPTED, BuilderError
+from builder.model.errors import EXIT_INTERRUPTED, BuilderError
 
 DEFAULT_VERSIONS = "versions.yaml"
 _VERSIONS_HELP = f"the versions file (default {DEFAULT_VERSIONS})"
@@ -59,7 +59,7 @@ def _run(function, *args) -> None:
             "registry_concurrency": "requests in flight per registry (default 8)"})
 def summary(c, image_ref, out=None, ca_bundle=None, registry_concurrency=8):
     """Print the summary page of an image as its registry serves it now (repo-info's format)."""
-    from builder import summary as stage
+    from builder.summary import fetch as stage
 
     _run(stage.run, stage.SummaryOptions((image_ref,), out=out, ca_bundle=ca_bundle,
                                          registry_concurrency=int(registry_concurrency)))
@@ -90,7 +90,7 @@ def publish(c, version, registry, oci=False, allow_missing=False, arch_namespace
             builders=None, from_report=None, variant=None, platform=None, registry_concurrency=8):
     """Write a manifest list (or OCI index) for every tag and shared tag of a version, of the
     per-arch images --from-report's build pushed, else of those whose build hash is the plan's."""
-    from builder import publish as stage
+    from builder.publish import writer as stage
 
     _run(stage.run, stage.PublishOptions(version, registry, versions=versions, oci=oci,
                                      allow_missing=allow_missing, arch_namespace=arch_namespace,
@@ -107,7 +107,7 @@ def publish(c, version, registry, oci=False, allow_missing=False, arch_namespace
             "check": "write nothing; exit 1 naming every stale, missing or extra Dockerfile"})
 def generate(c, versions=DEFAULT_VERSIONS, templates=None, out=None, check=False):
     """Render the Dockerfiles from the versions file and the templates."""
-    from builder import render as stage
+    from builder.generate import render as stage
 
     _run(stage.run, stage.GenerateOptions(versions, templates=templates, out=out, check=check))
 
@@ -116,7 +116,7 @@ def generate(c, versions=DEFAULT_VERSIONS, templates=None, out=None, check=False
             "commit": "GitCommit for every entry (default: the last commit touching each directory)"})
 def library(c, versions=DEFAULT_VERSIONS, commit=None):
     """Print the official-images style library file: tags, architectures, commit, directory."""
-    from builder import library as stage
+    from builder.generate import library as stage
 
     _run(stage.run, stage.LibraryOptions(versions, commit=commit))
 
@@ -142,7 +142,7 @@ def build(c, version, variant=None, platform=None, push=False, registry=None, bu
           force=False, no_cache=False, dry_run=False, logs="logs", versions=DEFAULT_VERSIONS,
           arch_namespace=False, report=None, registry_concurrency=8):
     """Build (and push) the per-arch images of a version on the configured engines, in parallel."""
-    from builder import build as stage
+    from builder.farm import runner as stage
 
     _run(stage.run, stage.BuildOptions(
         version, tuple(variant or ()), tuple(platform or ()), registry, push=push,
@@ -177,7 +177,7 @@ def release(c, version, registry, variant=None, platform=None, builders=None, re
             no_cache=False, dry_run=False, logs="logs", versions=DEFAULT_VERSIONS,
             templates=None, ca_bundle=None, registry_concurrency=8):
     """generate --check → build → push → publish → summary pages; stops at the first failing stage."""
-    from builder import release as stage
+    from builder.commands import release as stage
 
     _run(stage.run, stage.ReleaseOptions(
         version, registry, tuple(variant or ()), tuple(platform or ()), builders=builders,
@@ -191,7 +191,7 @@ def release(c, version, registry, variant=None, platform=None, builders=None, re
             "stop": "stop the registry this task started"})
 def registry(c, port=5000, stop=False):
     """Start a local registry on 127.0.0.1 to release to (or find one running there)."""
-    from builder import localregistry
+    from builder.mirror import localregistry
 
     if stop:
         _run(localregistry.stop)
@@ -222,7 +222,7 @@ def mirror(c, versions=DEFAULT_VERSIONS, version=None, dir=None, source="debian"
     """Fill the source mirror (verified) and the Debian bases, and serve them for offline builds."""
     from pathlib import Path
 
-    from builder import bases
+    from builder.mirror import bases
     from builder.mirror import command, serve
 
     if stop:
@@ -250,7 +250,7 @@ def update(c, series=None, source=None, versions=DEFAULT_VERSIONS, check=False, 
            report=None):
     """Bump each series to its newest release (verified), rewrite the versions file in place,
     regenerate. Exit 3: partial (a Windows installer was missing)."""
-    from builder import update as stage
+    from builder.update import bump as stage
     from builder.mirror import config
 
     _run(stage.run, stage.UpdateOptions(

@@ -3,7 +3,7 @@
 Starts its own test-bed parts: a mirror registry seeded with busybox (the tests' mirror storage,
 so a warm cache builds nothing), a throwaway registry to push to, and a second and a third
 dockerd playing remote build nodes. Then it builds examples/hello 1.0.0 (2 variants × 7 Linux
-platforms, tiny busybox images, the foreign ones under QEMU) through `builder.build.run` with
+platforms, tiny busybox images, the foreign ones under QEMU) through `builder.farm.runner.run` with
 builders files, pushing, with force and no-cache so every job really builds:
 
     (1) all 14 jobs on the local engine, concurrency 1
@@ -39,9 +39,9 @@ import docker.errors
 import requests
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT)]
 
-from builder import build  # noqa: E402
+from builder.farm import runner as build  # noqa: E402
 from testbed import procs  # noqa: E402
 from testbed.baseimages import BaseImageError, ensure_busybox  # noqa: E402
 from testbed.engine import local_client, remove_tags_of, start_second_engine  # noqa: E402

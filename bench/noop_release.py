@@ -19,7 +19,7 @@ from pathlib import Path
 
 from release import PLATFORMS, VERSION, Bed, guarded  # bench/release.py
 
-from builder.report import Status
+from builder.model.report import Status
 
 GOAL_RATIO, GOAL_SECONDS = 1.2, 2.0
 

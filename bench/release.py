@@ -2,12 +2,12 @@
 
 Starts its own test-bed parts: a mirror registry seeded with busybox (the tests' mirror
 storage), two throwaway registries to release to, a counting proxy in front of each registry
-(tests/testbed/countproxy.py: every request the engines, the CLI and our client make), and a
+(testbed/countproxy.py: every request the engines, the CLI and our client make), and a
 second dockerd playing a remote build node. The family is examples/hello 1.0.0: 2 variants × 7
 Linux platforms, the foreign ones under QEMU; the platforms are split over the two engines, and
 every job builds (no layer cache, no skip) in both runs:
 
-    (a) our `invoke release` (builder.release.run): generate check, the 14 builds at once (each
+    (a) our `invoke release` (builder.commands.release.run): generate check, the 14 builds at once (each
         engine's concurrency 14), push, 16 manifest lists, 16 summary pages;
     (b) a sequential shell script with the docker CLI, as a release was scripted before: per
         job `docker build` and `docker push` on the same engine as in (a), then per tag
@@ -37,16 +37,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT)]
 
 from build_engines import forget_hosts, guarded, in_thread, start_mirror, write_builders  # noqa: E402
-from builder import release, versions  # noqa: E402
-from builder.naming import arch_reference  # noqa: E402
-from builder.reference import ImageRef  # noqa: E402
-from builder.render import dockerfile_path  # noqa: E402
-from builder.registry import RegistryClient  # noqa: E402
-from builder.report import Status  # noqa: E402
-from builder.tags import tag_groups  # noqa: E402
+from builder.commands import release
+from builder.model import versions  # noqa: E402
+from builder.model.naming import arch_reference  # noqa: E402
+from builder.model.reference import ImageRef  # noqa: E402
+from builder.generate.render import dockerfile_path  # noqa: E402
+from builder.registry.client import RegistryClient  # noqa: E402
+from builder.model.report import Status  # noqa: E402
+from builder.model.tags import tag_groups  # noqa: E402
 from testbed.countproxy import Counts, CountingProxy  # noqa: E402
 from testbed.engine import start_second_engine  # noqa: E402
 from testbed.registry import Registry, start_registry  # noqa: E402

@@ -21,11 +21,11 @@ import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
-sys.path[:0] = [str(ROOT), str(ROOT / "tests")]
+sys.path[:0] = [str(ROOT)]
 
-from builder.reference import DOCKER_LIST, DOCKER_MANIFEST, ImageRef  # noqa: E402
-from builder.registry import RegistryClient  # noqa: E402
-from builder.summary import fetch, render  # noqa: E402
+from builder.model.reference import DOCKER_LIST, DOCKER_MANIFEST, ImageRef  # noqa: E402
+from builder.registry.client import RegistryClient  # noqa: E402
+from builder.summary.fetch import fetch, render  # noqa: E402
 from testbed.countproxy import CountingProxy  # noqa: E402
 from testbed.registry import start_registry  # noqa: E402
 

@@ -5,7 +5,7 @@ Interface (other test modules code against it):
 - tls_registry: htpasswd Basic auth over TLS; .host, .url "https://…", .username, .password,
   .ca_bundle (CA PEM; also installed as /etc/docker/certs.d/<host>/ca.crt for both engines).
 - mirror: stands in for Docker Hub: <host>/library/busybox:latest (manifest list, per-arch tags
-  library/busybox:<platform name>) and <host>/library/debian:trixie (amd64; builder.bases makes it).
+  library/busybox:<platform name>) and <host>/library/debian:trixie (amd64; builder.mirror.bases makes it).
 - docker_client: the local engine; second_engine: .url (docker base_url), .client; third_engine:
   another such dockerd (unix socket only), for pools of engines.
 - tls_engine: the second engine over tcp:// with --tlsverify: .url "tcp://127.0.0.1:PORT", .ca,

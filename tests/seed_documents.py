@@ -13,7 +13,7 @@ import json
 import re
 from datetime import datetime
 
-from builder.summary_page import BlobHead, Document, ImageDocuments, TagDocuments
+from builder.summary.page import BlobHead, Document, ImageDocuments, TagDocuments
 
 V2_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 V2 = "application/vnd.docker.distribution.manifest.v2+json"

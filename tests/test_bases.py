@@ -15,8 +15,8 @@ from pathlib import Path
 import pytest
 import yaml
 
-from builder import bases
-from builder.platforms import platform
+from builder.mirror import bases
+from builder.model.platforms import platform
 from testbed.paths import cache_dir
 
 ROOT = Path(__file__).parent.parent

@@ -17,12 +17,14 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from builder import build, builders as builders_file, versions
-from builder.build import HASH_LABEL
-from builder.engineapi import traced_command
-from builder.plan import Plan, plan
-from builder.platforms import platform
-from builder.registry import RegistryClient
+from builder.farm import runner as build
+from builder.farm import builders as builders_file
+from builder.model import versions
+from builder.farm.runner import HASH_LABEL
+from builder.farm.engineapi import traced_command
+from builder.plan.plan import Plan, plan
+from builder.model.platforms import platform
+from builder.registry.client import RegistryClient
 from test_plan import derived_family
 
 ROOT = Path(__file__).parent.parent

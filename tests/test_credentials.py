@@ -18,13 +18,17 @@ from pathlib import Path
 
 import pytest
 
-from builder import build, builders as builders_file, engineapi, engines, naming
-from builder.auth import Credentials
-from builder.errors import BuilderError, InputError
-from builder.platforms import platform
-from builder.reference import ImageRef
-from builder.registry import RegistryClient, RegistryError
-from builder.retry import Policy
+from builder.farm import runner as build
+from builder.farm import builders as builders_file
+from builder.farm import engineapi
+from builder.farm import engines
+from builder.model import naming
+from builder.registry.credentials import Credentials
+from builder.model.errors import BuilderError, InputError
+from builder.model.platforms import platform
+from builder.model.reference import ImageRef
+from builder.registry.client import RegistryClient, RegistryError
+from builder.registry.retry import Policy
 from testbed.registry import start_registry
 from testbed.stubregistry import StubRegistry
 

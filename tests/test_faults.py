@@ -21,14 +21,17 @@ from pathlib import Path
 import pytest
 import requests
 
-from builder import engineapi, plan, retry, versions
-from builder.builders import Builders, Engine
-from builder.engineapi import RegistryFailed, StepFailed
-from builder.errors import BuilderError
-from builder.platforms import PLATFORMS
-from builder.reference import ACCEPT_ALL, LIST_TYPES, ImageRef
-from builder.registry import RegistryClient, transient
-from builder.retry import Budget, Kind, Policy, RetryBudgetSpent, Transient
+from builder.farm import engineapi
+from builder.plan import plan
+from builder.registry import retry
+from builder.model import versions
+from builder.farm.builders import Builders, Engine
+from builder.farm.engineapi import RegistryFailed, StepFailed
+from builder.model.errors import BuilderError
+from builder.model.platforms import PLATFORMS
+from builder.model.reference import ACCEPT_ALL, LIST_TYPES, ImageRef
+from builder.registry.client import RegistryClient, transient
+from builder.registry.retry import Budget, Kind, Policy, RetryBudgetSpent, Transient
 from testbed.engine import remove_tags_of
 from testbed.registry import start_registry
 

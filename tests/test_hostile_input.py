@@ -17,9 +17,10 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from builder import builders, versions
-from builder.errors import InputError
-from builder.yamldoc import MAX_BYTES, MAX_DEPTH
+from builder.farm import builders
+from builder.model import versions
+from builder.model.errors import InputError
+from builder.model.yamldoc import MAX_BYTES, MAX_DEPTH
 
 ROOT = Path(__file__).parent.parent
 TINY = ROOT / "tests" / "fixtures" / "tiny"

@@ -15,9 +15,9 @@ from pathlib import Path
 
 import pytest
 
-from builder import localregistry
-from builder.platforms import PLATFORMS
-from builder.registry import RegistryClient
+from builder.mirror import localregistry
+from builder.model.platforms import PLATFORMS
+from builder.registry.client import RegistryClient
 from testbed import procs
 from windows_images import push_image
 

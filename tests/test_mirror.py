@@ -15,9 +15,9 @@ from pathlib import Path
 import pytest
 import requests
 
-from builder import versions
-from builder.errors import InputError, VerificationError
-from builder.dockerfile import needs_host_network, rewrite_urls
+from builder.model import versions
+from builder.model.errors import InputError, VerificationError
+from builder.plan.dockerfile import needs_host_network, rewrite_urls
 from builder.mirror import config, fill, layout, serve
 from builder.mirror.verify import key_fingerprints, sha256_file
 from testbed.paths import cache_dir

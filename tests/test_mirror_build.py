@@ -7,7 +7,7 @@ import json
 import shutil
 
 from builder.mirror import serve
-from builder.registry import RegistryClient
+from builder.registry.client import RegistryClient
 from test_build import invoke, write_builders
 from testbed.procs import free_port
 

@@ -5,9 +5,9 @@ from pathlib import Path
 
 import pytest
 
-from builder import yamldoc
-from builder.errors import InputError
-from builder.dockerfile import needs_host_network, rewrite_urls
+from builder.model import yamldoc
+from builder.model.errors import InputError
+from builder.plan.dockerfile import needs_host_network, rewrite_urls
 from builder.mirror import config, layout
 from builder.mirror.fill import choose_source, parse_showsrc
 

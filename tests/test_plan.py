@@ -9,12 +9,14 @@ from pathlib import Path
 
 import pytest
 
-from builder import builders as builders_file, engines, versions
-from builder.builders import Builders, Engine
-from builder.errors import InputError
-from builder.dockerfile import from_images, rewrite_from
-from builder.plan import build_args, plan
-from builder.platforms import PLATFORMS, platform
+from builder.farm import builders as builders_file
+from builder.farm import engines
+from builder.model import versions
+from builder.farm.builders import Builders, Engine
+from builder.model.errors import InputError
+from builder.plan.dockerfile import from_images, rewrite_from
+from builder.plan.plan import build_args, plan
+from builder.model.platforms import PLATFORMS, platform
 
 ROOT = Path(__file__).parent.parent
 LINUX = tuple(p for p in PLATFORMS.values() if p.os == "linux")

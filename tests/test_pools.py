@@ -1,6 +1,6 @@
 """Engine pools: scheduling by load, health probes and failover (issue 14).
 
-The pure parts (`builder.pools`: the scheduler's choice and the verdict on what an engine runs)
+The pure parts (`builder.farm.pools`: the scheduler's choice and the verdict on what an engine runs)
 are tested on values, Windows facts included: no Windows engine can run here, so those facts
 stand in for a Windows engine's `docker version`. The rest uses real engines of the test bed:
 the second and third dockerds both serve amd64, and a fourth one, started by each test that
@@ -21,15 +21,19 @@ import docker.errors
 import pytest
 import requests
 
-from builder import build, builders as builders_file, health, release, versions
-from builder.builders import Engine
-from builder.engineapi import StepFailed
-from builder.plan import plan
-from builder.platforms import platform
-from builder.pools import Facts, Health, Load, choose, judge
-from builder.reference import DOCKER_LIST
-from builder.registry import RegistryClient
-from builder.tags import tag_groups
+from builder.farm import runner as build
+from builder.farm import builders as builders_file
+from builder.farm import health
+from builder.commands import release
+from builder.model import versions
+from builder.farm.builders import Engine
+from builder.farm.engineapi import StepFailed
+from builder.plan.plan import plan
+from builder.model.platforms import platform
+from builder.farm.pools import Facts, Health, Load, choose, judge
+from builder.model.reference import DOCKER_LIST
+from builder.registry.client import RegistryClient
+from builder.model.tags import tag_groups
 from test_plan import derived_family
 from testbed.engine import start_second_engine
 

@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import io
 
-from builder import engines
-from builder.progress import Progress, table
+from builder.farm import engines
+from builder.farm.progress import Progress, table
 
 JOBS = [("1.0.0/busybox/amd64", "local"), ("1.0.0/busybox/s390x", "second")]
 

@@ -3,7 +3,7 @@
 The list tests use hand-made per-arch images (a config and one tiny layer, PUT straight to
 the registry): publish only reads manifests and configs, so they need no engine. Each carries
 the build hash `PLANNED`, and the plan these tests hand `publish` builds that hash for every
-member (`builder.publish_rules` and tests/test_publish_rules.py test that rule against real
+member (`builder.publish.rules` and tests/test_publish_rules.py test that rule against real
 plans). The Windows images stand in for a Windows engine, which cannot run here: config
 os=windows with an os.version, and a foreign layer that points at mcr.microsoft.com like the
 real base layers do. The `invoke publish` tests publish images the local engine built.
@@ -18,17 +18,17 @@ from pathlib import Path
 import pytest
 import requests
 
-from builder.errors import BuilderError
-from builder.platforms import PLATFORMS
-from builder.naming import arch_reference
-from builder.publish import publish
-from builder.publish_lists import Member, assemble, platform_fields
-from builder.reference import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, Manifest, sha256_digest
-from builder.registry import RegistryClient
-from builder.report import Status
-from builder.tags import tag_groups
-from builder import versions as versions_module
-from builder.versions import Family, Variant, Version
+from builder.model.errors import BuilderError
+from builder.model.platforms import PLATFORMS
+from builder.model.naming import arch_reference
+from builder.publish.writer import publish
+from builder.publish.lists import Member, assemble, platform_fields
+from builder.model.reference import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, Manifest, sha256_digest
+from builder.registry.client import RegistryClient
+from builder.model.report import Status
+from builder.model.tags import tag_groups
+from builder.model import versions as versions_module
+from builder.model.versions import Family, Variant, Version
 from test_build import write_builders
 from testbed.registry import start_registry
 from windows_images import push_image
@@ -390,7 +390,7 @@ def test_invoke_publish_exit_codes(registry, tinypy_tree):
 
 def test_basic_auth_over_tls(tls_registry, tinypy_tree, tmp_path):
     versions = tinypy_tree
-    from builder.auth import Credentials
+    from builder.registry.credentials import Credentials
     creds = Credentials(tls_registry.username, tls_registry.password)
     client = RegistryClient(tls_registry.host, credentials=creds, ca_bundle=str(tls_registry.ca_bundle))
     env = {"BUILDER_REGISTRY_USERNAME": tls_registry.username,

@@ -1,6 +1,6 @@
 """Publish only what this run verified (issue 13, part 3).
 
-The pure rules first (`builder.publish_rules.decide` and the build-report handover), then the
+The pure rules first (`builder.publish.rules.decide` and the build-report handover), then the
 rules end to end: the tiny family built by the local engine, pushed to the TLS registry, and
 published by `invoke release` / `invoke publish` as a pipeline runs them (subprocesses).
 """
@@ -13,13 +13,13 @@ from pathlib import Path
 
 import pytest
 
-from builder import versions
-from builder.builders import Builders, Engine
-from builder.errors import InputError, MovedMember, StaleMember
-from builder.platforms import PLATFORMS
-from builder.publish_rules import (Found, Verified, decide, hashing_builders, verified_from_report,
+from builder.model import versions
+from builder.farm.builders import Builders, Engine
+from builder.model.errors import InputError, MovedMember, StaleMember
+from builder.model.platforms import PLATFORMS
+from builder.publish.rules import (Found, Verified, decide, hashing_builders, verified_from_report,
                                    verified_jobs)
-from builder.tags import tag_groups
+from builder.model.tags import tag_groups
 from test_build import write_builders
 from test_release import (INVOKE, ROOT, client_for, credentials_env, family_tree, read_report,
                           release)

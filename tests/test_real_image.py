@@ -19,8 +19,8 @@ import pytest
 
 from builder.mirror import serve
 from builder.mirror.command import DEFAULT_DIR
-from builder.platforms import platform
-from builder.registry import RegistryClient
+from builder.model.platforms import platform
+from builder.registry.client import RegistryClient
 from testbed.engine import local_client, remove_tags_of
 from testbed.procs import free_port
 from test_build import write_builders

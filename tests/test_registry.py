@@ -12,13 +12,13 @@ from pathlib import Path
 import pytest
 import requests
 
-from builder import auth
-from builder.auth import Credentials, credentials_for
-from builder.errors import BuilderError, InputError
-from builder.platforms import PLATFORMS
-from builder.reference import DOCKER_LIST, DOCKER_MANIFEST, ImageRef, sha256_digest
-from builder.registry import NotFound, RegistryClient, RegistryError, TLSFailed, Unauthorized
-from builder.retry import Policy
+from builder.registry import credentials as auth
+from builder.registry.credentials import Credentials, credentials_for
+from builder.model.errors import BuilderError, InputError
+from builder.model.platforms import PLATFORMS
+from builder.model.reference import DOCKER_LIST, DOCKER_MANIFEST, ImageRef, sha256_digest
+from builder.registry.client import NotFound, RegistryClient, RegistryError, TLSFailed, Unauthorized
+from builder.registry.retry import Policy
 from test_publish import push_image
 
 

@@ -20,15 +20,18 @@ from pathlib import Path
 import pytest
 import requests
 
-from builder import auth, build, engines, versions
-from builder.auth import Credentials
-from builder.naming import arch_reference
-from builder.plan import plan as make_plan
-from builder.platforms import PLATFORMS
-from builder.publish_rules import hashing_builders
-from builder.reference import DOCKER_LIST
-from builder.registry import RegistryClient
-from builder.tags import tag_groups
+from builder.registry import credentials as auth
+from builder.farm import runner as build
+from builder.farm import engines
+from builder.model import versions
+from builder.registry.credentials import Credentials
+from builder.model.naming import arch_reference
+from builder.plan.plan import plan as make_plan
+from builder.model.platforms import PLATFORMS
+from builder.publish.rules import hashing_builders
+from builder.model.reference import DOCKER_LIST
+from builder.registry.client import RegistryClient
+from builder.model.tags import tag_groups
 from test_build import write_builders
 from windows_images import push_image
 

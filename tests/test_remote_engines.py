@@ -16,8 +16,8 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from builder import build
-from builder.registry import RegistryClient
+from builder.farm import runner as build
+from builder.registry.client import RegistryClient
 from test_build import invoke
 
 PLATFORM = "arm64v8"  # one tiny foreign platform: the second engine builds it under QEMU

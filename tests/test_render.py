@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import InputError
-from builder.render import check, dockerfile_path, generate, render
-from builder.versions import load
+from builder.model.errors import InputError
+from builder.generate.render import check, dockerfile_path, generate, render
+from builder.model.versions import load
 
 from dockerfile_history import instructions
 
@@ -207,7 +207,7 @@ def test_the_build_context_is_the_dockerfile_alone(tmp_path):
     import io
     import tarfile
 
-    from builder.build import context_tar
+    from builder.farm.runner import context_tar
     with tarfile.open(fileobj=io.BytesIO(context_tar("FROM busybox\n"))) as tar:
         assert [(m.name, m.isfile(), tar.extractfile(m).read()) for m in tar.getmembers()] == [
             ("Dockerfile", True, b"FROM busybox\n")]

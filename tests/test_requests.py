@@ -1,7 +1,7 @@
 """Registry requests per run (issue 15): each document read once, one limit per registry, and a
 no-op re-release that asks for little more than the documents it needs.
 
-The counts come from a counting reverse proxy (tests/testbed/countproxy.py) in front of a real
+The counts come from a counting reverse proxy (testbed/countproxy.py) in front of a real
 registry: what the client does not send, the proxy does not see.
 """
 from __future__ import annotations
@@ -14,12 +14,13 @@ from pathlib import Path
 
 import pytest
 
-from builder import release, summary
-from builder.documents import DocumentCache
-from builder.errors import InputError
-from builder.reference import DOCKER_LIST, DOCKER_MANIFEST, sha256_digest
-from builder.registry import Registries, RegistryClient
-from builder.report import Status
+from builder.commands import release
+from builder.summary import fetch as summary
+from builder.registry.documents import DocumentCache
+from builder.model.errors import InputError
+from builder.model.reference import DOCKER_LIST, DOCKER_MANIFEST, sha256_digest
+from builder.registry.client import Registries, RegistryClient
+from builder.model.report import Status
 from test_build import write_builders
 from test_release import family_tree
 from testbed.countproxy import CountingProxy

@@ -13,10 +13,10 @@ from pathlib import Path
 
 import pytest
 
-from builder.platforms import from_oci
-from builder.render import dockerfile_path, render
-from builder.tags import tag_groups
-from builder.versions import load
+from builder.model.platforms import from_oci
+from builder.generate.render import dockerfile_path, render
+from builder.model.tags import tag_groups
+from builder.model.versions import load
 
 from dockerfile_history import LINUX_PARENT_ENV, history
 

@@ -16,11 +16,11 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import InputError
-from builder.library import library_file
-from builder.render import dockerfile_path, render
-from builder.tags import tag_groups
-from builder.versions import load
+from builder.model.errors import InputError
+from builder.generate.library import library_file
+from builder.generate.render import dockerfile_path, render
+from builder.model.tags import tag_groups
+from builder.model.versions import load
 
 from dockerfile_history import instructions
 

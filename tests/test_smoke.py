@@ -5,8 +5,8 @@ from pathlib import Path
 
 import pytest
 
-from builder import smoke
-from builder.errors import InputError
+from builder.model import smoke
+from builder.model.errors import InputError
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 import json
 import shutil
 
-from builder.registry import RegistryClient
+from builder.registry.client import RegistryClient
 from test_build import invoke, write_builders
 
 SMOKE = """\

@@ -19,13 +19,13 @@ from pathlib import Path
 
 import pytest
 
-from builder import auth
-from builder.auth import Credentials
-from builder.reference import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, ImageRef
-from builder.registry import RegistryClient
-from builder.retry import Policy
-from builder.summary import summarize, write_page
-from builder.summary_page import (BlobHead, Document, ImageDocuments, TagDocuments, created_text,
+from builder.registry import credentials as auth
+from builder.registry.credentials import Credentials
+from builder.model.reference import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, ImageRef
+from builder.registry.client import RegistryClient
+from builder.registry.retry import Policy
+from builder.summary.fetch import summarize, write_page
+from builder.summary.page import (BlobHead, Document, ImageDocuments, TagDocuments, created_text,
                                   history_text, json_text, last_modified_text, page_path,
                                   platform_text, render, size_text)
 from seed_documents import seed_documents

@@ -14,9 +14,9 @@ from pathlib import Path
 
 import pytest
 
-from builder.library import library_file
-from builder.tags import tag_groups, variant_tags
-from builder.versions import load
+from builder.generate.library import library_file
+from builder.model.tags import tag_groups, variant_tags
+from builder.model.versions import load
 
 ROOT = Path(__file__).resolve().parents[1]
 COMMIT_2019 = "1ea0c7233e5c56ac59f7e0719df33f3a2bade7fc"
@@ -206,8 +206,8 @@ def test_invoke_library_prints_the_file():
 
 
 def test_a_release_of_some_variants_and_platforms_publishes_just_their_tags():
-    from builder.platforms import platform
-    from builder.versions import load
+    from builder.model.platforms import platform
+    from builder.model.versions import load
     from pathlib import Path
 
     family = load(Path(__file__).resolve().parents[1] / "versions.yaml")

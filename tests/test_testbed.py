@@ -10,9 +10,9 @@ import docker.errors
 import pytest
 import requests
 
-from builder.errors import InputError
-from builder.platforms import platform
-from builder.bases import MANIFEST, MANIFEST_LIST, BaseImageError, check_platform
+from builder.model.errors import InputError
+from builder.model.platforms import platform
+from builder.mirror.bases import MANIFEST, MANIFEST_LIST, BaseImageError, check_platform
 from testbed.baseimages import BUSYBOX_PLATFORMS, BUSYBOX_REPO, SOURCE_LABEL
 
 # What the engine records for an image built with each --platform, and what `uname -m` says inside

@@ -24,8 +24,10 @@ from pathlib import Path
 import pytest
 import requests
 
-from builder import releases, render, update
-from builder.errors import EXIT_PARTIAL, InputError, VerificationError
+from builder.update import index as releases
+from builder.generate import render
+from builder.update import bump as update
+from builder.model.errors import EXIT_PARTIAL, InputError, VerificationError
 from builder.mirror import fill, layout, serve
 from builder.mirror.verify import sha256_file
 from testbed.paths import cache_dir

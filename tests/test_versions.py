@@ -8,8 +8,8 @@ from pathlib import Path
 
 import pytest
 
-from builder.errors import EXIT_BAD_INPUT, InputError
-from builder.versions import load
+from builder.model.errors import EXIT_BAD_INPUT, InputError
+from builder.model.versions import load
 
 ROOT = Path(__file__).resolve().parents[1]
 TINY_TEMPLATES = ROOT / "tests" / "fixtures" / "tiny" / "templates"

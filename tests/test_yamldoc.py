@@ -3,8 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from builder import yamldoc
-from builder.errors import InputError
+from builder.model import yamldoc
+from builder.model.errors import InputError
 
 TEXT = """\
 name: demo

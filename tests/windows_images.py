@@ -11,10 +11,10 @@ import io
 import json
 import tarfile
 
-from builder.build import HASH_LABEL
-from builder.platforms import Platform
-from builder.reference import DOCKER_MANIFEST, FOREIGN_LAYER_TYPES, Manifest, sha256_digest
-from builder.registry import RegistryClient
+from builder.farm.runner import HASH_LABEL
+from builder.model.platforms import Platform
+from builder.model.reference import DOCKER_MANIFEST, FOREIGN_LAYER_TYPES, Manifest, sha256_digest
+from builder.registry.client import RegistryClient
 
 CONFIG_TYPE = "application/vnd.docker.container.image.v1+json"
 LAYER_TYPE = "application/vnd.docker.image.rootfs.diff.tar.gzip"

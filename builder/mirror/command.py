@@ -12,10 +12,12 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from .. import bases, localregistry, versions
-from ..files import cache_dir
-from ..platforms import platform
-from . import config, fill, serve
+from builder.mirror import bases
+from builder.mirror import localregistry
+from builder.model import versions
+from builder.model.files import cache_dir
+from builder.model.platforms import platform
+from builder.mirror import config, fill, serve
 
 DEFAULT_DIR = cache_dir() / "mirror"  # one per machine: every checkout builds through it
 DEFAULT_PLATFORMS = ("amd64", "i386")  # native here; others run mmdebstrap under QEMU

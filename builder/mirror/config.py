@@ -19,7 +19,7 @@ import re
 from dataclasses import dataclass
 from urllib.parse import urlsplit
 
-from .. import yamldoc
+from builder.model import yamldoc
 
 # Both ends go into RUN lines: no shell metacharacters, as versions.yaml's values. No ":" after
 # the host either, so no url can hold another mirror's upstream and a rewrite never chains.

@@ -27,11 +27,11 @@ from typing import Protocol, TextIO
 
 import requests
 
-from ..errors import BuilderError, InputError
-from ..files import copy_atomic, write_atomic
-from ..versions import Family
-from . import layout
-from .verify import check_sha256, check_signature, export_key, sha256_file
+from builder.model.errors import BuilderError, InputError
+from builder.model.files import copy_atomic, write_atomic
+from builder.model.versions import Family
+from builder.mirror import layout
+from builder.mirror.verify import check_sha256, check_signature, export_key, sha256_file
 
 DEBIAN_ARCHIVE = "http://deb.debian.org/debian"
 DEBIAN_SOURCE_SUITES = ("bookworm", "trixie", "unstable")

@@ -22,9 +22,9 @@ from urllib.parse import parse_qs, quote, unquote, urlsplit
 
 import requests
 
-from ..errors import BuilderError, InputError
-from ..localregistry import process_argv, stop_process, stop_recorded
-from . import layout
+from builder.model.errors import BuilderError, InputError
+from builder.mirror.localregistry import process_argv, stop_process, stop_recorded
+from builder.mirror import layout
 
 DEFAULT_PORT = 8600
 SERVER_NAME = "python-image-builder-mirror"

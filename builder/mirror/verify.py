@@ -11,7 +11,7 @@ import subprocess
 import tempfile
 from pathlib import Path
 
-from ..errors import BuilderError, VerificationError
+from builder.model.errors import BuilderError, VerificationError
 
 
 def sha256_file(path: Path) -> str:

@@ -1,0 +1,153 @@
+"""Stage release: every stage in one command, from versions to published tags (`invoke release`).
+
+generate check → build and push → publish → summary pages, stopping at the first stage
+that fails, so a tag is never published over per-arch images that did not all build, and
+never built from Dockerfiles that differ from the committed tree. Publish lists the digests
+this build pushed or found unchanged (`builder.publish.rules`), not whatever the per-arch
+tags hold by then. Each stage is the one its
+own command runs (`run(options)`); its result adds itself to the release's report.
+"""
+from __future__ import annotations
+
+import sys
+from dataclasses import dataclass
+from typing import TextIO
+
+from builder.farm import runner as build
+from builder.model import naming
+from builder.publish import writer as publish
+from builder.generate import render
+from builder.summary import fetch as summary
+from builder.model import versions
+from builder.model.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BuilderError
+from builder.registry.client import DEFAULT_CONCURRENCY, Registries
+from builder.model.report import Report, StageResult, Status
+from builder.model.platforms import platform as parse_platform
+from builder.model.tags import tag_groups
+
+
+@dataclass(frozen=True)
+class ReleaseOptions:
+    """`invoke release`'s options."""
+    version: str
+    registry: str
+    variants: tuple[str, ...] = ()
+    platforms: tuple[str, ...] = ()
+    builders: str | None = None
+    versions: str = "versions.yaml"
+    templates: str | None = None
+    out: str = "out"  # the summary pages' directory
+    report: str | None = None
+    oci: bool = False
+    arch_namespace: bool = False
+    allow_missing: bool = False
+    force: bool = False
+    nocache: bool = False
+    logs: str = "logs"
+    dry_run: bool = False
+    ca_bundle: str | None = None
+    registry_concurrency: int = DEFAULT_CONCURRENCY  # requests in flight per registry, all stages
+
+
+@dataclass(frozen=True)
+class ReleaseResult:
+    report: Report
+    exit_code: int
+
+    def add_to(self, report: Report) -> None:
+        """Every stage's entry, job, tag and page of this release."""
+        report.stages.update(self.report.stages)
+        report.jobs += self.report.jobs
+        report.tags += self.report.tags
+        report.summaries += self.report.summaries
+
+
+def run(options: ReleaseOptions, out: TextIO | None = None) -> ReleaseResult:
+    """Release one version; the report says which stage stopped it, and is written also when
+    an error stops a stage midway."""
+    out = out or sys.stdout
+    registry = naming.check_registry(options.registry.rstrip("/"))  # before the report names it
+    family = versions.load(options.versions, options.templates)
+    wanted = family.version(options.version)
+    report = Report("release", wanted.full, family.repository, registry)
+    try:
+        code = _stages(report, family, options, registry, out)
+    except (BuilderError, KeyboardInterrupt) as error:
+        # An error that stops a stage midway (bad builders file, a registry refusing a write, a
+        # page that cannot be fetched) still gets its report: which stage, and why.
+        interrupted = isinstance(error, KeyboardInterrupt)
+        if isinstance(error, build.Interrupted):
+            error.run.add_to(report)  # the build stage, interrupted, with what each job came to
+        else:
+            report.stage(report.running or "generate", Status.FAILED,
+                         reason="interrupted" if interrupted else str(error))
+        report.write(options.report, EXIT_INTERRUPTED if interrupted else error.exit_code)
+        raise  # the task prints the one error line
+    report.write(options.report, code)
+    if report.stopped_at:
+        print(f"release stopped at stage {report.stopped_at!r}", file=sys.stderr)
+    return ReleaseResult(report, code)
+
+
+def _begin(report: Report, stage: str, out: TextIO, heading: str) -> None:
+    report.begin(stage)
+    print(f"\n== {heading}", file=out, flush=True)
+
+
+def _went_through(report: Report, result: StageResult) -> bool:
+    result.add_to(report)
+    return result.exit_code == EXIT_OK
+
+
+def _stages(report: Report, family: versions.Family, options: ReleaseOptions, registry: str,
+            out: TextIO) -> int:
+    # One client per registry for every stage: one pool, one limit, and one cache, so what the
+    # build stage's skip check read serves publish and the pages.
+    registries = Registries(
+        target=registry, concurrency=options.registry_concurrency,
+        ca_bundles={publish.registry_host(registry, family.repository): options.ca_bundle}
+        if options.ca_bundle else None)
+    _begin(report, "generate", out, "generate --check")
+    generated = render.run(render.GenerateOptions(check=True), out=None, family=family)
+    for problem in generated.problems:
+        print(f"stale: {generated.out_dir / problem}", file=out)
+    if not _went_through(report, generated):
+        return EXIT_FAILED
+
+    _begin(report, "build", out, "build and push")
+    built = build.run(build.BuildOptions(
+        options.version, options.variants, options.platforms, registry, push=True,
+        builders=options.builders, force=options.force, nocache=options.nocache,
+        dry_run=options.dry_run, logs=options.logs, arch_namespace=options.arch_namespace),
+        out, family=family, registries=registries, read_back=True)
+    went_through = _went_through(report, built)
+    if options.dry_run:
+        _begin(report, "publish", out, "publish (planned)")
+        platforms = tuple(parse_platform(name) for name in options.platforms)
+        for tag, members in tag_groups(family, built.plan.version, options.variants,
+                                       platforms).items():
+            print(f"  {tag}: {', '.join(v.name for v in members)}", file=out)
+        return EXIT_OK
+    if not went_through:
+        report.stages["build"]["reason"] += "; nothing was published"
+        return EXIT_FAILED
+
+    _begin(report, "publish", out, "publish")
+    published = publish.run(publish.PublishOptions(
+        options.version, registry, oci=options.oci, allow_missing=options.allow_missing,
+        arch_namespace=options.arch_namespace, ca_bundle=options.ca_bundle,
+        variants=options.variants, platforms=options.platforms), out, family=family,
+        builders=built.plan.builders, build_jobs=[job.as_dict() for job in built.results],
+        registries=registries)
+    if not _went_through(report, published):
+        return EXIT_FAILED
+
+    _begin(report, "summary", out, "summary pages")
+    pages = summary.run(summary.SummaryOptions(
+        tuple(t.reference for t in published.tags), options.out, options.ca_bundle,
+        digests={t.reference: t.digest for t in published.tags if t.digest}),
+        out=None, registries=registries)
+    for _, path in pages.pages:
+        print(f"  {path}", file=out)
+    _went_through(report, pages)
+    return EXIT_OK

@@ -1,0 +1,148 @@
+"""Image references and registry documents as values: names, manifests, media types, digests.
+
+Pure: parsing ``python`` into ``docker.io/library/python:latest``, the media types of
+Docker v2 and OCI documents, and the digest of some bytes. The HTTP client that fetches
+and writes these documents is `builder.registry.client`.
+"""
+from __future__ import annotations
+
+import hashlib
+import ipaddress
+import json
+import re
+from dataclasses import dataclass
+
+from builder.model.errors import InputError
+
+DOCKER_HUB = "docker.io"  # the one name Docker Hub goes by here, whichever alias was written
+DOCKER_HUB_HOSTS = {"docker.io", "index.docker.io", "registry-1.docker.io"}
+
+DOCKER_MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
+DOCKER_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
+OCI_MANIFEST = "application/vnd.oci.image.manifest.v1+json"
+OCI_INDEX = "application/vnd.oci.image.index.v1+json"
+LIST_TYPES = (DOCKER_LIST, OCI_INDEX)
+IMAGE_TYPES = (DOCKER_MANIFEST, OCI_MANIFEST)
+# List types always go in Accept: without them a list tag answers with its amd64 child, or a
+# schema1 rendering, and an OCI index with 404 (docs/classic-builder.md, "The registry").
+ACCEPT_ALL = (DOCKER_LIST, OCI_INDEX, DOCKER_MANIFEST, OCI_MANIFEST)
+FOREIGN_LAYER_TYPES = ("application/vnd.docker.image.rootfs.foreign.diff.tar.gzip",
+                       "application/vnd.oci.image.layer.nondistributable.v1.tar+gzip",
+                       "application/vnd.oci.image.layer.nondistributable.v1.tar")
+
+_COMPONENT = r"[a-z0-9]+(?:(?:[._]|__|-+)[a-z0-9]+)*"
+_REPOSITORY_RE = re.compile(rf"{_COMPONENT}(?:/{_COMPONENT})*")
+_TAG_RE = re.compile(r"[\w][\w.-]{0,127}")
+_DIGEST_RE = re.compile(r"[a-z0-9]+(?:[.+_-][a-z0-9]+)*:[a-zA-Z0-9=_-]{32,}")
+_DOMAIN_RE = re.compile(r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
+                        r"(?:\.[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?)*|\[[0-9a-fA-F:]+\])"
+                        r"(?::[0-9]+)?")
+
+
+def sha256_digest(data: bytes) -> str:
+    return "sha256:" + hashlib.sha256(data).hexdigest()
+
+
+@dataclass(frozen=True)
+class ImageRef:
+    """A normalized image reference, by Docker's rules: ``python`` is
+    ``docker.io/library/python:latest``; a first component with a dot, a colon or ``localhost``
+    is a registry host. With neither tag nor digest the tag is ``latest``."""
+
+    registry: str  # "docker.io" for Docker Hub, else host[:port]
+    repository: str  # "library/python"
+    tag: str | None = None
+    digest: str | None = None
+
+    @classmethod
+    def parse(cls, text: str) -> ImageRef:
+        def bad(why: str) -> InputError:
+            return InputError(f"{text!r} is not an image reference: {why}", field="image")
+
+        rest, _, digest = text.strip().partition("@")
+        if digest and not _DIGEST_RE.fullmatch(digest):
+            raise bad(f"bad digest {digest!r} (want sha256:<64 hex>)")
+        tag = None
+        slash = rest.rfind("/")
+        if ":" in rest[slash + 1:]:
+            rest, _, tag = rest.rpartition(":")
+            if not _TAG_RE.fullmatch(tag):
+                raise bad(f"bad tag {tag!r}")
+        first, _, remainder = rest.partition("/")
+        if remainder and ("." in first or ":" in first or first == "localhost"
+                          or first != first.lower()):
+            if not _DOMAIN_RE.fullmatch(first):
+                raise bad(f"bad registry host {first!r}")
+            registry, repository = first, remainder
+        else:
+            registry, repository = DOCKER_HUB, rest
+        if registry in DOCKER_HUB_HOSTS:
+            registry = DOCKER_HUB
+            if "/" not in repository:
+                repository = "library/" + repository
+        if not _REPOSITORY_RE.fullmatch(repository):
+            raise bad("the repository name must be lowercase letters, digits and separators")
+        if tag is None and not digest:
+            tag = "latest"
+        return cls(registry, repository, tag, digest or None)
+
+    @property
+    def familiar_repository(self) -> str:
+        """The name as people write it: ``python`` for docker.io/library/python."""
+        if self.registry == DOCKER_HUB:
+            return self.repository.removeprefix("library/")
+        return f"{self.registry}/{self.repository}"
+
+    @property
+    def reference(self) -> str:
+        """What goes after /manifests/: the digest when there is one, else the tag."""
+        return self.digest or self.tag
+
+    def __str__(self) -> str:
+        return (self.familiar_repository + (f":{self.tag}" if self.tag else "")
+                + (f"@{self.digest}" if self.digest else ""))
+
+
+@dataclass(frozen=True)
+class Manifest:
+    media_type: str
+    digest: str  # sha256 of body
+    body: bytes  # the exact bytes: descriptors and digests are computed from these
+
+    @property
+    def json(self) -> dict:
+        return json.loads(self.body)
+
+    @property
+    def size(self) -> int:
+        return len(self.body)
+
+    @property
+    def is_list(self) -> bool:
+        return self.media_type in LIST_TYPES
+
+
+@dataclass(frozen=True)
+class Descriptor:
+    media_type: str
+    digest: str
+    size: int
+
+
+@dataclass(frozen=True)
+class BlobInfo:
+    digest: str
+    size: int | None
+    last_modified: str | None  # the raw Last-Modified header; Distribution 2.8 sends none
+    media_type: str | None = None  # the Content-Type header
+
+
+def is_loopback(host: str) -> bool:
+    name = host.rsplit(":", 1)[0] if not host.endswith("]") and host.count(":") == 1 else host
+    name = name.strip("[]")
+    if name == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(name).is_loopback
+    except ValueError:
+        return False

@@ -1,0 +1,181 @@
+"""The publish rules (pure): which per-arch image each member of a tag may be, and why not.
+
+A member is a job key (``1.0.0/busybox/amd64``). Its image is taken from the registry only
+when this run vouches for it:
+
+- **verified**: the build stage of this run pushed it, or found it unchanged (same build hash);
+  the registry must still hold exactly that digest, else the member *moved* under us (a
+  concurrent release, a hand push) and the tag is refused;
+- otherwise (no engine, a ``--platform`` filter, a failed job, a standalone ``invoke publish``)
+  the image's build hash label must equal the hash the plan would build now, else it is
+  *stale* and the tag is refused. A member built FROM another variant is current only when
+  its parent is.
+
+`decide` gives every member its `Verdict`; `builder.publish.writer` is the edge that reads the
+registry and computes the plan's hashes.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Callable, Mapping, Sequence
+
+from builder.farm.builders import Builders, Engine
+from builder.model.errors import BuilderError, InputError, MovedMember, PublishRefused, StaleMember
+from builder.model.report import Status
+from builder.model.versions import Version
+
+
+@dataclass(frozen=True)
+class Verified:
+    """A per-arch image this run's build stage pushed or found unchanged."""
+    digest: str
+    build_hash: str
+
+
+@dataclass(frozen=True)
+class Found:
+    """What the registry holds at a member's per-arch reference now."""
+    digest: str
+    build_hash: str  # its build hash label; "" when it has none
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """A member's fate: its `digest` to list, or the `problem` that refuses its tags, or
+    neither (absent from the registry)."""
+    reference: str
+    digest: str | None = None
+    problem: PublishRefused | None = None
+
+    @property
+    def absent(self) -> bool:
+        return self.digest is None and self.problem is None
+
+
+HashNow = Callable[[str, str | None], str]  # (key, parent's digest) → the plan's build hash
+
+
+def decide(keys: Sequence[str], *, references: Mapping[str, str],
+           found: Mapping[str, Found | None], verified: Mapping[str, Verified],
+           parents: Mapping[str, str], hash_now: HashNow) -> dict[str, Verdict]:
+    """A verdict for every key of `keys` and of their parents. `hash_now` raises BuilderError
+    when the plan's hash cannot be computed (a base that cannot be pinned): such a member is
+    stale too, since nothing shows it current."""
+    verdicts: dict[str, Verdict] = {}
+
+    def judge(key: str) -> Verdict:
+        if key not in verdicts:
+            verdicts[key] = _judge(key, references[key], found.get(key), verified.get(key),
+                                   parents, judge, hash_now)
+        return verdicts[key]
+
+    for key in keys:
+        judge(key)
+    return verdicts
+
+
+def _judge(key: str, reference: str, found: Found | None, verified: Verified | None,
+           parents: Mapping[str, str], judge: Callable[[str], Verdict],
+           hash_now: HashNow) -> Verdict:
+    if verified is not None:
+        if found is None:
+            return Verdict(reference, problem=MovedMember(
+                f"{reference} moved: this run pushed or verified {verified.digest} there, and "
+                "the registry no longer holds that tag (deleted meanwhile); run the release again"))
+        if found.digest != verified.digest:
+            return Verdict(reference, problem=MovedMember(
+                f"{reference} moved: this run pushed or verified {verified.digest} there, the "
+                f"registry now holds {found.digest} (another release or a push wrote it "
+                "meanwhile); run the release again"))
+        return Verdict(reference, found.digest)
+    if found is None:
+        return Verdict(reference)
+    parent_digest = None
+    if key in parents:
+        parent = judge(parents[key])
+        if parent.digest is None:
+            return Verdict(reference, problem=StaleMember(
+                f"{reference} is stale: it builds FROM {parent.reference}, which is "
+                f"{'absent' if parent.absent else 'not current'}; build both in this run"))
+        parent_digest = parent.digest
+    try:
+        planned = hash_now(key, parent_digest)
+    except BuilderError as error:
+        return Verdict(reference, problem=StaleMember(
+            f"{reference} cannot be shown current: the plan's build hash for it cannot be "
+            f"computed here ({error}); build it in this run"))
+    if found.build_hash != planned:
+        had = found.build_hash or "no build hash label"
+        return Verdict(reference, problem=StaleMember(
+            f"{reference} is stale: it has {had}, the plan builds {planned} now (its Dockerfile, "
+            f"context, build args or base changed since it was pushed); build it in this run: "
+            f"a release that includes {_platform(key)}, on an engine that serves it"))
+    return Verdict(reference, found.digest)
+
+
+def _platform(key: str) -> str:
+    return key.split("/")[2]
+
+
+def verified_jobs(jobs: Sequence, source: str,
+                  references: Mapping[str, str]) -> dict[str, Verified]:
+    """The images a build's jobs (its report's ``jobs``, or `JobResult.as_dict`) vouch for:
+    pushed, or found unchanged, each with its digest and build hash. Failed jobs and jobs
+    without a registry digest (no engine, a local build) vouch for nothing. `references`
+    ({key: per-arch reference}) is where publish reads each member: a job pushed elsewhere
+    (another registry, another layout) is refused as bad input."""
+    verified = {}
+    for index, job in enumerate(jobs):
+        where = f"jobs[{index}]"
+        if not isinstance(job, Mapping):
+            raise InputError("not a job object", source=source, field=where)
+        for name in ("job", "status", "image", "digest", "build_hash"):
+            value = job.get(name)
+            if value is not None and not isinstance(value, str):
+                raise InputError(f"{value!r} is not a string", source=source,
+                                 field=f"{where}.{name}")
+        if not job.get("job") or not job.get("status"):
+            raise InputError("a job needs its key (job) and status", source=source, field=where)
+        if job["status"] == Status.FAILED.value or not job.get("digest") \
+                or not job.get("build_hash"):
+            continue
+        if not job["digest"].startswith("sha256:"):
+            raise InputError(f"{job['digest']!r} is not a sha256 digest", source=source,
+                             field=f"{where}.digest")
+        if job["job"] not in references:
+            raise InputError(f"{job['job']} is no job of this version", source=source,
+                             field=f"{where}.job")
+        if job.get("image") != references[job["job"]]:
+            raise InputError(f"{job['job']} was pushed to {job.get('image')}, publish reads "
+                             f"{references[job['job']]}: the build was for another registry "
+                             "or layout", source=source, field=f"{where}.image")
+        verified[job["job"]] = Verified(job["digest"], job["build_hash"])
+    return verified
+
+
+def verified_from_report(document: object, source: str, version: str, registry: str,
+                         references: Mapping[str, str]) -> dict[str, Verified]:
+    """`verified_jobs` of a build's (or release's) JSON report, which must be of `version`
+    and `registry`: how ``invoke publish --from-report`` takes over from ``invoke build``."""
+    if not isinstance(document, Mapping) or not isinstance(document.get("jobs"), list):
+        raise InputError("not a build report (no jobs list)", source=source)
+    for field, expected in (("version", version), ("registry", registry)):
+        if document.get(field) != expected:
+            raise InputError(f"{document.get(field)!r}, but this publish is of {expected!r}",
+                             source=source, field=field)
+    return verified_jobs(document["jobs"], source, references)
+
+
+def hashing_builders(builders: Builders, version: Version) -> Builders:
+    """`builders` with an engine for every platform of `version`, to plan every member and
+    compute its build hash: the hash depends on the base mirror and the source mirrors, not on
+    which engine builds. Never used to build."""
+    targets = [p for variant in version.variants for p in variant.platforms]
+    linux = tuple(dict.fromkeys(p for p in targets if p.os != "windows"))
+    windows = dict.fromkeys(p.os_version for p in targets if p.os == "windows")
+    engines = [Engine("hash-only", "unix:///dev/null", linux)] if linux else []
+    engines += [Engine(f"hash-only-{line}", "unix:///dev/null",
+                       tuple(dict.fromkeys(p for p in targets if p.os_version == line)),
+                       os_version=line)
+                for line in windows]
+    return Builders(tuple(engines), builders.base_mirror, builders.source, None, builders.mirrors)

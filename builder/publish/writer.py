@@ -1,0 +1,332 @@
+"""Stage publish: the per-arch images of a version → one manifest list (or OCI index) per tag.
+
+The build stage pushes every (variant, platform) image under the name ``naming.arch_reference``
+gives; this stage finds them, reads each image's config for its platform fields, and writes,
+for every tag and shared tag of the version, a list of exactly those images. The list's bytes
+come from the pure core, `builder.publish.lists`.
+
+- A tag lists only images this run vouches for (`builder.publish.rules`): the ones its build
+  stage pushed or found unchanged, still at their digest; any other only when its build hash
+  is the one the plan builds now. A moved or stale member refuses its tag, naming the member.
+- A tag is never partial: its list is written only when every (variant, platform) it needs is
+  present, unless ``allow_missing`` says to publish what exists (and the output says so). With
+  ``--platform``, the lists hold those platforms and every other one already in the registry
+  and current; an absent other one is left out.
+- With arch namespaces (``amd64/python:3.8.0-buster``, like the official images) the images are
+  first copied into the target repository, because a registry rejects a list whose entries
+  live in another repository: blobs by cross-repository mount, then the manifest by digest.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Mapping, Sequence, TextIO
+
+from builder.farm import runner as build
+from builder.farm import engines
+from builder.registry import retry
+from builder.model import versions
+from builder.farm.builders import Builders
+from builder.model.errors import EXIT_FAILED, EXIT_OK, BuilderError, InputError, MovedMember, StaleMember
+from builder.model.naming import arch_reference, check_registry, target_reference
+from builder.plan.plan import plan as make_plan
+from builder.model.platforms import Platform, platform as parse_platform
+from builder.publish.lists import Member, TagResult, assemble
+from builder.publish.rules import (Found, HashNow, Verdict, Verified, decide, hashing_builders,
+                            verified_from_report, verified_jobs)
+from builder.model.reference import FOREIGN_LAYER_TYPES, ImageRef, Manifest, sha256_digest
+from builder.registry.client import DEFAULT_CONCURRENCY, NotFound, Registries, RegistryClient
+from builder.model.report import Report, Status
+from builder.model.tags import tag_groups
+from builder.model.versions import Variant, Version
+
+_WORKERS = 8
+
+
+def registry_host(registry: str, repository: str) -> str:
+    """The host of `registry` (which may carry a path: registry.example.com/team)."""
+    check_registry(registry)  # its message, unlike the one below, does not repeat the value
+    try:
+        return target_reference(registry, repository, "latest").registry
+    except InputError as error:
+        raise InputError(f"--registry {registry!r}: {error.message}", field="registry") from None
+
+
+@dataclass(frozen=True)
+class _Found:
+    member: Member | None
+    repository: str = ""  # where the member's manifest is
+    problem: str = ""  # why there is no member
+    missing: bool = False  # the image is absent (as opposed to wrong)
+
+    @property
+    def found(self) -> Found | None:
+        if self.member is None:
+            return None
+        labels = (self.member.config.get("config") or {}).get("Labels") or {}
+        return Found(self.member.manifest.digest, labels.get(build.HASH_LABEL, ""))
+
+
+def publish(client: RegistryClient, registry: str, repository: str, version: Version,
+            groups: Mapping[str, Sequence[Variant]], *, hash_now: HashNow,
+            parents: Mapping[str, str] | None = None,
+            verified: Mapping[str, Verified] | None = None,
+            optional: frozenset[str] = frozenset(), oci: bool = False,
+            allow_missing: bool = False, arch_namespace_layout: bool = False,
+            dry_run: bool = False) -> list[TagResult]:
+    """Write the list of every tag in `groups` ({tag: variants}); one result per tag, in order.
+
+    Members are job keys (``1.0.0/busybox/amd64``): `verified` holds this run's, `hash_now` gives
+    the plan's build hash of any other, `parents` a member's parent key. A member of a platform
+    in `optional` is left out of its lists when absent."""
+    parents = parents or {}
+    pairs = {_key(version, variant, platform): (variant, platform)
+             for variants in groups.values() for variant in variants
+             for platform in variant.platforms}
+    wanted = list(pairs)
+    for key in wanted:  # a member's parent is judged with it, so it is read too
+        while key in parents and parents[key] not in pairs:
+            key = parents[key]
+            pairs[key] = _pair(version, key)
+    target = target_reference(registry, repository, "latest").repository
+    refs = {key: arch_reference(registry, repository, version, variant, platform,
+                                arch_namespace_layout=arch_namespace_layout)
+            for key, (variant, platform) in pairs.items()}
+
+    with ThreadPoolExecutor(max_workers=_WORKERS) as pool:
+        found = dict(zip(pairs, pool.map(lambda key: _find(client, refs[key], pairs[key][1]),
+                                         pairs)))
+        verdicts = decide(wanted, references={key: str(ref) for key, ref in refs.items()},
+                          found={key: f.found for key, f in found.items()},
+                          verified=verified or {}, parents=parents, hash_now=hash_now)
+        used = [found[key] for key in wanted if verdicts[key].digest]
+        if not dry_run:
+            _copy_in(client, pool, used, target)
+
+        def one(tag: str, variants: Sequence[Variant]) -> TagResult:
+            with retry.scope() as retried:
+                result = _publish_tag(
+                    client, target_reference(registry, repository, tag),
+                    [_key(version, variant, platform) for variant in variants
+                     for platform in variant.platforms], found, verdicts, optional=optional,
+                    oci=oci, allow_missing=allow_missing, dry_run=dry_run)
+            return replace(result, retries=retried.retries)
+
+        return list(pool.map(one, groups.keys(), groups.values()))
+
+
+def _key(version: Version, variant: Variant, platform: Platform) -> str:
+    """A member's name, the key of its build job: ``1.0.0/busybox/amd64``."""
+    return f"{version.full}/{variant.name}/{platform.name}"
+
+
+def _pair(version: Version, key: str) -> tuple[Variant, Platform]:
+    _, variant_name, platform_name = key.split("/")
+    variant = version.variant(variant_name)
+    return variant, next(p for p in variant.platforms if p.name == platform_name)
+
+
+def _find(client: RegistryClient, ref: ImageRef, platform: Platform) -> _Found:
+    try:
+        # The build stage read this image just now: only its digest is asked for again.
+        manifest = client.resolve_platform(ref, platform, head_first=True)
+    except NotFound:
+        return _Found(None, problem=str(ref), missing=True)
+    config = client.get_config(ref.repository, manifest)
+    member = Member(manifest, config)
+    try:
+        found_platform = member.platform
+    except BuilderError as error:
+        return _Found(None, problem=f"{ref}: {error}")
+    if not platform.matches(found_platform.os, found_platform.architecture,
+                            found_platform.variant, found_platform.os_version):
+        return _Found(None, problem=f"{ref} is {member.label}, not {platform.oci}"
+                                    f"{' ' + platform.os_version if platform.os_version else ''}")
+    return _Found(member, ref.repository)
+
+
+def _copy_in(client: RegistryClient, pool: ThreadPoolExecutor, found: Sequence[_Found],
+             target: str) -> None:
+    """Make every member from another repository exist in `target`: mount its blobs, then PUT
+    its manifest by digest. Each blob is mounted once: Distribution's filesystem storage
+    answers DIGEST_INVALID when two mounts of one blob into one repository race."""
+    foreign = {f.member.manifest.digest: f for f in found if f.repository != target}
+    heads = pool.map(lambda digest: client.head_manifest(target, digest), foreign)
+    absent = [f for f, head in zip(foreign.values(), heads) if head is None]
+    blobs: dict[str, str] = {}
+    for f in absent:
+        document = f.member.manifest.json
+        for blob in [document["config"]] + document.get("layers", []):
+            if blob.get("mediaType") not in FOREIGN_LAYER_TYPES:
+                blobs.setdefault(blob["digest"], f.repository)
+    mounted = pool.map(lambda item: client.mount_blob(target, *item), blobs.items())
+    refused = [f"{digest} from {source}" for (digest, source), ok in zip(blobs.items(), mounted)
+               if not ok]
+    if refused:
+        raise BuilderError(f"registry {client.registry} would not mount {', '.join(refused[:3])} "
+                           f"into {target}; push those per-arch images again")
+    list(pool.map(lambda f: client.put_manifest(target, f.member.manifest.digest,
+                                                f.member.manifest.body,
+                                                f.member.manifest.media_type), absent))
+
+
+def _publish_tag(client: RegistryClient, ref: ImageRef, keys: Sequence[str],
+                 found: Mapping[str, _Found], verdicts: Mapping[str, Verdict], *,
+                 optional: frozenset[str], oci: bool, allow_missing: bool,
+                 dry_run: bool) -> TagResult:
+    wrong = [found[key].problem for key in keys
+             if found[key].member is None and not found[key].missing]
+    judged = [verdicts[key] for key in keys]
+    refused = [v.problem for v in judged if v.problem]
+    stale = tuple(v.reference for v in judged if isinstance(v.problem, StaleMember))
+    moved = tuple(v.reference for v in judged if isinstance(v.problem, MovedMember))
+    # An optional member (a platform --platform did not ask for) that is absent is left out.
+    missing = tuple(v.reference for key, v in zip(keys, judged)
+                    if v.absent and key.rsplit("/", 1)[1] not in optional)
+    members = [found[key].member for key, v in zip(keys, judged) if v.digest]
+    if wrong:
+        return TagResult(ref.tag, str(ref), Status.FAILED, missing=missing,
+                         reason="; ".join(wrong) + "; the tag is left as it was")
+    if refused:
+        return TagResult(ref.tag, str(ref), Status.FAILED, missing=missing, stale=stale,
+                         moved=moved, reason="; ".join(str(p) for p in refused)
+                         + "; the tag is left as it was")
+    if missing and (not allow_missing or not members):
+        return TagResult(ref.tag, str(ref), Status.FAILED, missing=missing,
+                         reason=f"missing {', '.join(missing)}; the tag is left as it was "
+                                "(push them, or pass --allow-missing to publish the rest)")
+    try:
+        body, media_type = assemble(members, oci=oci)
+    except BuilderError as error:
+        return TagResult(ref.tag, str(ref), Status.FAILED, reason=str(error))
+    digest = sha256_digest(body)
+    labels = tuple(m.label for m in sorted(members, key=lambda m: m.platform.sort_key()))
+    result = TagResult(ref.tag, str(ref), Status.UNCHANGED, digest, media_type, labels, missing)
+    current = client.head_manifest(ref.repository, ref.tag)
+    if current and current.digest == digest:
+        client.remember(ref.repository, Manifest(media_type, digest, body))  # the pages read it
+        return result
+    if dry_run:
+        return replace(result, status=Status.PLANNED)
+    client.put_manifest(ref.repository, ref.tag, body, media_type)
+    return replace(result, status=Status.WRITTEN)
+
+
+@dataclass(frozen=True)
+class PublishOptions:
+    """`invoke publish`'s options; `release` fills them from its own."""
+    version: str
+    registry: str
+    versions: str = "versions.yaml"
+    oci: bool = False
+    allow_missing: bool = False
+    arch_namespace: bool = False
+    dry_run: bool = False
+    ca_bundle: str | None = None
+    report: str | None = None
+    variants: tuple[str, ...] = ()  # only the tags these variants alone make up
+    platforms: tuple[str, ...] = ()  # these platforms, and the others only where current
+    builders: str | None = None  # its base and source mirrors go into the plan's build hashes
+    from_report: str | None = None  # a build's report: the images that build vouches for
+    registry_concurrency: int = DEFAULT_CONCURRENCY  # requests in flight per registry
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    version: Version
+    registry: str  # as given, without a trailing slash
+    tags: tuple[TagResult, ...]
+
+    @property
+    def failed(self) -> list[str]:
+        return [r.tag for r in self.tags if r.status is Status.FAILED]
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_FAILED if self.failed else EXIT_OK
+
+    def add_to(self, report: Report) -> None:
+        report.tags = [r.as_dict() for r in self.tags]
+        if self.failed:
+            report.stage("publish", Status.FAILED, failed=self.failed,
+                         reason=f"{len(self.failed)} of {len(self.tags)} tags not published")
+        else:
+            report.stage("publish", Status.OK, **Counter(r.status.value for r in self.tags))
+
+
+def run(options: PublishOptions, out: TextIO | None = None, *,
+        family: versions.Family | None = None, builders: Builders | None = None,
+        build_jobs: Sequence[Mapping] | None = None,
+        registries: Registries | None = None) -> PublishResult:
+    """`invoke publish`: every tag's list, a line per tag on `out`, the report. A release
+    passes its loaded `family`, its `builders`, its build stage's jobs (`build_jobs`, as
+    `JobResult.as_dict` gives them): the images that run vouches for, and its `registries`,
+    the run's clients."""
+    out = out or sys.stdout
+    family = family or versions.load(options.versions)
+    wanted = family.version(options.version)
+    registry = options.registry.rstrip("/")
+    for name in options.variants:
+        wanted.variant(name)  # an unknown name is bad input, before anything is read
+    platforms = tuple(parse_platform(name) for name in options.platforms)
+    builders = builders or engines.load(options.builders, require_engine=False)
+    # Every member planned, whichever engine would build it: for its reference and its hash.
+    hashing = make_plan(family, wanted, builders=hashing_builders(builders, wanted),
+                        registry=registry, arch_namespace=options.arch_namespace)
+    jobs = {job.key: job for job in hashing.jobs}
+    references = {key: str(job.image) for key, job in jobs.items()}
+    if build_jobs is not None:
+        verified = verified_jobs(build_jobs, "the build stage", references)
+    elif options.from_report:
+        verified = verified_from_report(_read_json(options.from_report), options.from_report,
+                                        wanted.full, registry, references)
+    else:
+        verified = {}
+    if options.variants or platforms:
+        kept = (f", lists of {', '.join(p.name for p in platforms)} and of the other platforms "
+                "already published and current") if platforms else ""
+        print(f"publishing the tags of {', '.join(options.variants) or 'every variant'}{kept}",
+              file=out)
+    registries = registries or Registries(target=registry,
+                                          concurrency=options.registry_concurrency)
+    client = registries.client(registry_host(registry, family.repository),
+                               ca_bundle=options.ca_bundle)
+    every = tag_groups(family, wanted, options.variants)
+    groups = {tag: every[tag] for tag in tag_groups(family, wanted, options.variants, platforms)}
+    optional = frozenset(p.name for v in wanted.variants for p in v.platforms) \
+        - {p.name for p in platforms} if platforms else frozenset()
+    prepare = build.hash_now(hashing, registries)
+    results = publish(client, registry, family.repository, wanted, groups,
+                      hash_now=lambda key, parent: prepare(jobs[key], parent),
+                      parents={key: job.parent for key, job in jobs.items() if job.parent},
+                      verified=verified, optional=optional,
+                      oci=options.oci, allow_missing=options.allow_missing,
+                      arch_namespace_layout=options.arch_namespace, dry_run=options.dry_run)
+    result = PublishResult(wanted, registry, tuple(results))
+    for tag in results:
+        print(tag.line(), file=out)
+        if tag.missing and tag.status is not Status.FAILED:
+            done = "would be published" if tag.status is Status.PLANNED else "published"
+            print(f"WARNING: {tag.reference} {done} WITHOUT {', '.join(tag.missing)} "
+                  "(--allow-missing)", file=sys.stderr)
+    if options.report:
+        report = Report("publish", wanted.full, family.repository, registry)
+        result.add_to(report)
+        report.write(options.report, result.exit_code)
+    if result.failed:
+        print(f"error: {len(result.failed)} of {len(results)} tags not published: "
+              f"{', '.join(result.failed)}", file=sys.stderr)
+    return result
+
+
+def _read_json(path: str) -> object:
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as error:
+        raise InputError(f"cannot read it: {error.strerror}", source=path) from None
+    except ValueError as error:
+        raise InputError(f"not JSON: {error}", source=path) from None

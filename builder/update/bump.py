@@ -1,0 +1,307 @@
+"""`invoke update`: move each series of versions.yaml to the newest release a python.org-layout
+tree offers, verified, with a minimal edit of the file, then regenerate the Dockerfiles (issue 16).
+
+The edges of the bump: HTTP (listings, files, keys, with the mirror's download helper), sha256
+and gpg (builder.mirror.verify), the writes. What to choose and how to edit is
+builder.update.index. Everything is fetched and checked before anything is written, so a bad
+source leaves versions.yaml and the tree as they were.
+"""
+from __future__ import annotations
+
+import difflib
+import json
+import sys
+import tempfile
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import TextIO
+from urllib.parse import urljoin
+
+from builder.update import index as releases
+from builder.generate import render
+from builder.model import versions
+from builder.model import yamldoc
+from builder.model.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, BuilderError, VerificationError
+from builder.model.files import write_atomic
+from builder.mirror import config, layout
+from builder.mirror.fill import download
+from builder.mirror.verify import check_signature, export_key, sha256_file
+from builder.model.versions import Version
+
+HKP_PORT = 11371  # a keyserver named without a port, as gpg assumes for hkp://
+
+
+@dataclass(frozen=True)
+class UpdateOptions:
+    versions: str = "versions.yaml"
+    series: tuple[str, ...] = ()  # () = every series of the file
+    source: str = config.PYTHON_ORG  # python.org's ftp/python/ or a mirror in its layout
+    check: bool = False  # write nothing; exit 1 when a newer release exists
+    dry_run: bool = False  # print the diff; write nothing
+    report: str | None = None
+
+
+@dataclass(frozen=True)
+class SeriesResult:
+    series: str  # "3.13"
+    old: str  # "3.13.5"
+    new: str | None  # "3.13.14"; None: up to date, or the source has none of the series;
+    # == old: only windows-sha256 changes (the rest of an earlier partial update)
+    sha256: str | None = None
+    windows_sha256: str | None = None  # the installer's; None: unchanged
+    windows_kept: str | None = None  # why windows-sha256 was not bumped (a partial update)
+    note: str | None = None  # "up to date", "the source lists no release of 3.13"
+
+
+@dataclass(frozen=True)
+class UpdateResult:
+    series: tuple[SeriesResult, ...]
+    check: bool = False
+    diff: str = ""
+    files: tuple[str, ...] = ()  # the Dockerfiles rewritten (or, dry run, to be)
+
+    @property
+    def exit_code(self) -> int:
+        if self.check:
+            return EXIT_FAILED if any(s.new for s in self.series) else EXIT_OK
+        return EXIT_PARTIAL if any(s.windows_kept for s in self.series) else EXIT_OK
+
+
+def run(options: UpdateOptions, out: TextIO | None = None) -> UpdateResult:
+    out = out or sys.stdout
+    try:
+        return _update(options, out)
+    except BuilderError as error:
+        if options.report:  # a scheduled pipeline reads why, as well as the exit code
+            _write_report(options, error.exit_code, [], [], error=str(error))
+        raise
+
+
+def _update(options: UpdateOptions, out: TextIO) -> UpdateResult:
+    path = Path(options.versions)
+    family = versions.load(path)
+    chosen = [family.version(s) for s in options.series] if options.series else list(family.versions)
+    source = options.source.rstrip("/") + "/"
+    with tempfile.TemporaryDirectory(prefix="pib-update-") as work:
+        work = Path(work)
+        index = _listing(source, work)
+        found = [(version, *_newest(source, version, index, work)) for version in chosen]
+        results = []
+        for version, newest, listing in found:
+            if newest is None:
+                results.append(SeriesResult(version.series, version.full, None,
+                                            note=f"{source} lists no release of {version.series}"))
+            elif releases.release_key(newest) <= releases.release_key(version.full):
+                completed = (_completed_windows(source, version, listing, work, path, options.check)
+                             if newest == version.full else None)
+                results.append(completed or SeriesResult(
+                    version.series, version.full, None,
+                    note=f"up to date (newest in the source: {newest})"))
+            elif options.check:
+                results.append(SeriesResult(version.series, version.full, newest))
+            else:
+                results.append(_verified(source, version, newest, listing, work, path))
+    for result in results:
+        print(_describe(result, options.check), file=out)
+    if options.check or not any(r.new for r in results):
+        return _finish(UpdateResult(tuple(results), check=options.check), options, out)
+
+    text = path.read_text(encoding="utf-8")
+    bumps = [releases.Bump(r.series, r.new, r.sha256, r.windows_sha256) for r in results if r.new]
+    changes = releases.changes(family, yamldoc.load(path), bumps)
+    new_text = releases.edit(text, changes, str(path))
+    new_family = _validated(new_text, family)
+    diff = "".join(difflib.unified_diff(text.splitlines(keepends=True),
+                                        new_text.splitlines(keepends=True),
+                                        f"a/{path.name}", f"b/{path.name}"))
+    if options.dry_run:
+        print(diff, end="", file=out)
+        stale = [str(name) for name, dockerfile in render.render(new_family).items()
+                 if not (path.parent / name).is_file()
+                 or (path.parent / name).read_text(encoding="utf-8") != dockerfile]
+        for name in stale:
+            print(f"would write {path.parent / name}", file=out)
+        return _finish(UpdateResult(tuple(results), diff=diff, files=tuple(stale)), options, out)
+    write_atomic(path, new_text)
+    changed = sum(1 for line in diff.splitlines() if line.startswith("+") and line[:3] != "+++")
+    print(f"rewrote {path}: {changed} line(s) changed", file=out)
+    generated = render.run(render.GenerateOptions(str(path)), out=out)
+    return _finish(UpdateResult(tuple(results), diff=diff,
+                                files=tuple(str(p) for p in generated.written)), options, out)
+
+
+def _newest(source: str, version: Version, index: releases.Listing,
+            work: Path) -> tuple[str | None, releases.Listing | None]:
+    """The series' newest release in the source and its directory's listing. Directories are
+    read newest first, up to the first holding a final release."""
+    found: dict[str, releases.Listing] = {}
+    for directory in releases.release_directories(index, version.series):
+        found[directory] = _listing(f"{source}{directory}/", work)
+        if releases.newest({directory: found[directory]}) == directory:
+            break
+    newest = releases.newest(found)
+    return newest, (found[layout.release_directory(newest)] if newest else None)
+
+
+def _verified(source: str, version: Version, new: str, listing: releases.Listing, work: Path,
+              versions_path: Path) -> SeriesResult:
+    """The new release's values, once its tarball hashed, agreed with any checksum file the
+    source offers, and (for a signed series) carried a good signature by the series' key."""
+    base = f"{source}{layout.release_directory(new)}/"
+    name = layout.tarball_name(new)
+    refused = f"{versions_path} not written"
+    tarball = download(base + name, work / name, required=True)
+    sha256 = sha256_file(tarball)
+    _check_checksum_file(base, name, listing, sha256, work, refused)
+    if version.gpg_key:
+        if f"{name}.asc" not in listing.files:
+            raise VerificationError(f"{base}: lists no {name}.asc, but {version.series} is "
+                                    f"signed (gpg-key {version.gpg_key}); {refused}")
+        signature = download(f"{base}{name}.asc", work / f"{name}.asc", required=True)
+        try:
+            check_signature(tarball, signature, _key(source, version, work), version.gpg_key,
+                            base + name)
+        except VerificationError as error:
+            raise VerificationError(f"{error}; {refused}") from None
+    windows_sha256 = windows_kept = None
+    if version.windows_sha256 is not None and any(v.is_windows for v in version.variants):
+        installer = releases.windows_installer_name(new)
+        if installer in listing.files:
+            # No .asc check: python.org's installers are signed by the Windows release manager,
+            # not the series' gpg-key (and Authenticode-signed); the sha256 pins what builds.
+            windows_sha256 = sha256_file(download(base + installer, work / installer, required=True))
+            _check_checksum_file(base, installer, listing, windows_sha256, work, refused)
+        else:
+            windows_kept = f"{base} lists no {installer}"
+    return SeriesResult(version.series, version.full, new, sha256=sha256,
+                        windows_sha256=windows_sha256, windows_kept=windows_kept)
+
+
+def _check_checksum_file(base: str, name: str, listing: releases.Listing, sha256: str,
+                         work: Path, refused: str) -> None:
+    """Each checksum file the source lists beside `name` (`.sha256`, python.org's `.spdx.json`)
+    must agree with the file itself: the file is always hashed, so a stale or tampered checksum
+    file is caught, not copied into versions.yaml."""
+    for url, given in _listed_checksums(base, name, listing, work, refused):
+        if given != sha256:
+            raise VerificationError(f"{url}: gives sha256 {given}, but {base}{name} has "
+                                    f"{sha256}; refused, {refused}")
+
+
+def _listed_checksums(base: str, name: str, listing: releases.Listing, work: Path,
+                      refused: str) -> list[tuple[str, str]]:
+    """(URL, sha256) of each checksum file the listing offers beside `name`."""
+    found = []
+    for suffix, parse in releases.CHECKSUM_FILES:
+        if f"{name}{suffix}" not in listing.files:
+            continue
+        url = f"{base}{name}{suffix}"
+        checksum_file = download(url, work / f"{name}{suffix}", required=True)
+        try:
+            found.append((url, parse(checksum_file.read_text(errors="replace"), name)))
+        except releases.ListingError as error:
+            raise VerificationError(f"{url}: {error}; {refused}") from None
+    return found
+
+
+def _completed_windows(source: str, version: Version, listing: releases.Listing, work: Path,
+                       versions_path: Path, check: bool) -> SeriesResult | None:
+    """A version already at the newest release whose windows-sha256 a checksum file of the
+    source contradicts (a partial update, now that the source has the installer): the
+    installer's sha256, verified; None when nothing says it is stale. Only a checksum file is
+    read to decide, so an up-to-date run downloads no installer."""
+    installer = releases.windows_installer_name(version.full)
+    if version.windows_sha256 is None or not any(v.is_windows for v in version.variants) \
+            or installer not in listing.files:
+        return None
+    base = f"{source}{layout.release_directory(version.full)}/"
+    refused = f"{versions_path} not written"
+    listed = _listed_checksums(base, installer, listing, work, refused)
+    if not listed or all(given == version.windows_sha256 for _, given in listed):
+        return None
+    if check:
+        return SeriesResult(version.series, version.full, version.full,
+                            windows_sha256=listed[0][1], note=f"{listed[0][0]} differs")
+    windows_sha256 = sha256_file(download(base + installer, work / installer, required=True))
+    _check_checksum_file(base, installer, listing, windows_sha256, work, refused)
+    return SeriesResult(version.series, version.full, version.full, sha256=version.sha256,
+                        windows_sha256=windows_sha256)
+
+
+def _key(source: str, version: Version, work: Path) -> bytes:
+    """The series' key, armored: from the source's keys/ beside python/ (as this project's
+    mirror serves them), else from the version's keyserver; it must carry the fingerprint."""
+    fingerprint = version.gpg_key
+    urls = [urljoin(source, f"../{layout.KEYS}/{fingerprint}.asc")]
+    if version.keyserver:
+        urls.append(hkp_url(version.keyserver, fingerprint))
+    tried = []
+    for i, url in enumerate(urls):
+        try:
+            key_file = download(url, work / f"key-{i}-{fingerprint}.asc")
+        except BuilderError as error:
+            tried.append(str(error))
+            continue
+        if key_file is None:
+            tried.append(f"GET {url}: 404")
+            continue
+        return export_key(key_file, fingerprint, url)
+    raise BuilderError(f"no key {fingerprint} for {version.series}: {'; '.join(tried)}")
+
+
+def hkp_url(keyserver: str, fingerprint: str) -> str:
+    """The HKP lookup of a key, as gpg --recv-keys makes it: hkps:// is https, hkp:// (or a bare
+    host) is http on port 11371 unless one is given."""
+    scheme, _, host = keyserver.rpartition("://")
+    web = "https" if scheme == "hkps" else "http"
+    if web == "http" and ":" not in host:
+        host = f"{host}:{HKP_PORT}"
+    return f"{web}://{host}/pks/lookup?op=get&options=mr&search=0x{fingerprint}"
+
+
+def _listing(url: str, work: Path) -> releases.Listing:
+    page = download(url, work / "listing.html", required=True)
+    try:
+        return releases.parse_listing(page.read_text(errors="replace"))
+    except releases.ListingError as error:
+        raise BuilderError(f"{url}: {error}; nothing written") from None
+
+
+def _validated(text: str, family: versions.Family) -> versions.Family:
+    """The rewritten file, loaded and validated as every command loads it, before it is written."""
+    with tempfile.TemporaryDirectory(prefix="pib-update-") as directory:
+        candidate = Path(directory) / family.source.name
+        candidate.write_text(text, encoding="utf-8")
+        return versions.load(candidate, family.templates)
+
+
+def _describe(result: SeriesResult, check: bool) -> str:
+    if not result.new:
+        return f"{result.series}: {result.old}, {result.note}"
+    if result.new == result.old:  # the rest of a partial update: the installer is there now
+        return (f"{result.series}: {result.old}, windows-sha256 → {result.windows_sha256}"
+                + (f" available ({result.note})" if check else ""))
+    if check:
+        return f"{result.series}: {result.old} → {result.new} available"
+    line = f"{result.series}: {result.old} → {result.new} (sha256 {result.sha256})"
+    if result.windows_sha256:
+        line += f", windows-sha256 {result.windows_sha256}"
+    if result.windows_kept:
+        line += (f"; windows-sha256 kept, not bumped: {result.windows_kept}; its Windows variants "
+                 f"fail their installer check until it is set (partial, exit {EXIT_PARTIAL})")
+    return line
+
+
+def _finish(result: UpdateResult, options: UpdateOptions, out: TextIO) -> UpdateResult:
+    if options.report:
+        _write_report(options, result.exit_code, result.series, result.files)
+        print(f"report: {options.report}", file=out)
+    return result
+
+
+def _write_report(options: UpdateOptions, exit_code: int, series, files, error: str | None = None) -> None:
+    write_atomic(Path(options.report), json.dumps({
+        "versions": options.versions, "source": options.source, "check": options.check,
+        "dry_run": options.dry_run, "exit_code": exit_code, "error": error,
+        "series": [asdict(s) for s in series], "files": list(files),
+    }, indent=2) + "\n")
