@@ -90,7 +90,7 @@ def publish(c, version, registry, oci=False, allow_missing=False, arch_namespace
             builders=None, from_report=None, variant=None, platform=None, registry_concurrency=8):
     """Write a manifest list (or OCI index) for every tag and shared tag of a version, of the
     per-arch images --from-report's build pushed, else of those whose build hash is the plan's."""
-    from builder.publish import writer as stage
+    from builder.commands import publish as stage
 
     _run(stage.run, stage.PublishOptions(version, registry, versions=versions, oci=oci,
                                      allow_missing=allow_missing, arch_namespace=arch_namespace,
@@ -98,7 +98,8 @@ def publish(c, version, registry, oci=False, allow_missing=False, arch_namespace
                                      builders=builders, from_report=from_report,
                                      variants=tuple(variant or ()),
                                      platforms=tuple(platform or ()),
-                                     registry_concurrency=int(registry_concurrency)))
+                                     registry_concurrency=int(registry_concurrency)),
+         sys.stdout)
 
 
 @task(help={"versions": _VERSIONS_HELP,
@@ -142,13 +143,13 @@ def build(c, version, variant=None, platform=None, push=False, registry=None, bu
           force=False, no_cache=False, dry_run=False, logs="logs", versions=DEFAULT_VERSIONS,
           arch_namespace=False, report=None, registry_concurrency=8):
     """Build (and push) the per-arch images of a version on the configured engines, in parallel."""
-    from builder.farm import runner as stage
+    from builder.commands import build as stage
 
     _run(stage.run, stage.BuildOptions(
         version, tuple(variant or ()), tuple(platform or ()), registry, push=push,
         builders=builders, force=force, nocache=no_cache, dry_run=dry_run, logs=logs,
         versions=versions, arch_namespace=arch_namespace, report=report,
-        registry_concurrency=int(registry_concurrency)))
+        registry_concurrency=int(registry_concurrency)), sys.stdout)
 
 
 @task(auto_shortflags=False, iterable=["variant", "platform"],
@@ -184,7 +185,7 @@ def release(c, version, registry, variant=None, platform=None, builders=None, re
         versions=versions, templates=templates, out=out, report=report, oci=oci,
         arch_namespace=arch_namespace, allow_missing=allow_missing, force=force,
         nocache=no_cache, logs=logs, dry_run=dry_run, ca_bundle=ca_bundle,
-        registry_concurrency=int(registry_concurrency)))
+        registry_concurrency=int(registry_concurrency)), sys.stdout)
 
 
 @task(help={"port": "the loopback port (default 5000)",

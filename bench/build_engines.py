@@ -3,7 +3,7 @@
 Starts its own test-bed parts: a mirror registry seeded with busybox (the tests' mirror storage,
 so a warm cache builds nothing), a throwaway registry to push to, and a second and a third
 dockerd playing remote build nodes. Then it builds examples/hello 1.0.0 (2 variants × 7 Linux
-platforms, tiny busybox images, the foreign ones under QEMU) through `builder.farm.runner.run` with
+platforms, tiny busybox images, the foreign ones under QEMU) through `builder.commands.build.run` with
 builders files, pushing, with force and no-cache so every job really builds:
 
     (1) all 14 jobs on the local engine, concurrency 1
@@ -41,7 +41,8 @@ import requests
 ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
-from builder.farm import runner as build  # noqa: E402
+from builder.commands import build  # noqa: E402
+from builder.farm.results import BuildRun  # noqa: E402
 from testbed import procs  # noqa: E402
 from testbed.baseimages import BaseImageError, ensure_busybox  # noqa: E402
 from testbed.engine import local_client, remove_tags_of, start_second_engine  # noqa: E402
@@ -108,7 +109,7 @@ class Bench:
             for name in PLATFORMS:
                 engine.client.images.pull(f"{self.mirror.host}/library/busybox", tag=name)
 
-    def build(self, builders: Path, variants=VARIANTS) -> build.BuildRun:
+    def build(self, builders: Path, variants=VARIANTS) -> BuildRun:
         """One build.run, in a thread so Ctrl-C reaches us while it runs."""
         self.runs += 1
         self.build_done = threading.Event()

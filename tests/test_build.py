@@ -17,10 +17,10 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from builder.farm import runner as build
+from builder.commands import build
 from builder.farm import builders as builders_file
 from builder.model import versions
-from builder.farm.runner import HASH_LABEL
+from builder.plan.identity import HASH_LABEL
 from builder.farm.engineapi import traced_command
 from builder.plan.plan import Plan, plan
 from builder.model.platforms import platform

@@ -18,7 +18,6 @@ from pathlib import Path
 
 import pytest
 
-from builder.farm import runner as build
 from builder.farm import builders as builders_file
 from builder.farm import engineapi
 from builder.farm import engines
@@ -27,6 +26,7 @@ from builder.registry.credentials import Credentials
 from builder.model.errors import BuilderError, InputError
 from builder.model.platforms import platform
 from builder.model.reference import ImageRef
+from builder.plan.identity import context_tar
 from builder.registry.client import RegistryClient, RegistryError
 from builder.registry.retry import Policy
 from testbed.registry import start_registry
@@ -115,7 +115,7 @@ def test_a_build_request_carries_none_of_the_docker_config(tmp_path, monkeypatch
     sent = []
     api.hooks["response"].append(lambda response, **kwargs: sent.append(response.request))
     try:
-        image = engineapi.build(api, engine, build.context_tar("FROM scratch\nLABEL scope=1\n"),
+        image = engineapi.build(api, engine, context_tar("FROM scratch\nLABEL scope=1\n"),
                                 platform("amd64"), build_args={}, labels={}, nocache=True,
                                 on_event=lambda event: None)
         api.remove_image(image)

@@ -14,7 +14,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PURE = ("model.versions", "generate.render", "model.tags", "generate.library", "model.naming",
         "plan.plan", "publish.lists", "publish.rules", "summary.page", "model.platforms",
         "model.reference", "farm.builders", "plan.dockerfile", "model.report", "model.errors",
-        "model.smoke", "mirror.layout", "mirror.config", "update.index", "farm.pools",
+        "model.smoke", "mirror.layout", "mirror.config", "update.index", "farm.pools", "plan.identity",
         "registry.retry", "registry.documents")
 BLOCKED = ("docker", "requests", "urllib3", "builder.registry.client", "builder.farm.engines",
            "builder.farm.engineapi")

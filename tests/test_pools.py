@@ -21,11 +21,12 @@ import docker.errors
 import pytest
 import requests
 
-from builder.farm import runner as build
+from builder.commands import build
 from builder.farm import builders as builders_file
 from builder.farm import health
 from builder.commands import release
 from builder.model import versions
+from builder.model.errors import BuilderError
 from builder.farm.builders import Engine
 from builder.farm.engineapi import StepFailed
 from builder.plan.plan import plan
@@ -110,8 +111,8 @@ def test_a_failed_step_is_never_the_engines_going_away():
         try:
             raise requests.ConnectionError("Connection reset by peer")
         except requests.ConnectionError:
-            raise build.BuilderError("engine gone failed during the build") from None
-    except build.BuilderError as error:
+            raise BuilderError("engine gone failed during the build") from None
+    except BuilderError as error:
         gone = health.unreachable(nowhere, error)
     assert gone is not None and not gone.answers and "Connection reset by peer" in str(gone)
 

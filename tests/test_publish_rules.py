@@ -17,8 +17,8 @@ from builder.model import versions
 from builder.farm.builders import Builders, Engine
 from builder.model.errors import InputError, MovedMember, StaleMember
 from builder.model.platforms import PLATFORMS
-from builder.publish.rules import (Found, Verified, decide, hashing_builders, verified_from_report,
-                                   verified_jobs)
+from builder.plan.plan import plan
+from builder.publish.rules import Found, Verified, decide, verified_from_report, verified_jobs
 from builder.model.tags import tag_groups
 from test_build import write_builders
 from test_release import (INVOKE, ROOT, client_for, credentials_env, family_tree, read_report,
@@ -130,17 +130,20 @@ def test_a_build_report_of_another_registry_layout_or_version_is_bad_input():
         verified_from_report([], "build.json", "1.0.0", "r", REFS)
 
 
-def test_the_hashing_builders_serve_every_platform_and_keep_the_mirrors():
+def test_the_plan_holds_every_member_whichever_engines_serve_it():
     family = versions.load(TINY)
     version = family.version("1.0.0")
     real = Builders((Engine("local", "unix:///x", (PLATFORMS["amd64"],)),), base_mirror="m:5000")
-    every = hashing_builders(real, version)
-    assert every.base_mirror == "m:5000" and every.mirrors == real.mirrors
-    for variant in version.variants:
-        for platform in variant.platforms:
-            assert every.pool_for(platform), platform
-    windows = next(v for v in version.variants if v.is_windows).platforms[0]
-    assert every.pool_for(windows)[0].os_version == "10.0.17763"
+    selected = plan(family, version, ("busybox",), ("amd64",), builders=real)
+    assert selected.builders.base_mirror == "m:5000"
+    assert [job.key for job in selected.jobs] == [KEY]
+    members = {job.key: job for job in selected.members}
+    assert list(members) == [f"1.0.0/{variant.name}/{platform.name}"
+                             for variant in version.variants for platform in variant.platforms]
+    assert members[KEY] == selected.jobs[0]
+    assert members["1.0.0/busybox/i386"].pool == ()  # no engine serves it: planned all the same
+    windows = next(v for v in version.variants if v.is_windows)
+    assert members[f"1.0.0/{windows.name}/windows-amd64"].platform.os_version == "10.0.17763"
 
 
 # --- end to end: the local engine, the TLS registry, the commands a pipeline runs -----------

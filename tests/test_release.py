@@ -21,16 +21,15 @@ import pytest
 import requests
 
 from builder.registry import credentials as auth
-from builder.farm import runner as build
+from builder.commands.publish import hash_now
 from builder.farm import engines
 from builder.model import versions
 from builder.registry.credentials import Credentials
 from builder.model.naming import arch_reference
 from builder.plan.plan import plan as make_plan
 from builder.model.platforms import PLATFORMS
-from builder.publish.rules import hashing_builders
 from builder.model.reference import DOCKER_LIST
-from builder.registry.client import RegistryClient
+from builder.registry.client import Registries, RegistryClient
 from builder.model.tags import tag_groups
 from test_build import write_builders
 from windows_images import push_image
@@ -97,11 +96,11 @@ def push_windows(client: RegistryClient, host: str, family, version, variant, bu
     docstring), labelled with the build hash that engine's build would give it."""
     platform = variant.platforms[0]
     ref = arch_reference(host, REPOSITORY, version, variant, platform)
-    plan = make_plan(family, version, builders=hashing_builders(engines.load(builders), version),
-                     registry=host)
-    job = next(j for j in plan.jobs if j.variant == variant)
+    plan = make_plan(family, version, builders=engines.load(builders), registry=host)
+    job = next(j for j in plan.members if j.variant == variant)
     return push_image(client, ref.repository, ref.tag, platform, label=version.full,
-                      foreign_layer=False, build_hash=build.hash_now(plan)(job, None))
+                      foreign_layer=False,
+                      build_hash=hash_now(plan, Registries(target=host))(job.key, None))
 
 
 def storage_state(storage: Path) -> dict[str, tuple]:

@@ -16,7 +16,7 @@ from pathlib import Path
 import docker.errors
 import pytest
 
-from builder.farm import runner as build
+from builder.commands import build
 from builder.registry.client import RegistryClient
 from test_build import invoke
 

@@ -207,7 +207,7 @@ def test_the_build_context_is_the_dockerfile_alone(tmp_path):
     import io
     import tarfile
 
-    from builder.farm.runner import context_tar
+    from builder.plan.identity import context_tar
     with tarfile.open(fileobj=io.BytesIO(context_tar("FROM busybox\n"))) as tar:
         assert [(m.name, m.isfile(), tar.extractfile(m).read()) for m in tar.getmembers()] == [
             ("Dockerfile", True, b"FROM busybox\n")]

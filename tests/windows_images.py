@@ -11,7 +11,7 @@ import io
 import json
 import tarfile
 
-from builder.farm.runner import HASH_LABEL
+from builder.plan.identity import HASH_LABEL
 from builder.model.platforms import Platform
 from builder.model.reference import DOCKER_MANIFEST, FOREIGN_LAYER_TYPES, Manifest, sha256_digest
 from builder.registry.client import RegistryClient

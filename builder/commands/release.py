@@ -5,25 +5,36 @@ that fails, so a tag is never published over per-arch images that did not all bu
 never built from Dockerfiles that differ from the committed tree. Publish lists the digests
 this build pushed or found unchanged (`builder.publish.rules`), not whatever the per-arch
 tags hold by then. Each stage is the one its
-own command runs (`run(options)`); its result adds itself to the release's report.
+own command runs; its result adds itself to the release's report.
+
+The stages hand each other values: the versions file is loaded and the version resolved once,
+the plan made once (build runs its jobs, publish reads and hashes its members), and the build's
+results go to publish as the images they vouch for (`builder.publish.rules.verified_builds`),
+the same values `invoke publish --from-report` reads from a build's report.
 """
 from __future__ import annotations
 
+import io
 import sys
 from dataclasses import dataclass
 from typing import TextIO
 
-from builder.farm import runner as build
-from builder.model import naming
-from builder.publish import writer as publish
+from builder.commands import build
+from builder.commands import publish
+from builder.farm.results import BuildRun, Interrupted
 from builder.generate import render
-from builder.summary import fetch as summary
+from builder.model import naming
 from builder.model import versions
 from builder.model.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BuilderError
-from builder.registry.client import DEFAULT_CONCURRENCY, Registries
-from builder.model.report import Report, StageResult, Status
 from builder.model.platforms import platform as parse_platform
+from builder.model.report import Report, StageResult, Status
 from builder.model.tags import tag_groups
+from builder.plan.plan import Plan
+from builder.plan.plan import plan as make_plan
+from builder.publish.rules import verified_builds
+from builder.publish.writer import registry_host
+from builder.registry.client import DEFAULT_CONCURRENCY, Registries
+from builder.summary import fetch as summary
 
 
 @dataclass(frozen=True)
@@ -62,21 +73,20 @@ class ReleaseResult:
         report.summaries += self.report.summaries
 
 
-def run(options: ReleaseOptions, out: TextIO | None = None) -> ReleaseResult:
+def run(options: ReleaseOptions, out: TextIO) -> ReleaseResult:
     """Release one version; the report says which stage stopped it, and is written also when
     an error stops a stage midway."""
-    out = out or sys.stdout
     registry = naming.check_registry(options.registry.rstrip("/"))  # before the report names it
     family = versions.load(options.versions, options.templates)
     wanted = family.version(options.version)
     report = Report("release", wanted.full, family.repository, registry)
     try:
-        code = _stages(report, family, options, registry, out)
+        code = _stages(report, wanted, family, options, registry, out)
     except (BuilderError, KeyboardInterrupt) as error:
         # An error that stops a stage midway (bad builders file, a registry refusing a write, a
         # page that cannot be fetched) still gets its report: which stage, and why.
         interrupted = isinstance(error, KeyboardInterrupt)
-        if isinstance(error, build.Interrupted):
+        if isinstance(error, Interrupted):
             error.run.add_to(report)  # the build stage, interrupted, with what each job came to
         else:
             report.stage(report.running or "generate", Status.FAILED,
@@ -99,33 +109,28 @@ def _went_through(report: Report, result: StageResult) -> bool:
     return result.exit_code == EXIT_OK
 
 
-def _stages(report: Report, family: versions.Family, options: ReleaseOptions, registry: str,
-            out: TextIO) -> int:
+def _stages(report: Report, wanted: versions.Version, family: versions.Family,
+            options: ReleaseOptions, registry: str, out: TextIO) -> int:
     # One client per registry for every stage: one pool, one limit, and one cache, so what the
     # build stage's skip check read serves publish and the pages.
     registries = Registries(
         target=registry, concurrency=options.registry_concurrency,
-        ca_bundles={publish.registry_host(registry, family.repository): options.ca_bundle}
+        ca_bundles={registry_host(registry, family.repository): options.ca_bundle}
         if options.ca_bundle else None)
     _begin(report, "generate", out, "generate --check")
-    generated = render.run(render.GenerateOptions(check=True), out=None, family=family)
+    generated = render.run(render.GenerateOptions(check=True), io.StringIO(), family=family)
     for problem in generated.problems:
         print(f"stale: {generated.out_dir / problem}", file=out)
     if not _went_through(report, generated):
         return EXIT_FAILED
 
     _begin(report, "build", out, "build and push")
-    built = build.run(build.BuildOptions(
-        options.version, options.variants, options.platforms, registry, push=True,
-        builders=options.builders, force=options.force, nocache=options.nocache,
-        dry_run=options.dry_run, logs=options.logs, arch_namespace=options.arch_namespace),
-        out, family=family, registries=registries, read_back=True)
+    the_plan, built = _build(wanted, family, options, registry, registries, out)
     went_through = _went_through(report, built)
     if options.dry_run:
         _begin(report, "publish", out, "publish (planned)")
         platforms = tuple(parse_platform(name) for name in options.platforms)
-        for tag, members in tag_groups(family, built.plan.version, options.variants,
-                                       platforms).items():
+        for tag, members in tag_groups(family, wanted, options.variants, platforms).items():
             print(f"  {tag}: {', '.join(v.name for v in members)}", file=out)
         return EXIT_OK
     if not went_through:
@@ -133,12 +138,11 @@ def _stages(report: Report, family: versions.Family, options: ReleaseOptions, re
         return EXIT_FAILED
 
     _begin(report, "publish", out, "publish")
-    published = publish.run(publish.PublishOptions(
-        options.version, registry, oci=options.oci, allow_missing=options.allow_missing,
+    published = publish.stage(the_plan, publish.PublishOptions(
+        wanted.full, registry, oci=options.oci, allow_missing=options.allow_missing,
         arch_namespace=options.arch_namespace, ca_bundle=options.ca_bundle,
-        variants=options.variants, platforms=options.platforms), out, family=family,
-        builders=built.plan.builders, build_jobs=[job.as_dict() for job in built.results],
-        registries=registries)
+        variants=options.variants, platforms=options.platforms), out,
+        verified=verified_builds(built.results), registries=registries)
     if not _went_through(report, published):
         return EXIT_FAILED
 
@@ -146,8 +150,23 @@ def _stages(report: Report, family: versions.Family, options: ReleaseOptions, re
     pages = summary.run(summary.SummaryOptions(
         tuple(t.reference for t in published.tags), options.out, options.ca_bundle,
         digests={t.reference: t.digest for t in published.tags if t.digest}),
-        out=None, registries=registries)
+        io.StringIO(), registries=registries)
     for _, path in pages.pages:
         print(f"  {path}", file=out)
     _went_through(report, pages)
     return EXIT_OK
+
+
+def _build(wanted: versions.Version, family: versions.Family, options: ReleaseOptions,
+           registry: str, registries: Registries, out: TextIO) -> tuple[Plan, BuildRun]:
+    """The release's one plan, and its build stage's run: every job pushed, and read back
+    into the run's cache for publish and the pages."""
+    build_options = build.BuildOptions(
+        wanted.full, variants=options.variants, platforms=options.platforms, registry=registry,
+        push=True, builders=options.builders, force=options.force, nocache=options.nocache,
+        dry_run=options.dry_run, logs=options.logs, arch_namespace=options.arch_namespace)
+    the_plan = make_plan(family, wanted, options.variants, options.platforms,
+                         builders=build.load_builders(build_options), registry=registry,
+                         arch_namespace=options.arch_namespace)
+    return the_plan, build.stage(the_plan, build_options, out, registries=registries,
+                                 read_back=True)

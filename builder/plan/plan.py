@@ -2,6 +2,10 @@
 
 Pure: the family, the builders and the user's selection in; a `Plan` out. Nothing here
 talks to Docker or a registry, so `invoke build --dry-run` can print it anywhere.
+
+A plan also holds every member of the version as a job (`Plan.members`), whatever the selection
+and whichever engines there are: publish reads each member's per-arch image and compares its
+build hash with the one the plan builds now, also for a platform no engine here serves.
 """
 from __future__ import annotations
 
@@ -56,6 +60,9 @@ class Plan:
     skipped: tuple[SkippedJob, ...]
     builders: Builders
     registry: str | None  # where the images are pushed; None builds local images only
+    # Every (variant, platform) of the version, selected or not, served or not (a pool may be
+    # empty); never run: publish reads and hashes each member.
+    members: tuple[BuildJob, ...] = ()
 
     def describe(self) -> str:
         """The plan as text: what --dry-run prints."""
@@ -134,36 +141,52 @@ def plan(family: Family, version: str | Version, variants: tuple[str, ...] = (),
         raise InputError(f"{', '.join(missing)}: no selected variant of {version.full} builds "
                          f"that; they build: {', '.join(sorted(offered))}", field="platform")
     parents = _parents(family, version)
-    texts = render(family)
+    members = _members(family, version, parents, builders=builders, registry=registry,
+                       arch_namespace=arch_namespace)
     jobs: list[BuildJob] = []
     skipped: list[SkippedJob] = []
     for variant in _dependency_order(version, chosen, parents):
-        text = texts[dockerfile_path(version, variant)]
-        tags = variant_tags(family, version, variant)
         parent = parents.get(variant.name)
         for target in variant.platforms:
             if wanted and target.name not in wanted:
                 continue
-            parent_key = f"{version.full}/{parent.name}/{target.name}" if parent else None
-            pool = builders.pool_for(target)
+            job = members[_Target(version, variant, target).key]
             reason = None
-            if not pool:
+            if not job.pool:
                 reason = builders.no_engine_reason(target)
-            elif parent_key and parent_key not in {j.key for j in jobs}:
-                reason = (f"it builds FROM {parent_key}, which is not in this run"
-                          if parent not in chosen else f"its parent {parent_key} is skipped")
+            elif job.parent and job.parent not in {j.key for j in jobs}:
+                reason = (f"it builds FROM {job.parent}, which is not in this run"
+                          if parent not in chosen else f"its parent {job.parent} is skipped")
             if reason:
                 skipped.append(SkippedJob(version, variant, target, reason))
-                continue
-            jobs.append(BuildJob(
+            else:
+                jobs.append(job)
+    return Plan(family, version, tuple(jobs), tuple(skipped), builders, registry,
+                tuple(members.values()))
+
+
+def _members(family: Family, version: Version, parents: dict[str, Variant], *,
+             builders: Builders, registry: str | None,
+             arch_namespace: bool) -> dict[str, BuildJob]:
+    """Every (variant, platform) of `version` as a job, by key, in the versions file's order."""
+    texts = render(family)
+    members = {}
+    for variant in version.variants:
+        text = texts[dockerfile_path(version, variant)]
+        tags = variant_tags(family, version, variant)
+        parent = parents.get(variant.name)
+        for target in variant.platforms:
+            job = BuildJob(
                 version, variant, target, dockerfile_path(version, variant), text,
-                tuple(e.name for e in pool),
+                tuple(e.name for e in builders.pool_for(target)),
                 # Without a registry the images stay local, named as on Docker Hub.
                 arch_reference(registry or DOCKER_HUB, family.repository, version, variant,
                                target, arch_namespace_layout=arch_namespace),
-                (*tags.tags, *tags.shared_tags), build_args(target), parent_key,
-                for_variant(family.checks, variant.name, variant.is_windows)))
-    return Plan(family, version, tuple(jobs), tuple(skipped), builders, registry)
+                (*tags.tags, *tags.shared_tags), build_args(target),
+                f"{version.full}/{parent.name}/{target.name}" if parent else None,
+                for_variant(family.checks, variant.name, variant.is_windows))
+            members[job.key] = job
+    return members
 
 
 def _parents(family: Family, version: Version) -> dict[str, Variant]:

@@ -12,17 +12,15 @@ when this run vouches for it:
   its parent is.
 
 `decide` gives every member its `Verdict`; `builder.publish.writer` is the edge that reads the
-registry and computes the plan's hashes.
+registry, and `builder.commands.publish` gives it the plan's hashes (`builder.plan.identity`).
 """
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Callable, Mapping, Sequence
+from typing import Callable, Iterable, Mapping, Protocol, Sequence
 
-from builder.farm.builders import Builders, Engine
 from builder.model.errors import BuilderError, InputError, MovedMember, PublishRefused, StaleMember
 from builder.model.report import Status
-from builder.model.versions import Version
 
 
 @dataclass(frozen=True)
@@ -53,6 +51,14 @@ class Verdict:
 
 
 HashNow = Callable[[str, str | None], str]  # (key, parent's digest) → the plan's build hash
+
+
+class BuildOutcome(Protocol):
+    """A build job's result as publish reads it (`builder.farm.results.JobResult`)."""
+    key: str
+    status: str
+    digest: str | None
+    build_hash: str | None
 
 
 def decide(keys: Sequence[str], *, references: Mapping[str, str],
@@ -117,13 +123,26 @@ def _platform(key: str) -> str:
     return key.split("/")[2]
 
 
+def vouches(status: str, digest: str | None, build_hash: str | None) -> bool:
+    """Whether a build's job vouches for its image: pushed, or found unchanged, with its digest
+    and build hash. A failed job, or one without a registry digest (no engine, a local
+    build), vouches for nothing."""
+    return status != Status.FAILED.value and bool(digest) and bool(build_hash)
+
+
+def verified_builds(results: Iterable[BuildOutcome]) -> dict[str, Verified]:
+    """The images this run's build stage vouches for (its jobs' results, as values): how a
+    release hands its build over to publish."""
+    return {r.key: Verified(r.digest, r.build_hash) for r in results
+            if vouches(r.status, r.digest, r.build_hash)}
+
+
 def verified_jobs(jobs: Sequence, source: str,
                   references: Mapping[str, str]) -> dict[str, Verified]:
-    """The images a build's jobs (its report's ``jobs``, or `JobResult.as_dict`) vouch for:
-    pushed, or found unchanged, each with its digest and build hash. Failed jobs and jobs
-    without a registry digest (no engine, a local build) vouch for nothing. `references`
-    ({key: per-arch reference}) is where publish reads each member: a job pushed elsewhere
-    (another registry, another layout) is refused as bad input."""
+    """The same values as `verified_builds`, of a build's report's ``jobs``, checked as the
+    untrusted input they are. `references` ({key: per-arch reference}) is where publish reads
+    each member: a job pushed elsewhere (another registry, another layout) is refused as bad
+    input."""
     verified = {}
     for index, job in enumerate(jobs):
         where = f"jobs[{index}]"
@@ -136,8 +155,7 @@ def verified_jobs(jobs: Sequence, source: str,
                                  field=f"{where}.{name}")
         if not job.get("job") or not job.get("status"):
             raise InputError("a job needs its key (job) and status", source=source, field=where)
-        if job["status"] == Status.FAILED.value or not job.get("digest") \
-                or not job.get("build_hash"):
+        if not vouches(job["status"], job.get("digest"), job.get("build_hash")):
             continue
         if not job["digest"].startswith("sha256:"):
             raise InputError(f"{job['digest']!r} is not a sha256 digest", source=source,
@@ -164,18 +182,3 @@ def verified_from_report(document: object, source: str, version: str, registry: 
             raise InputError(f"{document.get(field)!r}, but this publish is of {expected!r}",
                              source=source, field=field)
     return verified_jobs(document["jobs"], source, references)
-
-
-def hashing_builders(builders: Builders, version: Version) -> Builders:
-    """`builders` with an engine for every platform of `version`, to plan every member and
-    compute its build hash: the hash depends on the base mirror and the source mirrors, not on
-    which engine builds. Never used to build."""
-    targets = [p for variant in version.variants for p in variant.platforms]
-    linux = tuple(dict.fromkeys(p for p in targets if p.os != "windows"))
-    windows = dict.fromkeys(p.os_version for p in targets if p.os == "windows")
-    engines = [Engine("hash-only", "unix:///dev/null", linux)] if linux else []
-    engines += [Engine(f"hash-only-{line}", "unix:///dev/null",
-                       tuple(dict.fromkeys(p for p in targets if p.os_version == line)),
-                       os_version=line)
-                for line in windows]
-    return Builders(tuple(engines), builders.base_mirror, builders.source, None, builders.mirrors)

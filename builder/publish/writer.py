@@ -18,31 +18,21 @@ come from the pure core, `builder.publish.lists`.
 """
 from __future__ import annotations
 
-import json
-import sys
-from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from pathlib import Path
-from typing import Mapping, Sequence, TextIO
+from typing import Mapping, Sequence
 
-from builder.farm import runner as build
-from builder.farm import engines
-from builder.registry import retry
-from builder.model import versions
-from builder.farm.builders import Builders
-from builder.model.errors import EXIT_FAILED, EXIT_OK, BuilderError, InputError, MovedMember, StaleMember
+from builder.model.errors import BuilderError, InputError, MovedMember, StaleMember
 from builder.model.naming import arch_reference, check_registry, target_reference
-from builder.plan.plan import plan as make_plan
-from builder.model.platforms import Platform, platform as parse_platform
-from builder.publish.lists import Member, TagResult, assemble
-from builder.publish.rules import (Found, HashNow, Verdict, Verified, decide, hashing_builders,
-                            verified_from_report, verified_jobs)
+from builder.model.platforms import Platform
 from builder.model.reference import FOREIGN_LAYER_TYPES, ImageRef, Manifest, sha256_digest
-from builder.registry.client import DEFAULT_CONCURRENCY, NotFound, Registries, RegistryClient
-from builder.model.report import Report, Status
-from builder.model.tags import tag_groups
+from builder.model.report import Status
 from builder.model.versions import Variant, Version
+from builder.plan.identity import HASH_LABEL
+from builder.publish.lists import Member, TagResult, assemble
+from builder.publish.rules import Found, HashNow, Verdict, Verified, decide
+from builder.registry import retry
+from builder.registry.client import NotFound, RegistryClient
 
 _WORKERS = 8
 
@@ -68,7 +58,7 @@ class _Found:
         if self.member is None:
             return None
         labels = (self.member.config.get("config") or {}).get("Labels") or {}
-        return Found(self.member.manifest.digest, labels.get(build.HASH_LABEL, ""))
+        return Found(self.member.manifest.digest, labels.get(HASH_LABEL, ""))
 
 
 def publish(client: RegistryClient, registry: str, repository: str, version: Version,
@@ -214,119 +204,3 @@ def _publish_tag(client: RegistryClient, ref: ImageRef, keys: Sequence[str],
         return replace(result, status=Status.PLANNED)
     client.put_manifest(ref.repository, ref.tag, body, media_type)
     return replace(result, status=Status.WRITTEN)
-
-
-@dataclass(frozen=True)
-class PublishOptions:
-    """`invoke publish`'s options; `release` fills them from its own."""
-    version: str
-    registry: str
-    versions: str = "versions.yaml"
-    oci: bool = False
-    allow_missing: bool = False
-    arch_namespace: bool = False
-    dry_run: bool = False
-    ca_bundle: str | None = None
-    report: str | None = None
-    variants: tuple[str, ...] = ()  # only the tags these variants alone make up
-    platforms: tuple[str, ...] = ()  # these platforms, and the others only where current
-    builders: str | None = None  # its base and source mirrors go into the plan's build hashes
-    from_report: str | None = None  # a build's report: the images that build vouches for
-    registry_concurrency: int = DEFAULT_CONCURRENCY  # requests in flight per registry
-
-
-@dataclass(frozen=True)
-class PublishResult:
-    version: Version
-    registry: str  # as given, without a trailing slash
-    tags: tuple[TagResult, ...]
-
-    @property
-    def failed(self) -> list[str]:
-        return [r.tag for r in self.tags if r.status is Status.FAILED]
-
-    @property
-    def exit_code(self) -> int:
-        return EXIT_FAILED if self.failed else EXIT_OK
-
-    def add_to(self, report: Report) -> None:
-        report.tags = [r.as_dict() for r in self.tags]
-        if self.failed:
-            report.stage("publish", Status.FAILED, failed=self.failed,
-                         reason=f"{len(self.failed)} of {len(self.tags)} tags not published")
-        else:
-            report.stage("publish", Status.OK, **Counter(r.status.value for r in self.tags))
-
-
-def run(options: PublishOptions, out: TextIO | None = None, *,
-        family: versions.Family | None = None, builders: Builders | None = None,
-        build_jobs: Sequence[Mapping] | None = None,
-        registries: Registries | None = None) -> PublishResult:
-    """`invoke publish`: every tag's list, a line per tag on `out`, the report. A release
-    passes its loaded `family`, its `builders`, its build stage's jobs (`build_jobs`, as
-    `JobResult.as_dict` gives them): the images that run vouches for, and its `registries`,
-    the run's clients."""
-    out = out or sys.stdout
-    family = family or versions.load(options.versions)
-    wanted = family.version(options.version)
-    registry = options.registry.rstrip("/")
-    for name in options.variants:
-        wanted.variant(name)  # an unknown name is bad input, before anything is read
-    platforms = tuple(parse_platform(name) for name in options.platforms)
-    builders = builders or engines.load(options.builders, require_engine=False)
-    # Every member planned, whichever engine would build it: for its reference and its hash.
-    hashing = make_plan(family, wanted, builders=hashing_builders(builders, wanted),
-                        registry=registry, arch_namespace=options.arch_namespace)
-    jobs = {job.key: job for job in hashing.jobs}
-    references = {key: str(job.image) for key, job in jobs.items()}
-    if build_jobs is not None:
-        verified = verified_jobs(build_jobs, "the build stage", references)
-    elif options.from_report:
-        verified = verified_from_report(_read_json(options.from_report), options.from_report,
-                                        wanted.full, registry, references)
-    else:
-        verified = {}
-    if options.variants or platforms:
-        kept = (f", lists of {', '.join(p.name for p in platforms)} and of the other platforms "
-                "already published and current") if platforms else ""
-        print(f"publishing the tags of {', '.join(options.variants) or 'every variant'}{kept}",
-              file=out)
-    registries = registries or Registries(target=registry,
-                                          concurrency=options.registry_concurrency)
-    client = registries.client(registry_host(registry, family.repository),
-                               ca_bundle=options.ca_bundle)
-    every = tag_groups(family, wanted, options.variants)
-    groups = {tag: every[tag] for tag in tag_groups(family, wanted, options.variants, platforms)}
-    optional = frozenset(p.name for v in wanted.variants for p in v.platforms) \
-        - {p.name for p in platforms} if platforms else frozenset()
-    prepare = build.hash_now(hashing, registries)
-    results = publish(client, registry, family.repository, wanted, groups,
-                      hash_now=lambda key, parent: prepare(jobs[key], parent),
-                      parents={key: job.parent for key, job in jobs.items() if job.parent},
-                      verified=verified, optional=optional,
-                      oci=options.oci, allow_missing=options.allow_missing,
-                      arch_namespace_layout=options.arch_namespace, dry_run=options.dry_run)
-    result = PublishResult(wanted, registry, tuple(results))
-    for tag in results:
-        print(tag.line(), file=out)
-        if tag.missing and tag.status is not Status.FAILED:
-            done = "would be published" if tag.status is Status.PLANNED else "published"
-            print(f"WARNING: {tag.reference} {done} WITHOUT {', '.join(tag.missing)} "
-                  "(--allow-missing)", file=sys.stderr)
-    if options.report:
-        report = Report("publish", wanted.full, family.repository, registry)
-        result.add_to(report)
-        report.write(options.report, result.exit_code)
-    if result.failed:
-        print(f"error: {len(result.failed)} of {len(results)} tags not published: "
-              f"{', '.join(result.failed)}", file=sys.stderr)
-    return result
-
-
-def _read_json(path: str) -> object:
-    try:
-        return json.loads(Path(path).read_text())
-    except OSError as error:
-        raise InputError(f"cannot read it: {error.strerror}", source=path) from None
-    except ValueError as error:
-        raise InputError(f"not JSON: {error}", source=path) from None

@@ -1,0 +1,159 @@
+"""`invoke publish`: every tag's list of a version's per-arch images, a line per tag, the report.
+
+The publishing core is `builder.publish` (the rules, the lists, the writer); this is the edge
+that gives it what it needs: the plan's members and the build hash each gets now
+(`builder.plan.identity`, its bases pinned through the run's registries), and the images a build
+vouches for: this run's, handed over as values by a release, or read from a build's report.
+"""
+from __future__ import annotations
+
+import json
+import sys
+from collections import Counter
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Mapping, TextIO
+
+from builder.farm import engines
+from builder.model import versions
+from builder.model.errors import EXIT_FAILED, EXIT_OK, InputError
+from builder.model.platforms import platform as parse_platform
+from builder.model.report import Report, Status
+from builder.model.tags import tag_groups
+from builder.model.versions import Version
+from builder.plan.identity import parent_reference, prepare
+from builder.plan.plan import Plan
+from builder.plan.plan import plan as make_plan
+from builder.publish.lists import TagResult
+from builder.publish.rules import HashNow, Verified, verified_from_report
+from builder.publish.writer import publish, registry_host
+from builder.registry.client import DEFAULT_CONCURRENCY, Registries
+from builder.registry.pins import BasePins
+
+
+@dataclass(frozen=True)
+class PublishOptions:
+    """`invoke publish`'s options; `release` fills them from its own."""
+    version: str
+    registry: str
+    versions: str = "versions.yaml"
+    oci: bool = False
+    allow_missing: bool = False
+    arch_namespace: bool = False
+    dry_run: bool = False
+    ca_bundle: str | None = None
+    report: str | None = None
+    variants: tuple[str, ...] = ()  # only the tags these variants alone make up
+    platforms: tuple[str, ...] = ()  # these platforms, and the others only where current
+    builders: str | None = None  # its base and source mirrors go into the plan's build hashes
+    from_report: str | None = None  # a build's report: the images that build vouches for
+    registry_concurrency: int = DEFAULT_CONCURRENCY  # requests in flight per registry
+
+
+@dataclass(frozen=True)
+class PublishResult:
+    version: Version
+    registry: str  # as given, without a trailing slash
+    tags: tuple[TagResult, ...]
+
+    @property
+    def failed(self) -> list[str]:
+        return [r.tag for r in self.tags if r.status is Status.FAILED]
+
+    @property
+    def exit_code(self) -> int:
+        return EXIT_FAILED if self.failed else EXIT_OK
+
+    def add_to(self, report: Report) -> None:
+        report.tags = [r.as_dict() for r in self.tags]
+        if self.failed:
+            report.stage("publish", Status.FAILED, failed=self.failed,
+                         reason=f"{len(self.failed)} of {len(self.tags)} tags not published")
+        else:
+            report.stage("publish", Status.OK, **Counter(r.status.value for r in self.tags))
+
+
+def run(options: PublishOptions, out: TextIO) -> PublishResult:
+    """`invoke publish`: the images `--from-report`'s build vouches for, else only those whose
+    build hash is the plan's."""
+    family = versions.load(options.versions)
+    wanted = family.version(options.version)
+    registry = options.registry.rstrip("/")
+    for name in options.variants:
+        wanted.variant(name)  # an unknown name is bad input, before anything is read
+    for name in options.platforms:
+        parse_platform(name)
+    the_plan = make_plan(family, wanted, registry=registry, arch_namespace=options.arch_namespace,
+                         builders=engines.load(options.builders, require_engine=False))
+    verified = {}
+    if options.from_report:
+        verified = verified_from_report(
+            _read_json(options.from_report), options.from_report, wanted.full, registry,
+            {job.key: str(job.image) for job in the_plan.members})
+    return stage(the_plan, options, out, verified=verified,
+                 registries=Registries(target=registry, concurrency=options.registry_concurrency))
+
+
+def stage(plan: Plan, options: PublishOptions, out: TextIO, *, verified: Mapping[str, Verified],
+          registries: Registries) -> PublishResult:
+    """The publish stage of a plan made already (`plan.members`: every member, for its reference
+    and its hash). `verified`: the images the build vouches for; `registries`: the run's."""
+    family, wanted, registry = plan.family, plan.version, options.registry.rstrip("/")
+    platforms = tuple(parse_platform(name) for name in options.platforms)
+    if options.variants or platforms:
+        kept = (f", lists of {', '.join(p.name for p in platforms)} and of the other platforms "
+                "already published and current") if platforms else ""
+        print(f"publishing the tags of {', '.join(options.variants) or 'every variant'}{kept}",
+              file=out)
+    client = registries.client(registry_host(registry, family.repository),
+                               ca_bundle=options.ca_bundle)
+    every = tag_groups(family, wanted, options.variants)
+    groups = {tag: every[tag] for tag in tag_groups(family, wanted, options.variants, platforms)}
+    optional = frozenset(p.name for v in wanted.variants for p in v.platforms) \
+        - {p.name for p in platforms} if platforms else frozenset()
+    results = publish(client, registry, family.repository, wanted, groups,
+                      hash_now=hash_now(plan, registries),
+                      parents={job.key: job.parent for job in plan.members if job.parent},
+                      verified=verified, optional=optional,
+                      oci=options.oci, allow_missing=options.allow_missing,
+                      arch_namespace_layout=options.arch_namespace, dry_run=options.dry_run)
+    result = PublishResult(wanted, registry, tuple(results))
+    for tag in results:
+        print(tag.line(), file=out)
+        if tag.missing and tag.status is not Status.FAILED:
+            done = "would be published" if tag.status is Status.PLANNED else "published"
+            print(f"WARNING: {tag.reference} {done} WITHOUT {', '.join(tag.missing)} "
+                  "(--allow-missing)", file=sys.stderr)
+    if options.report:
+        report = Report("publish", wanted.full, family.repository, registry)
+        result.add_to(report)
+        report.write(options.report, result.exit_code)
+    if result.failed:
+        print(f"error: {len(result.failed)} of {len(results)} tags not published: "
+              f"{', '.join(result.failed)}", file=sys.stderr)
+    return result
+
+
+def hash_now(plan: Plan, registries: Registries) -> HashNow:
+    """The build hash a member of `plan` gets now, without an engine: its bases pinned as a
+    build pins them (through the run's `registries`), its parent (if any) at the given
+    registry digest. Publish compares it with the label of an image this run did not build."""
+    members = {job.key: job for job in plan.members}
+    pins = BasePins(registries, plan.builders.base_mirror)
+
+    def hash_of(key: str, parent_digest: str | None) -> str:
+        job = members[key]
+        parent = parent_reference(str(members[job.parent].image), parent_digest) \
+            if job.parent else None
+        return prepare(job, parent, pins.of(job), plan.builders.mirrors).build_hash
+
+    return hash_of
+
+
+def _read_json(path: str) -> object:
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as error:
+        raise InputError(f"cannot read it: {error.strerror}", source=path) from None
+    except ValueError as error:
+        raise InputError(f"not JSON: {error}", source=path) from None

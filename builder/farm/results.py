@@ -1,0 +1,209 @@
+"""What the build stage's jobs came to: values, made once per job from what its attempt returned.
+
+A job's attempt (`builder.farm.runner`) returns an `Attempt`: how it ended, the job as prepared,
+its last `EngineRun` and the failovers before it; `job_result` is the one place those values
+become the job's `JobResult`. `BuildRun` is the whole run, as the build command reports it.
+"""
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+from builder.farm.pools import Health
+from builder.farm.progress import table
+from builder.mirror.config import Mirror
+from builder.model.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BuilderError
+from builder.model.report import Report, Status
+from builder.model.smoke import Outcome
+from builder.plan.identity import Prepared
+from builder.plan.plan import BuildJob, Plan
+
+if TYPE_CHECKING:  # the engine API loads the Docker SDK; a result only holds its value
+    from builder.farm.engineapi import PushedImage
+
+
+@dataclass(frozen=True)
+class Failover:
+    """A job's engine went away under it; the job was built again from the start elsewhere."""
+    engine: str  # the engine it was on
+    cause: str
+    at: float  # epoch seconds
+
+    def as_dict(self) -> dict:
+        return {"engine": self.engine, "cause": self.cause, "at": self.at}
+
+
+@dataclass(frozen=True)
+class EngineRun:
+    """A job's go on one engine, as far as it got; `error` is what stopped it (None: it built,
+    was tested and, when the run pushes, pushed)."""
+    engine: str
+    started: float  # epoch seconds: the engine slot was taken
+    image_id: str | None = None
+    checks: tuple[Outcome, ...] = ()  # the smoke tests, as they ran
+    built: float | None = None  # epoch seconds: the build (and its smoke tests) ended
+    pushed: PushedImage | None = None
+    finished: float | None = None
+    error: Exception | None = None
+
+
+@dataclass(frozen=True)
+class Attempt:
+    """What a job's attempt came to: the values its `JobResult` is made of."""
+    status: Status  # BUILT, SKIPPED (unchanged, or unserved) or FAILED
+    reason: str = ""  # why skipped
+    prepared: Prepared | None = None  # None: it failed or was skipped before that
+    run: EngineRun | None = None  # on the last engine it took
+    failovers: tuple[Failover, ...] = ()
+    digest: str | None = None  # skipped unchanged: the registry's digest
+    unserved: bool = False  # skipped at run time: no healthy engine in its pool
+    error: Exception | None = None  # why it failed
+
+
+@dataclass(frozen=True)
+class JobResult:
+    key: str
+    platform: str  # official name: arm32v7
+    engine: str | None  # the engine that built it (the last one tried, if it failed)
+    status: Status  # BUILT, SKIPPED or FAILED
+    reason: str = ""  # why skipped or failed
+    image: str | None = None  # the per-arch reference
+    image_id: str | None = None
+    build_hash: str | None = None
+    digest: str | None = None  # in the registry: pushed now, or found unchanged
+    pushed: PushedImage | None = None
+    started: float | None = None  # epoch seconds: the engine slot was taken
+    finished: float | None = None
+    built: float | None = None  # epoch seconds: the build (and its smoke tests) ended
+    log: Path | None = None
+    checks: list[Outcome] = field(default_factory=list)  # the smoke tests, as they ran
+    mirrors: tuple[Mirror, ...] = ()  # the mirrors its Dockerfile fetched from
+    failovers: list[Failover] = field(default_factory=list)
+    unserved: bool = False  # skipped at run time: no healthy engine in its pool (exit 1)
+    retries: int = 0  # transient registry failures its pulls, push and lookups got past
+
+    @property
+    def seconds(self) -> float | None:
+        if self.started is None or self.finished is None:
+            return None
+        return self.finished - self.started
+
+    def as_dict(self) -> dict:
+        """For the release report (JSON)."""
+        return {"job": self.key, "platform": self.platform, "engine": self.engine,
+                "status": self.status.value, "reason": self.reason, "image": self.image,
+                "image_id": self.image_id, "build_hash": self.build_hash,
+                "digest": self.digest, "size": self.pushed.size if self.pushed else None,
+                "pushed": [str(self.pushed.reference)] if self.pushed else [],
+                "started": self.started, "built": self.built, "finished": self.finished,
+                "checks": [c.as_dict() for c in self.checks],
+                "mirrors": [{"name": m.name, "upstream": m.upstream, "url": m.url}
+                            for m in self.mirrors],
+                "failovers": [f.as_dict() for f in self.failovers],
+                "retries": self.retries,
+                "log": str(self.log) if self.log else None}
+
+
+def job_result(job: BuildJob, log: Path, attempt: Attempt, *, retries: int, interrupted: bool,
+               now: float) -> JobResult:
+    """The one place a job's result is made: from its attempt, the retries it took, whether
+    the run was interrupted meanwhile, and the time it ended (`now`, unless its build ended)."""
+    run, prepared = attempt.run, attempt.prepared
+    pushed = run.pushed if run else None
+    reason = _failure(job.key, attempt, interrupted) if attempt.status is Status.FAILED \
+        else attempt.reason
+    return JobResult(
+        job.key, job.platform.name, run.engine if run else None, attempt.status, reason,
+        image=str(job.image), image_id=run.image_id if run else None,
+        build_hash=prepared.build_hash if prepared else None,
+        digest=pushed.digest if pushed else attempt.digest, pushed=pushed,
+        started=run.started if run else None, finished=(run.finished if run else None) or now,
+        built=run.built if run else None, log=log, checks=list(run.checks) if run else [],
+        mirrors=prepared.mirrors if prepared else (), failovers=list(attempt.failovers),
+        unserved=attempt.unserved, retries=retries)
+
+
+def _failure(key: str, attempt: Attempt, interrupted: bool) -> str:
+    """Why the job failed, with its key: the one place a failure gets it (the raise sites
+    leave it out)."""
+    error = attempt.error
+    if not isinstance(error, BuilderError):  # a bug fails its job, saying what it was
+        return f"{key}: {type(error).__name__}: {error}"
+    reason = str(error)
+    if interrupted and not reason.startswith("interrupted"):
+        reason = f"interrupted: {reason}"
+    if attempt.failovers:
+        reason += f" (on {attempt.run.engine}, after engine {attempt.failovers[0].engine} " \
+                  "went away)"
+    return f"{key}: {reason}"
+
+
+@dataclass
+class BuildRun:
+    plan: Plan
+    results: list[JobResult]
+    interrupted: bool = False  # Ctrl-C: jobs that had not finished are failed "interrupted"
+    planned: bool = False  # --dry-run: the plan only, nothing ran
+    health: Health = field(default_factory=Health)  # what the probes before the run found
+
+    @property
+    def failures(self) -> list[JobResult]:
+        return [r for r in self.results if r.status is Status.FAILED]
+
+    @property
+    def unserved(self) -> list[JobResult]:
+        """Jobs skipped because no engine of their pool was healthy: not built, not done."""
+        return [r for r in self.results if r.unserved]
+
+    @property
+    def exit_code(self) -> int:
+        if self.interrupted:
+            return EXIT_INTERRUPTED
+        return EXIT_FAILED if self.failures or self.unserved else EXIT_OK
+
+    def add_to(self, report: Report) -> None:
+        """The build stage's entry and every job's result."""
+        if self.planned:
+            report.stage("build", Status.PLANNED, jobs=len(self.plan.jobs),
+                         skipped=len(self.plan.skipped))
+            return
+        report.jobs = [r.as_dict() for r in self.results]
+        counts = Counter(r.status.value for r in self.results)
+        # Only what happened: a run of healthy engines and no failover reads as before pools.
+        details = {}
+        if self.health.lines():
+            details["engines"] = self.health.as_dict()
+        failovers = sum(len(r.failovers) for r in self.results)
+        if failovers:
+            details["failovers"] = failovers
+        if self.unserved:
+            details["unserved"] = [u.key for u in self.unserved]
+        if self.failures or self.unserved or self.interrupted:
+            counts.pop(Status.FAILED.value, None)
+            reasons = ([f"{len(self.failures)} job(s) failed"] if self.failures else []) + \
+                ([f"{len(self.unserved)} job(s) skipped: no healthy engine"]
+                 if self.unserved else [])
+            report.stage("build", Status.FAILED, **counts, **details,
+                         failed=[f.key for f in self.failures],
+                         reason="interrupted" if self.interrupted else "; ".join(reasons))
+        else:
+            report.stage("build", Status.OK, **counts, **details)
+
+    def table(self) -> str:
+        """The end-of-run table, then a line for every failover."""
+        rows = table([(r.key, r.engine or "-", r.status.value, r.digest or "-",
+                       f"{r.seconds:.1f}s" if r.seconds is not None else "-")
+                      for r in self.results])
+        moved = [f"failover: {r.key}: {f.cause}; built again from the start on {r.engine}: "
+                 f"{r.status.value}" for r in self.results for f in r.failovers]
+        return "\n".join([rows, *moved])
+
+
+class Interrupted(KeyboardInterrupt):
+    """Ctrl-C or SIGTERM stopped a build; `run` is what became of each job, for the report."""
+
+    def __init__(self, run: BuildRun) -> None:
+        super().__init__("interrupted")
+        self.run = run
