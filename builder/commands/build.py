@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TextIO
 
 from builder.farm import engines
+from builder.farm.builders import Builders
 from builder.farm.progress import Progress
 from builder.farm.results import BuildRun, Interrupted
 from builder.farm.runner import Runner
@@ -67,7 +68,7 @@ def run(options: BuildOptions, out: TextIO) -> BuildRun:
     return result
 
 
-def load_builders(options: BuildOptions) -> engines.Builders:
+def load_builders(options: BuildOptions) -> Builders:
     """The builders file the options name; a dry run needs no engine."""
     return engines.load(options.builders, require_engine=not options.dry_run)
 
