@@ -61,7 +61,6 @@ class Runner:
         self.plan = plan
         self.push = push
         self.force = force
-        self.nocache = nocache
         self.logs = logs
         self.progress = progress
         self.engines = {e.name: e for e in plan.builders.engines}
