@@ -16,9 +16,12 @@ import pytest
 from builder.model import versions
 from builder.farm.builders import Builders, Engine
 from builder.model.errors import InputError, MovedMember, StaleMember
+from builder.farm.results import JobResult
 from builder.model.platforms import PLATFORMS
+from builder.model.report import Status
 from builder.plan.plan import plan
-from builder.publish.rules import Found, Verified, decide, verified_from_report, verified_jobs
+from builder.publish.rules import (Found, Verified, decide, verified_builds, verified_from_report,
+                                   verified_jobs)
 from builder.model.tags import tag_groups
 from test_build import write_builders
 from test_release import (INVOKE, ROOT, client_for, credentials_env, family_tree, read_report,
@@ -109,6 +112,18 @@ def test_a_builds_jobs_vouch_for_what_they_pushed_or_found_unchanged():
             _job("1.0.0/busybox/i386", "failed", None, H1),
             _job("1.0.0/windowsservercore-1809/windows-amd64", "skipped", None, None)]
     assert verified_jobs(jobs, "build.json", REFS) == {KEY: Verified(A, H1), CHILD: Verified(B, H2)}
+
+
+def test_a_release_hands_publish_the_values_a_build_report_gives():
+    results = [JobResult(KEY, "amd64", "local", Status.BUILT, image=REFS[KEY], digest=A,
+                         build_hash=H1),
+               JobResult(CHILD, "amd64", None, Status.SKIPPED, "unchanged", image=REFS[CHILD],
+                         digest=B, build_hash=H2),
+               JobResult("1.0.0/busybox/i386", "i386", "local", Status.FAILED, "x", build_hash=H1),
+               JobResult("1.0.0/busybox/s390x", "s390x", "local", Status.BUILT, build_hash=H1)]
+    assert verified_builds(results) == {KEY: Verified(A, H1), CHILD: Verified(B, H2)}
+    assert verified_builds(results) == verified_jobs([r.as_dict() for r in results],
+                                                     "build.json", REFS)
 
 
 def test_a_build_report_of_another_registry_layout_or_version_is_bad_input():

@@ -139,7 +139,7 @@ def _stages(report: Report, wanted: versions.Version, family: versions.Family,
 
     _begin(report, "publish", out, "publish")
     published = publish.stage(the_plan, publish.PublishOptions(
-        wanted.full, registry, oci=options.oci, allow_missing=options.allow_missing,
+        version=wanted.full, registry=registry, oci=options.oci, allow_missing=options.allow_missing,
         arch_namespace=options.arch_namespace, ca_bundle=options.ca_bundle,
         variants=options.variants, platforms=options.platforms), out,
         verified=verified_builds(built.results), registries=registries)
@@ -162,7 +162,7 @@ def _build(wanted: versions.Version, family: versions.Family, options: ReleaseOp
     """The release's one plan, and its build stage's run: every job pushed, and read back
     into the run's cache for publish and the pages."""
     build_options = build.BuildOptions(
-        wanted.full, variants=options.variants, platforms=options.platforms, registry=registry,
+        version=wanted.full, variants=options.variants, platforms=options.platforms, registry=registry,
         push=True, builders=options.builders, force=options.force, nocache=options.nocache,
         dry_run=options.dry_run, logs=options.logs, arch_namespace=options.arch_namespace)
     the_plan = make_plan(family, wanted, options.variants, options.platforms,
