@@ -26,8 +26,9 @@ import docker.errors
 import pytest
 import requests
 
+from builder.model.errors import BuilderError
 from testbed import procs
-from testbed.baseimages import BaseImageError, ensure_busybox, ensure_debian
+from testbed.baseimages import ensure_busybox, ensure_debian
 from testbed.engine import (SecondEngine, TLSEndpoint, local_client, reap_bridges, reap_trust, remove_tags_of,
                             start_second_engine, trust_ca, untrust)
 from testbed.faultproxy import FaultProxy, start_fault_proxy
@@ -103,7 +104,7 @@ def mirror(tmp_path_factory, docker_client) -> Registry:
             fcntl.flock(lock, fcntl.LOCK_EX)
             ensure_busybox(docker_client, reg)
             ensure_debian(docker_client, reg)
-    except BaseImageError as error:
+    except BuilderError as error:  # a base image the engine or the mirror failed
         _forget_registry(reg)
         pytest.fail(f"test bed: mirror: {error}", pytrace=False)
     except BaseException:

@@ -9,31 +9,38 @@ Each per-platform image is pushed as `library/debian:<tag>-<platform>`, then one
 
 Each image carries the label org.python-image-builder.source naming its rootfs tarball's
 sha256; the tarballs are cached, so a second fill finds every image up to date in the mirror
-and builds nothing. The test bed's busybox images go through the same registry helpers.
+and builds nothing. The mirror is read and written through its `RegistryClient` (retries, the
+document cache, credentials for that host alone), the list is assembled by
+`builder.publish.lists`, and the images are built, checked and pushed with
+`builder.farm.engineapi` (its push retry, its error kinds). The test bed's busybox images go
+through the same `ensure_image`.
 """
 from __future__ import annotations
 
 import hashlib
-import json
+import io
 import os
 import subprocess
 import sys
+import tarfile
 import tempfile
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import BinaryIO, Iterator, Mapping, Sequence, TextIO
 
-import requests
-
+from builder.farm import engineapi
+from builder.farm.builders import Engine
 from builder.model.errors import BuilderError, InputError
-from builder.model.platforms import Platform, from_oci
+from builder.model.platforms import Platform, image_platform
+from builder.model.reference import DOCKER_MANIFEST, ImageRef, sha256_digest
+from builder.publish.lists import Member, assemble
+from builder.registry.client import NotFound, RegistryClient
 
 SOURCE_LABEL = "org.python-image-builder.source"
 DEBIAN_REPO = "library/debian"
 DEBIAN_SUITES = ("trixie", "bookworm")
 DEBIAN_ARCHIVE = "http://deb.debian.org/debian"
-MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
-MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"
 
 # What Debian's -slim images leave out (debuerreotype's slimify list); dpkg keeps applying it
 # to every package installed later, as in the official slim images.
@@ -62,40 +69,22 @@ CMD ["bash"]
 
 
 class BaseImageError(BuilderError):
-    """A base image could not be made or pushed; the message says which and why."""
-
-
-class Mirror(Protocol):
-    """A registry to read from and write to: `BaseMirror`, or the test bed's Registry."""
-    host: str
-    url: str
-    auth: tuple[str, str] | None
-    verify: str | bool
-
-    def get(self, path: str, **kwargs) -> requests.Response: ...
+    """A base image could not be made, or the mirror does not hold what was pushed."""
 
 
 @dataclass(frozen=True)
-class BaseMirror:
-    """A plain-HTTP loopback registry (`invoke registry`), the base mirror a fill writes to."""
-    host: str  # "127.0.0.1:5000"
-    auth: tuple[str, str] | None = None
-    verify: str | bool = True
-
-    @property
-    def url(self) -> str:
-        return f"http://{self.host}"
-
-    def get(self, path: str, **kwargs) -> requests.Response:
-        kwargs.setdefault("auth", self.auth)
-        return requests.get(self.url + path, verify=self.verify, timeout=30, **kwargs)
+class BaseImage:
+    """An image the mirror should hold: where, of which platform, made from what (`label`'s
+    value, `source`)."""
+    repository: str  # "library/debian"
+    tag: str  # "trixie-slim-amd64"
+    platform: Platform
+    source: str
+    label: str = SOURCE_LABEL
 
 
-@dataclass(frozen=True)
-class Descriptor:
-    digest: str
-    size: int
-    media_type: str = MANIFEST
+def debian_tag(suite: str, slim: bool) -> str:
+    return suite + ("-slim" if slim else "")
 
 
 @dataclass(frozen=True)
@@ -108,7 +97,7 @@ class Rootfs:
 
     @property
     def tag(self) -> str:
-        return self.suite + ("-slim" if self.slim else "")
+        return debian_tag(self.suite, self.slim)
 
     @property
     def source(self) -> str:
@@ -117,103 +106,79 @@ class Rootfs:
                 f"{self.platform.debian_arch} tar sha256:{self.sha256} apt.conf {apt_conf}")
 
 
-# --- registry reads and writes (exact bytes, so digests and sizes are the registry's own) ---
+# --- the mirror and the engine ----------------------------------------------------------------
 
-def _manifest(mirror: Mirror, repo: str, reference: str, accept: str) -> tuple[bytes, dict] | None:
-    response = mirror.get(f"/v2/{repo}/manifests/{reference}", headers={"Accept": accept})
-    if response.status_code == 404:
+def pushed_image(registry: RegistryClient, wanted: BaseImage) -> Member | None:
+    """The image at `wanted`'s tag if it is of its platform and labelled as made from its
+    source, else None (missing, a list, another platform, or made from something else)."""
+    try:
+        manifest = registry.get_manifest(wanted.repository, wanted.tag)
+    except NotFound:
         return None
-    response.raise_for_status()
-    return response.content, response.json()
-
-
-def _descriptor(body: bytes) -> Descriptor:
-    return Descriptor("sha256:" + hashlib.sha256(body).hexdigest(), len(body))
-
-
-def pushed_image(mirror: Mirror, repo: str, tag: str, p: Platform, source: str,
-                 label: str = SOURCE_LABEL) -> Descriptor | None:
-    """The descriptor of repo:tag if it is an image of platform `p` labelled as made from
-    `source`, else None (missing, another platform, or made from something else)."""
-    found = _manifest(mirror, repo, tag, MANIFEST)
-    if found is None or found[1].get("mediaType") != MANIFEST:
+    if manifest.media_type != DOCKER_MANIFEST:
         return None
-    response = mirror.get(f"/v2/{repo}/blobs/{found[1]['config']['digest']}")
-    response.raise_for_status()
-    config = response.json()
+    config = registry.get_config(wanted.repository, manifest)
     labels = (config.get("config") or {}).get("Labels") or {}
-    if labels.get(label) != source:
+    if labels.get(wanted.label) != wanted.source:
         return None
-    if not p.matches(config.get("os", ""), config.get("architecture", ""), config.get("variant")):
+    if not wanted.platform.matches(*image_platform(config)):
         return None
-    return _descriptor(found[0])
+    return Member(manifest, config)
 
 
-def check_platform(client, reference: str, p: Platform) -> None:
-    """The engine's image must be of platform `p` (the classic builder's cache can hand back
-    another platform's image)."""
-    attrs = client.images.get(reference).attrs
-    got = (attrs.get("Os"), attrs.get("Architecture"), attrs.get("Variant"))
-    if not p.matches(*got):
-        shown = "/".join(x for x in got if x)
-        raise BaseImageError(f"{reference}: built as {shown}, wanted {p.oci} (classic builder cache?)")
+def ensure_image(client, registry: RegistryClient, wanted: BaseImage,
+                 files: Mapping[str, bytes | Path], *,
+                 scratch: Path | None = None) -> tuple[Member, bool]:
+    """`wanted` in the mirror, FROM-scratch built from `files` (a Dockerfile among them, its
+    build arg SOURCE the label's value) with the local engine `client` and pushed, unless the
+    mirror has it already; True when it was made. `scratch` holds the context while it is sent."""
+    found = pushed_image(registry, wanted)
+    if found is not None:
+        return found, False
+    p = wanted.platform
+    ref = ImageRef.parse(f"{registry.registry}/{wanted.repository}:{wanted.tag}")
+    engine = Engine("local", client.api.base_url, (p,))
+    with _context(files, scratch) as context:
+        image_id = engineapi.build(client.api, engine, context, p,
+                                   build_args={"SOURCE": wanted.source}, labels={},
+                                   nocache=False, on_event=lambda event: None)
+    # The classic builder's cache can hand back another platform's image for FROM scratch.
+    engineapi.check_platform(client.api, engine, image_id, p)
+    engineapi.tag(client.api, image_id, ref)
+    engineapi.push(client.api, ref, registry)
+    made = pushed_image(registry, wanted)
+    if made is None:
+        raise BaseImageError(f"{ref}: pushed, but the mirror does not hold it as {p.oci}")
+    return made, True
 
 
-def push(client, repository: str, tag: str) -> None:
-    for chunk in client.api.push(repository, tag=tag, stream=True, decode=True):
-        if "error" in chunk:
-            raise BaseImageError(f"push {repository}:{tag}: {chunk['error']}")
+@contextmanager
+def _context(files: Mapping[str, bytes | Path], scratch: Path | None) -> Iterator[BinaryIO]:
+    """The build context, a tar of `files` (bytes, or a file copied in with its mode) in a
+    temporary file: a rootfs tarball is too big to hold in memory."""
+    with tempfile.TemporaryFile(prefix="context-", dir=scratch) as stream:
+        with tarfile.open(fileobj=stream, mode="w") as tar:
+            for name, content in files.items():
+                if isinstance(content, Path):
+                    tar.add(content, arcname=name)
+                    continue
+                info = tarfile.TarInfo(name)
+                info.size, info.mode = len(content), 0o644
+                tar.addfile(info, io.BytesIO(content))
+        stream.seek(0)
+        yield stream
 
 
-def ensure_list(mirror: Mirror, repo: str, tag: str, entries: list[tuple[Platform, Descriptor]]) -> bool:
-    """Make repo:tag the Docker manifest list of `entries` unless it already is; True if written."""
-    if _list_matches(mirror, repo, tag, entries):
+def ensure_list(registry: RegistryClient, repository: str, tag: str,
+                members: Sequence[Member]) -> bool:
+    """Make repository:tag the Docker manifest list of `members` unless it already is (the
+    same bytes: `assemble` gives the same list for the same images); True if written."""
+    body, media_type = assemble(members)
+    current = registry.head_manifest(repository, tag)
+    if current and current.digest == sha256_digest(body):
         return False
-    manifests = []
-    for p, d in sorted(entries, key=lambda e: e[0].sort_key()):
-        entry_platform = {"architecture": p.architecture, "os": p.os}
-        if p.variant:
-            entry_platform["variant"] = p.variant
-        manifests.append({"mediaType": d.media_type, "size": d.size, "digest": d.digest,
-                          "platform": entry_platform})
-    body = json.dumps({"schemaVersion": 2, "mediaType": MANIFEST_LIST, "manifests": manifests},
-                      indent=3).encode()
-    response = requests.put(
-        f"{mirror.url}/v2/{repo}/manifests/{tag}", data=body, headers={"Content-Type": MANIFEST_LIST},
-        auth=mirror.auth, verify=mirror.verify, timeout=30)
-    if response.status_code != 201:
-        raise BaseImageError(f"PUT {repo}:{tag} manifest list: {response.status_code} {response.text[:500]}")
-    digest = _descriptor(body).digest
-    if response.headers.get("Docker-Content-Digest") != digest:
-        raise BaseImageError(f"PUT {repo}:{tag}: registry digest {response.headers.get('Docker-Content-Digest')} "
-                             f"is not the digest of what we sent, {digest}")
+    registry.put_manifest(repository, tag, body, media_type)
     return True
-
-
-def _list_matches(mirror: Mirror, repo: str, tag: str, entries: list[tuple[Platform, Descriptor]]) -> bool:
-    found = _manifest(mirror, repo, tag, MANIFEST_LIST)
-    if found is None or found[1].get("mediaType") != MANIFEST_LIST:
-        return False
-    have = set()
-    for m in found[1].get("manifests", []):
-        fields = m.get("platform", {})
-        try:
-            name = from_oci(fields.get("os", ""), fields.get("architecture", ""), fields.get("variant")).name
-        except InputError:
-            return False
-        have.add((name, m.get("digest")))
-    return have == {(p.name, d.digest) for p, d in entries}
-
-
-def build_from_scratch(client, context: Path, reference: str, p: Platform, source: str) -> None:
-    """Build the FROM scratch image in `context` for platform `p`, checking what came out."""
-    log = []
-    for chunk in client.api.build(path=str(context), tag=reference, platform=p.oci,
-                                  buildargs={"SOURCE": source}, rm=True, forcerm=True, decode=True):
-        log.append(chunk.get("stream", ""))
-        if "error" in chunk:
-            raise BaseImageError(f"build {reference} ({p.oci}): {chunk['error']}\n{''.join(log)[-2000:]}")
-    check_platform(client, reference, p)
 
 
 # --- Debian --------------------------------------------------------------------------------
@@ -254,32 +219,23 @@ def rootfs(cache: Path, suite: str, p: Platform, slim: bool, out: TextIO) -> Roo
     return Rootfs(suite, p, slim, tarball, digest_file.read_text().strip())
 
 
-def ensure_debian(client, mirror: Mirror, suite: str, slim: bool, platforms: tuple[Platform, ...],
-                  cache: Path, out: TextIO | None = None) -> dict[str, Descriptor]:
-    """library/debian:<suite>[-slim] for `platforms` in the mirror; builds only what it lacks."""
+def ensure_debian(client, registry: RegistryClient, suite: str, slim: bool,
+                  platforms: tuple[Platform, ...], cache: Path,
+                  out: TextIO | None = None) -> dict[str, Member]:
+    """library/debian:<suite>[-slim] for `platforms` in the mirror `registry`, built with the
+    local engine `client`; builds only what the mirror lacks. The images, by platform name."""
     out = out or sys.stdout
-    entries = []
+    members = {}
     for p in platforms:
         made = rootfs(cache, suite, p, slim, out)
-        tag = f"{made.tag}-{p.name}"
-        descriptor = pushed_image(mirror, DEBIAN_REPO, tag, p, made.source)
-        if descriptor is None:
-            reference = f"{mirror.host}/{DEBIAN_REPO}:{tag}"
-            with tempfile.TemporaryDirectory(prefix="debian-context-", dir=cache) as context:
-                root = Path(context)
-                (root / "Dockerfile").write_text(DEBIAN_DOCKERFILE)
-                (root / "docker-apt.conf").write_text(DOCKER_APT_CONF)
-                os.link(made.tarball, root / "rootfs.tar")  # same directory tree: no copy
-                build_from_scratch(client, root, reference, p, made.source)
-            push(client, f"{mirror.host}/{DEBIAN_REPO}", tag)
-            descriptor = pushed_image(mirror, DEBIAN_REPO, tag, p, made.source)
-            if descriptor is None:
-                raise BaseImageError(f"{reference}: pushed, but the mirror does not hold it as {p.oci}")
-            print(f"{DEBIAN_REPO}:{tag}: built and pushed", file=out)
-        else:
-            print(f"{DEBIAN_REPO}:{tag}: up to date", file=out)
-        entries.append((p, descriptor))
-    written = ensure_list(mirror, DEBIAN_REPO, made.tag, entries)
-    print(f"{mirror.host}/{DEBIAN_REPO}:{made.tag}: {'written' if written else 'up to date'} "
+        wanted = BaseImage(DEBIAN_REPO, f"{made.tag}-{p.name}", p, made.source)
+        files = {"Dockerfile": DEBIAN_DOCKERFILE.encode(),
+                 "docker-apt.conf": DOCKER_APT_CONF.encode(), "rootfs.tar": made.tarball}
+        members[p.name], built = ensure_image(client, registry, wanted, files, scratch=cache)
+        print(f"{DEBIAN_REPO}:{wanted.tag}: {'built and pushed' if built else 'up to date'}",
+              file=out)
+    tag = debian_tag(suite, slim)
+    written = ensure_list(registry, DEBIAN_REPO, tag, list(members.values()))
+    print(f"{registry.registry}/{DEBIAN_REPO}:{tag}: {'written' if written else 'up to date'} "
           f"({', '.join(p.name for p in platforms)})", file=out)
-    return {p.name: d for p, d in entries}
+    return members

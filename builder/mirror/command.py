@@ -17,6 +17,7 @@ from builder.mirror import localregistry
 from builder.model import versions
 from builder.model.files import cache_dir
 from builder.model.platforms import platform
+from builder.registry.client import RegistryClient
 from builder.mirror import config, fill, serve
 
 DEFAULT_DIR = cache_dir() / "mirror"  # one per machine: every checkout builds through it
@@ -59,11 +60,12 @@ def run(options: MirrorOptions, out: TextIO | None = None) -> int:
         host = options.registry or localregistry.start()
         print(f"== Debian bases into {host}", file=out, flush=True)
         client = docker.from_env(timeout=600)
+        mirror = RegistryClient(host)
         chosen = tuple(platform(name) for name in options.platforms)
         for suite in options.suites:
             for slim in (True,) if options.slim_only else (False, True):
-                bases.ensure_debian(client, bases.BaseMirror(host), suite, slim, chosen,
-                                    cache_dir() / "bases", out)
+                bases.ensure_debian(client, mirror, suite, slim, chosen, cache_dir() / "bases",
+                                    out)
 
     if options.start_server:
         url = serve.start(directory, options.port)
