@@ -18,7 +18,7 @@ from pathlib import Path
 import pytest
 
 from builder.mirror import serve
-from builder.mirror.command import DEFAULT_DIR
+from builder.commands.mirror import DEFAULT_DIR
 from builder.model.platforms import platform
 from builder.registry.client import RegistryClient
 from testbed.engine import local_client, remove_tags_of

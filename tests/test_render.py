@@ -10,7 +10,8 @@ from pathlib import Path
 import pytest
 
 from builder.model.errors import InputError
-from builder.generate.render import check, dockerfile_path, generate, render
+from builder.generate.render import dockerfile_path, render
+from builder.generate.tree import check, generate
 from builder.model.versions import load
 
 from dockerfile_history import instructions

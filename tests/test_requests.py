@@ -15,12 +15,13 @@ from pathlib import Path
 import pytest
 
 from builder.commands import release
-from builder.summary import fetch as summary
+from builder.commands import summary
 from builder.registry.documents import DocumentCache
 from builder.model.errors import InputError
 from builder.model.reference import DOCKER_LIST, DOCKER_MANIFEST, sha256_digest
 from builder.registry.client import Registries, RegistryClient
 from builder.model.report import Status
+from builder.model.streams import null
 from test_build import write_builders
 from test_release import family_tree
 from testbed.countproxy import CountingProxy
@@ -162,7 +163,7 @@ def test_tags_at_one_digest_share_one_fetch_and_the_pages_differ_only_in_the_hea
     proxy.take()
     result = summary.run(summary.SummaryOptions(references, str(tmp_path),
                                                 digests=dict.fromkeys(references, list_digest)),
-                         out=None, registries=cold)
+                         null(), registries=cold)
 
     counts = proxy.take()
     # One list, two image manifests, two configs, two layer HEADs (and the /v2/ ping): once,

@@ -25,11 +25,12 @@ import pytest
 import requests
 
 from builder.update import index as releases
-from builder.generate import render
-from builder.update import bump as update
+from builder.commands import generate, update
+from builder.update import bump
 from builder.model.errors import EXIT_PARTIAL, InputError, VerificationError
 from builder.mirror import fill, layout, serve
 from builder.mirror.verify import sha256_file
+from builder.model.streams import null
 from testbed.paths import cache_dir
 
 REPO = Path(__file__).parents[1]
@@ -88,7 +89,7 @@ def family(tmp_path) -> Path:
         text = text.replace(old, new)
     path = directory / "versions.yaml"
     path.write_text(text)
-    render.run(render.GenerateOptions(str(path)), out=None)
+    generate.run(generate.GenerateOptions(str(path)), null())
     return path
 
 
@@ -278,7 +279,7 @@ def test_an_unreachable_index_or_one_that_is_no_listing_is_one_line_naming_it(so
     for bad, says in ((closed, f"GET {closed}: "),
                       (not_a_listing, f"{not_a_listing}: not an HTML directory listing")):
         cli = _invoke("update", "--series", "3.13", "--source", bad, "--versions", str(family))
-        assert cli.returncode == 1 and cli.stderr.count("\n") == 1, cli.stderr
+        assert cli.returncode == 4 and cli.stderr.count("\n") == 1, cli.stderr
         assert says in cli.stderr
     assert _files(family.parent) == before
 
@@ -356,10 +357,10 @@ def test_checksum_files_and_keyserver_urls():
         releases.parse_spdx(sbom, "Python-3.13.13.tar.xz")
     with pytest.raises(releases.ListingError):
         releases.parse_spdx("<html>", name)
-    assert update.hkp_url("hkps://keys.openpgp.org", FINGERPRINT) == (
+    assert bump.hkp_url("hkps://keys.openpgp.org", FINGERPRINT) == (
         f"https://keys.openpgp.org/pks/lookup?op=get&options=mr&search=0x{FINGERPRINT}")
-    assert update.hkp_url("hkp://127.0.0.1:8600", FINGERPRINT).startswith("http://127.0.0.1:8600/")
-    assert update.hkp_url("ha.pool.sks-keyservers.net", FINGERPRINT).startswith(
+    assert bump.hkp_url("hkp://127.0.0.1:8600", FINGERPRINT).startswith("http://127.0.0.1:8600/")
+    assert bump.hkp_url("ha.pool.sks-keyservers.net", FINGERPRINT).startswith(
         "http://ha.pool.sks-keyservers.net:11371/")
 
 

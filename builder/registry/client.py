@@ -50,6 +50,7 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
+from builder import options
 from builder.registry import credentials as auth
 from builder.registry import retry
 from builder.registry.credentials import Credentials
@@ -62,7 +63,7 @@ from builder.model.reference import (ACCEPT_ALL, DOCKER_HUB, DOCKER_HUB_HOSTS, I
 _DOCKER_HUB_API = "registry-1.docker.io"
 _SERVER_ERRORS = {500, 502, 503, 504}
 _TOKEN_MARGIN = 10.0  # seconds before a token's expiry that it is renewed
-DEFAULT_CONCURRENCY = 8  # requests in flight per registry: the Docker engine's own default is 3-5
+DEFAULT_CONCURRENCY = options.DEFAULT_CONCURRENCY  # requests in flight per registry
 _CACHED_BLOB_MAX = 4 << 20  # bytes: configs are kept, a layer someone reads whole is not
 
 
