@@ -42,7 +42,7 @@ class CommandTask(Task):
     invoke empties as it reads it (the flags are read more than once: see `check_flags`)."""
 
     def __init__(self, load: Loader, options: tuple[Option, ...]) -> None:
-        self.options = options + table.COMMON
+        self.load, self.options = load, options + table.COMMON
 
         def body(context, **given):
             _execute(load.__name__, self.options, load, given)

@@ -106,7 +106,7 @@ def from_oci(os: str, architecture: str, variant: str | None = None) -> Platform
         if (p.os, p.architecture, p.variant) == (os, architecture, variant):
             return p
     raise InputError(f"unknown platform {oci_text(os, architecture, variant)!r}; "
-                     f"known: {', '.join(PLATFORMS)}", field="platform")
+                     f"known: {', '.join(PLATFORMS)} ({_FORMS})", field="platform")
 
 
 def oci_text(os: str, architecture: str, variant: str | None = None) -> str:
