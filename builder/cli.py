@@ -11,35 +11,31 @@ found); 4 a source could not be fetched or read (`update`); 130 interrupted.
 """
 from __future__ import annotations
 
-import difflib
 import inspect
 import json
 import os
 import signal
 import sys
-from contextlib import contextmanager, redirect_stdout
+from contextlib import redirect_stdout
 from importlib import metadata
-from typing import Callable, Iterator, TextIO
+from typing import Callable, TextIO
 
-from invoke import Collection, Exit, Program, Task
-from invoke.exceptions import ParseError
-from invoke.parser import ParserContext
+from invoke import Collection, Exit, Task
 
 from builder import options as table
-from builder.model.errors import EXIT_BAD_INPUT, EXIT_INTERRUPTED, BuilderError, InputError
+from builder.model.errors import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL,
+                                  BuilderError, InputError)
 from builder.model.report import Report, StageResult
 from builder.model.streams import null
 from builder.options import Option
-
-BINARY = "python-image-builder"
-HELP_FLAGS = ("--help", "-h")
+from builder.program import BINARY, CommandLine
 
 Loader = Callable[[], tuple[type, Callable[..., StageResult]]]
 
 
 class CommandTask(Task):
     """A task whose flags are its command's options: help from the table, not a dict that
-    invoke empties as it reads it (the flags are read more than once: see `check_flags`)."""
+    invoke empties as it reads it (the flags are read more than once: see builder.program)."""
 
     def __init__(self, load: Loader, options: tuple[Option, ...]) -> None:
         self.load, self.options = load, options + table.COMMON
@@ -98,7 +94,8 @@ def _execute(name: str, options: tuple[Option, ...], load: Loader, given: dict) 
                   if o.name in given and (value := o.value(given[o.name])) is not None}
         options_class, run = load()
         chosen = options_class(**fields)
-        with _output(quiet, as_json) as out, redirect_stdout(out):
+        out = _output(quiet, as_json)
+        with redirect_stdout(out):  # what an edge prints itself goes where the command's goes
             result = run(chosen, out)
     except BuilderError as error:
         print(f"error: {error}", file=sys.stderr)
@@ -117,14 +114,12 @@ def _execute(name: str, options: tuple[Option, ...], load: Loader, given: dict) 
         raise Exit(code=code)
 
 
-@contextmanager
-def _output(quiet: bool, as_json: bool) -> Iterator[TextIO]:
+def _output(quiet: bool, as_json: bool) -> TextIO:
     """Where the command's own output goes: nowhere (--quiet), stderr (--json: stdout is the
     report's), else stdout. Errors and warnings go to stderr whatever the choice."""
     if quiet:
-        yield null()
-    else:
-        yield sys.stderr if as_json else sys.stdout
+        return null()
+    return sys.stderr if as_json else sys.stdout
 
 
 def _document(name: str, chosen, result: StageResult | None, code: int) -> dict:
@@ -143,12 +138,15 @@ def _print_json(stream: TextIO, name: str, chosen, result: StageResult | None, c
     print(json.dumps(document, indent=2), file=stream)
 
 
+_OUTCOMES = {EXIT_OK: "ok", EXIT_PARTIAL: "partial", EXIT_INTERRUPTED: "interrupted"}
+
+
 def verdict(name: str, document: dict) -> str:
     """One line saying how the run went: `release: ok; build ok (built 2, unchanged 12); …`,
     or where it stopped and why: `build: failed (exit 1): 2 job(s) failed`."""
     code = document["exit_code"]
     stages = document["stages"]
-    head = f"{name}: " + ("ok" if code == 0 else f"failed (exit {code})")
+    head = f"{name}: {_OUTCOMES.get(code, 'failed')}" + (f" (exit {code})" if code else "")
     head += _details(stages[name]) if name in stages else ""
     others = [f"{stage} {entry['status']}{_details(entry)}"
               for stage, entry in stages.items() if stage != name]
@@ -178,104 +176,6 @@ def _interrupt(signum, frame) -> None:
 def _exit_at_once(signum, frame) -> None:
     os.write(2, f"{signal.Signals(signum).name} again: exiting at once\n".encode())
     os._exit(EXIT_INTERRUPTED)
-
-
-# --- parsing -------------------------------------------------------------------------------
-
-def check_flags(tokens: list[str], tasks: dict[str, ParserContext],
-                core: ParserContext) -> str | None:
-    """The task whose help `tokens` ask for (`build --version 3.8 --help`), else None.
-
-    Read before invoke's parser, which would take a flag given where a value is due for that
-    value (`--help` for summary's image, `--verison` for a positional argument): a flag the
-    task (or, before any task, the program) does not have, a word that is no task, a number
-    that is none and a positional argument left out are usage errors that say which.
-    """
-    context, pending, waiting = None, [], None
-    for token in tokens:
-        if token == "--":
-            break
-        if waiting is not None:
-            _check_value(context, waiting, token)
-            waiting = None
-        elif token.startswith("-") and len(token) > 1:
-            flag, equals, value = token.partition("=")
-            if context is not None and flag in HELP_FLAGS:
-                return context.name
-            known = context or core
-            argument = known.flags.get(known.inverse_flags.get(flag, flag))
-            if argument is None:
-                raise ParseError(_unknown(flag, [f for f in known.flags if f.startswith("--")],
-                                          context, "flag"))
-            if equals:
-                _check_value(context, argument, value)
-            elif argument.takes_value and not argument.optional:
-                waiting = argument
-            pending = [name for name in pending if name != argument.name]
-        elif pending:
-            pending.pop(0)
-        elif token in tasks:
-            _require(context, pending)
-            context, pending = tasks[token], [a.name for a in tasks[token].positional_args]
-        elif context is None:
-            raise ParseError(_unknown(token, list(tasks), None, "command"))
-        else:
-            raise ParseError(f"{context.name}: {token!r} is no command, nor the value of a flag "
-                             f"(`{BINARY} {context.name} --help` lists its flags)")
-    _require(context, pending)
-    return None
-
-
-def _check_value(task: ParserContext | None, argument, value: str) -> None:
-    if argument.kind is int and not value.lstrip("-").isdigit():
-        where = f"{task.name}: " if task else ""
-        raise ParseError(f"{where}--{argument.names[0]} takes a whole number, not {value!r}")
-
-
-def _unknown(word: str, choices: list[str], task: ParserContext | None, what: str) -> str:
-    where = f"{task.name}: " if task else ""
-    nearest = difflib.get_close_matches(word, choices, n=1, cutoff=0.5)
-    hint = f"; did you mean {nearest[0]}?" if nearest else ""
-    listed = f"{BINARY} {task.name} --help" if task else f"{BINARY} --help"
-    return f"{where}unknown {what} {word}{hint} (`{listed}` lists them)"
-
-
-def _require(task: ParserContext | None, pending: list[str]) -> None:
-    if task is not None and pending:
-        names = " and ".join(name.replace("_", "-").upper() for name in pending)
-        raise ParseError(f"{task.name}: {names} required: `{BINARY} {task.name} {names}`")
-
-
-@contextmanager
-def _usage() -> Iterator[None]:
-    """A command line invoke cannot parse is bad input: exit 2, not invoke's 1."""
-    try:
-        yield
-    except ParseError as error:
-        raise Exit(f"error: {error}", code=EXIT_BAD_INPUT) from None
-
-
-class CommandLine(Program):
-    """invoke's Program with usage errors that exit 2 and name the flag, and `TASK --help`
-    for every task."""
-
-    def parse_core(self, argv) -> None:
-        with _usage():
-            super().parse_core(argv)
-
-    def parse_tasks(self) -> None:
-        with _usage():
-            tasks = {context.name: context for context in self.collection.to_contexts()}
-            asked = check_flags(self.core.unparsed, tasks, self.initial_context)
-            if asked:
-                self.core.unparsed = []  # whatever else was given, the help is the answer
-            super().parse_tasks()
-            if asked:
-                self.args.help.value = asked
-
-    def parse_cleanup(self) -> None:
-        with _usage():
-            super().parse_cleanup()
 
 
 def _version() -> str:
@@ -362,4 +262,10 @@ ns = Collection(generate, library, build, publish, release, summary, registry, m
 
 
 def main() -> None:
-    CommandLine(namespace=ns, name=BINARY, binary=BINARY, version=_version()).run()
+    try:
+        CommandLine(namespace=ns, name=BINARY, binary=BINARY, version=_version()).run()
+    except BrokenPipeError:
+        # The reader went away (`python-image-builder --list | head`): stop as a shell tool
+        # does, without a traceback, and without another at exit flushing stdout.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), sys.stdout.fileno())
+        sys.exit(EXIT_FAILED)

@@ -45,9 +45,13 @@ class UpdateResult:
         return EXIT_PARTIAL if any(s.windows_kept for s in self.series) else EXIT_OK
 
     def add_to(self, report: Report) -> None:
-        newer = [s.series for s in self.series if s.new]
-        report.stage("update", Status.OK, series=[asdict(s) for s in self.series],
-                     files=list(self.files), **({"newer": newer} if self.check else {}))
+        series = [asdict(s) for s in self.series]
+        newer = [f"{s.series} {s.old} → {s.new}" for s in self.series if s.new]
+        if self.check and newer:
+            report.stage("update", Status.FAILED, series=series,
+                         reason=f"a newer release exists: {', '.join(newer)}")
+        else:
+            report.stage("update", Status.OK, series=series, files=list(self.files))
 
 
 def run(options: UpdateOptions, out: TextIO) -> UpdateResult:

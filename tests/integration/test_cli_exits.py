@@ -89,6 +89,8 @@ def test_update_check_exits_0_current_1_newer_2_bad_input_4_unreachable(index, t
     newer = check()
     assert newer.returncode == 1, newer.stdout + newer.stderr
     assert "1.0: 1.0.0 → 1.0.1 available" in newer.stdout
+    assert check("--quiet").stdout == \
+        "update: failed (exit 1): a newer release exists: 1.0 1.0.0 → 1.0.1\n"
     assert (family / "versions.yaml").read_text() == before
 
 
