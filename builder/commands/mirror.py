@@ -56,7 +56,7 @@ class MirrorResult:
 
 def run(options: MirrorOptions, out: TextIO) -> MirrorResult:
     if options.stop:
-        serve.stop(options.directory, out, port=options.port)
+        serve.stop(options.directory, options.port)
         return MirrorResult(options.directory, stopped=True)
     family = versions.load(options.versions)
     wanted, skipped = fill.wanted_versions(family, options.only)
