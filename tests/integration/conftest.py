@@ -1,4 +1,5 @@
-"""Shared fixtures: real registries, the local and a second Docker engine, base images (issue 3).
+"""The real parts the integration tests run against: registries, the local and more Docker engines,
+base images, fault proxies. Unit tests (tests/unit/) cannot ask for them: these fixtures live here.
 
 Interface (other test modules code against it):
 - registry: plain Distribution; .host "127.0.0.1:PORT", .url "http://…".
@@ -12,15 +13,12 @@ Interface (other test modules code against it):
   .cert, .key (a client certificate it accepts).
 - ssh_engine: a private sshd on 127.0.0.1 whose sessions reach the second engine; .url
   "ssh://root@127.0.0.1:PORT", .path_dir (an `ssh` using its key: put it first on PATH).
-- tiny_family_path: tests/fixtures/tiny/versions.yaml.
 - fault_proxy: a factory, fault_proxy(registry, rate=, seed=, max_faults=) → a seeded, bounded
   fault-injecting reverse proxy (mitmproxy) in front of that registry; .host, .url, .faults().
 """
 from __future__ import annotations
 
 import fcntl
-import signal
-from pathlib import Path
 
 import docker.errors
 import pytest
@@ -28,26 +26,12 @@ import requests
 
 from testbed import procs
 from testbed.baseimages import BaseImageError, ensure_busybox, ensure_debian
-from testbed.engine import (SecondEngine, TLSEndpoint, local_client, reap_bridges, reap_trust, remove_tags_of,
-                            start_second_engine, trust_ca, untrust)
+from testbed.engine import (SecondEngine, TLSEndpoint, local_client, remove_tags_of, start_second_engine,
+                            trust_ca, untrust)
 from testbed.faultproxy import FaultProxy, start_fault_proxy
 from testbed.paths import cache_dir
 from testbed.registry import Registry, start_registry
 from testbed.sshd import SSHServer, start_sshd
-
-TESTS = Path(__file__).parent
-
-
-def pytest_sessionstart(session: pytest.Session) -> None:
-    reaped = procs.reap_orphans() + reap_bridges() + reap_trust()
-    if reaped:
-        print(f"\ntest bed: cleaned up after a killed session: {', '.join(reaped)}")
-    # A SIGTERM (CI timeout, `kill`) should tear down like Ctrl-C: fixture finalizers, then atexit.
-    signal.signal(signal.SIGTERM, _interrupt)
-
-
-def _interrupt(signum, frame):
-    raise KeyboardInterrupt(f"signal {signum}")
 
 
 def _start(start, *args, **kwargs) -> Registry:
@@ -146,11 +130,6 @@ def ssh_engine(tmp_path_factory, second_engine) -> SSHServer:
         pytest.fail(f"test bed: {error}", pytrace=False)
     yield server
     server.stop()
-
-
-@pytest.fixture
-def tiny_family_path() -> Path:
-    return TESTS / "fixtures" / "tiny" / "versions.yaml"
 
 
 @pytest.fixture(scope="session")

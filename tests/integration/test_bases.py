@@ -9,7 +9,6 @@ import io
 import json
 import os
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -18,8 +17,9 @@ import yaml
 from builder.mirror import bases
 from builder.model.platforms import platform
 from testbed.paths import cache_dir
+from tests.helpers.cli import invoke
+from tests.helpers.paths import ROOT
 
-ROOT = Path(__file__).parent.parent
 BUILDPACK_DEPS = ROOT / "examples" / "buildpack-deps" / "versions.yaml"
 AMD64 = (platform("amd64"),)
 
@@ -77,17 +77,11 @@ def _curl_only(directory: Path) -> Path:
     del document["defaults"]  # its default suite, trixie, is cut out
     path = directory / "versions.yaml"
     path.write_text(yaml.safe_dump(document, sort_keys=False))
-    invoke("generate", "--versions", str(path), "--templates", str(BUILDPACK_DEPS.parent / "templates"))
+    done = invoke("generate", "--versions", str(path), "--templates", str(BUILDPACK_DEPS.parent / "templates"))
+    assert done.returncode == 0, done.stdout + done.stderr
     dockerfile = "1.0/debian/trixie/curl/Dockerfile"
     assert (directory / dockerfile).read_text() == (BUILDPACK_DEPS.parent / dockerfile).read_text()
     return path
-
-
-def invoke(*args: str) -> subprocess.CompletedProcess:
-    result = subprocess.run([str(Path(sys.executable).parent / "invoke"), *args], cwd=ROOT,
-                            capture_output=True, text=True, timeout=900, env=dict(os.environ))
-    assert args[0] == "release" or result.returncode == 0, result.stdout + result.stderr
-    return result
 
 
 def _release(registry, family: Path, builders: Path, report: Path) -> tuple[subprocess.CompletedProcess, dict]:

@@ -25,29 +25,16 @@ from builder.farm.engineapi import traced_command
 from builder.plan.plan import Plan, plan
 from builder.model.platforms import platform
 from builder.registry.client import RegistryClient
-from test_plan import derived_family
+from tests.helpers.builders import write_builders
+from tests.helpers.cli import invoke
+from tests.helpers.families import derived_family
+from tests.helpers.paths import ROOT, TINY_FAMILY
 
-ROOT = Path(__file__).parent.parent
-TINY = ROOT / "tests" / "fixtures" / "tiny" / "versions.yaml"  # tiny_family_path, for a module fixture
 LOCAL = ("amd64", "arm32v7")
 SECOND = ("arm64v8", "ppc64le", "s390x")
 # What `uname -m` says in each platform's container (QEMU user mode for the foreign ones).
 UNAME = {"amd64": "x86_64", "arm32v7": "armv7l", "arm64v8": "aarch64", "ppc64le": "ppc64le",
          "s390x": "s390x"}
-
-
-def write_builders(path: Path, mirror_host: str, *engine_specs: tuple[str, str, tuple[str, ...]]) -> Path:
-    lines = [f"base-mirror: {mirror_host}", "engines:"]
-    for name, url, platforms in engine_specs:
-        lines += [f"  - name: {name}", f"    url: {url}", f"    platforms: [{', '.join(platforms)}]"]
-    path.write_text("\n".join(lines) + "\n")
-    return path
-
-
-def invoke(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(Path(sys.executable).parent / "invoke"), "build", *args], cwd=ROOT,
-                          capture_output=True, text=True, env={**os.environ, **(env or {})},
-                          timeout=600)
 
 
 def blob_count(storage: Path) -> int:
@@ -63,7 +50,7 @@ def two_engines(tmp_path_factory, registry, mirror, second_engine):
                               ("second", second_engine.url, SECOND))
     kwargs = dict(variants=("busybox", "slim-busybox"), platforms=LOCAL + SECOND,
                   registry=registry.host, push=True, builders=str(builders),
-                  versions=str(TINY), logs=str(work / "logs"))
+                  versions=str(TINY_FAMILY), logs=str(work / "logs"))
     first = build.run(build.BuildOptions("1.0.0", **kwargs), out=io.StringIO())
     blobs = blob_count(registry.storage)
     second_out = io.StringIO()
@@ -148,7 +135,7 @@ def test_a_failing_run_step_fails_its_job_only_and_pushes_nothing_of_it(
     builders = write_builders(tmp_path / "builders.yaml", mirror.host,
                               ("local", "unix:///var/run/docker.sock", ("amd64", "arm64v8")))
 
-    done = invoke("--version", "1.0.0", "--variant", "broken", "--variant", "busybox",
+    done = invoke("build", "--version", "1.0.0", "--variant", "broken", "--variant", "busybox",
                   "--platform", "amd64", "--push", "--registry", registry.host,
                   "--builders", str(builders), "--versions", str(family),
                   "--logs", str(tmp_path / "logs"), "--report", str(tmp_path / "report.json"))
@@ -178,7 +165,7 @@ def test_a_registry_refusing_the_credentials_fails_the_job_and_keeps_the_secret(
                               ("local", "unix:///var/run/docker.sock", ("amd64",)))
     wrong = "not-" + tls_registry.password
 
-    done = invoke("--version", "1.0.0", "--variant", "busybox", "--platform", "amd64", "--push",
+    done = invoke("build", "--version", "1.0.0", "--variant", "busybox", "--platform", "amd64", "--push",
                   "--registry", tls_registry.host, "--builders", str(builders),
                   "--versions", str(tiny_family_path), "--logs", str(tmp_path / "logs"),
                   env={"BUILDER_REGISTRY_HOST": tls_registry.host,
@@ -199,7 +186,7 @@ def test_an_engine_that_is_down_skips_its_jobs_with_exit_1(tmp_path, registry, m
     builders = write_builders(tmp_path / "builders.yaml", mirror.host,
                               ("dead", f"unix://{tmp_path}/dead.sock", ("amd64",)))
 
-    done = invoke("--version", "1.0.0", "--variant", "busybox", "--platform", "amd64",
+    done = invoke("build", "--version", "1.0.0", "--variant", "busybox", "--platform", "amd64",
                   "--builders", str(builders), "--versions", str(tiny_family_path),
                   "--logs", str(tmp_path / "logs"))
 
@@ -210,7 +197,7 @@ def test_an_engine_that_is_down_skips_its_jobs_with_exit_1(tmp_path, registry, m
 
 
 def test_an_unknown_platform_is_bad_input(tiny_family_path):
-    done = invoke("--version", "1.0.0", "--platform", "linux/sparc",
+    done = invoke("build", "--version", "1.0.0", "--platform", "linux/sparc",
                   "--versions", str(tiny_family_path))
 
     assert done.returncode == 2
@@ -371,7 +358,7 @@ def test_a_failure_deep_in_a_long_traced_run_step_names_the_command(tmp_path, re
     builders = write_builders(tmp_path / "builders.yaml", mirror.host,
                               ("local", "unix:///var/run/docker.sock", ("amd64",)))
 
-    done = invoke("--version", "1.0.0", "--variant", "busybox", "--platform", "amd64",
+    done = invoke("build", "--version", "1.0.0", "--variant", "busybox", "--platform", "amd64",
                   "--builders", str(builders), "--versions", str(family),
                   "--logs", str(tmp_path / "logs"))
 

@@ -31,9 +31,8 @@ from builder.registry.client import RegistryClient, RegistryError
 from builder.registry.retry import Policy
 from testbed.registry import start_registry
 from testbed.stubregistry import StubRegistry
+from tests.helpers.paths import ROOT, TINY
 
-ROOT = Path(__file__).parent.parent
-TINY_TEMPLATES = ROOT / "tests" / "fixtures" / "tiny" / "templates"
 
 
 def ci_env(registry, tmp_path: Path) -> dict:
@@ -67,7 +66,7 @@ def test_a_base_image_host_asking_for_basic_auth_never_gets_the_ci_secret(
     """A FROM on a host that asks for Basic auth: our client pins the base there anonymously,
     and the engine, given no credentials for it, refuses to pull from it. Beside it a variant
     on the base mirror is built and pushed to --registry with the CI pair."""
-    shutil.copytree(TINY_TEMPLATES, tmp_path / "templates")
+    shutil.copytree(TINY / "templates", tmp_path / "templates")
     with StubRegistry(upstream=mirror.url) as stub:
         family = tmp_path / "versions.yaml"
         family.write_text("repository: tiny-scoped\ndefaults:\n  debian-suite: busybox\n"

@@ -34,9 +34,8 @@ from builder.registry.client import RegistryClient, transient
 from builder.registry.retry import Budget, Kind, Policy, RetryBudgetSpent, Transient
 from testbed.engine import remove_tags_of
 from testbed.registry import start_registry
+from tests.helpers.paths import INVOKE, ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-INVOKE = ROOT / ".venv" / "bin" / "invoke"
 HELLO = ROOT / "examples" / "hello" / "versions.yaml"
 HELLO_PLATFORMS = 7  # per variant; every tag of the family lists one variant's images
 LOCAL = "unix:///var/run/docker.sock"

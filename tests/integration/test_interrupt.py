@@ -10,16 +10,15 @@ import json
 import os
 import signal
 import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 
 from testbed.stubregistry import StubRegistry
+from tests.helpers.cli import generate
+from tests.helpers.paths import INVOKE, ROOT
 
-ROOT = Path(__file__).parent.parent
-INVOKE = str(Path(sys.executable).parent / "invoke")
 
 
 def slow_family(tmp_path: Path, stub: StubRegistry, repository: str) -> Path:
@@ -64,8 +63,7 @@ def test_a_signal_during_a_pull_stops_the_job_and_the_report_names_the_stage(
     with StubRegistry(pace="trickle", challenge=False) as stub:
         family = slow_family(tmp_path, stub, f"tiny-pull-{command}")
         if command == "release":  # its generate --check wants the committed tree
-            subprocess.run([INVOKE, "generate", "--versions", str(family)], cwd=ROOT, check=True,
-                           capture_output=True)
+            generate(family)
         log = tmp_path / "logs" / "1.0.0" / "slow" / "amd64.log"
         report = tmp_path / "report.json"
         extra = ["--push"] if command == "build" else []

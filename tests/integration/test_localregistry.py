@@ -19,15 +19,14 @@ from builder.mirror import localregistry
 from builder.model.platforms import PLATFORMS
 from builder.registry.client import RegistryClient
 from testbed import procs
-from windows_images import push_image
+from tests.helpers.windows_images import push_image
+from tests.helpers.cli import invoke
+from tests.helpers.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
-INVOKE = ROOT / ".venv" / "bin" / "invoke"
 
 
 def registry_task(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(INVOKE), "--search-root", str(ROOT), "registry", *args], cwd=cwd,
-                          capture_output=True, text=True, timeout=120)
+    return invoke("--search-root", str(ROOT), "registry", *args, cwd=cwd, timeout=120)
 
 
 @pytest.fixture

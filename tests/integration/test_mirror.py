@@ -21,15 +21,15 @@ from builder.plan.dockerfile import needs_host_network, rewrite_urls
 from builder.mirror import config, fill, layout, serve
 from builder.mirror.verify import key_fingerprints, sha256_file
 from testbed.paths import cache_dir
+from tests.helpers.paths import MIRROR_FAMILY
 
-FIXTURE = Path(__file__).parent / "fixtures" / "mirror" / "versions.yaml"
 FINGERPRINT = "7169605F62C751356D054A26A821E680E5FA6305"  # Thomas Wouters, 3.12/3.13
 OTHER_FINGERPRINT = "A035C8C19219BA821ECEA86B64E628F8D684696D"  # Pablo Galindo, 3.10/3.11
 TOOLS_TAG = "pib-test/mirror-tools:trixie"
 
 
 def _wanted(version: str = "3.13.5") -> fill.Wanted:
-    return fill.wanted_versions(versions.load(FIXTURE), (version,))[0][0]
+    return fill.wanted_versions(versions.load(MIRROR_FAMILY), (version,))[0][0]
 
 
 def _tree(directory: Path) -> dict[str, str]:

@@ -8,7 +8,8 @@ import shutil
 
 from builder.mirror import serve
 from builder.registry.client import RegistryClient
-from test_build import invoke, write_builders
+from tests.helpers.builders import write_builders
+from tests.helpers.cli import invoke
 from testbed.procs import free_port
 
 TEMPLATE = """\
@@ -37,7 +38,7 @@ def test_a_build_fetches_through_the_mirror_the_builders_file_names(tmp_path, re
         builders.write_text(builders.read_text() + (
             "mirrors:\n  - {name: python-org, upstream: 'https://www.python.org/ftp/python/',"
             " url: 'http://127.0.0.1:9/python/'}\n"))
-        done = invoke("--version", "1.0.0", "--variant", "busybox", "--platform", "amd64",
+        done = invoke("build", "--version", "1.0.0", "--variant", "busybox", "--platform", "amd64",
                       "--push", "--registry", registry.host, "--builders", str(builders),
                       "--versions", str(family), "--logs", str(tmp_path / "logs"),
                       "--report", str(tmp_path / "report.json"),

@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import io
 import json
-import shutil
-import subprocess
-import sys
 import threading
 import time
 from pathlib import Path
@@ -34,10 +31,10 @@ from builder.farm.pools import Facts, Health, Load, choose, judge
 from builder.model.reference import DOCKER_LIST
 from builder.registry.client import RegistryClient
 from builder.model.tags import tag_groups
-from test_plan import derived_family
+from tests.helpers.builders import write_builders
+from tests.helpers.families import derived_family, tiny_family
 from testbed.engine import start_second_engine
 
-ROOT = Path(__file__).resolve().parent.parent
 AMD64, ARM64, WINDOWS = platform("amd64"), platform("arm64v8"), platform("windows-amd64")
 WIN1809 = WINDOWS.with_os_version("10.0.17763")
 
@@ -145,31 +142,6 @@ def test_push_concurrency_must_be_positive(tmp_path):
 
 # --- real engines -------------------------------------------------------------------------------
 
-def tiny_copy(directory: Path, tiny_family_path: Path, repository: str, *,
-              extra_run: str | None = None, generate: bool = False) -> Path:
-    """The tiny family as `repository` in `directory`, its busybox template given one more RUN
-    step; with `generate`, its Dockerfile tree written there as a project commits it."""
-    shutil.copytree(tiny_family_path.parent, directory)
-    path = directory / "versions.yaml"
-    path.write_text(path.read_text().replace("repository: tiny\n", f"repository: {repository}\n"))
-    if extra_run:
-        template = directory / "templates" / "busybox.Dockerfile.j2"
-        template.write_text(template.read_text().replace('CMD ["sh"]', f'RUN {extra_run}\nCMD ["sh"]'))
-    if generate:
-        done = subprocess.run([str(Path(sys.executable).parent / "invoke"), "generate",
-                               "--versions", str(path)], cwd=ROOT, capture_output=True, text=True,
-                              timeout=120)
-        assert done.returncode == 0, done.stdout + done.stderr
-    return path
-
-
-def write_builders(path: Path, mirror_host: str, *engines: str) -> Path:
-    """`engines`: each an entry's YAML flow mapping."""
-    path.write_text(f"base-mirror: {mirror_host}\nengines:\n"
-                    + "".join(f"  - {entry}\n" for entry in engines))
-    return path
-
-
 def overlap(a: tuple[float, float], b: tuple[float, float]) -> bool:
     return a[0] < b[1] and b[0] < a[1]
 
@@ -184,7 +156,7 @@ def test_the_jobs_of_one_platform_split_across_both_amd64_engines(
     run = build.run(build.BuildOptions(
         "1.0.0", variants=("busybox", "slim-busybox"), platforms=("amd64",),
         registry=registry.host, push=True, builders=str(builders), force=True, nocache=True,
-        versions=str(tiny_copy(tmp_path / "tiny", tiny_family_path, "tiny-pools")),
+        versions=str(tiny_family(tmp_path / "tiny", "tiny-pools")),
         logs=str(tmp_path / "logs"), report=str(tmp_path / "report.json")), out=out)
 
     assert run.exit_code == 0, [r.reason for r in run.failures]
@@ -234,7 +206,7 @@ def test_a_failing_run_step_is_not_retried_on_another_engine(
     run = build.run(build.BuildOptions(
         "1.0.0", variants=("busybox",), platforms=("amd64",), registry=registry.host, push=True,
         builders=str(builders), force=True, nocache=True,
-        versions=str(tiny_copy(tmp_path / "tiny", tiny_family_path, "tiny-pools-fail",
+        versions=str(tiny_family(tmp_path / "tiny", "tiny-pools-fail",
                                extra_run="exit 3")),
         logs=str(tmp_path / "logs")), out=io.StringIO())
 
@@ -259,7 +231,7 @@ def test_an_engine_that_lies_about_its_platform_or_is_gone_is_left_out_saying_wh
     run = build.run(build.BuildOptions(
         "1.0.0", variants=("busybox", "windowsservercore-1809"), registry=registry.host,
         push=True, builders=str(builders), force=True, nocache=True,
-        versions=str(tiny_copy(tmp_path / "tiny", tiny_family_path, "tiny-pools-liar")),
+        versions=str(tiny_family(tmp_path / "tiny", "tiny-pools-liar")),
         logs=str(tmp_path / "logs"), platforms=("amd64", "windows-amd64")), out=out)
 
     shown = out.getvalue().splitlines()
@@ -308,7 +280,7 @@ def wait_for(predicate, what: str, timeout: float = 300) -> None:
 def test_a_killed_engines_running_job_is_rebuilt_on_the_other_and_the_release_completes(
         tmp_path, registry, mirror, second_engine, doomed_engine, tiny_family_path):
     # A RUN step that lasts, so the daemon is killed while a job is inside it.
-    versions_path = tiny_copy(tmp_path / "tiny", tiny_family_path, "tiny-pools-kill",
+    versions_path = tiny_family(tmp_path / "tiny", "tiny-pools-kill",
                               extra_run="sleep 5", generate=True)
     builders = write_builders(tmp_path / "builders.yaml", mirror.host,
                               f"{{name: second, url: '{second_engine.url}', platforms: [amd64]}}",
@@ -377,7 +349,7 @@ def test_a_daemon_killed_mid_push_has_the_job_built_again_elsewhere(
         box["run"] = build.run(build.BuildOptions(
             "1.0.0", variants=("busybox",), platforms=("amd64",), registry=registry.host,
             push=True, builders=str(builders), force=True, nocache=True,
-            versions=str(tiny_copy(tmp_path / "tiny", tiny_family_path, "tiny-pools-push",
+            versions=str(tiny_family(tmp_path / "tiny", "tiny-pools-push",
                                    extra_run="head -c 134217728 /dev/urandom > /noise")),
             logs=str(logs)), out=io.StringIO())
 

@@ -29,11 +29,11 @@ from builder.model.report import Status
 from builder.model.tags import tag_groups
 from builder.model import versions as versions_module
 from builder.model.versions import Family, Variant, Version
-from test_build import write_builders
+from tests.helpers.builders import write_builders
 from testbed.registry import start_registry
-from windows_images import push_image
+from tests.helpers.windows_images import push_image
+from tests.helpers.cli import invoke
 
-ROOT = Path(__file__).resolve().parent.parent
 BUSTER = Variant("buster", "buster", "debian", "debian:buster",
                  (PLATFORMS["amd64"], PLATFORMS["arm32v7"], PLATFORMS["arm64v8"], PLATFORMS["i386"]))
 WIN1809 = Variant("windowsservercore-1809", "windows/windowsservercore-1809", "windowsservercore",
@@ -336,16 +336,10 @@ def tinypy_tree(tmp_path, mirror) -> Path:
     return path
 
 
-def _invoke(*args: str, env: dict | None = None, task: str = "publish") -> subprocess.CompletedProcess:
-    return subprocess.run([str(ROOT / ".venv" / "bin" / "invoke"), task, *args], cwd=ROOT,
-                          capture_output=True, text=True, env={**os.environ, **(env or {})},
-                          timeout=600)
-
-
 def _build(versions: Path, host: str, *args: str, env: dict | None = None) -> None:
-    done = _invoke("--version", "2.0.0", "--versions", str(versions), "--push", "--registry", host,
-                   "--builders", str(versions.parent / "builders.yaml"),
-                   "--logs", str(versions.parent / "logs"), *args, env=env, task="build")
+    done = invoke("build", "--version", "2.0.0", "--versions", str(versions), "--push", "--registry", host,
+                  "--builders", str(versions.parent / "builders.yaml"),
+                  "--logs", str(versions.parent / "logs"), *args, env=env)
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr
 
 
@@ -358,16 +352,16 @@ def test_invoke_publish_exit_codes(registry, tinypy_tree):
               "--builders", str(versions.parent / "builders.yaml"))
     _build(versions, host, "--platform", "amd64")
 
-    missing = _invoke("--version", "2.0.0", *common)
+    missing = invoke("publish", "--version", "2.0.0", *common)
     assert missing.returncode == 1, missing.stderr
     assert f"{host}/tinypy:2.0.0-buster-arm32v7" in missing.stdout
     assert client.head_manifest("tinypy", "2.0.0") is None
 
     _build(versions, host)
-    done = _invoke("--version", "2.0.0", *common)
+    done = invoke("publish", "--version", "2.0.0", *common)
     assert done.returncode == 0, done.stdout + done.stderr
     assert f"{host}/tinypy:2.0.0: written" in done.stdout
-    again = _invoke("--version", "2.0", *common)
+    again = invoke("publish", "--version", "2.0", *common)
     assert again.returncode == 0 and "written" not in again.stdout
     assert again.stdout.count(": unchanged") == len(done.stdout.splitlines())
     listed = client.head_manifest("tinypy", "2").digest
@@ -376,7 +370,7 @@ def test_invoke_publish_exit_codes(registry, tinypy_tree):
     version = versions_module.load(versions).version("2.0.0")
     arm = arch_reference(host, "tinypy", version, version.variants[0], PLATFORMS["arm32v7"])
     push_image(client, arm.repository, arm.tag, PLATFORMS["arm32v7"], label="by hand")
-    stale = _invoke("--version", "2.0.0", *common, "--report", str(versions.parent / "r.json"))
+    stale = invoke("publish", "--version", "2.0.0", *common, "--report", str(versions.parent / "r.json"))
     assert stale.returncode == 1, stale.stdout + stale.stderr
     assert f"{host}/tinypy:2: failed: {arm} is stale: it has no build hash label" in stale.stdout
     assert client.head_manifest("tinypy", "2").digest == listed
@@ -384,7 +378,7 @@ def test_invoke_publish_exit_codes(registry, tinypy_tree):
     assert {(t["tag"], t["status"], tuple(t["stale"])) for t in tags} == \
         {(t["tag"], "failed", (str(arm),)) for t in tags}
 
-    bad = _invoke("--version", "9.9.9", *common)
+    bad = invoke("publish", "--version", "9.9.9", *common)
     assert bad.returncode == 2 and bad.stderr.startswith("error: ") and "9.9.9" in bad.stderr
 
 
@@ -401,11 +395,11 @@ def test_basic_auth_over_tls(tls_registry, tinypy_tree, tmp_path):
               "--builders", str(versions.parent / "builders.yaml"),
               "--ca-bundle", str(tls_registry.ca_bundle))
 
-    done = _invoke(*common, env=env)
+    done = invoke("publish", *common, env=env)
     assert done.returncode == 0, done.stdout + done.stderr
     assert entry_summary(client.get_manifest("tinypy", "2").json) == EXPECTED_ORDER[:2]
 
-    wrong = _invoke(*common, env={**env, "BUILDER_REGISTRY_PASSWORD": "not-" + tls_registry.password})
+    wrong = invoke("publish", *common, env={**env, "BUILDER_REGISTRY_PASSWORD": "not-" + tls_registry.password})
     assert wrong.returncode == 1
     lines = wrong.stderr.strip().splitlines()
     assert len(lines) == 1, wrong.stderr

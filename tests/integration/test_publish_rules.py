@@ -7,8 +7,6 @@ published by `invoke release` / `invoke publish` as a pipeline runs them (subpro
 from __future__ import annotations
 
 import json
-import os
-import subprocess
 from pathlib import Path
 
 import pytest
@@ -20,12 +18,13 @@ from builder.model.platforms import PLATFORMS
 from builder.publish.rules import (Found, Verified, decide, hashing_builders, verified_from_report,
                                    verified_jobs)
 from builder.model.tags import tag_groups
-from test_build import write_builders
-from test_release import (INVOKE, ROOT, client_for, credentials_env, family_tree, read_report,
-                          release)
-from windows_images import push_image
+from tests.helpers.builders import write_builders
+from tests.helpers.cli import generate, invoke, release
+from tests.helpers.families import tiny_family
+from tests.helpers.registries import client_for, credentials_env, read_report
+from tests.helpers.windows_images import push_image
+from tests.helpers.paths import TINY_FAMILY
 
-TINY = Path(__file__).resolve().parent / "fixtures" / "tiny" / "versions.yaml"
 A, B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
 H1, H2 = "sha256:" + "1" * 64, "sha256:" + "2" * 64
 KEY, CHILD = "1.0.0/busybox/amd64", "1.0.0/slim-busybox/amd64"
@@ -131,7 +130,7 @@ def test_a_build_report_of_another_registry_layout_or_version_is_bad_input():
 
 
 def test_the_hashing_builders_serve_every_platform_and_keep_the_mirrors():
-    family = versions.load(TINY)
+    family = versions.load(TINY_FAMILY)
     version = family.version("1.0.0")
     real = Builders((Engine("local", "unix:///x", (PLATFORMS["amd64"],)),), base_mirror="m:5000")
     every = hashing_builders(real, version)
@@ -149,15 +148,10 @@ SOCKET = "unix:///var/run/docker.sock"
 
 
 def _tree(tmp_path: Path, repository: str, mirror) -> tuple[Path, Path]:
-    versions_path = family_tree(tmp_path / "tiny", repository)
+    versions_path = tiny_family(tmp_path / "tiny", repository, generate=True)
     builders = write_builders(tmp_path / "builders.yaml", mirror.host,
                               ("local", SOCKET, ("amd64", "i386")))
     return versions_path, builders
-
-
-def _invoke(task: str, *args: str, registry) -> subprocess.CompletedProcess:
-    return subprocess.run([str(INVOKE), task, *args], cwd=ROOT, capture_output=True, text=True,
-                          timeout=900, env={**os.environ, **credentials_env(registry)})
 
 
 def _busybox_tags(versions_path: Path) -> list[str]:
@@ -208,9 +202,7 @@ def test_a_platform_release_lists_the_current_others_and_refuses_a_stale_one(
     # alone builds amd64 anew and refuses every tag, naming i386 as stale.
     template = tmp_path / "tiny" / "templates" / "busybox.Dockerfile.j2"
     template.write_text(template.read_text() + 'LABEL org.example.revision="2"\n')
-    generated = subprocess.run([str(INVOKE), "generate", "--versions", str(versions_path)],
-                               cwd=ROOT, capture_output=True, text=True, timeout=120)
-    assert generated.returncode == 0, generated.stderr
+    generate(versions_path)
     third = release(*args, "--platform", "amd64", "--report", str(tmp_path / "3.json"),
                     registry=tls_registry)
     assert third.returncode == 1, third.stdout[-3000:] + third.stderr
@@ -236,8 +228,8 @@ def test_a_per_arch_tag_moved_between_build_and_publish_fails_its_tags(
     common = ("--version", "1.0.0", "--variant", "busybox", "--platform", "amd64",
               "--platform", "i386", "--registry", tls_registry.host, "--builders", str(builders),
               "--versions", str(versions_path))
-    built = _invoke("build", *common, "--push", "--logs", str(tmp_path / "logs"),
-                    "--report", str(tmp_path / "build.json"), registry=tls_registry)
+    built = invoke("build", *common, "--push", "--logs", str(tmp_path / "logs"),
+                   "--report", str(tmp_path / "build.json"), env=credentials_env(tls_registry))
     assert built.returncode == 0, built.stdout[-3000:] + built.stderr
     jobs = {j["job"]: j for j in read_report(tmp_path / "build.json")["jobs"]}
     ours = jobs["1.0.0/busybox/i386"]
@@ -248,8 +240,8 @@ def test_a_per_arch_tag_moved_between_build_and_publish_fails_its_tags(
     theirs = push_image(client, repository, moved.rsplit(":", 1)[1], PLATFORMS["i386"],
                         label="a concurrent release", build_hash=ours["build_hash"]).digest
     publish_args = (*common, "--ca-bundle", str(tls_registry.ca_bundle))
-    done = _invoke("publish", *publish_args, "--from-report", str(tmp_path / "build.json"),
-                   "--report", str(tmp_path / "publish.json"), registry=tls_registry)
+    done = invoke("publish", *publish_args, "--from-report", str(tmp_path / "build.json"),
+                  "--report", str(tmp_path / "publish.json"), env=credentials_env(tls_registry))
 
     assert done.returncode == 1, done.stdout + done.stderr
     tags = _busybox_tags(versions_path)
@@ -264,8 +256,8 @@ def test_a_per_arch_tag_moved_between_build_and_publish_fails_its_tags(
     # A report of another version is bad input: nothing is read or written.
     other = json.loads((tmp_path / "build.json").read_text()) | {"version": "0.9.1"}
     (tmp_path / "other.json").write_text(json.dumps(other))
-    bad = _invoke("publish", *publish_args, "--from-report", str(tmp_path / "other.json"),
-                  registry=tls_registry)
+    bad = invoke("publish", *publish_args, "--from-report", str(tmp_path / "other.json"),
+                 env=credentials_env(tls_registry))
     assert bad.returncode == 2, bad.stdout + bad.stderr
     assert bad.stderr == (f"error: {tmp_path / 'other.json'}: version: '0.9.1', but this "
                           "publish is of '1.0.0'\n")

@@ -5,12 +5,11 @@ from __future__ import annotations
 import json
 import os
 import subprocess
-from pathlib import Path
 
 from testbed.engine import local_client, remove_tags_of
 from testbed.procs import free_port
+from tests.helpers.paths import ROOT
 
-ROOT = Path(__file__).resolve().parent.parent
 
 
 def test_scripts_demo_hello_releases_the_example_family_from_a_fresh_clone(tmp_path, docker_client):

@@ -23,11 +23,11 @@ from builder.model.platforms import platform
 from builder.registry.client import RegistryClient
 from testbed.engine import local_client, remove_tags_of
 from testbed.procs import free_port
-from test_build import write_builders
+from tests.helpers.builders import write_builders
+from tests.helpers.paths import ROOT
 
 pytestmark = pytest.mark.realbuild
 
-ROOT = Path(__file__).resolve().parent.parent
 PLATFORMS = os.environ.get("REALBUILD_PLATFORMS", "amd64").split()
 DEMO_TIMEOUT = 3 * 3600  # a cold build of both platforms on 2 busy cores
 

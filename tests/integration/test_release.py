@@ -2,7 +2,7 @@
 engines, the JSON report, then the registry and the summary pages checked against the report.
 
 The tiny family's Windows variant has no engine here: the test pushes a hand-made
-Windows-shaped image (tests/windows_images.py) under the per-arch name the build stage would
+Windows-shaped image (tests/helpers/windows_images.py) under the per-arch name the build stage would
 use, labelled with the build hash a Windows engine would give it (its base, a Windows-shaped
 servercore in the mirror, pinned as a build pins it), standing in for a Windows engine; the
 release then skips that job ("no engine") and publishes it with the Linux images, since its
@@ -13,18 +13,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 import requests
 
-from builder.registry import credentials as auth
 from builder.farm import runner as build
 from builder.farm import engines
 from builder.model import versions
-from builder.registry.credentials import Credentials
 from builder.model.naming import arch_reference
 from builder.plan.plan import plan as make_plan
 from builder.model.platforms import PLATFORMS
@@ -32,12 +29,12 @@ from builder.publish.rules import hashing_builders
 from builder.model.reference import DOCKER_LIST
 from builder.registry.client import RegistryClient
 from builder.model.tags import tag_groups
-from test_build import write_builders
-from windows_images import push_image
+from tests.helpers.builders import write_builders
+from tests.helpers.cli import release
+from tests.helpers.families import tiny_family
+from tests.helpers.registries import client_for, read_report
+from tests.helpers.windows_images import push_image
 
-ROOT = Path(__file__).resolve().parent.parent
-INVOKE = ROOT / ".venv" / "bin" / "invoke"
-TINY = ROOT / "tests" / "fixtures" / "tiny"
 REPOSITORY = "tiny-release"
 LOCAL = ("amd64", "arm32v5", "arm32v7", "i386")
 SECOND = ("arm64v8", "ppc64le", "s390x")
@@ -48,40 +45,6 @@ LINUX_ENTRIES = (("amd64", ("linux", "amd64", None, None)), ("arm32v5", ("linux"
                  ("s390x", ("linux", "s390x", None, None)))
 WINDOWS_ENTRY = ("windows-amd64", ("windows", "amd64", None, "10.0.17763.805"))
 WINDOWS = "windowsservercore-1809"
-
-
-def family_tree(directory: Path, repository: str, windows_base: str | None = None) -> Path:
-    """The tiny fixture family under `repository`, copied to `directory`, with its Dockerfile
-    tree generated there (`invoke generate`), as a project commits it; `windows_base` replaces
-    the Windows variant's mcr.microsoft.com base. Returns versions.yaml."""
-    shutil.copytree(TINY, directory)
-    path = directory / "versions.yaml"
-    text = path.read_text().replace("repository: tiny\n", f"repository: {repository}\n")
-    if windows_base:
-        text = text.replace("from: mcr.microsoft.com/windows/servercore:1809",
-                            f"from: {windows_base}")
-    path.write_text(text)
-    done = subprocess.run([str(INVOKE), "generate", "--versions", str(path)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=120)
-    assert done.returncode == 0, done.stdout + done.stderr
-    return path
-
-
-def credentials_env(registry) -> dict[str, str]:
-    prefix = auth.env_prefix(registry.host)
-    return {f"{prefix}_USERNAME": registry.username, f"{prefix}_PASSWORD": registry.password}
-
-
-def release(*args: str, registry, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run(
-        [str(INVOKE), "release", "--registry", registry.host, "--ca-bundle", str(registry.ca_bundle),
-         *args], cwd=ROOT, capture_output=True, text=True, timeout=900,
-        env={**os.environ, **credentials_env(registry), **(env or {})})
-
-
-def client_for(registry) -> RegistryClient:
-    return RegistryClient(registry.host, credentials=Credentials(registry.username, registry.password),
-                          ca_bundle=str(registry.ca_bundle))
 
 
 def windows_base(mirror) -> str:
@@ -124,16 +87,12 @@ def registry_state(registry, client: RegistryClient) -> dict[str, dict[str, str]
     return state
 
 
-def read_report(path: Path) -> dict:
-    return json.loads(path.read_text())
-
-
 @pytest.fixture(scope="module")
 def released(tmp_path_factory, tls_registry, mirror, second_engine):
     """The tiny family released twice in a row: 2 Linux variants × 7 platforms over two engines,
     the Windows image pushed by hand first. Both runs, their reports and the registry between."""
     work = tmp_path_factory.mktemp("release")
-    versions_path = family_tree(work / "tiny", REPOSITORY, windows_base(mirror))
+    versions_path = tiny_family(work / "tiny", REPOSITORY, windows_base=windows_base(mirror), generate=True)
     family = versions.load(versions_path)
     wanted = family.version("1.0.0")
     client = client_for(tls_registry)
@@ -353,7 +312,7 @@ def test_a_windows_image_of_another_build_is_stale_and_its_tags_are_left(release
 
 
 def test_a_stale_tree_stops_the_release_before_anything_is_built(tmp_path, tls_registry, mirror):
-    versions_path = family_tree(tmp_path / "tiny", "tiny-stale")
+    versions_path = tiny_family(tmp_path / "tiny", "tiny-stale", generate=True)
     dockerfile = sorted((tmp_path / "tiny").rglob("Dockerfile"))[0]
     dockerfile.write_text(dockerfile.read_text() + "RUN echo edited by hand\n")
     builders = write_builders(tmp_path / "builders.yaml", mirror.host,
@@ -390,7 +349,7 @@ def test_an_unknown_version_is_bad_input(tmp_path, tls_registry, tiny_family_pat
 
 def test_a_bad_builders_file_is_bad_input_and_the_report_says_where_it_stopped(
         tmp_path, tls_registry):
-    versions_path = family_tree(tmp_path / "tiny", "tiny-badbuilders")
+    versions_path = tiny_family(tmp_path / "tiny", "tiny-badbuilders", generate=True)
     builders = tmp_path / "builders.yaml"
     builders.write_text("engines:\n  - name: local\n    url: unix:///var/run/docker.sock\n"
                         "    platforms: [linux/sparc]\n")

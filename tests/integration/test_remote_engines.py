@@ -18,7 +18,7 @@ import pytest
 
 from builder.farm import runner as build
 from builder.registry.client import RegistryClient
-from test_build import invoke
+from tests.helpers.cli import invoke
 
 PLATFORM = "arm64v8"  # one tiny foreign platform: the second engine builds it under QEMU
 SYSTEM_CAS = "/etc/ssl/certs/ca-certificates.crt"
@@ -122,7 +122,7 @@ def test_a_tls_misconfiguration_fails_the_job_with_one_line_that_says_what_to_fi
            "wrong ca": {"ca": other.ca_cert, "cert": tls_engine.cert, "key": tls_engine.key}}[case]
     builders = builders_file(tmp_path / "builders.yaml", mirror.host, "tls-node", tls_engine.url, tls)
 
-    done = invoke("--version", "1.0.0", "--variant", "busybox", "--platform", PLATFORM,
+    done = invoke("build", "--version", "1.0.0", "--variant", "busybox", "--platform", PLATFORM,
                   "--builders", str(builders), "--versions", str(tiny_family_path),
                   "--logs", str(tmp_path / "logs"))
 
@@ -153,7 +153,7 @@ def test_a_tcp_engine_without_tls_is_refused_naming_the_line(tmp_path, tiny_fami
     builders = builders_file(tmp_path / "builders.yaml", "127.0.0.1:9", "tls-node",
                              "tcp://127.0.0.1:9")
 
-    done = invoke("--version", "1.0.0", "--variant", "busybox", "--platform", PLATFORM,
+    done = invoke("build", "--version", "1.0.0", "--variant", "busybox", "--platform", PLATFORM,
                   "--builders", str(builders), "--versions", str(tiny_family_path),
                   "--logs", str(tmp_path / "logs"))
 
@@ -196,7 +196,7 @@ def test_an_ssh_engine_that_ssh_cannot_log_in_to_fails_the_job_with_one_line(
     (bin_dir / "ssh").chmod(0o755)
     builders = builders_file(tmp_path / "builders.yaml", mirror.host, "ssh-node", ssh_engine.url)
 
-    done = invoke("--version", "1.0.0", "--variant", "busybox", "--platform", PLATFORM,
+    done = invoke("build", "--version", "1.0.0", "--variant", "busybox", "--platform", PLATFORM,
                   "--builders", str(builders), "--versions", str(tiny_family_path),
                   "--logs", str(tmp_path / "logs"),
                   env={"PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}"})

@@ -21,8 +21,8 @@ from builder.model.errors import InputError
 from builder.model.reference import DOCKER_LIST, DOCKER_MANIFEST, sha256_digest
 from builder.registry.client import Registries, RegistryClient
 from builder.model.report import Status
-from test_build import write_builders
-from test_release import family_tree
+from tests.helpers.builders import write_builders
+from tests.helpers.families import tiny_family
 from testbed.countproxy import CountingProxy
 
 CONFIG_TYPE = "application/vnd.docker.container.image.v1+json"
@@ -179,7 +179,7 @@ def test_a_noop_re_release_asks_for_little_more_than_the_documents_it_needs(
         tmp_path, registry, mirror, proxy):
     """Released once, then again with nothing changed: no build, no upload, no manifest PUT, and
     at most 1.2 requests per distinct document read (bench/noop_release.py times it too)."""
-    versions_path = family_tree(tmp_path / "tiny", "tiny-noop")
+    versions_path = tiny_family(tmp_path / "tiny", "tiny-noop", generate=True)
     builders = write_builders(tmp_path / "builders.yaml", mirror.host,
                               ("local", "unix:///var/run/docker.sock", ("amd64", "i386")))
     options = release.ReleaseOptions(

@@ -9,7 +9,6 @@ from __future__ import annotations
 import io
 import os
 import re
-from pathlib import Path
 
 import pytest
 
@@ -18,10 +17,9 @@ from builder.generate.render import dockerfile_path, render
 from builder.model.tags import tag_groups
 from builder.model.versions import load
 
-from dockerfile_history import LINUX_PARENT_ENV, history
+from tests.helpers.dockerfile_history import LINUX_PARENT_ENV, history
+from tests.helpers.paths import ROOT, SEED_PAGE
 
-ROOT = Path(__file__).resolve().parents[1]
-SEED = Path(os.environ.get("SEED_PAGE", ROOT / "tests/data/000_5a6006424bbde431.txt"))
 
 # Entries that come from the parent image: Debian's ADD and CMD plus four
 # buildpack-deps RUNs; on Windows the two servercore base layers.
@@ -50,9 +48,9 @@ def section_platform(heading: str):
 
 @pytest.fixture(scope="module")
 def sections():
-    if not SEED.is_file():
-        pytest.fail(f"seed page not found at {SEED}: set SEED_PAGE to its path", pytrace=False)
-    return seed_sections(SEED.read_text(encoding="utf-8"))
+    if not SEED_PAGE.is_file():
+        pytest.fail(f"seed page not found at {SEED_PAGE}: set SEED_PAGE to its path", pytrace=False)
+    return seed_sections(SEED_PAGE.read_text(encoding="utf-8"))
 
 
 @pytest.fixture(scope="module")

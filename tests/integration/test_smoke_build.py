@@ -5,7 +5,8 @@ import json
 import shutil
 
 from builder.registry.client import RegistryClient
-from test_build import invoke, write_builders
+from tests.helpers.builders import write_builders
+from tests.helpers.cli import invoke
 
 SMOKE = """\
 checks:
@@ -35,7 +36,7 @@ def test_a_failed_smoke_test_fails_its_job_names_the_check_and_pushes_nothing(
     builders = write_builders(tmp_path / "builders.yaml", mirror.host,
                               ("local", "unix:///var/run/docker.sock", ("amd64",)))
 
-    done = invoke("--version", "1.0.0", "--variant", "busybox", "--variant", "slim-busybox",
+    done = invoke("build", "--version", "1.0.0", "--variant", "busybox", "--variant", "slim-busybox",
                   "--platform", "amd64", "--push", "--registry", registry.host,
                   "--builders", str(builders), "--versions", str(family),
                   "--logs", str(tmp_path / "logs"), "--report", str(tmp_path / "report.json"))
@@ -66,7 +67,7 @@ def test_an_expectation_that_does_not_hold_fails_the_job(tmp_path, registry, mir
     builders = write_builders(tmp_path / "builders.yaml", mirror.host,
                               ("local", "unix:///var/run/docker.sock", ("arm64v8",)))
 
-    done = invoke("--version", "1.0.0", "--variant", "busybox", "--platform", "arm64v8",
+    done = invoke("build", "--version", "1.0.0", "--variant", "busybox", "--platform", "arm64v8",
                   "--push", "--registry", registry.host, "--builders", str(builders),
                   "--versions", str(family), "--logs", str(tmp_path / "logs"))
 

@@ -9,13 +9,11 @@ import os
 import re
 import socket
 import subprocess
-import sys
 import tarfile
 import threading
 from datetime import datetime, timezone
 from email.utils import format_datetime
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from pathlib import Path
 
 import pytest
 
@@ -28,11 +26,11 @@ from builder.summary.fetch import summarize, write_page
 from builder.summary.page import (BlobHead, Document, ImageDocuments, TagDocuments, created_text,
                                   history_text, json_text, last_modified_text, page_path,
                                   platform_text, render, size_text)
-from seed_documents import seed_documents
+from tests.helpers.seed_documents import seed_documents
 from testbed.registry import start_registry
+from tests.helpers.cli import invoke
+from tests.helpers.paths import SEED_PAGE
 
-ROOT = Path(__file__).resolve().parent.parent
-SEED = Path(os.environ.get("SEED_PAGE", ROOT / "tests/data/000_5a6006424bbde431.txt"))
 CONFIG_TYPE = "application/vnd.docker.container.image.v1+json"
 LAYER_TYPE = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 FOREIGN_TYPE = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
@@ -43,9 +41,9 @@ POWERSHELL = ["powershell", "-Command",
 # --- the pure renderer ---------------------------------------------------------------------
 
 def test_seed_round_trip_is_byte_identical():
-    if not SEED.is_file():
-        pytest.fail(f"seed page not found at {SEED}: set SEED_PAGE to its path", pytrace=False)
-    seed = SEED.read_text(encoding="utf-8")
+    if not SEED_PAGE.is_file():
+        pytest.fail(f"seed page not found at {SEED_PAGE}: set SEED_PAGE to its path", pytrace=False)
+    seed = SEED_PAGE.read_text(encoding="utf-8")
     page = render(seed_documents(seed))
     assert page.count("\n") == 903
     assert len(page.encode()) == 63789
@@ -432,18 +430,15 @@ def test_write_page_and_the_summary_task(registry, tmp_path):
     assert path.read_text() == summarize(client, ref)
     assert [p.name for p in path.parent.iterdir()] == ["1.0.md"]  # no temporary left behind
 
-    printed = subprocess.run([sys.executable, "-m", "invoke", "summary", str(ref)], cwd=ROOT,
-                             capture_output=True, text=True)
+    printed = invoke("summary", str(ref))
     assert printed.returncode == 0, printed.stderr
     assert printed.stdout == path.read_text()
 
-    written = subprocess.run([sys.executable, "-m", "invoke", "summary", str(ref), "--out",
-                              str(tmp_path / "out")], cwd=ROOT, capture_output=True, text=True)
+    written = invoke("summary", str(ref), "--out", str(tmp_path / "out"))
     assert written.returncode == 0, written.stderr
     assert (tmp_path / "out/summary/cli/remote/1.0.md").read_text() == printed.stdout
 
-    bad = subprocess.run([sys.executable, "-m", "invoke", "summary", "Not A Ref"], cwd=ROOT,
-                         capture_output=True, text=True)
+    bad = invoke("summary", "Not A Ref")
     assert bad.returncode == 2
     assert bad.stderr.count("\n") == 1 and "not an image reference" in bad.stderr
 
@@ -556,9 +551,8 @@ def test_summary_task_over_tls_with_basic_auth(tls_registry):
     prefix = auth.env_prefix(tls_registry.host)
 
     def invoke_summary(password: str) -> subprocess.CompletedProcess:
-        env = {**os.environ, f"{prefix}_USERNAME": tls_registry.username, f"{prefix}_PASSWORD": password}
-        return subprocess.run([sys.executable, "-m", "invoke", "summary", ref, "--ca-bundle",
-                               str(tls_registry.ca_bundle)], cwd=ROOT, env=env, capture_output=True, text=True)
+        env = {f"{prefix}_USERNAME": tls_registry.username, f"{prefix}_PASSWORD": password}
+        return invoke("summary", ref, "--ca-bundle", str(tls_registry.ca_bundle), env=env)
 
     good = invoke_summary(tls_registry.password)
     assert good.returncode == 0, good.stderr

@@ -18,7 +18,6 @@ import json
 import shutil
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -31,8 +30,9 @@ from builder.model.errors import EXIT_PARTIAL, InputError, VerificationError
 from builder.mirror import fill, layout, serve
 from builder.mirror.verify import sha256_file
 from testbed.paths import cache_dir
+from tests.helpers.cli import invoke
+from tests.helpers.paths import ROOT
 
-REPO = Path(__file__).parents[1]
 FINGERPRINT = "7169605F62C751356D054A26A821E680E5FA6305"  # Thomas Wouters, 3.12/3.13
 OLD, NEW = "3.13.5", "3.13.14"
 OLD_SHA256 = "93e583f243454e6e9e4588ca2c2662206ad961659863277afcdb96801647d640"
@@ -80,8 +80,8 @@ def family(tmp_path) -> Path:
     """The repository's versions.yaml and templates with 3.13 pinned to 3.13.5, and its tree."""
     directory = tmp_path / "family"
     directory.mkdir()
-    shutil.copytree(REPO / "templates", directory / "templates")
-    text = (REPO / "versions.yaml").read_text()
+    shutil.copytree(ROOT / "templates", directory / "templates")
+    text = (ROOT / "versions.yaml").read_text()
     for old, new in ((f"version: {NEW}\n", f"version: {OLD}\n"), (NEW_SHA256, OLD_SHA256),
                      (NEW_WINDOWS_SHA256, OLD_WINDOWS_SHA256)):
         assert text.count(old) == 1
@@ -95,11 +95,6 @@ def family(tmp_path) -> Path:
 def _update(family: Path, url: str, **options) -> update.UpdateResult:
     return update.run(update.UpdateOptions(str(family), series=("3.13",), source=url, **options),
                       out=io.StringIO())
-
-
-def _invoke(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([str(Path(sys.executable).parent / "invoke"), *args], cwd=REPO,
-                          capture_output=True, text=True)
 
 
 def _diff(before: Path, after: Path) -> tuple[list[str], list[str]]:
@@ -136,10 +131,10 @@ def test_3_13_5_updates_to_3_13_14_verified_and_only_its_lines_change(source, fa
     Path(f"{tarball}.spdx.json").write_text(_sbom(tarball.name, NEW_SHA256))
     before = tmp_path / "before.yaml"
     shutil.copy(family, before)
-    assert _invoke("update", "--check", "--series", "3.13", "--source", url,
+    assert invoke("update", "--check", "--series", "3.13", "--source", url,
                    "--versions", str(family)).returncode == 1
     report = tmp_path / "report.json"
-    result = _invoke("update", "--series", "3.13", "--source", url, "--versions", str(family),
+    result = invoke("update", "--series", "3.13", "--source", url, "--versions", str(family),
                      "--report", str(report))
     assert result.returncode == 0, result.stderr
     assert f"3.13: {OLD} → {NEW} (sha256 {NEW_SHA256}" in result.stdout
@@ -152,8 +147,8 @@ def test_3_13_5_updates_to_3_13_14_verified_and_only_its_lines_change(source, fa
     assert [(s["series"], s["old"], s["new"], s["sha256"]) for s in written["series"]] == [
         ("3.13", OLD, NEW, NEW_SHA256)]
     assert written["files"] and all(f.startswith("3.13/") for f in written["files"])
-    assert _invoke("generate", "--check", "--versions", str(family)).returncode == 0
-    after = _invoke("update", "--check", "--series", "3.13", "--source", url,
+    assert invoke("generate", "--check", "--versions", str(family)).returncode == 0
+    after = invoke("update", "--check", "--series", "3.13", "--source", url,
                     "--versions", str(family))
     assert after.returncode == 0 and f"3.13: {NEW}, up to date" in after.stdout
 
@@ -161,7 +156,7 @@ def test_3_13_5_updates_to_3_13_14_verified_and_only_its_lines_change(source, fa
 def test_the_repositorys_own_versions_file_is_up_to_date_with_the_mirror(source):
     """versions.yaml itself holds 3.13.14, with upstream's sha256: the update agrees."""
     _, url = source
-    check = _invoke("update", "--check", "--series", "3.13", "--source", url)
+    check = invoke("update", "--check", "--series", "3.13", "--source", url)
     assert check.returncode == 0, check.stdout + check.stderr
 
 
@@ -177,7 +172,7 @@ def test_a_source_without_the_windows_installer_gives_a_partial_update(source, f
     assert _diff(before, family) == ([f"  - version: {OLD}", f"    sha256: {OLD_SHA256}"],
                                      [f"  - version: {NEW}", f"    sha256: {NEW_SHA256}"])
     shutil.copy(before, family)
-    cli = _invoke("update", "--series", "3.13", "--source", url, "--versions", str(family))
+    cli = invoke("update", "--series", "3.13", "--source", url, "--versions", str(family))
     assert cli.returncode == 3 and "windows-sha256 kept, not bumped" in cli.stdout
 
 
@@ -191,13 +186,13 @@ def test_a_partial_update_is_completed_once_the_source_offers_the_installer(sour
     installer.write_bytes(STAND_IN)  # a stand-in: see the module docstring
     stand_in_sha256 = sha256_file(installer)
     Path(f"{installer}.sha256").write_text(f"{stand_in_sha256}  {installer.name}\n")
-    check = _invoke("update", "--check", "--series", "3.13", "--source", url,
+    check = invoke("update", "--check", "--series", "3.13", "--source", url,
                     "--versions", str(family))
     assert check.returncode == 1 and f"windows-sha256 → {stand_in_sha256} available" in check.stdout
     assert _update(family, url).exit_code == 0
     assert _diff(partial, family) == ([f"    windows-sha256: {OLD_WINDOWS_SHA256}"],
                                       [f"    windows-sha256: {stand_in_sha256}"])
-    assert _invoke("generate", "--check", "--versions", str(family)).returncode == 0
+    assert invoke("generate", "--check", "--versions", str(family)).returncode == 0
     assert _update(family, url, check=True).exit_code == 0
 
 
@@ -260,7 +255,7 @@ def test_a_tampered_source_is_refused_and_nothing_is_written(source, family, tam
     assert f"{family} not written" in message
     assert _files(family.parent) == before
     report = family.parent.parent / "report.json"
-    cli = _invoke("update", "--series", "3.13", "--source", url, "--versions", str(family),
+    cli = invoke("update", "--series", "3.13", "--source", url, "--versions", str(family),
                   "--report", str(report))
     assert cli.returncode == 1 and cli.stderr.count("\n") == 1 and says in cli.stderr
     assert says in json.loads(report.read_text())["error"]
@@ -277,7 +272,7 @@ def test_an_unreachable_index_or_one_that_is_no_listing_is_one_line_naming_it(so
     not_a_listing = url.removesuffix("python/") + "maintenance/"
     for bad, says in ((closed, f"GET {closed}: "),
                       (not_a_listing, f"{not_a_listing}: not an HTML directory listing")):
-        cli = _invoke("update", "--series", "3.13", "--source", bad, "--versions", str(family))
+        cli = invoke("update", "--series", "3.13", "--source", bad, "--versions", str(family))
         assert cli.returncode == 1 and cli.stderr.count("\n") == 1, cli.stderr
         assert says in cli.stderr
     assert _files(family.parent) == before

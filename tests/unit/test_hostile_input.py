@@ -21,9 +21,8 @@ from builder.farm import builders
 from builder.model import versions
 from builder.model.errors import InputError
 from builder.model.yamldoc import MAX_BYTES, MAX_DEPTH
+from tests.helpers.paths import ROOT, TINY
 
-ROOT = Path(__file__).parent.parent
-TINY = ROOT / "tests" / "fixtures" / "tiny"
 EXAMPLES = settings(max_examples=150, deadline=None,
                     suppress_health_check=[HealthCheck.function_scoped_fixture])
 

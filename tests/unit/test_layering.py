@@ -8,9 +8,8 @@ from __future__ import annotations
 
 import subprocess
 import sys
-from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
+from tests.helpers.paths import ROOT
 PURE = ("model.versions", "generate.render", "model.tags", "generate.library", "model.naming",
         "plan.plan", "publish.lists", "publish.rules", "summary.page", "model.platforms",
         "model.reference", "farm.builders", "plan.dockerfile", "model.report", "model.errors",

@@ -2,9 +2,6 @@
 from __future__ import annotations
 
 import os
-import shutil
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -17,8 +14,10 @@ from builder.model.errors import InputError
 from builder.plan.dockerfile import from_images, rewrite_from
 from builder.plan.plan import build_args, plan
 from builder.model.platforms import PLATFORMS, platform
+from tests.helpers.families import derived_family
+from tests.helpers.cli import invoke
+from tests.helpers.paths import ROOT
 
-ROOT = Path(__file__).parent.parent
 LINUX = tuple(p for p in PLATFORMS.values() if p.os == "linux")
 
 
@@ -119,21 +118,6 @@ def test_from_lines_are_found_and_pinned_but_stages_and_scratch_are_left_alone()
         "FROM --platform=$BUILDPLATFORM m:5000/library/golang@sha256:cd AS build", "RUN make",
         "from scratch", "FROM build AS again", "FROM m:5000/library/busybox@sha256:ab",
         "COPY --from=build /x /x"]
-
-
-def derived_family(tmp_path: Path, tiny_family_path: Path, repository: str = "tiny",
-                   platforms: str = "amd64, arm64v8") -> Path:
-    """The tiny family as `repository`, plus `onbuild`, a variant built FROM its own busybox image."""
-    shutil.copytree(tiny_family_path.parent / "templates", tmp_path / "templates")
-    text = tiny_family_path.read_text().replace("repository: tiny\n", f"repository: {repository}\n")
-    text = text.replace("\nversions:\n", "\n  onbuild: {template: busybox, directory: busybox/onbuild,"
-                        f" from: \"{repository}:1.0.0-busybox\", platforms: [{platforms}]}}\n"
-                        "\nversions:\n")
-    text = text.replace("variants: [busybox, slim-busybox, windowsservercore-1809]",
-                        "variants: [onbuild, busybox, slim-busybox, windowsservercore-1809]", 1)
-    path = tmp_path / "versions.yaml"
-    path.write_text(text)
-    return path
 
 
 def test_a_variant_built_from_another_comes_after_it(tmp_path, tiny_family_path):
@@ -242,12 +226,6 @@ def test_binfmt_handlers_are_read_from_their_elf_magic(tmp_path):
     assert builders_file.runnable_architectures("amd64", local=False, binfmt_dir=tmp_path) == {"amd64"}
     (tmp_path / "status").write_text("disabled\n")
     assert builders_file.binfmt_architectures(tmp_path) == set()
-
-
-def invoke(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(Path(sys.executable).parent / "invoke"), *args], cwd=ROOT,
-                          capture_output=True, text=True, env={**os.environ, **(env or {})},
-                          timeout=300)
 
 
 def test_dry_run_prints_the_3_8_0_plan_without_an_engine_when_builders_are_configured(tmp_path):

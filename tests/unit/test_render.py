@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import shutil
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -13,9 +12,10 @@ from builder.model.errors import InputError
 from builder.generate.render import check, dockerfile_path, generate, render
 from builder.model.versions import load
 
-from dockerfile_history import instructions
+from tests.helpers.dockerfile_history import instructions
+from tests.helpers.cli import invoke
+from tests.helpers.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 TEMPLATES = ROOT / "templates"
 
 
@@ -31,11 +31,6 @@ def tiny(tiny_family_path):
 
 def snapshot(directory: Path) -> dict[Path, bytes]:
     return {p.relative_to(directory): p.read_bytes() for p in directory.rglob("*") if p.is_file()}
-
-
-def invoke(*args: str) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "invoke", *args], cwd=ROOT,
-                          capture_output=True, text=True)
 
 
 def test_the_committed_tree_is_current(python_family):

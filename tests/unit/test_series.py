@@ -7,11 +7,8 @@ python.org is out of reach here, so versions.yaml cannot list them yet.
 """
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
@@ -22,10 +19,10 @@ from builder.generate.render import dockerfile_path, render
 from builder.model.tags import tag_groups
 from builder.model.versions import load
 
-from dockerfile_history import instructions
+from tests.helpers.dockerfile_history import instructions
+from tests.helpers.cli import invoke
+from tests.helpers.paths import ROOT, TODAY_FAMILY
 
-ROOT = Path(__file__).resolve().parents[1]
-TODAY = ROOT / "tests" / "fixtures" / "today" / "versions.yaml"
 PYTHON_FTP = "https://www.python.org/ftp/python/"
 COMMIT = "228f71e70a42ba9f9a092321b971031603bb88ff"
 
@@ -37,7 +34,7 @@ def python_family():
 
 @pytest.fixture(scope="module")
 def today_family():
-    return load(TODAY, ROOT / "templates")
+    return load(TODAY_FAMILY, ROOT / "templates")
 
 
 def todays_dockerfiles(family):
@@ -167,7 +164,7 @@ def test_the_windows_check_catches_an_installer_run_unchecked(today_family):
 
 def test_a_windows_variant_without_its_installer_checksum_is_refused(tmp_path):
     (tmp_path / "versions.yaml").write_text(
-        TODAY.read_text().replace("    windows-sha256: 14b3e9a7", "    # windows-sha256: 14b3e9a7"))
+        TODAY_FAMILY.read_text().replace("    windows-sha256: 14b3e9a7", "    # windows-sha256: 14b3e9a7"))
     with pytest.raises(InputError) as caught:
         render(load(tmp_path / "versions.yaml", ROOT / "templates"))
     assert "windows_sha256" in caught.value.message and "3.14/windows/" in caught.value.message
@@ -319,12 +316,6 @@ def test_latest_moved_to_3_14(python_family, today_family):
         "trixie", "windowsservercore-ltsc2025", "windowsservercore-ltsc2022"]
     for version in python_family.versions[2:]:
         assert not {"3", "latest", "slim", "alpine", "buster"} & set(tag_groups(python_family, version))
-
-
-def invoke(*args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([str(Path(sys.executable).parent / "invoke"), *args], cwd=ROOT,
-                          capture_output=True, text=True, env={**os.environ, **(env or {})},
-                          timeout=300)
 
 
 def test_dry_run_prints_the_3_14_plan(tmp_path):

@@ -1,14 +1,13 @@
 """smoke.yaml → checks, and the verdict on a check's run (pure); running them is tested in test_smoke_build.py."""
 from __future__ import annotations
 
-from pathlib import Path
 
 import pytest
 
 from builder.model import smoke
 from builder.model.errors import InputError
+from tests.helpers.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_the_python_family_checks_what_a_release_needs():

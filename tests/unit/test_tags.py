@@ -17,8 +17,9 @@ import pytest
 from builder.generate.library import library_file
 from builder.model.tags import tag_groups, variant_tags
 from builder.model.versions import load
+from tests.helpers.cli import invoke
+from tests.helpers.paths import ROOT
 
-ROOT = Path(__file__).resolve().parents[1]
 COMMIT_2019 = "1ea0c7233e5c56ac59f7e0719df33f3a2bade7fc"
 
 PUBLISHED_3_8 = """\
@@ -190,15 +191,13 @@ def test_git_commit_is_the_last_one_touching_each_directory(tmp_path):
 
 
 def test_library_commit_must_be_a_full_id():
-    result = subprocess.run([sys.executable, "-m", "invoke", "library", "--commit", "1ea0c72"],
-                            cwd=ROOT, capture_output=True, text=True)
+    result = invoke("library", "--commit", "1ea0c72")
     assert result.returncode == 2
     assert result.stderr.startswith("error: --commit: '1ea0c72' is not a full")
 
 
 def test_invoke_library_prints_the_file():
-    result = subprocess.run([sys.executable, "-m", "invoke", "library", "--commit", COMMIT_2019],
-                            cwd=ROOT, capture_output=True, text=True)
+    result = invoke("library", "--commit", COMMIT_2019)
     assert result.returncode == 0, result.stderr
     assert [s for s in stanzas(result.stdout) if "Directory: 3.8/" in s] == \
         stanzas(without_major_and_latest(PUBLISHED_3_8))
@@ -210,7 +209,7 @@ def test_a_release_of_some_variants_and_platforms_publishes_just_their_tags():
     from builder.model.versions import load
     from pathlib import Path
 
-    family = load(Path(__file__).resolve().parents[1] / "versions.yaml")
+    family = load(ROOT / "versions.yaml")
     version = family.version("3.14")
     groups = tag_groups(family, version, ("slim-trixie",), (platform("amd64"), platform("linux/386")))
     assert list(groups) == ["3.14.6-slim-trixie", "3.14-slim-trixie", "3-slim-trixie", "slim-trixie",

@@ -2,17 +2,15 @@
 line naming the file, the line and the field, with exit code 2 and nothing written."""
 from __future__ import annotations
 
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from builder.model.errors import EXIT_BAD_INPUT, InputError
 from builder.model.versions import load
+from tests.helpers.cli import invoke
+from tests.helpers.paths import ROOT, TINY
 
-ROOT = Path(__file__).resolve().parents[1]
-TINY_TEMPLATES = ROOT / "tests" / "fixtures" / "tiny" / "templates"
 
 # Line numbers below refer to this document.
 VALID = """\
@@ -147,7 +145,7 @@ def write(tmp_path: Path, text: str) -> Path:
 
 
 def test_the_valid_document_loads(tmp_path):
-    family = load(write(tmp_path, VALID), TINY_TEMPLATES)
+    family = load(write(tmp_path, VALID), TINY / "templates")
     [version] = family.versions
     assert (version.full, version.series, version.aliases) == ("3.8.0", "3.8", ("3", "latest"))
     assert version.pip.version == "19.3"
@@ -163,7 +161,7 @@ def test_bad_input_is_one_line_naming_line_and_field(tmp_path, case, old, new, l
     assert old in VALID, "the table no longer matches the document"
     path = write(tmp_path, VALID.replace(old, new, 1))
     with pytest.raises(InputError) as caught:
-        load(path, TINY_TEMPLATES)
+        load(path, TINY / "templates")
     error = caught.value
     assert (error.line, error.field) == (line, field)
     assert words in error.message
@@ -179,7 +177,7 @@ def test_bad_input_is_one_line_naming_line_and_field(tmp_path, case, old, new, l
 ])
 def test_any_valid_image_reference_is_accepted(tmp_path, reference):
     text = VALID.replace("from: busybox:latest", f"from: '{reference}'")
-    [buster, _] = load(write(tmp_path, text), TINY_TEMPLATES).versions[0].variants
+    [buster, _] = load(write(tmp_path, text), TINY / "templates").versions[0].variants
     assert buster.base_image == reference
 
 
@@ -190,7 +188,7 @@ def test_two_variants_of_one_version_cannot_share_a_tag(tmp_path):
                          "from: busybox, platforms: [amd64]}\n  windowsservercore-1809:\n", 1)
     text = text.replace("[buster, windowsservercore-1809]", "[buster, slim-buster, slim]")
     with pytest.raises(InputError) as caught:
-        load(write(tmp_path, text), TINY_TEMPLATES)
+        load(write(tmp_path, text), TINY / "templates")
     assert (caught.value.line, caught.value.field) == (25, "versions[0].variants[2]")
     assert caught.value.message.startswith(
         "tag '3.8.0-slim' of 3.8.0 slim is also a tag of 3.8.0 slim-buster")
@@ -205,7 +203,7 @@ def test_a_version_sets_its_own_default_suite_and_alpine(tmp_path):
                         "    variants: [trixie, slim-trixie, windowsservercore-1809]\n"
                         "    debian-suite: trixie\n    keyserver: hkp://127.0.0.1:11371\n"
                         "  - version: 3.7.5\n    variants: [buster, windowsservercore-1809]\n")
-    family = load(write(tmp_path, text), TINY_TEMPLATES)
+    family = load(write(tmp_path, text), TINY / "templates")
     new, old = family.versions
     assert (new.debian_suite, family.debian_suite(new), family.debian_suite(old)) == \
         ("trixie", "trixie", "buster")
@@ -217,13 +215,13 @@ def test_numbers_stay_as_written(tmp_path):
     """3.10 must not become the float 3.1, nor an unquoted pip 19.10 become 19.1."""
     text = VALID.replace('version: "19.3"', "version: 19.10").replace("aliases: [3, latest]",
                                                                       "aliases: [3.10]")
-    version = load(write(tmp_path, text), TINY_TEMPLATES).versions[0]
+    version = load(write(tmp_path, text), TINY / "templates").versions[0]
     assert version.pip.version == "19.10" and version.aliases == ("3.10",)
 
 
 def test_empty_file(tmp_path):
     with pytest.raises(InputError, match="empty"):
-        load(write(tmp_path, "# nothing yet\n"), TINY_TEMPLATES)
+        load(write(tmp_path, "# nothing yet\n"), TINY / "templates")
 
 
 def test_missing_file(tmp_path):
@@ -270,9 +268,8 @@ def test_generate_with_bad_input_exits_2_and_touches_nothing(tmp_path):
     (out / "3.8" / "buster").mkdir(parents=True)
     (out / "3.8" / "buster" / "Dockerfile").write_text("FROM scratch\n")
     before = {p: p.read_bytes() for p in out.rglob("*") if p.is_file()}
-    result = subprocess.run([sys.executable, "-m", "invoke", "generate", "--versions", str(bad),
-                             "--templates", str(TINY_TEMPLATES), "--out", str(out)],
-                            cwd=ROOT, capture_output=True, text=True)
+    result = invoke("generate", "--versions", str(bad), "--templates", str(TINY / "templates"),
+                    "--out", str(out))
     assert result.returncode == 2
     assert result.stderr == f"error: {bad}:16: versions[0].version: '3.8' is not a release number " \
                             "such as 3.8.0 or 3.9.0a1\n"
