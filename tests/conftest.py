@@ -1,6 +1,7 @@
 """For every test: a session cleans up after a killed one and tears down on SIGTERM like on
-Ctrl-C; tiny_family_path is tests/fixtures/tiny/versions.yaml. The real parts are fixtures of
-tests/integration/conftest.py."""
+Ctrl-C; each test is marked `unit` or `integration` by its folder (so `-m unit` selects like
+`tests/unit` does); tiny_family_path is tests/fixtures/tiny/versions.yaml. The real parts are
+fixtures of tests/integration/conftest.py, out of the unit tests' reach."""
 from __future__ import annotations
 
 import signal
@@ -10,7 +11,7 @@ import pytest
 
 from testbed import procs
 from testbed.engine import reap_bridges, reap_trust
-from tests.helpers.paths import TINY_FAMILY
+from tests.helpers.paths import TESTS, TINY_FAMILY
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -23,6 +24,13 @@ def pytest_sessionstart(session: pytest.Session) -> None:
 
 def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
+
+
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = Path(item.path).relative_to(TESTS).parts[0]
+        if folder in ("unit", "integration"):
+            item.add_marker(folder)
 
 
 @pytest.fixture
