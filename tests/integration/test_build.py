@@ -21,7 +21,6 @@ from builder.farm import runner as build
 from builder.farm import builders as builders_file
 from builder.model import versions
 from builder.farm.runner import HASH_LABEL
-from builder.farm.engineapi import traced_command
 from builder.plan.plan import Plan, plan
 from builder.model.platforms import platform
 from builder.registry.client import RegistryClient
@@ -196,15 +195,6 @@ def test_an_engine_that_is_down_skips_its_jobs_with_exit_1(tmp_path, registry, m
             f"(unix://{tmp_path}/dead.sock) is unreachable: ") in done.stderr
 
 
-def test_an_unknown_platform_is_bad_input(tiny_family_path):
-    done = invoke("build", "--version", "1.0.0", "--platform", "linux/sparc",
-                  "--versions", str(tiny_family_path))
-
-    assert done.returncode == 2
-    assert done.stderr.startswith("error: platform: unknown platform 'linux/sparc'; known: amd64")
-    assert "plan for" not in done.stdout
-
-
 def test_the_platform_guard_catches_the_classic_builders_cross_platform_cache(
         tmp_path, docker_client, tiny_family_path):
     """FROM scratch with an arch-independent first step: the classic builder's cache hands the
@@ -372,16 +362,3 @@ def test_a_failure_deep_in_a_long_traced_run_step_names_the_command(tmp_path, re
     traced = line.split(" at `", 1)[1].split("`", 1)[0]
     assert "sha256sum" in traced or "echo 0000" in traced, line
     assert "The command '" not in line and "echo never" not in line and len(line) < 400
-
-
-@pytest.mark.parametrize("line, expected", [
-    ("+ echo 0000 *python.tar.xz", "echo 0000 *python.tar.xz"),
-    # A pipeline's two traces on one line: both markers first, then one command's text.
-    ("+ + echo 0000 *python.tar.xz", "echo 0000 *python.tar.xz"),
-    ("+ + + sha256sum -c -", "sha256sum -c -"),
-    ("++ dpkg --print-architecture", None),  # a command substitution's inner trace
-    ("+ ", None),
-    ("Get:1 http://deb.debian.org trixie InRelease", None),
-])
-def test_a_trace_line_names_its_command_with_every_marker_taken_off(line, expected):
-    assert traced_command(line) == expected

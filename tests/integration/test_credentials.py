@@ -34,7 +34,6 @@ from testbed.stubregistry import StubRegistry
 from tests.helpers.paths import ROOT, TINY
 
 
-
 def ci_env(registry, tmp_path: Path) -> dict:
     """The CI pair for `registry`, nothing else: no BUILDER_REGISTRY_HOST, an empty Docker config."""
     env = {k: v for k, v in os.environ.items() if not k.startswith("BUILDER_REGISTRY_")}

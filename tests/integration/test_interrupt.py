@@ -20,7 +20,6 @@ from tests.helpers.cli import generate
 from tests.helpers.paths import INVOKE, ROOT
 
 
-
 def slow_family(tmp_path: Path, stub: StubRegistry, repository: str) -> Path:
     """One amd64 variant FROM a fresh image on the stub (a layer no engine has: it is pulled)."""
     stub.add_image("slow/base", "latest", {"payload": os.urandom(2 << 20)})

@@ -24,7 +24,6 @@ from tests.helpers.cli import invoke
 from tests.helpers.paths import ROOT
 
 
-
 def registry_task(cwd: Path, *args: str) -> subprocess.CompletedProcess:
     return invoke("--search-root", str(ROOT), "registry", *args, cwd=cwd, timeout=120)
 

@@ -11,7 +11,6 @@ from testbed.procs import free_port
 from tests.helpers.paths import ROOT
 
 
-
 def test_scripts_demo_hello_releases_the_example_family_from_a_fresh_clone(tmp_path, docker_client):
     clone = tmp_path / "clone"
     subprocess.run(["git", "clone", "-q", str(ROOT), str(clone)], check=True)

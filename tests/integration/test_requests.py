@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import io
 import json
-import threading
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -16,8 +15,6 @@ import pytest
 
 from builder.commands import release
 from builder.summary import fetch as summary
-from builder.registry.documents import DocumentCache
-from builder.model.errors import InputError
 from builder.model.reference import DOCKER_LIST, DOCKER_MANIFEST, sha256_digest
 from builder.registry.client import Registries, RegistryClient
 from builder.model.report import Status
@@ -30,41 +27,6 @@ LAYER_TYPE = "application/vnd.docker.image.rootfs.diff.tar.gzip"
 
 
 # --- the cache, pure -------------------------------------------------------------------------
-
-def test_the_cache_fetches_once_and_hands_the_value_to_everyone_asking_meanwhile():
-    cache, calls = DocumentCache(), []
-    asking = threading.Barrier(6)
-
-    def fetch():
-        calls.append(1)
-        return "document"
-
-    def ask(_):
-        asking.wait()  # all six ask together
-        return cache.get(("r", "sha256:a"), fetch)
-
-    with ThreadPoolExecutor(6) as pool:
-        assert list(pool.map(ask, range(6))) == ["document"] * 6
-    assert len(calls) == 1
-    assert cache.counts().misses == 1 and cache.counts().hits == 5
-
-
-def test_the_cache_keeps_no_absence_and_no_error():
-    cache = DocumentCache()
-    assert cache.get("k", lambda: None, keep=lambda v: v is not None) is None
-    assert cache.get("k", lambda: "pushed since") == "pushed since"
-
-    def fail():
-        raise OSError("connection reset")
-
-    with pytest.raises(OSError):
-        cache.get("j", fail)
-    assert cache.get("j", lambda: "second try") == "second try"
-
-
-def test_a_limit_below_one_is_bad_input():
-    with pytest.raises(InputError, match="--registry-concurrency: 0 requests in flight"):
-        Registries(concurrency=0)
 
 
 # --- against a registry, through the counting proxy ------------------------------------------

@@ -364,4 +364,3 @@ def test_a_series_the_source_lacks_is_left_alone(source, family):
                         out=io.StringIO())
     assert result.exit_code == 0 and result.series[0].new is None
     assert "lists no release of 3.14" in result.series[0].note
-

@@ -9,7 +9,6 @@ from builder.model.errors import InputError
 from tests.helpers.paths import ROOT
 
 
-
 def test_the_python_family_checks_what_a_release_needs():
     checks = smoke.load(ROOT / "templates")
     names = [c.name for c in smoke.for_variant(checks, "slim-trixie", is_windows=False)]
