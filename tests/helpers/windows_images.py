@@ -18,6 +18,9 @@ from builder.registry.client import RegistryClient
 
 CONFIG_TYPE = "application/vnd.docker.container.image.v1+json"
 LAYER_TYPE = "application/vnd.docker.image.rootfs.diff.tar.gzip"
+# The SHELL a Windows Dockerfile of the family sets: its RUN lines are recorded after it.
+POWERSHELL = ["powershell", "-Command",
+              "$ErrorActionPreference = 'Stop'; $ProgressPreference = 'SilentlyContinue';"]
 # What each platform's image config says: what a real build of that platform records.
 WINDOWS_BUILDS = {"10.0.17763": "10.0.17763.805", "10.0.14393": "10.0.14393.3274"}
 

@@ -10,6 +10,7 @@ from builder.plan.plan import plan
 from builder.model.platforms import platform
 from tests.helpers.cli import invoke
 
+
 def test_an_unknown_platform_is_bad_input(tiny_family_path):
     done = invoke("build", "--version", "1.0.0", "--platform", "linux/sparc",
                   "--versions", str(tiny_family_path))

@@ -11,6 +11,7 @@ from builder.registry.documents import DocumentCache
 from builder.model.errors import InputError
 from builder.registry.client import Registries
 
+
 def test_the_cache_fetches_once_and_hands_the_value_to_everyone_asking_meanwhile():
     cache, calls = DocumentCache(), []
     asking = threading.Barrier(6)
