@@ -1,4 +1,4 @@
-"""Shared fixtures: real registries, the local and a second Docker engine, base images (issue 3).
+"""Shared fixtures: real registries, the local and a second Docker engine, base images (the test bed).
 
 Interface (other test modules code against it):
 - registry: plain Distribution; .host "127.0.0.1:PORT", .url "http://…".

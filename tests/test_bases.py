@@ -1,4 +1,4 @@
-"""The Debian bases made here, and the buildpack-deps family released FROM them (issue 11).
+"""The Debian bases made here, and the buildpack-deps family released FROM them.
 
 Limited to trixie on amd64 (and buildpack-deps' curl variant) to stay quick; the rootfs
 tarballs are cached in the test bed's cache dir (scripts/setup already made the minbase one).

@@ -1,4 +1,4 @@
-"""Credentials only for their own host (issue 13, part 2), against the real engine and registries.
+"""Credentials only for their own host (the credential scope), against the real engine and registries.
 
 The CI pair (BUILDER_REGISTRY_USERNAME/_PASSWORD, no BUILDER_REGISTRY_HOST) belongs to the
 --registry host. A stub registry on 127.0.0.2 (testbed.stubregistry: a real registry cannot

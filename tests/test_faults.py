@@ -1,4 +1,4 @@
-"""A flaky registry and a killed release (issue 13, parts 1 and 6): the one retry policy.
+"""A flaky registry and a killed release: the one retry policy, and a re-run that completes.
 
 The policy's rules first, as pure unit tests (no sleeping: `sleep` is recorded). Then against
 the real engine and registries, through the test bed's fault proxy (mitmproxy, seeded and

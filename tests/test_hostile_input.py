@@ -1,4 +1,4 @@
-"""Hostile input files (issue 13, part 4): versions and builders files, well-formed or not.
+"""Hostile input files: versions and builders files, well-formed or not.
 
 Property (hypothesis): whatever the file holds, loading it either succeeds or raises one
 InputError that starts with `file:LINE: ` (exit 2); never another exception, which the command

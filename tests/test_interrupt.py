@@ -1,4 +1,4 @@
-"""Interruption (issue 13, part 5): real `invoke` processes, real signals, the real engine.
+"""Ctrl-C and SIGTERM stop a run (exit 130, the report written): real `invoke` processes, real signals, the real engine.
 
 A pull is made slow or endless by serving the base image's layer from a stub registry
 (testbed.stubregistry: no real registry serves a blob at a pace we choose). Between steps

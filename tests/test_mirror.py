@@ -1,5 +1,5 @@
 """The source mirror against the real parts: Debian's archive, gpg, the HTTP/HKP server, the
-engine building through it (issue 11).
+engine building through it.
 
 The Debian download (~23 MB) is kept in the test bed's cache dir, so a warm run downloads
 nothing; each test fills or copies its own mirror tree.

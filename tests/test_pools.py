@@ -1,4 +1,4 @@
-"""Engine pools: scheduling by load, health probes and failover (issue 14).
+"""Engine pools: scheduling by load, health probes and failover.
 
 The pure parts (`builder.farm.pools`: the scheduler's choice and the verdict on what an engine runs)
 are tested on values, Windows facts included: no Windows engine can run here, so those facts

@@ -1,4 +1,4 @@
-"""Publish only what this run verified (issue 13, part 3).
+"""Publish only what this run verified: the publish rules.
 
 The pure rules first (`builder.publish.rules.decide` and the build-report handover), then the
 rules end to end: the tiny family built by the local engine, pushed to the TLS registry, and

@@ -1,4 +1,4 @@
-"""Registry requests per run (issue 15): each document read once, one limit per registry, and a
+"""Registry requests per run: each document read once, one limit per registry, and a
 no-op re-release that asks for little more than the documents it needs.
 
 The counts come from a counting reverse proxy (testbed/countproxy.py) in front of a real

@@ -1,5 +1,5 @@
 """The test bed itself: registries, the second engine, the mirror's base images, QEMU, and the
-classic builder's FROM scratch cache trap that the build stage must guard against (issue 3)."""
+classic builder's FROM scratch cache trap that the build stage must guard against."""
 from __future__ import annotations
 
 import hashlib

@@ -1,10 +1,10 @@
-"""`invoke update` against the project's mirror server with real releases (issue 16).
+"""`invoke update` against the project's mirror server with real releases.
 
 The source is a mirror tree holding 3.13.5 and 3.13.14 as Debian's archive carries them
 (upstream's tarballs and signatures, checked by `fill` against their sha256 and the release
 manager's key), kept in the test bed's cache so a warm run downloads nothing; each test serves
 its own copy on a free port and may tamper with it. The family is a copy of the repository's
-versions.yaml with 3.13 pinned back to 3.13.5. No Docker. (The issue names 3.13.18, which
+versions.yaml with 3.13 pinned back to 3.13.5. No Docker. (The newest 3.13 is 3.13.18, which
 Debian's index lists but its pool no longer holds, HTTP 404: 3.13.14 is the newest release
 whose upstream tarball and signature can be had here.)
 
