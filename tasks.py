@@ -199,7 +199,7 @@ def registry(c, port=5000, stop=False):
         _run(localregistry.start, int(port))
 
 
-# --- the source and base mirrors for builds without the internet (issue 11) -----------------
+# --- the source and base mirrors for builds without the internet ---------------------------------
 
 @task(auto_shortflags=False, iterable=["version", "suite", "platform"],
       help={"versions": _VERSIONS_HELP,
@@ -236,7 +236,7 @@ def mirror(c, versions=DEFAULT_VERSIONS, version=None, dir=None, source="debian"
         slim_only=slim_only, port=int(port), start_server=not no_serve))
 
 
-# --- version bumps from a python.org-layout release index (issue 16) ------------------------
+# --- version bumps from a python.org-layout release index ----------------------------------------
 
 @task(auto_shortflags=False, iterable=["series"],
       help={"series": "update only this series, 3.13 (repeatable); default: every one in the file",

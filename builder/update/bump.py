@@ -1,5 +1,5 @@
 """`invoke update`: move each series of versions.yaml to the newest release a python.org-layout
-tree offers, verified, with a minimal edit of the file, then regenerate the Dockerfiles (issue 16).
+tree offers, verified, with a minimal edit of the file, then regenerate the Dockerfiles.
 
 The edges of the bump: HTTP (listings, files, keys, with the mirror's download helper), sha256
 and gpg (builder.mirror.verify), the writes. What to choose and how to edit is

@@ -202,7 +202,7 @@ def test_the_slim_and_alpine_variants_keep_only_the_libraries_they_link(python_f
 
 
 # From official-images' library/python at 37079fb3 (2026-08-21), for 3.14.7 and 3.13.15;
-# alpine3.23 left out (we ship the newest alpine only), and the Builder: lines (see README).
+# alpine3.23 left out (we ship the newest alpine only), and the Builder: lines (docs/design/versions-and-templates.md).
 OFFICIAL = """\
 Tags: 3.14.7-trixie, 3.14-trixie, 3-trixie, trixie
 SharedTags: 3.14.7, 3.14, 3, latest
