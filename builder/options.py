@@ -19,7 +19,9 @@ from builder.model.platforms import platform_names
 DEFAULT_VERSIONS = "versions.yaml"
 DEFAULT_LOGS = "logs"  # <logs>/<version>/<variant>/<platform>.log
 DEFAULT_PAGES = "out"  # a release's summary pages: <out>/<repository>/remote/<tag>.md
-DEFAULT_CONCURRENCY = 8  # requests in flight per registry: the Docker engine's own default is 3-5
+# Requests in flight per registry: the registry client's own default, which a test holds equal;
+# spelled here so that the help needs no client loaded.
+DEFAULT_CONCURRENCY = 8
 DEFAULT_REGISTRY_PORT = 5000  # the local registry's loopback port
 DEFAULT_MIRROR_PORT = 8600  # the mirror server's loopback port
 DEFAULT_MIRROR_SOURCE = "debian"  # where the mirror's sources come from: Debian's source archive

@@ -19,7 +19,7 @@ from builder.model.files import cache_dir
 from builder.model.platforms import platform
 from builder.model.report import Report, Status
 from builder.options import (DEFAULT_BASE_PLATFORMS, DEFAULT_MIRROR_PORT, DEFAULT_MIRROR_SOURCE,
-                             DEFAULT_SUITES, DEFAULT_VERSIONS)
+                             DEFAULT_REGISTRY_PORT, DEFAULT_SUITES, DEFAULT_VERSIONS)
 
 DEFAULT_DIR = cache_dir() / "mirror"  # one per machine: every checkout builds through it
 
@@ -86,7 +86,7 @@ def _bases(options: MirrorOptions, out: TextIO) -> str:
     """Debian's bases into the base mirror; its host."""
     import docker  # only here: filling sources alone needs no engine
 
-    host = options.registry or localregistry.start()
+    host = options.registry or localregistry.start(DEFAULT_REGISTRY_PORT)
     print(f"== Debian bases into {host}", file=out, flush=True)
     client = docker.from_env(timeout=600)
     chosen = tuple(platform(name) for name in options.platforms)

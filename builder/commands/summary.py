@@ -15,8 +15,7 @@ from typing import Mapping, TextIO
 from builder.model.errors import EXIT_FAILED, EXIT_OK
 from builder.model.reference import ImageRef
 from builder.model.report import Report, Status
-from builder.options import DEFAULT_CONCURRENCY
-from builder.registry.client import Registries, RegistryClient
+from builder.registry.client import DEFAULT_CONCURRENCY, Registries, RegistryClient
 from builder.summary.fetch import fetch, write_page
 from builder.summary.page import TagDocuments, render
 

@@ -55,7 +55,6 @@ from builder.model.platforms import Platform
 from builder.farm.pools import Health, Load
 from builder.farm.progress import Progress, table
 from builder.model.reference import DOCKER_HUB, FOREIGN_LAYER_TYPES, ImageRef, sha256_digest
-from builder.options import DEFAULT_LOGS, DEFAULT_VERSIONS
 from builder.registry.client import DEFAULT_CONCURRENCY, Registries, RegistryClient, RegistryError
 from builder.model.report import Report, Status
 from builder.model.smoke import Outcome
@@ -682,8 +681,8 @@ class BuildOptions:
     force: bool = False
     nocache: bool = False
     dry_run: bool = False
-    logs: str = DEFAULT_LOGS
-    versions: str = DEFAULT_VERSIONS
+    logs: str = "logs"
+    versions: str = "versions.yaml"
     arch_namespace: bool = False
     report: str | None = None
     registry_concurrency: int = DEFAULT_CONCURRENCY  # requests in flight per registry

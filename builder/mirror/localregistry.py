@@ -19,9 +19,7 @@ import requests
 import yaml
 
 from builder.model.errors import BuilderError, InputError
-from builder.options import DEFAULT_REGISTRY_PORT
 
-DEFAULT_PORT = DEFAULT_REGISTRY_PORT
 DEFAULT_STATE = Path(".cache/registry")
 # Windows base layers are "foreign": they stay on Microsoft's servers and the manifest names
 # their URLs. Distribution refuses such manifests unless their URLs are allowed.
@@ -56,7 +54,7 @@ def answers(url: str, verify: str | bool = True) -> bool:
         return False
 
 
-def start(port: int = DEFAULT_PORT, state: Path = DEFAULT_STATE) -> str:
+def start(port: int, state: Path = DEFAULT_STATE) -> str:
     """Start the registry on 127.0.0.1:`port` unless one answers there; returns the host."""
     host = f"127.0.0.1:{port}"
     if answers(f"http://{host}"):

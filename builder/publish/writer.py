@@ -39,7 +39,6 @@ from builder.publish.lists import Member, TagResult, assemble
 from builder.publish.rules import (Found, HashNow, Verdict, Verified, decide, hashing_builders,
                             verified_from_report, verified_jobs)
 from builder.model.reference import FOREIGN_LAYER_TYPES, ImageRef, Manifest, sha256_digest
-from builder.options import DEFAULT_VERSIONS
 from builder.registry.client import DEFAULT_CONCURRENCY, NotFound, Registries, RegistryClient
 from builder.model.report import Report, Status
 from builder.model.tags import tag_groups
@@ -222,7 +221,7 @@ class PublishOptions:
     """`invoke publish`'s options; `release` fills them from its own."""
     version: str
     registry: str
-    versions: str = DEFAULT_VERSIONS
+    versions: str = "versions.yaml"
     oci: bool = False
     allow_missing: bool = False
     arch_namespace: bool = False

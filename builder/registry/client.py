@@ -1,6 +1,6 @@
 """A small client for the Docker Registry HTTP API v2 / OCI distribution API.
 
-Plain ``requests`` (oras-py and python-dxf each fail one of our auth setups: see the README).
+Plain ``requests`` (oras-py and python-dxf each fail one of our auth setups: docs/design/libraries.md).
 One ``RegistryClient`` per registry host, shared by threads; a run's stages get theirs from one
 ``Registries``, so they share it.
 
@@ -50,7 +50,6 @@ import requests
 import urllib3
 from requests.adapters import HTTPAdapter
 
-from builder import options
 from builder.registry import credentials as auth
 from builder.registry import retry
 from builder.registry.credentials import Credentials
@@ -63,7 +62,7 @@ from builder.model.reference import (ACCEPT_ALL, DOCKER_HUB, DOCKER_HUB_HOSTS, I
 _DOCKER_HUB_API = "registry-1.docker.io"
 _SERVER_ERRORS = {500, 502, 503, 504}
 _TOKEN_MARGIN = 10.0  # seconds before a token's expiry that it is renewed
-DEFAULT_CONCURRENCY = options.DEFAULT_CONCURRENCY  # requests in flight per registry
+DEFAULT_CONCURRENCY = 8  # requests in flight per registry: the Docker engine's own default is 3-5
 _CACHED_BLOB_MAX = 4 << 20  # bytes: configs are kept, a layer someone reads whole is not
 
 

@@ -8,10 +8,8 @@ machine's cache directory at a temporary one (XDG_CACHE_HOME), so the real mirro
 """
 from __future__ import annotations
 
-import os
 import shutil
 import subprocess
-import sys
 import threading
 from functools import partial
 from http.server import ThreadingHTTPServer
@@ -21,15 +19,12 @@ import pytest
 
 from builder.mirror import layout, serve
 from testbed.procs import free_port
-
-ROOT = Path(__file__).resolve().parents[2]
-TINY = ROOT / "tests" / "fixtures" / "tiny"
+from tests.helpers.cli import python_image_builder
+from tests.helpers.paths import TINY
 
 
 def run(cwd: Path, *args: str, env: dict | None = None) -> subprocess.CompletedProcess:
-    return subprocess.run([sys.executable, "-m", "builder", *args], cwd=cwd,
-                          env={**os.environ, "PYTHONPATH": str(ROOT), **(env or {})},
-                          capture_output=True, text=True, timeout=300)
+    return python_image_builder(*args, cwd=cwd, env=env)
 
 
 def test_the_summary_of_a_missing_tag_exits_1_in_one_line(registry, tmp_path):

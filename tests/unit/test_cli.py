@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import dataclasses
 import json
-import os
 import shutil
 import subprocess
 import sys
@@ -20,20 +19,18 @@ import pytest
 from builder import cli, options
 from builder.model.errors import InputError
 from builder.model.platforms import platform, platform_names
+from builder.registry import client
+from tests.helpers.cli import python_image_builder
+from tests.helpers.paths import ROOT, TINY
 
-ROOT = Path(__file__).resolve().parents[2]
-TINY = ROOT / "tests" / "fixtures" / "tiny"
-TASKS = sorted(ns_name for ns_name in cli.ns.task_names)
+TASKS = sorted(cli.ns.task_names)
 TABLES = {"generate": options.GENERATE, "library": options.LIBRARY, "build": options.BUILD,
           "publish": options.PUBLISH, "release": options.RELEASE, "summary": options.SUMMARY,
           "registry": options.REGISTRY_COMMAND, "mirror": options.MIRROR, "update": options.UPDATE}
 
 
 def run(cwd: Path, *args: str) -> subprocess.CompletedProcess:
-    env = {**os.environ, "PYTHONPATH": str(ROOT)}
-    env.pop("BUILDER_BUILDERS", None)  # the plan's engines: the local one, not probed
-    return subprocess.run([sys.executable, "-m", "builder", *args], cwd=cwd, env=env,
-                          capture_output=True, text=True, timeout=120)
+    return python_image_builder(*args, cwd=cwd)
 
 
 @pytest.fixture
@@ -117,6 +114,11 @@ def test_the_table_defaults_are_the_commands_defaults(task):
         default = (field.default if field.default is not dataclasses.MISSING
                    else field.default_factory())
         assert option.value(None) in (None, default), option.name
+
+
+def test_the_concurrency_the_help_shows_is_the_registry_clients_own():
+    """Spelled in the table too, so that the help loads no client: held equal here."""
+    assert options.DEFAULT_CONCURRENCY == client.DEFAULT_CONCURRENCY
 
 
 @pytest.mark.parametrize("name, official", [
