@@ -2,10 +2,10 @@
 
 - ``library/busybox:<platform name>``: FROM scratch + Debian's static busybox, one per platform,
   and ``library/busybox:latest``, the Docker manifest list of them.
-- ``library/debian:trixie``: builder.mirror.bases' image of the minbase rootfs scripts/setup made (amd64).
+- ``library/debian:trixie``: builder.commands.bases' image of the minbase rootfs scripts/setup made (amd64).
 
 scripts/setup fetches the inputs into the cache; this module builds them with the registry and
-engine helpers of builder.mirror.bases (which makes the product's Debian bases). Each image
+engine helpers of builder.commands.bases (which makes the product's Debian bases). Each image
 carries a ``testbed.source`` label naming its input's SHA256, so a mirror that already holds the
 same inputs is left alone.
 
@@ -20,8 +20,9 @@ from pathlib import Path
 
 import docker
 
-from builder.mirror import bases
-from builder.mirror.bases import BaseImage, BaseImageError, ensure_image, ensure_list
+from builder.commands import bases
+from builder.commands.bases import BaseImage, ensure_image, ensure_list
+from builder.mirror.bases import BaseImageError
 from builder.model.errors import BuilderError
 from builder.model.platforms import Platform, platform
 from builder.publish.lists import Member
