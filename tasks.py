@@ -74,6 +74,8 @@ def summary(c, image_ref, out=None, ca_bundle=None, registry_concurrency=8):
                         "registry.example.com/team, docker.io",
             "oci": "write OCI image indexes instead of Docker manifest lists",
             "allow_missing": "publish tags whose per-arch images are not all there (loudly)",
+            "allow_lagging": "a platform this run has no image of keeps the member the tag lists "
+                             "now (named as lagging), never one older than the tag holds",
             "arch_namespace": "per-arch images are <registry>/<arch>/<repository>:<version>-<variant>"
                               " (copied in first) instead of arch-suffixed tags",
             "versions": _VERSIONS_HELP,
@@ -85,16 +87,18 @@ def summary(c, image_ref, out=None, ca_bundle=None, registry_concurrency=8):
             "from_report": "the report of the `invoke build --push` this publishes: list the "
                            "digests it pushed or found unchanged (a moved tag fails)",
             "registry_concurrency": "requests in flight per registry (default 8)"})
-def publish(c, version, registry, oci=False, allow_missing=False, arch_namespace=False,
-            versions=DEFAULT_VERSIONS, dry_run=False, ca_bundle=None, report=None,
-            builders=None, from_report=None, variant=None, platform=None, registry_concurrency=8):
+def publish(c, version, registry, oci=False, allow_missing=False, allow_lagging=False,
+            arch_namespace=False, versions=DEFAULT_VERSIONS, dry_run=False, ca_bundle=None,
+            report=None, builders=None, from_report=None, variant=None, platform=None,
+            registry_concurrency=8):
     """Write a manifest list (or OCI index) for every tag and shared tag of a version, of the
     per-arch images --from-report's build pushed, else of those whose build hash is the plan's."""
     from builder.publish import writer as stage
 
     _run(stage.run, stage.PublishOptions(version, registry, versions=versions, oci=oci,
-                                     allow_missing=allow_missing, arch_namespace=arch_namespace,
-                                     dry_run=dry_run, ca_bundle=ca_bundle, report=report,
+                                     allow_missing=allow_missing, allow_lagging=allow_lagging,
+                                     arch_namespace=arch_namespace, dry_run=dry_run,
+                                     ca_bundle=ca_bundle, report=report,
                                      builders=builders, from_report=from_report,
                                      variants=tuple(variant or ()),
                                      platforms=tuple(platform or ()),
@@ -164,6 +168,9 @@ def build(c, version, variant=None, platform=None, push=False, registry=None, bu
             "arch_namespace": "push per-arch images to <registry>/<arch>/<repository> "
                               "and copy them in when publishing",
             "allow_missing": "publish tags whose per-arch images are not all there (loudly)",
+            "allow_lagging": "publish even when jobs failed: a platform this run has no image of "
+                             "keeps the member the tag lists now (named as lagging), never one "
+                             "older than the tag holds",
             "force": "build and push even when the registry holds the same build",
             "no_cache": "build without the engine's layer cache",
             "dry_run": "check the tree, print the plan and the tags; build and write nothing",
@@ -173,8 +180,8 @@ def build(c, version, variant=None, platform=None, push=False, registry=None, bu
             "ca_bundle": "PEM file of the CA that signed the registry's certificate",
             "registry_concurrency": "requests in flight per registry, shared by every stage (default 8)"})
 def release(c, version, registry, variant=None, platform=None, builders=None, report=None,
-            out="out", oci=False, arch_namespace=False, allow_missing=False, force=False,
-            no_cache=False, dry_run=False, logs="logs", versions=DEFAULT_VERSIONS,
+            out="out", oci=False, arch_namespace=False, allow_missing=False, allow_lagging=False,
+            force=False, no_cache=False, dry_run=False, logs="logs", versions=DEFAULT_VERSIONS,
             templates=None, ca_bundle=None, registry_concurrency=8):
     """generate --check → build → push → publish → summary pages; stops at the first failing stage."""
     from builder.commands import release as stage
@@ -182,8 +189,8 @@ def release(c, version, registry, variant=None, platform=None, builders=None, re
     _run(stage.run, stage.ReleaseOptions(
         version, registry, tuple(variant or ()), tuple(platform or ()), builders=builders,
         versions=versions, templates=templates, out=out, report=report, oci=oci,
-        arch_namespace=arch_namespace, allow_missing=allow_missing, force=force,
-        nocache=no_cache, logs=logs, dry_run=dry_run, ca_bundle=ca_bundle,
+        arch_namespace=arch_namespace, allow_missing=allow_missing, allow_lagging=allow_lagging,
+        force=force, nocache=no_cache, logs=logs, dry_run=dry_run, ca_bundle=ca_bundle,
         registry_concurrency=int(registry_concurrency)))
 
 
