@@ -30,7 +30,8 @@ from pathlib import Path
 
 import farm_model
 from builder.commands import release
-from builder.generate import render
+from builder.generate import tree
+from builder.model import versions
 from builder.model.reference import ImageRef
 from testbed.memregistry import DOCKER_HUB_API, MemoryRegistry
 from testbed.standin import standing_in
@@ -113,8 +114,7 @@ def _write(work: Path, python, bases, the_farm) -> list[tuple]:
         directory = work / name
         directory.mkdir()
         shutil.copy(family.source, directory / "versions.yaml")
-        render.run(render.GenerateOptions(str(directory / "versions.yaml"), str(templates)),
-                   out=None)
+        tree.generate(versions.load(directory / "versions.yaml", templates), directory)
         runs += [(directory / "versions.yaml", templates, v.full, _bases(family, v))
                  for v in family.versions]
     builders = farm_model.release(python, bases, the_farm).builders

@@ -21,7 +21,6 @@ registry and computes the plan's hashes.
 """
 from __future__ import annotations
 
-import re
 from dataclasses import dataclass
 from typing import Callable, Mapping, Sequence
 
@@ -29,8 +28,7 @@ from builder.farm.builders import Builders, Engine
 from builder.model.errors import BuilderError, InputError, MovedMember, PublishRefused, StaleMember
 from builder.model.platforms import Platform
 from builder.model.report import Status
-from builder.model.versions import Version
-from builder.update.index import release_key
+from builder.model.versions import Version, release_key
 
 
 @dataclass(frozen=True)
@@ -194,7 +192,7 @@ class Listed:
     """A member of a tag's list as the registry holds it now."""
     platform: Platform  # as its list entry says (Windows: with its os.version)
     digest: str
-    version: str | None  # its image's version (`image_version`); None: not known
+    version: str | None  # its image's version (`versions.image_version`); None: not known
 
 
 def lagging(version: str, members: Sequence[tuple[str, Platform]],
@@ -205,7 +203,7 @@ def lagging(version: str, members: Sequence[tuple[str, Platform]],
     refuses the tag, if any. A member lags when this run has no image of it (its verdict is
     absent) and the tag lists its platform now; a member this run lists is refused where the
     tag lists a newer version on its platform now. A current member whose version is not
-    known (`image_version`) is taken as older than any."""
+    known (`versions.image_version`) is taken as older than any."""
     def current(target: Platform) -> Listed | None:
         return next((entry for entry in listed if target.matches(
             entry.platform.os, entry.platform.architecture, entry.platform.variant,
@@ -225,20 +223,6 @@ def lagging(version: str, members: Sequence[tuple[str, Platform]],
             f"it lists {', '.join(newer)} now, newer than this run's {version}: a tag never goes "
             "back to an older member; release the newer version instead")
     return kept, None
-
-
-def image_version(config: Mapping, repository: str) -> str | None:
-    """The version an image of `repository` was built for: its `<REPOSITORY>_VERSION`
-    environment variable (PYTHON_VERSION=3.14.6, HELLO_VERSION=1.0.0), which the family's
-    templates set, as upstream's do; None without one that is a release number. The
-    environment rather than a label of our own: the classic builder makes each label passed to
-    a build a step of its own, and upstream's images are read the same way."""
-    name = re.sub(r"[^A-Z0-9]", "_", repository.rsplit("/", 1)[-1].upper()) + "_VERSION="
-    for entry in (config.get("config") or {}).get("Env") or ():
-        if isinstance(entry, str) and entry.startswith(name):
-            value = entry[len(name):]
-            return value if _release(value) > () else None
-    return None
 
 
 def _release(version: str) -> tuple[int, ...]:

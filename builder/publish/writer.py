@@ -40,13 +40,12 @@ from builder.plan.plan import plan as make_plan
 from builder.model.platforms import Platform, platform as parse_platform
 from builder.publish.lists import Member, TagResult, assemble
 from builder.publish.rules import (Found, HashNow, Listed, Verdict, Verified, decide,
-                                   hashing_builders, image_version, lagging, verified_from_report,
-                                   verified_jobs)
+                                   hashing_builders, lagging, verified_from_report, verified_jobs)
 from builder.model.reference import FOREIGN_LAYER_TYPES, ImageRef, Manifest, sha256_digest
 from builder.registry.client import DEFAULT_CONCURRENCY, NotFound, Registries, RegistryClient
 from builder.model.report import Report, Status
 from builder.model.tags import tag_groups
-from builder.model.versions import Variant, Version
+from builder.model.versions import Variant, Version, image_version
 
 _WORKERS = 8
 

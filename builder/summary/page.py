@@ -17,8 +17,7 @@ from typing import Any, Mapping
 from builder.model.errors import InputError
 from builder.model.platforms import image_platform
 from builder.model.reference import DOCKER_HUB, LIST_TYPES, ImageRef
-from builder.publish.rules import image_version
-from builder.update.index import release_key
+from builder.model.versions import image_version, release_key
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _SIZE_UNITS = ("B", "KB", "MB", "GB", "TB")
