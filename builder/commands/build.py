@@ -19,6 +19,7 @@ from builder.model import versions
 from builder.model.errors import EXIT_INTERRUPTED, InputError
 from builder.model.naming import check_registry
 from builder.model.report import Report, Status
+from builder.options import DEFAULT_LOGS, DEFAULT_VERSIONS
 from builder.plan.plan import Plan
 from builder.plan.plan import plan as make_plan
 from builder.registry.client import DEFAULT_CONCURRENCY, Registries
@@ -36,8 +37,8 @@ class BuildOptions:
     force: bool = False
     nocache: bool = False
     dry_run: bool = False
-    logs: str = "logs"
-    versions: str = "versions.yaml"
+    logs: str = DEFAULT_LOGS
+    versions: str = DEFAULT_VERSIONS
     arch_namespace: bool = False
     report: str | None = None
     registry_concurrency: int = DEFAULT_CONCURRENCY  # requests in flight per registry
@@ -86,7 +87,7 @@ def stage(plan: Plan, options: BuildOptions, out: TextIO, *, registries: Registr
 
 
 def run_plan(plan: Plan, *, out: TextIO, push: bool = False, force: bool = False,
-             nocache: bool = False, logs: str | Path = "logs",
+             nocache: bool = False, logs: str | Path = DEFAULT_LOGS,
              registries: Registries | None = None, read_back: bool = False) -> BuildRun:
     """Probe the engines, then run every job of `plan`, showing the probes' findings, progress
     and then the table on `out`; failures are in the results, and each is also named on stderr

@@ -21,7 +21,8 @@ from builder.model.platforms import platform as parse_platform
 from builder.model.report import Report, Status
 from builder.model.tags import tag_groups
 from builder.model.versions import Version
-from builder.plan.identity import parent_reference, prepare
+from builder.options import DEFAULT_VERSIONS
+from builder.plan.identity import parent_reference, pin_bases, prepare
 from builder.plan.plan import Plan
 from builder.plan.plan import plan as make_plan
 from builder.publish.lists import TagResult
@@ -36,9 +37,10 @@ class PublishOptions:
     """`invoke publish`'s options; `release` fills them from its own."""
     version: str
     registry: str
-    versions: str = "versions.yaml"
+    versions: str = DEFAULT_VERSIONS
     oci: bool = False
     allow_missing: bool = False
+    allow_lagging: bool = False  # a member this run lacks keeps the tag's current one
     arch_namespace: bool = False
     dry_run: bool = False
     ca_bundle: str | None = None
@@ -116,14 +118,10 @@ def stage(plan: Plan, options: PublishOptions, out: TextIO, *, verified: Mapping
                       parents={job.key: job.parent for job in plan.members if job.parent},
                       verified=verified, optional=optional,
                       oci=options.oci, allow_missing=options.allow_missing,
-                      arch_namespace_layout=options.arch_namespace, dry_run=options.dry_run)
+                      allow_lagging=options.allow_lagging, arch_namespace_layout=options.arch_namespace, dry_run=options.dry_run)
     result = PublishResult(wanted, registry, tuple(results))
     for tag in results:
-        print(tag.line(), file=out)
-        if tag.missing and tag.status is not Status.FAILED:
-            done = "would be published" if tag.status is Status.PLANNED else "published"
-            print(f"WARNING: {tag.reference} {done} WITHOUT {', '.join(tag.missing)} "
-                  "(--allow-missing)", file=sys.stderr)
+        _show(tag, out)
     if options.report:
         report = Report("publish", wanted.full, family.repository, registry)
         result.add_to(report)
@@ -132,6 +130,20 @@ def stage(plan: Plan, options: PublishOptions, out: TextIO, *, verified: Mapping
         print(f"error: {len(result.failed)} of {len(results)} tags not published: "
               f"{', '.join(result.failed)}", file=sys.stderr)
     return result
+
+
+def _show(tag: TagResult, out: TextIO) -> None:
+    """The tag's line, and on stderr what it was published without, or with from before."""
+    print(tag.line(), file=out)
+    if tag.status is Status.FAILED:
+        return
+    if tag.missing:
+        done = "would be published" if tag.status is Status.PLANNED else "published"
+        print(f"WARNING: {tag.reference} {done} WITHOUT {', '.join(tag.missing)} "
+              "(--allow-missing)", file=sys.stderr)
+    if tag.lagging:
+        print(f"WARNING: {tag.reference} keeps lagging members: {', '.join(tag.lagging)} "
+              "(--allow-lagging)", file=sys.stderr)
 
 
 def hash_now(plan: Plan, registries: Registries) -> HashNow:
@@ -145,7 +157,7 @@ def hash_now(plan: Plan, registries: Registries) -> HashNow:
         job = members[key]
         parent = parent_reference(str(members[job.parent].image), parent_digest) \
             if job.parent else None
-        return prepare(job, parent, pins.of(job), plan.builders.mirrors).build_hash
+        return prepare(job, parent, pin_bases(job, pins.pin), plan.builders.mirrors).build_hash
 
     return hash_of
 

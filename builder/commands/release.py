@@ -1,11 +1,12 @@
 """Stage release: every stage in one command, from versions to published tags (`invoke release`).
 
 generate check → build and push → publish → summary pages, stopping at the first stage
-that fails, so a tag is never published over per-arch images that did not all build, and
-never built from Dockerfiles that differ from the committed tree. Publish lists the digests
-this build pushed or found unchanged (`builder.publish.rules`), not whatever the per-arch
-tags hold by then. Each stage is the one its
-own command runs; its result adds itself to the release's report.
+that fails, so a tag is never published over per-arch images that did not all build (unless
+``allow_lagging``: then the platforms whose jobs failed keep the tag's current members, and the
+release still exits 1), and never built from Dockerfiles that differ from the committed tree.
+Publish lists the digests this build pushed or found unchanged (`builder.publish.rules`), not
+whatever the per-arch tags hold by then. Each stage is the one its own command runs; its
+result adds itself to the release's report.
 
 The stages hand each other values: the versions file is loaded and the version resolved once,
 the plan made once (build runs its jobs, publish reads and hashes its members), and the build's
@@ -14,27 +15,25 @@ the same values `invoke publish --from-report` reads from a build's report.
 """
 from __future__ import annotations
 
-import io
 import sys
 from dataclasses import dataclass
 from typing import TextIO
 
-from builder.commands import build
-from builder.commands import publish
+from builder.commands import build, generate, publish, summary
 from builder.farm.results import BuildRun, Interrupted
-from builder.generate import render
 from builder.model import naming
 from builder.model import versions
 from builder.model.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BuilderError
 from builder.model.platforms import platform as parse_platform
 from builder.model.report import Report, StageResult, Status
+from builder.model.streams import null
 from builder.model.tags import tag_groups
+from builder.options import DEFAULT_LOGS, DEFAULT_PAGES, DEFAULT_VERSIONS
 from builder.plan.plan import Plan
 from builder.plan.plan import plan as make_plan
 from builder.publish.rules import verified_builds
 from builder.publish.writer import registry_host
 from builder.registry.client import DEFAULT_CONCURRENCY, Registries
-from builder.summary import fetch as summary
 
 
 @dataclass(frozen=True)
@@ -45,16 +44,17 @@ class ReleaseOptions:
     variants: tuple[str, ...] = ()
     platforms: tuple[str, ...] = ()
     builders: str | None = None
-    versions: str = "versions.yaml"
+    versions: str = DEFAULT_VERSIONS
     templates: str | None = None
-    out: str = "out"  # the summary pages' directory
+    out: str = DEFAULT_PAGES  # the summary pages' directory
     report: str | None = None
     oci: bool = False
     arch_namespace: bool = False
     allow_missing: bool = False
+    allow_lagging: bool = False  # publish past failed jobs: their platforms keep the tags' members
     force: bool = False
     nocache: bool = False
-    logs: str = "logs"
+    logs: str = DEFAULT_LOGS
     dry_run: bool = False
     ca_bundle: str | None = None
     registry_concurrency: int = DEFAULT_CONCURRENCY  # requests in flight per registry, all stages
@@ -94,7 +94,10 @@ def run(options: ReleaseOptions, out: TextIO) -> ReleaseResult:
         report.write(options.report, EXIT_INTERRUPTED if interrupted else error.exit_code)
         raise  # the task prints the one error line
     report.write(options.report, code)
-    if report.stopped_at:
+    if report.stopped_at and list(report.stages)[-1] != report.stopped_at:
+        print(f"release went on past the failed stage {report.stopped_at!r} (--allow-lagging)",
+              file=sys.stderr)
+    elif report.stopped_at:
         print(f"release stopped at stage {report.stopped_at!r}", file=sys.stderr)
     return ReleaseResult(report, code)
 
@@ -118,7 +121,7 @@ def _stages(report: Report, wanted: versions.Version, family: versions.Family,
         ca_bundles={registry_host(registry, family.repository): options.ca_bundle}
         if options.ca_bundle else None)
     _begin(report, "generate", out, "generate --check")
-    generated = render.run(render.GenerateOptions(check=True), io.StringIO(), family=family)
+    generated = generate.run(generate.GenerateOptions(check=True), null(), family=family)
     for problem in generated.problems:
         print(f"stale: {generated.out_dir / problem}", file=out)
     if not _went_through(report, generated):
@@ -133,13 +136,14 @@ def _stages(report: Report, wanted: versions.Version, family: versions.Family,
         for tag, members in tag_groups(family, wanted, options.variants, platforms).items():
             print(f"  {tag}: {', '.join(v.name for v in members)}", file=out)
         return EXIT_OK
-    if not went_through:
+    if not went_through and not options.allow_lagging:
         report.stages["build"]["reason"] += "; nothing was published"
         return EXIT_FAILED
 
     _begin(report, "publish", out, "publish")
     published = publish.stage(the_plan, publish.PublishOptions(
-        version=wanted.full, registry=registry, oci=options.oci, allow_missing=options.allow_missing,
+        version=wanted.full, registry=registry, oci=options.oci,
+        allow_missing=options.allow_missing, allow_lagging=options.allow_lagging,
         arch_namespace=options.arch_namespace, ca_bundle=options.ca_bundle,
         variants=options.variants, platforms=options.platforms), out,
         verified=verified_builds(built.results), registries=registries)
@@ -150,11 +154,12 @@ def _stages(report: Report, wanted: versions.Version, family: versions.Family,
     pages = summary.run(summary.SummaryOptions(
         tuple(t.reference for t in published.tags), options.out, options.ca_bundle,
         digests={t.reference: t.digest for t in published.tags if t.digest}),
-        io.StringIO(), registries=registries)
+        null(), registries=registries)
     for _, path in pages.pages:
         print(f"  {path}", file=out)
-    _went_through(report, pages)
-    return EXIT_OK
+    # A tag this run published has no page only when it was deleted since: the release failed.
+    # Without a build that went through, --allow-lagging published past failed jobs: failed too.
+    return EXIT_OK if _went_through(report, pages) and went_through else EXIT_FAILED
 
 
 def _build(wanted: versions.Version, family: versions.Family, options: ReleaseOptions,
@@ -162,9 +167,10 @@ def _build(wanted: versions.Version, family: versions.Family, options: ReleaseOp
     """The release's one plan, and its build stage's run: every job pushed, and read back
     into the run's cache for publish and the pages."""
     build_options = build.BuildOptions(
-        version=wanted.full, variants=options.variants, platforms=options.platforms, registry=registry,
-        push=True, builders=options.builders, force=options.force, nocache=options.nocache,
-        dry_run=options.dry_run, logs=options.logs, arch_namespace=options.arch_namespace)
+        version=wanted.full, variants=options.variants, platforms=options.platforms,
+        registry=registry, push=True, builders=options.builders, force=options.force,
+        nocache=options.nocache, dry_run=options.dry_run, logs=options.logs,
+        arch_namespace=options.arch_namespace)
     the_plan = make_plan(family, wanted, options.variants, options.platforms,
                          builders=build.load_builders(build_options), registry=registry,
                          arch_namespace=options.arch_namespace)

@@ -22,9 +22,10 @@ import io
 import json
 import tarfile
 from dataclasses import dataclass
-from typing import Mapping
+from typing import Callable, Mapping
 
 from builder.mirror.config import Mirror
+from builder.model.platforms import Platform
 from builder.model.reference import ImageRef, sha256_digest
 from builder.plan.dockerfile import from_images, rewrite_from, rewrite_urls
 from builder.plan.plan import BuildJob
@@ -45,6 +46,12 @@ def bases(job: BuildJob) -> list[str]:
     """The FROM images of `job` to pin: all but its parent's (the variant it builds FROM)."""
     return [image for image in from_images(job.dockerfile_text)
             if not (job.parent and image == job.variant.base_image)]
+
+
+def pin_bases(job: BuildJob, pin: Callable[[str, Platform], str]) -> dict[str, str]:
+    """Every base of `job` → its pinned reference, for `prepare`; `pin` is the run's
+    (`builder.registry.pins.BasePins.pin`), asked in FROM order."""
+    return {image: pin(image, job.platform) for image in bases(job)}
 
 
 def parent_reference(image: str, digest: str) -> str:

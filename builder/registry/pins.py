@@ -13,8 +13,6 @@ import threading
 from builder.model.errors import BuilderError
 from builder.model.platforms import Platform
 from builder.model.reference import DOCKER_HUB, ImageRef
-from builder.plan.identity import bases
-from builder.plan.plan import BuildJob
 from builder.registry.client import Registries, RegistryError
 
 
@@ -26,10 +24,6 @@ class BasePins:
         self._digests: dict[str, str] = {}  # a base's tag, read once: every platform pins one list
         self._lock = threading.Lock()
         self._digest_lock = threading.Lock()
-
-    def of(self, job: BuildJob) -> dict[str, str]:
-        """Every base of `job` (`identity.bases`) → its pinned reference, for `prepare`."""
-        return {image: self.pin(image, job.platform) for image in bases(job)}
 
     def pin(self, image: str, platform: Platform) -> str:
         """`image` pinned to the digest of its `platform` manifest: `host/repository@sha256:…`."""
