@@ -8,6 +8,9 @@ Interface (other test modules code against it):
   library/busybox:<platform name>) and <host>/library/debian:trixie (amd64; builder.mirror.bases makes it).
 - docker_client: the local engine; second_engine: .url (docker base_url), .client; third_engine:
   another such dockerd (unix socket only), for pools of engines.
+- modern_engine: Docker 28.5 with the containerd image store and buildx (testbed/modern.py): .url
+  (unix socket), .tcp_url "tcp://127.0.0.1:PORT" (no TLS), .client; a host registry's
+  127.0.0.1:PORT is the same address inside it.
 - tls_engine: the second engine over tcp:// with --tlsverify: .url "tcp://127.0.0.1:PORT", .ca,
   .cert, .key (a client certificate it accepts).
 - ssh_engine: a private sshd on 127.0.0.1 whose sessions reach the second engine; .url
@@ -26,7 +29,7 @@ import docker.errors
 import pytest
 import requests
 
-from testbed import procs
+from testbed import modern, procs
 from testbed.baseimages import BaseImageError, ensure_busybox, ensure_debian
 from testbed.engine import (SecondEngine, TLSEndpoint, local_client, reap_bridges, reap_trust, remove_tags_of,
                             start_second_engine, trust_ca, untrust)
@@ -39,7 +42,7 @@ TESTS = Path(__file__).parent
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    reaped = procs.reap_orphans() + reap_bridges() + reap_trust()
+    reaped = procs.reap_orphans() + reap_bridges() + reap_trust() + modern.reap()
     if reaped:
         print(f"\ntest bed: cleaned up after a killed session: {', '.join(reaped)}")
     # A SIGTERM (CI timeout, `kill`) should tear down like Ctrl-C: fixture finalizers, then atexit.
@@ -131,6 +134,16 @@ def third_engine(tmp_path_factory) -> SecondEngine:
         pytest.fail(f"test bed: {error}", pytrace=False)
     yield engine
     engine.stop()
+
+
+@pytest.fixture(scope="session")
+def modern_engine(docker_client) -> modern.ModernEngine:
+    try:
+        engine = modern.start(docker_client)
+    except procs.StartError as error:
+        pytest.fail(f"test bed: {error}", pytrace=False)
+    yield engine
+    engine.release()
 
 
 @pytest.fixture(scope="session")
