@@ -14,8 +14,8 @@ an image reference means the same on both engines:
         With API_PORT, it also relays tcp://127.0.0.1:API_PORT to the engine's API socket.
 
 Standard library only: it runs with the engine image's python3-minimal. A connection the host
-side cannot make is closed, which the client inside sees as a reset rather than a refusal (the
-inside relay has accepted it already).
+side cannot make is closed at once, which the client inside sees as an empty answer rather than
+a refusal (the inside relay has accepted it already); the relay container's log names the refusal.
 """
 from __future__ import annotations
 

@@ -139,10 +139,11 @@ def prepare(host: docker.DockerClient, out: TextIO) -> str:
         host.api.import_image_from_file(str(rootfs), repository=REPOSITORY, tag=name.split(":")[1])
     if not buildx_binary().exists():
         _extract_buildx(rootfs, buildx_binary())
-    in_use = {c.image.id for c in host.containers.list(all=True)}
-    for image in host.images.list(REPOSITORY):
-        if name not in image.tags and image.id not in in_use:
-            host.images.remove(image.id, force=True)  # of an earlier recipe
+    # The listings, not the objects: those inspect each entry, and other sessions' come and go.
+    in_use = {c["ImageID"] for c in host.api.containers(all=True)}
+    for image in host.api.images(REPOSITORY):
+        if name not in (image["RepoTags"] or ()) and image["Id"] not in in_use:
+            host.images.remove(image["Id"], force=True)  # of an earlier recipe
     return f"{name}, {buildx_binary()}"
 
 
