@@ -16,13 +16,14 @@ from typing import TextIO
 from builder.farm import runner as build
 from builder.model import naming
 from builder.publish import writer as publish
-from builder.generate import render
-from builder.summary import fetch as summary
+from builder.commands import generate, summary
 from builder.model import versions
 from builder.model.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BuilderError
+from builder.options import DEFAULT_LOGS, DEFAULT_PAGES, DEFAULT_VERSIONS
 from builder.registry.client import DEFAULT_CONCURRENCY, Registries
 from builder.model.report import Report, StageResult, Status
 from builder.model.platforms import platform as parse_platform
+from builder.model.streams import null
 from builder.model.tags import tag_groups
 
 
@@ -34,16 +35,16 @@ class ReleaseOptions:
     variants: tuple[str, ...] = ()
     platforms: tuple[str, ...] = ()
     builders: str | None = None
-    versions: str = "versions.yaml"
+    versions: str = DEFAULT_VERSIONS
     templates: str | None = None
-    out: str = "out"  # the summary pages' directory
+    out: str = DEFAULT_PAGES  # the summary pages' directory
     report: str | None = None
     oci: bool = False
     arch_namespace: bool = False
     allow_missing: bool = False
     force: bool = False
     nocache: bool = False
-    logs: str = "logs"
+    logs: str = DEFAULT_LOGS
     dry_run: bool = False
     ca_bundle: str | None = None
     registry_concurrency: int = DEFAULT_CONCURRENCY  # requests in flight per registry, all stages
@@ -108,7 +109,7 @@ def _stages(report: Report, family: versions.Family, options: ReleaseOptions, re
         ca_bundles={publish.registry_host(registry, family.repository): options.ca_bundle}
         if options.ca_bundle else None)
     _begin(report, "generate", out, "generate --check")
-    generated = render.run(render.GenerateOptions(check=True), out=None, family=family)
+    generated = generate.run(generate.GenerateOptions(check=True), null(), family=family)
     for problem in generated.problems:
         print(f"stale: {generated.out_dir / problem}", file=out)
     if not _went_through(report, generated):
@@ -146,8 +147,8 @@ def _stages(report: Report, family: versions.Family, options: ReleaseOptions, re
     pages = summary.run(summary.SummaryOptions(
         tuple(t.reference for t in published.tags), options.out, options.ca_bundle,
         digests={t.reference: t.digest for t in published.tags if t.digest}),
-        out=None, registries=registries)
+        null(), registries=registries)
     for _, path in pages.pages:
         print(f"  {path}", file=out)
-    _went_through(report, pages)
-    return EXIT_OK
+    # A tag this run published has no page only when it was deleted since: the release failed.
+    return EXIT_OK if _went_through(report, pages) else EXIT_FAILED

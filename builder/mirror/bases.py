@@ -30,7 +30,6 @@ from builder.model.platforms import Platform, from_oci
 
 SOURCE_LABEL = "org.python-image-builder.source"
 DEBIAN_REPO = "library/debian"
-DEBIAN_SUITES = ("trixie", "bookworm")
 DEBIAN_ARCHIVE = "http://deb.debian.org/debian"
 MANIFEST = "application/vnd.docker.distribution.manifest.v2+json"
 MANIFEST_LIST = "application/vnd.docker.distribution.manifest.list.v2+json"

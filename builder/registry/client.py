@@ -1,6 +1,6 @@
 """A small client for the Docker Registry HTTP API v2 / OCI distribution API.
 
-Plain ``requests`` (oras-py and python-dxf each fail one of our auth setups: see the README).
+Plain ``requests`` (oras-py and python-dxf each fail one of our auth setups: docs/design/libraries.md).
 One ``RegistryClient`` per registry host, shared by threads; a run's stages get theirs from one
 ``Registries``, so they share it.
 

@@ -1,5 +1,5 @@
 """Version bumps, pure: a python.org-layout listing → the newest release of a series → the
-edit of versions.yaml that moves the series to it (issue 16).
+edit of versions.yaml that moves the series to it.
 
 No HTTP, gpg or files here: `builder.update.bump` fetches the listings and the files, checks them,
 and hands the values in.
