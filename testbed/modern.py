@@ -209,10 +209,13 @@ def reap() -> list[str]:
     return []
 
 
-def _attach(host: docker.DockerClient, owner: str, api_port: str) -> ModernEngine:
-    url = f"unix://{run_dir() / 'docker.sock'}"
-    return ModernEngine(url, f"tcp://127.0.0.1:{api_port}", docker.DockerClient(base_url=url, timeout=300),
-                        owner, host)
+def _urls(api_port: str) -> tuple[str, str]:
+    return f"unix://{run_dir() / 'docker.sock'}", f"tcp://127.0.0.1:{api_port}"
+
+
+def _attach(host: docker.DockerClient, owner: str, url: str, tcp_url: str) -> ModernEngine:
+    """Once `url` answers: the SDK's client asks the engine its API version as it is made."""
+    return ModernEngine(url, tcp_url, docker.DockerClient(base_url=url, timeout=300), owner, host)
 
 
 def _reusable(host: docker.DockerClient, want: str, owner: str) -> ModernEngine | None:
@@ -226,10 +229,9 @@ def _reusable(host: docker.DockerClient, want: str, owner: str) -> ModernEngine 
     if (set(found) != {ENGINE, RELAY} or len(owners) != 1 or not owners <= {owner, KEEP}
             or any(c.status != "running" or c.labels.get(CONFIG_LABEL) != want for c in found.values())):
         return None  # what is left of one goes
-    engine = _attach(host, owners.pop(), found[RELAY].labels[API_LABEL])
-    if pings(engine.url) and pings(engine.tcp_url):
-        return engine
-    engine.client.close()
+    url, tcp_url = _urls(found[RELAY].labels[API_LABEL])
+    if pings(url) and pings(tcp_url):
+        return _attach(host, owners.pop(), url, tcp_url)
     return None
 
 
@@ -297,17 +299,16 @@ def start(host: docker.DockerClient, owner: str | None = None) -> ModernEngine:
     remove(host)
     api_port = str(procs.free_port())
     container, relay = _run_containers(host, name, {OWNER_LABEL: owner, CONFIG_LABEL: want}, api_port)
-    engine = _attach(host, owner, api_port)
+    url, tcp_url = _urls(api_port)
     try:
-        _wait(lambda: pings(engine.url), container, 60, f"ping {engine.url}")
-        _wait(lambda: pings(engine.tcp_url), relay, 10, f"ping {engine.tcp_url}")
+        _wait(lambda: pings(url), container, 60, f"ping {url}")
+        _wait(lambda: pings(tcp_url), relay, 10, f"ping {tcp_url}")
         _wait(lambda: _loops_back(container, api_port), container, 10,
               "its 127.0.0.1 reaching the host's")
     except procs.StartError:
-        engine.client.close()
         remove(host)
         raise
-    return engine
+    return _attach(host, owner, url, tcp_url)
 
 
 def main(argv: list[str]) -> int:
