@@ -109,6 +109,10 @@ ARCH_NAMESPACE = Option("arch_namespace", "per-arch images are <registry>/<arch>
 OCI = Option("oci", "write OCI image indexes instead of Docker manifest lists", False)
 ALLOW_MISSING = Option("allow_missing", "publish tags whose per-arch images are not all there "
                                         "(loudly)", False)
+ALLOW_LAGGING = Option("allow_lagging", "a platform this run has no image of keeps the member "
+                                        "the tag lists now (named as lagging), never one older "
+                                        "than the tag holds; a release publishes past failed "
+                                        "jobs with it", False)
 CA_BUNDLE = Option("ca_bundle", "PEM file of the CA that signed the registry's certificate")
 CONCURRENCY = Option("registry_concurrency", "requests in flight per registry, shared by every "
                                              "stage of the run", DEFAULT_CONCURRENCY)
@@ -174,11 +178,11 @@ LIBRARY = (VERSIONS, COMMIT)
 SUMMARY = (IMAGE, PAGE, CA_BUNDLE, CONCURRENCY)
 BUILD = (VERSION, VARIANT, PLATFORM, PUSH, REGISTRY, BUILDERS, FORCE, NO_CACHE, DRY_RUN, LOGS,
          VERSIONS, ARCH_NAMESPACE, REPORT, CONCURRENCY)
-PUBLISH = (VERSION, REGISTRY.needed(), VARIANT, PLATFORM, OCI, ALLOW_MISSING, ARCH_NAMESPACE,
-           VERSIONS, DRY_RUN, CA_BUNDLE, REPORT, BUILDERS, FROM_REPORT, CONCURRENCY)
+PUBLISH = (VERSION, REGISTRY.needed(), VARIANT, PLATFORM, OCI, ALLOW_MISSING, ALLOW_LAGGING,
+           ARCH_NAMESPACE, VERSIONS, DRY_RUN, CA_BUNDLE, REPORT, BUILDERS, FROM_REPORT, CONCURRENCY)
 RELEASE = (VERSION, REGISTRY.needed(), VARIANT, PLATFORM, BUILDERS, REPORT, PAGES, OCI,
-           ARCH_NAMESPACE, ALLOW_MISSING, FORCE, NO_CACHE, DRY_RUN, LOGS, VERSIONS, TEMPLATES,
-           CA_BUNDLE, CONCURRENCY)
+           ARCH_NAMESPACE, ALLOW_MISSING, ALLOW_LAGGING, FORCE, NO_CACHE, DRY_RUN, LOGS, VERSIONS,
+           TEMPLATES, CA_BUNDLE, CONCURRENCY)
 REGISTRY_COMMAND = (REGISTRY_PORT, STOP_REGISTRY)
 MIRROR = (VERSIONS, ONLY, MIRROR_DIR, MIRROR_FROM, KEYS_URL, BASE_MIRROR, SUITE, BASE_PLATFORM,
           NO_BASES, SLIM_ONLY, MIRROR_PORT, NO_SERVE, STOP_MIRROR)

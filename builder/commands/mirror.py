@@ -12,7 +12,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 
-from builder.mirror import bases, config, fill, localregistry, serve
+from builder.commands import bases
+from builder.mirror import config, fill, localregistry, serve
 from builder.model import versions
 from builder.model.errors import EXIT_OK
 from builder.model.files import cache_dir
@@ -20,6 +21,7 @@ from builder.model.platforms import platform
 from builder.model.report import Report, Status
 from builder.options import (DEFAULT_BASE_PLATFORMS, DEFAULT_MIRROR_PORT, DEFAULT_MIRROR_SOURCE,
                              DEFAULT_REGISTRY_PORT, DEFAULT_SUITES, DEFAULT_VERSIONS)
+from builder.registry.client import RegistryClient
 
 DEFAULT_DIR = cache_dir() / "mirror"  # one per machine: every checkout builds through it
 
@@ -89,9 +91,9 @@ def _bases(options: MirrorOptions, out: TextIO) -> str:
     host = options.registry or localregistry.start(DEFAULT_REGISTRY_PORT)
     print(f"== Debian bases into {host}", file=out, flush=True)
     client = docker.from_env(timeout=600)
+    mirror = RegistryClient(host)
     chosen = tuple(platform(name) for name in options.platforms)
     for suite in options.suites:
         for slim in (True,) if options.slim_only else (False, True):
-            bases.ensure_debian(client, bases.BaseMirror(host), suite, slim, chosen,
-                                cache_dir() / "bases", out)
+            bases.ensure_debian(client, mirror, suite, slim, chosen, cache_dir() / "bases", out)
     return host

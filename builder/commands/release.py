@@ -1,11 +1,12 @@
 """Stage release: every stage in one command, from versions to published tags (`invoke release`).
 
 generate check → build and push → publish → summary pages, stopping at the first stage
-that fails, so a tag is never published over per-arch images that did not all build, and
-never built from Dockerfiles that differ from the committed tree. Publish lists the digests
-this build pushed or found unchanged (`builder.publish.rules`), not whatever the per-arch
-tags hold by then. Each stage is the one its
-own command runs (`run(options)`); its result adds itself to the release's report.
+that fails, so a tag is never published over per-arch images that did not all build (unless
+``allow_lagging``: then the platforms whose jobs failed keep the tag's current members, and the
+release still exits 1), and never built from Dockerfiles that differ from the committed tree.
+Publish lists the digests this build pushed or found unchanged (`builder.publish.rules`), not
+whatever the per-arch tags hold by then. Each stage is the one its own command runs
+(`run(options)`); its result adds itself to the release's report.
 """
 from __future__ import annotations
 
@@ -42,6 +43,7 @@ class ReleaseOptions:
     oci: bool = False
     arch_namespace: bool = False
     allow_missing: bool = False
+    allow_lagging: bool = False  # publish past failed jobs: their platforms keep the tags' members
     force: bool = False
     nocache: bool = False
     logs: str = DEFAULT_LOGS
@@ -85,7 +87,10 @@ def run(options: ReleaseOptions, out: TextIO | None = None) -> ReleaseResult:
         report.write(options.report, EXIT_INTERRUPTED if interrupted else error.exit_code)
         raise  # the task prints the one error line
     report.write(options.report, code)
-    if report.stopped_at:
+    if report.stopped_at and list(report.stages)[-1] != report.stopped_at:
+        print(f"release went on past the failed stage {report.stopped_at!r} (--allow-lagging)",
+              file=sys.stderr)
+    elif report.stopped_at:
         print(f"release stopped at stage {report.stopped_at!r}", file=sys.stderr)
     return ReleaseResult(report, code)
 
@@ -129,15 +134,16 @@ def _stages(report: Report, family: versions.Family, options: ReleaseOptions, re
                                        platforms).items():
             print(f"  {tag}: {', '.join(v.name for v in members)}", file=out)
         return EXIT_OK
-    if not went_through:
+    if not went_through and not options.allow_lagging:
         report.stages["build"]["reason"] += "; nothing was published"
         return EXIT_FAILED
 
     _begin(report, "publish", out, "publish")
     published = publish.run(publish.PublishOptions(
         options.version, registry, oci=options.oci, allow_missing=options.allow_missing,
-        arch_namespace=options.arch_namespace, ca_bundle=options.ca_bundle,
-        variants=options.variants, platforms=options.platforms), out, family=family,
+        allow_lagging=options.allow_lagging, arch_namespace=options.arch_namespace,
+        ca_bundle=options.ca_bundle, variants=options.variants, platforms=options.platforms),
+        out, family=family,
         builders=built.plan.builders, build_jobs=[job.as_dict() for job in built.results],
         registries=registries)
     if not _went_through(report, published):
@@ -151,4 +157,5 @@ def _stages(report: Report, family: versions.Family, options: ReleaseOptions, re
     for _, path in pages.pages:
         print(f"  {path}", file=out)
     # A tag this run published has no page only when it was deleted since: the release failed.
-    return EXIT_OK if _went_through(report, pages) else EXIT_FAILED
+    # Without a build that went through, --allow-lagging published past failed jobs: failed too.
+    return EXIT_OK if _went_through(report, pages) and went_through else EXIT_FAILED

@@ -37,11 +37,13 @@ def layer(text: str) -> bytes:
 
 
 def push_image(client: RegistryClient, repository: str, tag: str, platform: Platform, *,
-               label: str = "", foreign_layer: bool = True, build_hash: str = "") -> Manifest:
+               label: str = "", foreign_layer: bool = True, build_hash: str = "",
+               version: str = "") -> Manifest:
     """PUT a one-layer image whose config says `platform` (a Windows one also gets the full
     os.version a Windows build records and, with `foreign_layer`, a foreign base layer on
-    mcr.microsoft.com), labelled with `build_hash` as the build stage labels its images. The
-    same arguments give the same manifest digest."""
+    mcr.microsoft.com), labelled with `build_hash` as the build stage labels its images, and
+    with `version` in the environment as the templates set it (`TINYPY_VERSION=1.6.0` for
+    repository tinypy). The same arguments give the same manifest digest."""
     stamp = layer(f"{platform.oci} {label}")
     config = {"architecture": platform.architecture, "os": platform.os,
               "rootfs": {"type": "layers", "diff_ids": [sha256_digest(gzip.decompress(stamp))]},
@@ -53,6 +55,9 @@ def push_image(client: RegistryClient, repository: str, tag: str, platform: Plat
                "digest": client.upload_blob(repository, stamp)}]
     if build_hash:
         config["config"] = {"Labels": {HASH_LABEL: build_hash}}
+    if version:
+        name = repository.rsplit("/", 1)[-1].upper()
+        config.setdefault("config", {})["Env"] = [f"{name}_VERSION={version}"]
     if platform.os == "windows":
         config["os.version"] = WINDOWS_BUILDS[platform.os_version]
         if foreign_layer:

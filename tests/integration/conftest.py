@@ -6,7 +6,7 @@ Interface (other test modules code against it):
 - tls_registry: htpasswd Basic auth over TLS; .host, .url "https://…", .username, .password,
   .ca_bundle (CA PEM; also installed as /etc/docker/certs.d/<host>/ca.crt for both engines).
 - mirror: stands in for Docker Hub: <host>/library/busybox:latest (manifest list, per-arch tags
-  library/busybox:<platform name>) and <host>/library/debian:trixie (amd64; builder.mirror.bases makes it).
+  library/busybox:<platform name>) and <host>/library/debian:trixie (amd64; builder.commands.bases makes it).
 - docker_client: the local engine; second_engine: .url (docker base_url), .client; third_engine:
   another such dockerd (unix socket only), for pools of engines.
 - modern_engine: Docker 28.5 with the containerd image store and buildx (testbed/modern.py): .url
@@ -27,8 +27,9 @@ import docker.errors
 import pytest
 import requests
 
+from builder.model.errors import BuilderError
 from testbed import modern, procs
-from testbed.baseimages import BaseImageError, ensure_busybox, ensure_debian
+from testbed.baseimages import ensure_busybox, ensure_debian
 from testbed.engine import (SecondEngine, TLSEndpoint, local_client, remove_tags_of, start_second_engine,
                             trust_ca, untrust)
 from testbed.faultproxy import FaultProxy, start_fault_proxy
@@ -90,7 +91,7 @@ def mirror(tmp_path_factory, docker_client) -> Registry:
             fcntl.flock(lock, fcntl.LOCK_EX)
             ensure_busybox(docker_client, reg)
             ensure_debian(docker_client, reg)
-    except BaseImageError as error:
+    except BuilderError as error:  # a base image the engine or the mirror failed
         _forget_registry(reg)
         pytest.fail(f"test bed: mirror: {error}", pytrace=False)
     except BaseException:

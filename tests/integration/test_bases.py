@@ -14,8 +14,10 @@ from pathlib import Path
 import pytest
 import yaml
 
-from builder.mirror import bases
+from builder.commands import bases
 from builder.model.platforms import platform
+from builder.model.reference import DOCKER_LIST
+from builder.registry.client import RegistryClient
 from testbed.paths import cache_dir
 from tests.helpers.cli import invoke
 from tests.helpers.paths import ROOT
@@ -26,7 +28,8 @@ AMD64 = (platform("amd64"),)
 
 def _fill(client, registry, slim: bool) -> list[str]:
     out = io.StringIO()
-    bases.ensure_debian(client, registry, "trixie", slim, AMD64, cache_dir() / "debian", out)
+    bases.ensure_debian(client, RegistryClient(registry.host), "trixie", slim, AMD64, cache_dir() / "debian",
+                        out)
     return out.getvalue().splitlines()
 
 
@@ -46,7 +49,7 @@ def test_debian_bases_fill_and_a_second_fill_builds_nothing(debian_bases, docker
         assert again == [f"library/debian:{tag}-amd64: up to date",
                          f"{registry.host}/library/debian:{tag}: up to date (amd64)"]
     listing = registry.get("/v2/library/debian/manifests/trixie-slim",
-                           headers={"Accept": bases.MANIFEST_LIST}).json()
+                           headers={"Accept": DOCKER_LIST}).json()
     assert [m["platform"]["architecture"] for m in listing["manifests"]] == ["amd64"]
 
 

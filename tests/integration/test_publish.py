@@ -23,9 +23,11 @@ from builder.model.platforms import PLATFORMS
 from builder.model.naming import arch_reference
 from builder.publish.writer import publish
 from builder.publish.lists import Member, assemble, platform_fields
-from builder.model.reference import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, Manifest, sha256_digest
+from builder.model.reference import (DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, ImageRef, Manifest,
+                                     sha256_digest)
 from builder.registry.client import RegistryClient
 from builder.model.report import Status
+from builder.summary.fetch import summarize
 from builder.model.tags import tag_groups
 from builder.model import versions as versions_module
 from builder.model.versions import Family, Variant, Version
@@ -63,8 +65,9 @@ def make_family(version: Version) -> Family:
 
 def push_release(client: RegistryClient, host: str, version: Version, *,
                  skip: tuple[tuple[str, str], ...] = (), arch_namespace_layout: bool = False,
-                 label: str = "") -> dict[tuple[str, str], Manifest]:
-    """Every per-arch image of `version`, as the build stage would push them."""
+                 label: str = "", versioned: bool = False) -> dict[tuple[str, str], Manifest]:
+    """Every per-arch image of `version`, as the build stage would push them (`versioned`:
+    with its version label too)."""
     pushed = {}
     for variant in version.variants:
         for platform in variant.platforms:
@@ -74,7 +77,7 @@ def push_release(client: RegistryClient, host: str, version: Version, *,
                                  arch_namespace_layout=arch_namespace_layout)
             pushed[(variant.name, platform.name)] = push_image(
                 client, ref.repository, ref.tag, platform, label=label + version.full,
-                build_hash=PLANNED)
+                build_hash=PLANNED, version=version.full if versioned else "")
     return pushed
 
 
@@ -234,6 +237,44 @@ def test_missing_platform_leaves_the_tag_untouched(client, windows_registry):
     assert partial["1.2.0"].status is Status.WRITTEN
     assert "PARTIAL" in partial["1.2.0"].line()
     assert ("linux", "arm64", "v8", None) not in entry_summary(client.get_manifest("tinypy", "1.2.0").json)
+
+
+def test_allow_lagging_keeps_a_platforms_current_member_and_never_goes_back(
+        client, windows_registry):
+    """1.6.0 is published; 1.7.0 lacks arm64v8 (its job failed). With --allow-lagging the
+    shared tags (1, 1-buster) keep 1.6.0's arm64v8 member, say so, and the pages name it; the
+    tags of 1.7.0 alone have no such member and stay missing. Publishing 1.6.0 again then
+    refuses those shared tags: they would go back."""
+    host = windows_registry.host
+    old, new = make_version("1.6.0", BUSTER), make_version("1.7.0", BUSTER)
+    push_release(client, host, old, versioned=True)
+    publish(client, host, "tinypy", old, tag_groups(make_family(old), old), hash_now=planned)
+    kept = client.get_manifest("tinypy", "1.6.0-buster-arm64v8").digest
+    push_release(client, host, new, skip=(("buster", "arm64v8"),), versioned=True)
+    groups = tag_groups(make_family(new), new)
+
+    strict = {r.tag: r for r in publish(client, host, "tinypy", new, groups, hash_now=planned)}
+    lagging = {r.tag: r for r in publish(client, host, "tinypy", new, groups, hash_now=planned,
+                                         allow_lagging=True)}
+
+    assert strict["1"].status is Status.FAILED and strict["1"].missing
+    assert lagging["1"].status is Status.WRITTEN and lagging["1"].missing == ()
+    assert lagging["1"].lagging == ("linux/arm64/v8 at 1.6.0",)
+    assert "LAGGING linux/arm64/v8 at 1.6.0" in lagging["1"].line()
+    listed = {m["platform"]["architecture"]: m["digest"]
+              for m in client.get_manifest("tinypy", "1").json["manifests"]}
+    assert listed["arm64"] == kept
+    assert listed["amd64"] == client.get_manifest("tinypy", "1.7.0-buster-amd64").digest
+    assert lagging["1.7.0"].status is Status.FAILED  # a new tag: nothing to lag onto
+    page = summarize(client, ImageRef.parse(f"{host}/tinypy:1-buster"))
+    assert "-\tLagging: `1.6.0`; the tag's newest members are `1.7.0`" in page
+
+    back = {r.tag: r for r in publish(client, host, "tinypy", old,
+                                      tag_groups(make_family(old), old), hash_now=planned,
+                                      allow_lagging=True)}
+    assert back["1"].status is Status.FAILED and "newer than this run's 1.6.0" in back["1"].reason
+    assert back["1.6.0"].status is Status.UNCHANGED
+    assert client.get_manifest("tinypy", "1").digest == lagging["1"].digest
 
 
 def test_a_member_built_from_another_variant_is_current_only_with_its_parent(

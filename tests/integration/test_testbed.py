@@ -10,9 +10,11 @@ import docker.errors
 import pytest
 import requests
 
+from builder.farm.builders import Engine
+from builder.farm.engineapi import WrongPlatform, check_platform
 from builder.model.errors import InputError
 from builder.model.platforms import platform
-from builder.mirror.bases import MANIFEST, MANIFEST_LIST, BaseImageError, check_platform
+from builder.model.reference import DOCKER_LIST, DOCKER_MANIFEST
 from testbed.baseimages import BUSYBOX_PLATFORMS, BUSYBOX_REPO, SOURCE_LABEL
 
 # What the engine records for an image built with each --platform, and what `uname -m` says inside
@@ -33,6 +35,8 @@ EXPECTED = {
     "ppc64le": ("ppc64le", None, "ppc64le", "15 00"),
     "s390x": ("s390x", None, "s390x", "00 16"),
 }
+
+LOCAL = Engine("local", "unix:///var/run/docker.sock", ())  # for engineapi's messages
 
 DERIVED_DOCKERFILE = """\
 ARG BASE
@@ -92,9 +96,9 @@ def test_tls_registry_wants_its_ca_and_the_right_password(tls_registry):
 # --- mirror ------------------------------------------------------------------------------------
 
 def test_mirror_busybox_is_a_manifest_list_of_right_platforms(mirror):
-    listed = mirror.get(f"/v2/{BUSYBOX_REPO}/manifests/latest", headers={"Accept": MANIFEST_LIST})
+    listed = mirror.get(f"/v2/{BUSYBOX_REPO}/manifests/latest", headers={"Accept": DOCKER_LIST})
     assert listed.status_code == 200
-    assert listed.headers["Content-Type"] == MANIFEST_LIST
+    assert listed.headers["Content-Type"] == DOCKER_LIST
     entries = {}
     for entry in listed.json()["manifests"]:
         fields = entry["platform"]
@@ -103,7 +107,7 @@ def test_mirror_busybox_is_a_manifest_list_of_right_platforms(mirror):
 
     for p in BUSYBOX_PLATFORMS:
         entry = entries[(p.os, p.architecture, p.variant)]
-        per_arch = mirror.get(f"/v2/{BUSYBOX_REPO}/manifests/{p.name}", headers={"Accept": MANIFEST})
+        per_arch = mirror.get(f"/v2/{BUSYBOX_REPO}/manifests/{p.name}", headers={"Accept": DOCKER_MANIFEST})
         assert per_arch.status_code == 200
         assert entry["digest"] == "sha256:" + hashlib.sha256(per_arch.content).hexdigest()
         assert entry["size"] == len(per_arch.content)
@@ -154,8 +158,8 @@ def test_scratch_cache_ignores_platform_and_the_check_catches_it(docker_client, 
     try:
         assert arm64_id == amd64_id
         assert docker_client.images.get(arm64_id).attrs["Architecture"] == "amd64"
-        with pytest.raises(BaseImageError, match="wanted linux/arm64/v8"):
-            check_platform(docker_client, arm64_id, platform("arm64v8"))
+        with pytest.raises(WrongPlatform, match="for a linux/arm64/v8 build"):
+            check_platform(docker_client.api, LOCAL, arm64_id, platform("arm64v8"))
     finally:
         _remove(docker_client, amd64_id, arm64_id)
 
@@ -170,7 +174,7 @@ def test_first_copy_per_platform_avoids_the_trap(docker_client, tmp_path):
             built[name] = _build(docker_client, tmp_path, platform(name).oci)
         assert built["amd64"] != built["arm64v8"]
         for name, image_id in built.items():
-            check_platform(docker_client, image_id, platform(name))
+            check_platform(docker_client.api, LOCAL, image_id, platform(name))
     finally:
         _remove(docker_client, *built.values())
 
@@ -214,7 +218,7 @@ def test_second_engine_pulls_from_mirror_and_pushes_to_both_registries(second_en
             assert "error" not in chunk, chunk
             digest = chunk.get("aux", {}).get("Digest", digest)
         assert digest, f"no digest from the push to {target.host}"
-        stored = target.get("/v2/testbed/second-engine/manifests/arm64v8", headers={"Accept": MANIFEST})
+        stored = target.get("/v2/testbed/second-engine/manifests/arm64v8", headers={"Accept": DOCKER_MANIFEST})
         assert stored.status_code == 200
         assert stored.headers["Docker-Content-Digest"] == digest
 

@@ -46,7 +46,8 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
 # Modules (or whole wings) that must reach no client library, through any chain of imports.
 PURE_WINGS = ("model", "generate", "plan", "options", "program")
 PURE = ("summary.page", "update.index", "publish.lists", "publish.rules", "farm.builders",
-        "farm.pools", "registry.retry", "registry.documents", "mirror.layout", "mirror.config")
+        "farm.pools", "registry.retry", "registry.documents", "registry.errors", "mirror.layout",
+        "mirror.config")
 BLOCKED = ("docker", "requests", "urllib3", "builder.registry.client", "builder.farm.engines",
            "builder.farm.engineapi")
 
