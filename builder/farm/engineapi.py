@@ -291,6 +291,24 @@ def push_image(api, job: BuildJob, registry: RegistryClient,
     return PushedImage(job, job.image, digest, size, job.platform)
 
 
+# On the containerd image store the push stream carries no `aux` (moby#48331), only the
+# status line the CLI prints: "TAG: digest: sha256:… size: N".
+_PUSHED_STATUS = re.compile(r"^(?P<tag>[\w][\w.-]*): digest: (?P<digest>sha256:[0-9a-f]{64}) "
+                            r"size: (?P<size>\d+)$")
+
+
+def pushed_digest(chunk: dict, tag: str) -> tuple[str, int | None] | None:
+    """The digest and size a push stream's `chunk` reports for `tag`: its `aux` (the
+    graphdriver store) or its final status line (the containerd store); None if neither."""
+    aux = chunk.get("aux") or {}
+    if aux.get("Digest"):
+        return aux["Digest"], aux.get("Size")
+    status = _PUSHED_STATUS.match(chunk.get("status") or "")
+    if status and status["tag"] == tag:
+        return status["digest"], int(status["size"])
+    return None
+
+
 def push(api, ref: ImageRef, registry: RegistryClient,
          log: Callable[[str], None] = lambda line: None) -> tuple[str, int]:
     """Push the image tagged `ref` with `api`, again on a transient registry failure; its
@@ -303,9 +321,7 @@ def push(api, ref: ImageRef, registry: RegistryClient,
                                   decode=True, auth_config=auth_config(registry.credentials())):
                 if "error" in chunk:
                     raise _registry_failed(f"pushing {ref} failed", chunk["error"])
-                aux = chunk.get("aux") or {}
-                if aux.get("Digest"):
-                    digest, size = aux["Digest"], aux.get("Size")
+                digest, size = pushed_digest(chunk, ref.tag) or (digest, size)
                 log(_push_line(chunk))
         except APIError as error:
             raise _registry_failed(f"pushing {ref} failed",

@@ -3,6 +3,8 @@ beside the host's 20.10, reaching the host's loopback registries and servers at 
 addresses, and what the build stage does on it today."""
 from __future__ import annotations
 
+import json
+
 import subprocess
 from pathlib import Path
 
@@ -137,14 +139,6 @@ def test_the_hosts_buildx_pushes_one_list_of_both_platforms_through_it(
                                                                     member["digest"])) == oci
 
 
-class PushedWithoutDigest(AssertionError):
-    """The build stage's failure on this store today, told apart from any other."""
-
-
-@pytest.mark.xfail(strict=True, raises=PushedWithoutDigest,
-                   reason="on the containerd store the push stream carries no aux digest, only a "
-                   "status line: the build stage says each push 'ended without a digest from the "
-                   "engine', though the registry holds the image")
 def test_the_build_stage_builds_and_pushes_the_tiny_family_on_it(tmp_path, modern_engine, registry,
                                                                   mirror, tiny_family_path):
     builders = write_builders(tmp_path / "builders.yaml", mirror.host,
@@ -152,11 +146,16 @@ def test_the_build_stage_builds_and_pushes_the_tiny_family_on_it(tmp_path, moder
 
     done = invoke("build", "--version", "1.0.0", "--variant", "busybox", "--platform", "amd64",
                   "--platform", "arm64v8", "--push", "--registry", registry.host,
+                  # --force: the session's registry may hold these tags at this build hash from
+                  # an earlier test, and a skipped push would prove nothing here.
+                  "--force",
                   "--builders", str(builders), "--versions", str(tiny_family_path),
-                  "--logs", str(tmp_path / "logs"))
+                  "--logs", str(tmp_path / "logs"), "--report", str(tmp_path / "build.json"))
 
-    for tag in ("1.0.0-busybox-amd64", "1.0.0-busybox-arm64v8"):
-        assert RegistryClient(registry.host).head_manifest("tiny", tag), done.stderr[-3000:]
-    if "ended without a digest from the engine" in done.stderr:
-        raise PushedWithoutDigest(done.stderr[-3000:])
+    # On this store the push stream has no aux digest: the build stage reads the engine's final
+    # status line instead, and verifies it against the registry, as on the graphdriver store.
     assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+    jobs = {job["platform"]: job for job in json.loads((tmp_path / "build.json").read_text())["jobs"]}
+    for platform in ("amd64", "arm64v8"):
+        held = RegistryClient(registry.host).head_manifest("tiny", f"1.0.0-busybox-{platform}")
+        assert held and jobs[platform]["digest"] == held.digest, done.stdout[-3000:]

@@ -5,7 +5,7 @@ import pytest
 
 from builder.farm import runner as build
 from builder.model import versions
-from builder.farm.engineapi import traced_command
+from builder.farm.engineapi import pushed_digest, traced_command
 from builder.plan.plan import plan
 from builder.model.platforms import platform
 from tests.helpers.cli import invoke
@@ -31,3 +31,17 @@ def test_an_unknown_platform_is_bad_input(tiny_family_path):
 ])
 def test_a_trace_line_names_its_command_with_every_marker_taken_off(line, expected):
     assert traced_command(line) == expected
+
+
+DIGEST = "sha256:" + "ab" * 32
+
+
+@pytest.mark.parametrize("chunk, expected", [
+    ({"aux": {"Tag": "1.0-amd64", "Digest": DIGEST, "Size": 528}}, (DIGEST, 528)),  # graphdriver
+    ({"status": f"1.0-amd64: digest: {DIGEST} size: 528"}, (DIGEST, 528)),  # containerd store
+    ({"status": f"1.0-arm64v8: digest: {DIGEST} size: 528"}, None),  # another tag's line
+    ({"status": "Pushed", "id": "5f70bf18a086"}, None),
+    ({"status": f"1.0-amd64: digest: sha256:short size: 528"}, None),
+])
+def test_a_pushed_digest_is_read_from_aux_or_from_the_final_status_line(chunk, expected):
+    assert pushed_digest(chunk, "1.0-amd64") == expected
