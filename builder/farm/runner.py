@@ -32,10 +32,11 @@ import tarfile
 import threading
 import time
 from collections import Counter
+from contextlib import contextmanager
 from concurrent.futures import ThreadPoolExecutor, wait
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Callable, TextIO
+from typing import Callable, Iterator, TextIO
 
 from builder.farm import engineapi
 from builder.farm import engines
@@ -74,6 +75,20 @@ class Failover:
         return {"engine": self.engine, "cause": self.cause, "at": self.at}
 
 
+@dataclass(frozen=True)
+class Phase:
+    """A phase of a job on one engine (pull, build, smoke test, push) as it ran; one that an
+    error or a lost engine cut short is there too, up to that moment."""
+    name: str
+    engine: str
+    started: float  # epoch seconds
+    finished: float
+
+    def as_dict(self) -> dict:
+        return {"phase": self.name, "engine": self.engine, "started": self.started,
+                "finished": self.finished}
+
+
 class _NotBuilt(Exception):
     """A job skipped at run time: no healthy engine in its pool, or its parent was skipped so."""
 
@@ -99,6 +114,18 @@ class JobResult:
     failovers: list[Failover] = field(default_factory=list)
     unserved: bool = False  # skipped at run time: no healthy engine in its pool (exit 1)
     retries: int = 0  # transient registry failures its pulls, push and lookups got past
+    phases: list[Phase] = field(default_factory=list)  # on every engine it was tried on
+    emulated: bool = False  # its (last) engine built it under emulation (QEMU)
+    compressed: int | None = None  # its image's layers in the registry, compressed (bytes)
+
+    @contextmanager
+    def timed(self, phase: str, engine: str) -> Iterator[None]:
+        """Record `phase` on `engine`, also when it raises: the timeline shows where it stopped."""
+        began = time.time()
+        try:
+            yield
+        finally:
+            self.phases.append(Phase(phase, engine, began, time.time()))
 
     @property
     def seconds(self) -> float | None:
@@ -118,7 +145,9 @@ class JobResult:
                 "mirrors": [{"name": m.name, "upstream": m.upstream, "url": m.url}
                             for m in self.mirrors],
                 "failovers": [f.as_dict() for f in self.failovers],
-                "retries": self.retries,
+                "retries": self.retries, "emulated": self.emulated,
+                "compressed": self.compressed,
+                "phases": [p.as_dict() for p in self.phases],
                 "log": str(self.log) if self.log else None}
 
 
@@ -366,6 +395,7 @@ class Runner:
             found = engineapi.registered(self._registry(job.image.registry), job.image, HASH_LABEL)
             if found and found[1] == prepared.build_hash:
                 result.status, result.digest = Status.SKIPPED, found[0]
+                result.compressed = self._compressed(job.image, found[0])
                 result.reason = f"unchanged: {job.image} has build hash {prepared.build_hash}"
                 log.write(result.reason + "\n")
                 self.progress.update(job.key, "skipped", result.reason)
@@ -406,6 +436,15 @@ class Runner:
                     client.head_blob(image.repository, layer["digest"])
         except RegistryError:
             pass  # publish reads the image again, and says what is wrong with it
+
+    def _compressed(self, image: ImageRef, digest: str) -> int | None:
+        """The image's compressed size, from its manifest: read once per run (a release's
+        later stages read it anyway, and the skip check has just read it)."""
+        try:
+            return self._registry(image.registry).get_manifest(image.repository,
+                                                                digest).layers_size
+        except RegistryError:
+            return None  # a size for the report only: the push or the skip stands
 
     def _failover(self, job: BuildJob, engine: Engine, gone: health.EngineUnreachable,
                   result: JobResult, log) -> None:
@@ -458,6 +497,7 @@ class Runner:
             result: JobResult, log) -> None:
         """Build, test and push `job` on `engine`, from the start."""
         result.engine, result.started = engine.name, time.time()
+        result.emulated = (engine.name, job.platform.name) in self.health.emulated
         log.write(f"--- build on engine {engine.name} ({engine.url}) ---\n")
         self.progress.update(job.key, "building", engine=engine.name)
         api = engines.connect(engine, timeout=BUILD_TIMEOUT)
@@ -465,17 +505,22 @@ class Runner:
             pulls = prepared.bases
             if parent is not None and parent.digest and parent.engine != engine.name:
                 pulls = (_parent_pin(parent), *pulls)  # built elsewhere: pulled with our credentials
-            result.image_id = self._build(api, engine, job, prepared, pulls, log)
+            if pulls:
+                with result.timed("pull", engine.name):
+                    self._pull(api, engine, job, pulls, log)
+            with result.timed("build", engine.name):
+                result.image_id = self._build(api, engine, job, prepared, log)
             self._smoke_test(api, job, result, log)
             result.built = time.time()
             if self.push:
                 self.progress.update(job.key, "pushing", f"waiting for a push slot on {engine.name}")
-                with self._pushes[engine.name]:
+                with self._pushes[engine.name], result.timed("push", engine.name):
                     self._go_on(job, "its push; nothing of it was pushed")
                     self.progress.update(job.key, "pushing", str(job.image))
                     pushed = engineapi.push_image(api, job, self._registry(job.image.registry),
                                                   lambda line: log.write(line + "\n"))
                 result.pushed, result.digest = pushed, pushed.digest
+                result.compressed = self._compressed(job.image, pushed.digest)
         finally:
             with self._lock:
                 self._containers.pop(job.key, None)
@@ -488,8 +533,10 @@ class Runner:
             return
         self._go_on(job, "its smoke tests; nothing of it was pushed")
         self.progress.update(job.key, "testing", f"{len(job.checks)} smoke tests")
-        result.checks = engineapi.run_checks(api, result.image_id, job.checks, job.version.full,
-                                             job.platform, lambda line: log.write(line + "\n"))
+        with result.timed("smoke test", result.engine):
+            result.checks = engineapi.run_checks(api, result.image_id, job.checks,
+                                                 job.version.full, job.platform,
+                                                 lambda line: log.write(line + "\n"))
         failed = [c for c in result.checks if not c.passed]
         if failed:
             first = failed[0]
@@ -565,9 +612,8 @@ class Runner:
     def _registry(self, host: str) -> RegistryClient:
         return self.registries.client(host)
 
-    def _build(self, api, engine: Engine, job: BuildJob, prepared: Prepared,
-               pulls: tuple[str, ...], log) -> str:
-        """Pull the bases, build, check the platform, tag; returns the image id."""
+    def _pull(self, api, engine: Engine, job: BuildJob, pulls: tuple[str, ...], log) -> None:
+        """Pull the bases (and a parent built elsewhere) onto `engine`."""
         def pulling(line: str) -> None:
             self._go_on(job, "its pull ended; nothing was built")
             log.write(line + "\n")
@@ -576,6 +622,8 @@ class Runner:
             engineapi.pull(api, engine, base, job.platform, pulling,
                            credentials=self._registry(ImageRef.parse(base).registry).credentials())
 
+    def _build(self, api, engine: Engine, job: BuildJob, prepared: Prepared, log) -> str:
+        """Build, check the platform, tag; returns the image id."""
         def on_event(event: engineapi.Event) -> None:
             if isinstance(event, Container):
                 with self._lock:
