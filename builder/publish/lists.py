@@ -92,6 +92,7 @@ class TagResult:
     stale: tuple[str, ...] = ()  # per-arch references refused: not what the plan builds now
     moved: tuple[str, ...] = ()  # per-arch references this run pushed that changed since
     retries: int = 0  # transient registry failures its reads and write got past
+    members: tuple[str, ...] = ()  # the job keys it is made of: 1.0.0/busybox/amd64
 
     def as_dict(self) -> dict:
         """For the JSON report."""

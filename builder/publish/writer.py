@@ -108,13 +108,13 @@ def publish(client: RegistryClient, registry: str, repository: str, version: Ver
             _copy_in(client, pool, used, target)
 
         def one(tag: str, variants: Sequence[Variant]) -> TagResult:
+            keys = [_key(version, variant, platform) for variant in variants
+                    for platform in variant.platforms]
             with retry.scope() as retried:
                 result = _publish_tag(
-                    client, target_reference(registry, repository, tag),
-                    [_key(version, variant, platform) for variant in variants
-                     for platform in variant.platforms], found, verdicts, optional=optional,
-                    oci=oci, allow_missing=allow_missing, dry_run=dry_run)
-            return replace(result, retries=retried.retries)
+                    client, target_reference(registry, repository, tag), keys, found, verdicts,
+                    optional=optional, oci=oci, allow_missing=allow_missing, dry_run=dry_run)
+            return replace(result, retries=retried.retries, members=tuple(keys))
 
         return list(pool.map(one, groups.keys(), groups.values()))
 
