@@ -15,7 +15,7 @@ PURE = ("model.versions", "generate.render", "model.tags", "generate.library", "
         "plan.plan", "publish.lists", "publish.rules", "summary.page", "model.platforms",
         "model.reference", "farm.builders", "plan.dockerfile", "model.report", "model.errors",
         "model.smoke", "mirror.layout", "mirror.config", "update.index", "farm.pools",
-        "registry.retry", "registry.documents")
+        "registry.retry", "registry.documents", "report.html", "report.markdown")
 BLOCKED = ("docker", "requests", "urllib3", "builder.registry.client", "builder.farm.engines",
            "builder.farm.engineapi")
 
