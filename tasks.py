@@ -17,6 +17,7 @@ from builder.model.errors import EXIT_INTERRUPTED, BuilderError
 
 DEFAULT_VERSIONS = "versions.yaml"
 _VERSIONS_HELP = f"the versions file (default {DEFAULT_VERSIONS})"
+_OUT_HELP = "the HTML report goes to <out>/<repository>/index.html (default out)"
 
 
 def _interrupt(signum, frame) -> None:
@@ -84,10 +85,12 @@ def summary(c, image_ref, out=None, ca_bundle=None, registry_concurrency=8):
                         "image's build hash, which must be the plan's",
             "from_report": "the report of the `invoke build --push` this publishes: list the "
                            "digests it pushed or found unchanged (a moved tag fails)",
-            "registry_concurrency": "requests in flight per registry (default 8)"})
+            "registry_concurrency": "requests in flight per registry (default 8)",
+            "out": _OUT_HELP})
 def publish(c, version, registry, oci=False, allow_missing=False, arch_namespace=False,
             versions=DEFAULT_VERSIONS, dry_run=False, ca_bundle=None, report=None,
-            builders=None, from_report=None, variant=None, platform=None, registry_concurrency=8):
+            builders=None, from_report=None, variant=None, platform=None, registry_concurrency=8,
+            out="out"):
     """Write a manifest list (or OCI index) for every tag and shared tag of a version, of the
     per-arch images --from-report's build pushed, else of those whose build hash is the plan's."""
     from builder.publish import writer as stage
@@ -98,7 +101,7 @@ def publish(c, version, registry, oci=False, allow_missing=False, arch_namespace
                                      builders=builders, from_report=from_report,
                                      variants=tuple(variant or ()),
                                      platforms=tuple(platform or ()),
-                                     registry_concurrency=int(registry_concurrency)))
+                                     registry_concurrency=int(registry_concurrency), out=out))
 
 
 @task(help={"versions": _VERSIONS_HELP,
@@ -137,10 +140,11 @@ def library(c, versions=DEFAULT_VERSIONS, commit=None):
             "arch_namespace": "push to <registry>/<arch>/<repository>:<version>-<variant> "
                               "instead of arch-suffixed tags",
             "report": "write the JSON report here: per job the platform, engine, digest, result",
-            "registry_concurrency": "requests in flight per registry (default 8)"})
+            "registry_concurrency": "requests in flight per registry (default 8)",
+            "out": _OUT_HELP})
 def build(c, version, variant=None, platform=None, push=False, registry=None, builders=None,
           force=False, no_cache=False, dry_run=False, logs="logs", versions=DEFAULT_VERSIONS,
-          arch_namespace=False, report=None, registry_concurrency=8):
+          arch_namespace=False, report=None, registry_concurrency=8, out="out"):
     """Build (and push) the per-arch images of a version on the configured engines, in parallel."""
     from builder.farm import runner as stage
 
@@ -148,7 +152,7 @@ def build(c, version, variant=None, platform=None, push=False, registry=None, bu
         version, tuple(variant or ()), tuple(platform or ()), registry, push=push,
         builders=builders, force=force, nocache=no_cache, dry_run=dry_run, logs=logs,
         versions=versions, arch_namespace=arch_namespace, report=report,
-        registry_concurrency=int(registry_concurrency)))
+        registry_concurrency=int(registry_concurrency), out=out))
 
 
 @task(auto_shortflags=False, iterable=["variant", "platform"],
@@ -159,7 +163,8 @@ def build(c, version, variant=None, platform=None, push=False, registry=None, bu
             "platform": "build only this platform (repeatable); the lists then hold only those platforms",
             "builders": "the builders file (default $BUILDER_BUILDERS, else the local engine)",
             "report": "write the JSON report here: jobs, tags, summary pages, exit code",
-            "out": "where the summary pages go: <out>/<repository>/remote/<tag>.md (default out)",
+            "out": "where the summary pages and the HTML report go: "
+                   "<out>/<repository>/remote/<tag>.md, <out>/<repository>/index.html (default out)",
             "oci": "write OCI image indexes instead of Docker manifest lists",
             "arch_namespace": "push per-arch images to <registry>/<arch>/<repository> "
                               "and copy them in when publishing",
@@ -185,6 +190,17 @@ def release(c, version, registry, variant=None, platform=None, builders=None, re
         arch_namespace=arch_namespace, allow_missing=allow_missing, force=force,
         nocache=no_cache, logs=logs, dry_run=dry_run, ca_bundle=ca_bundle,
         registry_concurrency=int(registry_concurrency)))
+
+
+@task(auto_shortflags=False,
+      help={"report": "a saved JSON report: --report FILE of a release, build or publish",
+            "html": "write the page to <html>/<repository>/index.html, a page per tag beside "
+                    "(default out)"})
+def report(c, report, html="out"):
+    """Render a saved report as HTML again: the tag matrix, the engines' timeline, the pages."""
+    from builder.report import write as stage
+
+    _run(stage.run, stage.ReportOptions(report, html))
 
 
 @task(help={"port": "the loopback port (default 5000)",

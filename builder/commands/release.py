@@ -23,6 +23,7 @@ from builder.model.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, Builder
 from builder.registry.client import DEFAULT_CONCURRENCY, Registries
 from builder.model.report import Report, StageResult, Status
 from builder.model.platforms import platform as parse_platform
+from builder.report import write as html_report
 from builder.model.tags import tag_groups
 
 
@@ -36,7 +37,7 @@ class ReleaseOptions:
     builders: str | None = None
     versions: str = "versions.yaml"
     templates: str | None = None
-    out: str = "out"  # the summary pages' directory
+    out: str = "out"  # the summary pages' and the HTML report's directory
     report: str | None = None
     oci: bool = False
     arch_namespace: bool = False
@@ -81,12 +82,21 @@ def run(options: ReleaseOptions, out: TextIO | None = None) -> ReleaseResult:
         else:
             report.stage(report.running or "generate", Status.FAILED,
                          reason="interrupted" if interrupted else str(error))
-        report.write(options.report, EXIT_INTERRUPTED if interrupted else error.exit_code)
+        _save(report, options, EXIT_INTERRUPTED if interrupted else error.exit_code)
         raise  # the task prints the one error line
-    report.write(options.report, code)
+    _save(report, options, code)
     if report.stopped_at:
         print(f"release stopped at stage {report.stopped_at!r}", file=sys.stderr)
     return ReleaseResult(report, code)
+
+
+def _save(report: Report, options: ReleaseOptions, code: int) -> None:
+    """The JSON report (--report) and the page, <out>/<repository>/index.html. A dry run
+    writes no page, as it writes nothing else, and neither does a release that generate
+    --check stopped: it built nothing, and leaves no out/ behind."""
+    past_generate = "build" in report.stages
+    html_report.save(report, code, json_path=options.report,
+                     html_dir=options.out if past_generate and not options.dry_run else None)
 
 
 def _begin(report: Report, stage: str, out: TextIO, heading: str) -> None:

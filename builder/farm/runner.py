@@ -59,6 +59,7 @@ from builder.model.reference import DOCKER_HUB, FOREIGN_LAYER_TYPES, ImageRef, s
 from builder.registry.client import DEFAULT_CONCURRENCY, Registries, RegistryClient, RegistryError
 from builder.model.report import Report, Status
 from builder.model.smoke import Outcome
+from builder.report import write as html_report
 
 HASH_LABEL = "org.python-image-builder.build-hash"
 BUILD_TIMEOUT = 3600  # seconds without a byte from the engine: a RUN under QEMU can be quiet long
@@ -734,6 +735,7 @@ class BuildOptions:
     arch_namespace: bool = False
     report: str | None = None
     registry_concurrency: int = DEFAULT_CONCURRENCY  # requests in flight per registry
+    out: str | None = None  # the HTML report goes to <out>/<repository>/index.html
 
 
 def run(options: BuildOptions, out: TextIO | None = None, *,
@@ -769,8 +771,8 @@ def run(options: BuildOptions, out: TextIO | None = None, *,
             error.run.add_to(report)
         else:
             report.stage("build", Status.FAILED, reason="interrupted")
-        report.write(options.report, EXIT_INTERRUPTED)
+        html_report.save(report, EXIT_INTERRUPTED, json_path=options.report, html_dir=options.out)
         raise
     result.add_to(report)
-    report.write(options.report, result.exit_code)
+    html_report.save(report, result.exit_code, json_path=options.report, html_dir=options.out)
     return result

@@ -18,12 +18,10 @@ come from the pure core, `builder.publish.lists`.
 """
 from __future__ import annotations
 
-import json
 import sys
 from collections import Counter
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Mapping, Sequence, TextIO
 
 from builder.farm import runner as build
@@ -41,7 +39,9 @@ from builder.publish.rules import (Found, HashNow, Verdict, Verified, decide, ha
 from builder.model.reference import FOREIGN_LAYER_TYPES, ImageRef, Manifest, sha256_digest
 from builder.registry.client import DEFAULT_CONCURRENCY, NotFound, Registries, RegistryClient
 from builder.model.report import Report, Status
+from builder.model.report import read as read_report
 from builder.model.tags import tag_groups
+from builder.report import write as html_report
 from builder.model.versions import Variant, Version
 
 _WORKERS = 8
@@ -233,6 +233,7 @@ class PublishOptions:
     builders: str | None = None  # its base and source mirrors go into the plan's build hashes
     from_report: str | None = None  # a build's report: the images that build vouches for
     registry_concurrency: int = DEFAULT_CONCURRENCY  # requests in flight per registry
+    out: str | None = None  # the HTML report goes to <out>/<repository>/index.html
 
 
 @dataclass(frozen=True)
@@ -282,7 +283,7 @@ def run(options: PublishOptions, out: TextIO | None = None, *,
     if build_jobs is not None:
         verified = verified_jobs(build_jobs, "the build stage", references)
     elif options.from_report:
-        verified = verified_from_report(_read_json(options.from_report), options.from_report,
+        verified = verified_from_report(read_report(options.from_report), options.from_report,
                                         wanted.full, registry, references)
     else:
         verified = {}
@@ -307,26 +308,23 @@ def run(options: PublishOptions, out: TextIO | None = None, *,
                       oci=options.oci, allow_missing=options.allow_missing,
                       arch_namespace_layout=options.arch_namespace, dry_run=options.dry_run)
     result = PublishResult(wanted, registry, tuple(results))
-    for tag in results:
+    _tell(result, options, family.repository, out)
+    return result
+
+
+def _tell(result: PublishResult, options: PublishOptions, repository: str, out: TextIO) -> None:
+    """A line per tag on `out`, the warnings and the failures on stderr, the reports."""
+    for tag in result.tags:
         print(tag.line(), file=out)
         if tag.missing and tag.status is not Status.FAILED:
             done = "would be published" if tag.status is Status.PLANNED else "published"
             print(f"WARNING: {tag.reference} {done} WITHOUT {', '.join(tag.missing)} "
                   "(--allow-missing)", file=sys.stderr)
-    if options.report:
-        report = Report("publish", wanted.full, family.repository, registry)
+    if options.report or options.out:
+        report = Report("publish", result.version.full, repository, result.registry)
         result.add_to(report)
-        report.write(options.report, result.exit_code)
+        html_report.save(report, result.exit_code, json_path=options.report,
+                         html_dir=None if options.dry_run else options.out)
     if result.failed:
-        print(f"error: {len(result.failed)} of {len(results)} tags not published: "
+        print(f"error: {len(result.failed)} of {len(result.tags)} tags not published: "
               f"{', '.join(result.failed)}", file=sys.stderr)
-    return result
-
-
-def _read_json(path: str) -> object:
-    try:
-        return json.loads(Path(path).read_text())
-    except OSError as error:
-        raise InputError(f"cannot read it: {error.strerror}", source=path) from None
-    except ValueError as error:
-        raise InputError(f"not JSON: {error}", source=path) from None
