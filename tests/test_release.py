@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
@@ -50,13 +51,16 @@ WINDOWS_ENTRY = ("windows-amd64", ("windows", "amd64", None, "10.0.17763.805"))
 WINDOWS = "windowsservercore-1809"
 
 
-def family_tree(directory: Path, repository: str, windows_base: str | None = None) -> Path:
-    """The tiny fixture family under `repository`, copied to `directory`, with its Dockerfile
-    tree generated there (`invoke generate`), as a project commits it; `windows_base` replaces
-    the Windows variant's mcr.microsoft.com base. Returns versions.yaml."""
-    shutil.copytree(TINY, directory)
+def family_tree(directory: Path, repository: str, windows_base: str | None = None,
+                source: Path = TINY) -> Path:
+    """The tiny fixture family (or the family at `source`) under `repository`, copied to
+    `directory`, with its Dockerfile tree generated there (`invoke generate`), as a project
+    commits it; `windows_base` replaces the Windows variant's mcr.microsoft.com base. Returns
+    versions.yaml."""
+    shutil.copytree(source, directory)
     path = directory / "versions.yaml"
-    text = path.read_text().replace("repository: tiny\n", f"repository: {repository}\n")
+    text = re.sub(r"^repository: .*$", f"repository: {repository}", path.read_text(), count=1,
+                  flags=re.M)
     if windows_base:
         text = text.replace("from: mcr.microsoft.com/windows/servercore:1809",
                             f"from: {windows_base}")
@@ -397,7 +401,8 @@ def test_a_bad_builders_file_is_bad_input_and_the_report_says_where_it_stopped(
 
     done = release("--version", "1.0.0", "--builders", str(builders), "--versions",
                    str(versions_path), "--report", str(tmp_path / "report.json"),
-                   "--logs", str(tmp_path / "logs"), registry=tls_registry)
+                   "--logs", str(tmp_path / "logs"), "--out", str(tmp_path / "out"),
+                   registry=tls_registry)
 
     assert done.returncode == 2, done.stdout + done.stderr
     assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith("error: "), done.stderr
