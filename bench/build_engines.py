@@ -42,8 +42,9 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path[:0] = [str(ROOT)]
 
 from builder.farm import runner as build  # noqa: E402
+from builder.model.errors import BuilderError  # noqa: E402
 from testbed import procs  # noqa: E402
-from testbed.baseimages import BaseImageError, ensure_busybox  # noqa: E402
+from testbed.baseimages import ensure_busybox  # noqa: E402
 from testbed.engine import local_client, remove_tags_of, start_second_engine  # noqa: E402
 from testbed.paths import cache_dir  # noqa: E402
 from testbed.registry import start_registry  # noqa: E402
@@ -237,7 +238,7 @@ def guarded(bed, body) -> None:
         with deferred_interrupts():
             bed.start()
         body()
-    except (procs.StartError, BaseImageError) as error:
+    except (procs.StartError, BuilderError) as error:
         signal.signal(signal.SIGINT, signal.SIG_IGN)
         bed.cleanup()
         sys.exit(f"test bed: {error}")

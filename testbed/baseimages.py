@@ -2,10 +2,10 @@
 
 - ``library/busybox:<platform name>``: FROM scratch + Debian's static busybox, one per platform,
   and ``library/busybox:latest``, the Docker manifest list of them.
-- ``library/debian:trixie``: builder.mirror.bases' image of the minbase rootfs scripts/setup made (amd64).
+- ``library/debian:trixie``: builder.commands.bases' image of the minbase rootfs scripts/setup made (amd64).
 
 scripts/setup fetches the inputs into the cache; this module builds them with the registry and
-engine helpers of builder/bases.py (which makes the product's Debian bases). Each image
+engine helpers of builder.commands.bases (which makes the product's Debian bases). Each image
 carries a ``testbed.source`` label naming its input's SHA256, so a mirror that already holds the
 same inputs is left alone.
 
@@ -16,15 +16,17 @@ from __future__ import annotations
 
 import io
 import sys
-import tempfile
 from pathlib import Path
 
 import docker
 
-from builder.mirror import bases
-from builder.mirror.bases import (BaseImageError, Descriptor, build_from_scratch, ensure_list,
-                           push, pushed_image)
+from builder.commands import bases
+from builder.commands.bases import BaseImage, ensure_image, ensure_list
+from builder.mirror.bases import BaseImageError
+from builder.model.errors import BuilderError
 from builder.model.platforms import Platform, platform
+from builder.publish.lists import Member
+from builder.registry.client import RegistryClient
 
 from .paths import cache_dir
 from .registry import Registry
@@ -63,40 +65,24 @@ def _busybox_source(p: Platform, deb_sha256: str) -> str:
     return f"busybox-static:{p.debian_arch} deb sha256:{deb_sha256} as {p.oci}"
 
 
-def _build_busybox(client: docker.DockerClient, reference: str, p: Platform, source: str) -> None:
-    binary, _ = busybox_binary(p)
-    with tempfile.TemporaryDirectory(prefix="busybox-context-") as context:
-        root = Path(context)
-        (root / "Dockerfile").write_text(BUSYBOX_DOCKERFILE)
-        (root / "build-platform").write_text(p.oci + "\n")
-        (root / "busybox").write_bytes(binary.read_bytes())
-        (root / "busybox").chmod(0o755)
-        build_from_scratch(client, root, reference, p, source)
-
-
-def ensure_busybox(client: docker.DockerClient, mirror: Registry) -> dict[str, Descriptor]:
+def ensure_busybox(client: docker.DockerClient, mirror: Registry) -> dict[str, Member]:
     """library/busybox:<name> for every BUSYBOX_PLATFORMS entry and :latest listing them; by platform name."""
-    entries = []
+    registry = RegistryClient(mirror.host)
+    members = {}
     for p in BUSYBOX_PLATFORMS:
-        _, deb_sha256 = busybox_binary(p)
-        source = _busybox_source(p, deb_sha256)
-        descriptor = pushed_image(mirror, BUSYBOX_REPO, p.name, p, source, SOURCE_LABEL)
-        if descriptor is None:
-            reference = f"{mirror.host}/{BUSYBOX_REPO}:{p.name}"
-            _build_busybox(client, reference, p, source)
-            push(client, f"{mirror.host}/{BUSYBOX_REPO}", p.name)
-            descriptor = pushed_image(mirror, BUSYBOX_REPO, p.name, p, source, SOURCE_LABEL)
-            if descriptor is None:
-                raise BaseImageError(f"{reference}: pushed, but the mirror does not hold it as {p.oci}")
-        entries.append((p, descriptor))
-    ensure_list(mirror, BUSYBOX_REPO, "latest", entries)
-    return {p.name: d for p, d in entries}
+        binary, deb_sha256 = busybox_binary(p)
+        wanted = BaseImage(BUSYBOX_REPO, p.name, p, _busybox_source(p, deb_sha256), SOURCE_LABEL)
+        files = {"Dockerfile": BUSYBOX_DOCKERFILE.encode(),
+                 "build-platform": (p.oci + "\n").encode(), "busybox": binary}
+        members[p.name], _ = ensure_image(client, registry, wanted, files)
+    ensure_list(registry, BUSYBOX_REPO, "latest", list(members.values()))
+    return members
 
 
-def ensure_debian(client: docker.DockerClient, mirror: Registry) -> dict[str, Descriptor]:
+def ensure_debian(client: docker.DockerClient, mirror: Registry) -> dict[str, Member]:
     """library/debian:trixie (amd64) from the rootfs tarball scripts/setup cached, as the product makes it."""
-    return bases.ensure_debian(client, mirror, "trixie", False, (platform("amd64"),), cache_dir() / "debian",
-                               out=io.StringIO())
+    return bases.ensure_debian(client, RegistryClient(mirror.host), "trixie", False, (platform("amd64"),),
+                               cache_dir() / "debian", out=io.StringIO())
 
 
 def main(argv: list[str]) -> int:
@@ -107,7 +93,7 @@ def main(argv: list[str]) -> int:
         host = argv[1]
         try:
             ensure_busybox(docker.from_env(), Registry(host, f"http://{host}", Path()))
-        except BaseImageError as error:
+        except BuilderError as error:
             print(f"seed: {error}", file=sys.stderr)
             return 1
         print(f"{host}/{BUSYBOX_REPO}:latest holds busybox for "

@@ -1,41 +1,17 @@
-"""Shared fixtures: real registries, the local and a second Docker engine, base images (issue 3).
-
-Interface (other test modules code against it):
-- registry: plain Distribution; .host "127.0.0.1:PORT", .url "http://…".
-- tls_registry: htpasswd Basic auth over TLS; .host, .url "https://…", .username, .password,
-  .ca_bundle (CA PEM; also installed as /etc/docker/certs.d/<host>/ca.crt for both engines).
-- mirror: stands in for Docker Hub: <host>/library/busybox:latest (manifest list, per-arch tags
-  library/busybox:<platform name>) and <host>/library/debian:trixie (amd64; builder.mirror.bases makes it).
-- docker_client: the local engine; second_engine: .url (docker base_url), .client; third_engine:
-  another such dockerd (unix socket only), for pools of engines.
-- tls_engine: the second engine over tcp:// with --tlsverify: .url "tcp://127.0.0.1:PORT", .ca,
-  .cert, .key (a client certificate it accepts).
-- ssh_engine: a private sshd on 127.0.0.1 whose sessions reach the second engine; .url
-  "ssh://root@127.0.0.1:PORT", .path_dir (an `ssh` using its key: put it first on PATH).
-- tiny_family_path: tests/fixtures/tiny/versions.yaml.
-- fault_proxy: a factory, fault_proxy(registry, rate=, seed=, max_faults=) → a seeded, bounded
-  fault-injecting reverse proxy (mitmproxy) in front of that registry; .host, .url, .faults().
-"""
+"""For every test: a session cleans up after a killed one and tears down on SIGTERM like on
+Ctrl-C; each test is marked `unit` or `integration` by its folder (so `-m unit` selects like
+`tests/unit` does); tiny_family_path is tests/fixtures/tiny/versions.yaml. The real parts are
+fixtures of tests/integration/conftest.py, out of the unit tests' reach."""
 from __future__ import annotations
 
-import fcntl
 import signal
 from pathlib import Path
 
-import docker.errors
 import pytest
-import requests
 
 from testbed import procs
-from testbed.baseimages import BaseImageError, ensure_busybox, ensure_debian
-from testbed.engine import (SecondEngine, TLSEndpoint, local_client, reap_bridges, reap_trust, remove_tags_of,
-                            start_second_engine, trust_ca, untrust)
-from testbed.faultproxy import FaultProxy, start_fault_proxy
-from testbed.paths import cache_dir
-from testbed.registry import Registry, start_registry
-from testbed.sshd import SSHServer, start_sshd
-
-TESTS = Path(__file__).parent
+from testbed.engine import reap_bridges, reap_trust
+from tests.helpers.paths import TESTS, TINY_FAMILY
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
@@ -50,124 +26,13 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(f"signal {signum}")
 
 
-def _start(start, *args, **kwargs) -> Registry:
-    try:
-        return start(*args, **kwargs)
-    except procs.StartError as error:
-        pytest.fail(f"test bed: {error}", pytrace=False)
-
-
-def _forget_registry(registry: Registry) -> None:
-    registry.stop()
-    try:
-        remove_tags_of(local_client(), registry.host)
-    except (docker.errors.DockerException, requests.RequestException):
-        pass
-
-
-@pytest.fixture(scope="session")
-def registry(tmp_path_factory) -> Registry:
-    reg = _start(start_registry, tmp_path_factory.mktemp("registry"), name="registry")
-    yield reg
-    _forget_registry(reg)
-
-
-@pytest.fixture(scope="session")
-def tls_registry(tmp_path_factory) -> Registry:
-    reg = _start(start_registry, tmp_path_factory.mktemp("tls-registry"), tls=True, basic_auth=True,
-                 name="tls-registry")
-    certs = trust_ca(reg.host, reg.ca_bundle)
-    yield reg
-    untrust(certs)
-    _forget_registry(reg)
-
-
-@pytest.fixture(scope="session")
-def docker_client():
-    try:
-        client = local_client()
-    except (docker.errors.DockerException, requests.RequestException) as error:
-        pytest.skip(f"no Docker engine answers (run scripts/setup): {error}")
-    yield client
-    client.close()
-
-
-@pytest.fixture(scope="session")
-def mirror(tmp_path_factory, docker_client) -> Registry:
-    """Storage kept in the cache dir: a warm run finds the base images already pushed."""
-    reg = _start(start_registry, tmp_path_factory.mktemp("mirror"), storage=cache_dir() / "mirror" / "storage",
-                 name="mirror")
-    try:
-        # One session fills the shared storage at a time; the others then find it filled.
-        with open(cache_dir() / "mirror.lock", "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            ensure_busybox(docker_client, reg)
-            ensure_debian(docker_client, reg)
-    except BaseImageError as error:
-        _forget_registry(reg)
-        pytest.fail(f"test bed: mirror: {error}", pytrace=False)
-    except BaseException:
-        _forget_registry(reg)
-        raise
-    yield reg
-    _forget_registry(reg)
-
-
-@pytest.fixture(scope="session")
-def second_engine(tmp_path_factory) -> SecondEngine:
-    try:
-        engine = start_second_engine(tmp_path_factory.mktemp("engine"))
-    except procs.StartError as error:
-        pytest.fail(f"test bed: {error}", pytrace=False)
-    yield engine
-    engine.stop()
-
-
-@pytest.fixture(scope="session")
-def third_engine(tmp_path_factory) -> SecondEngine:
-    try:
-        engine = start_second_engine(tmp_path_factory.mktemp("engine3"), tls=False, number=3)
-    except procs.StartError as error:
-        pytest.fail(f"test bed: {error}", pytrace=False)
-    yield engine
-    engine.stop()
-
-
-@pytest.fixture(scope="session")
-def tls_engine(second_engine) -> TLSEndpoint:
-    return second_engine.tls
-
-
-@pytest.fixture(scope="session")
-def ssh_engine(tmp_path_factory, second_engine) -> SSHServer:
-    try:
-        server = start_sshd(tmp_path_factory.mktemp("sshd"), docker_host=second_engine.url)
-    except procs.StartError as error:
-        pytest.fail(f"test bed: {error}", pytrace=False)
-    yield server
-    server.stop()
+def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
+    for item in items:
+        folder = Path(item.path).relative_to(TESTS).parts[0]
+        if folder in ("unit", "integration"):
+            item.add_marker(folder)
 
 
 @pytest.fixture
 def tiny_family_path() -> Path:
-    return TESTS / "fixtures" / "tiny" / "versions.yaml"
-
-
-@pytest.fixture(scope="session")
-def fault_proxy(tmp_path_factory):
-    """Starts fault proxies: fault_proxy(upstream, rate="0.2", seed=1, max_faults=40, match="") → FaultProxy
-    (.host, .url, .faults()), a reverse proxy on 127.0.0.1 in front of the registry `upstream`.
-    Every one started is stopped at the session's end."""
-    started = []
-
-    def start(upstream: Registry, **kwargs) -> FaultProxy:
-        try:
-            proxy = start_fault_proxy(tmp_path_factory.mktemp("fault-proxy"), upstream, **kwargs)
-        except procs.StartError as error:
-            pytest.fail(f"test bed: {error}", pytrace=False)
-        started.append(proxy)
-        return proxy
-
-    yield start
-    for proxy in started:
-        proxy.stop()
+    return TINY_FAMILY

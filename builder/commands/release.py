@@ -1,11 +1,12 @@
 """Stage release: every stage in one command, from versions to published tags (`invoke release`).
 
 generate check → build and push → publish → summary pages, stopping at the first stage
-that fails, so a tag is never published over per-arch images that did not all build, and
-never built from Dockerfiles that differ from the committed tree. Publish lists the digests
-this build pushed or found unchanged (`builder.publish.rules`), not whatever the per-arch
-tags hold by then. Each stage is the one its
-own command runs (`run(options)`); its result adds itself to the release's report.
+that fails, so a tag is never published over per-arch images that did not all build (unless
+``allow_lagging``: then the platforms whose jobs failed keep the tag's current members, and the
+release still exits 1), and never built from Dockerfiles that differ from the committed tree.
+Publish lists the digests this build pushed or found unchanged (`builder.publish.rules`), not
+whatever the per-arch tags hold by then. Each stage is the one its own command runs
+(`run(options)`); its result adds itself to the release's report.
 """
 from __future__ import annotations
 
@@ -16,13 +17,14 @@ from typing import TextIO
 from builder.farm import runner as build
 from builder.model import naming
 from builder.publish import writer as publish
-from builder.generate import render
-from builder.summary import fetch as summary
+from builder.commands import generate, summary
 from builder.model import versions
 from builder.model.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BuilderError
+from builder.options import DEFAULT_LOGS, DEFAULT_PAGES, DEFAULT_VERSIONS
 from builder.registry.client import DEFAULT_CONCURRENCY, Registries
 from builder.model.report import Report, StageResult, Status
 from builder.model.platforms import platform as parse_platform
+from builder.model.streams import null
 from builder.report import write as html_report
 from builder.model.tags import tag_groups
 
@@ -35,16 +37,17 @@ class ReleaseOptions:
     variants: tuple[str, ...] = ()
     platforms: tuple[str, ...] = ()
     builders: str | None = None
-    versions: str = "versions.yaml"
+    versions: str = DEFAULT_VERSIONS
     templates: str | None = None
-    out: str = "out"  # the summary pages' and the HTML report's directory
+    out: str = DEFAULT_PAGES  # the summary pages' and the HTML report's directory
     report: str | None = None
     oci: bool = False
     arch_namespace: bool = False
     allow_missing: bool = False
+    allow_lagging: bool = False  # publish past failed jobs: their platforms keep the tags' members
     force: bool = False
     nocache: bool = False
-    logs: str = "logs"
+    logs: str = DEFAULT_LOGS
     dry_run: bool = False
     ca_bundle: str | None = None
     registry_concurrency: int = DEFAULT_CONCURRENCY  # requests in flight per registry, all stages
@@ -85,7 +88,10 @@ def run(options: ReleaseOptions, out: TextIO | None = None) -> ReleaseResult:
         _save(report, options, EXIT_INTERRUPTED if interrupted else error.exit_code)
         raise  # the task prints the one error line
     _save(report, options, code)
-    if report.stopped_at:
+    if report.stopped_at and list(report.stages)[-1] != report.stopped_at:
+        print(f"release went on past the failed stage {report.stopped_at!r} (--allow-lagging)",
+              file=sys.stderr)
+    elif report.stopped_at:
         print(f"release stopped at stage {report.stopped_at!r}", file=sys.stderr)
     return ReleaseResult(report, code)
 
@@ -118,7 +124,7 @@ def _stages(report: Report, family: versions.Family, options: ReleaseOptions, re
         ca_bundles={publish.registry_host(registry, family.repository): options.ca_bundle}
         if options.ca_bundle else None)
     _begin(report, "generate", out, "generate --check")
-    generated = render.run(render.GenerateOptions(check=True), out=None, family=family)
+    generated = generate.run(generate.GenerateOptions(check=True), null(), family=family)
     for problem in generated.problems:
         print(f"stale: {generated.out_dir / problem}", file=out)
     if not _went_through(report, generated):
@@ -128,8 +134,8 @@ def _stages(report: Report, family: versions.Family, options: ReleaseOptions, re
     built = build.run(build.BuildOptions(
         options.version, options.variants, options.platforms, registry, push=True,
         builders=options.builders, force=options.force, nocache=options.nocache,
-        dry_run=options.dry_run, logs=options.logs, arch_namespace=options.arch_namespace),
-        out, family=family, registries=registries, read_back=True)
+        dry_run=options.dry_run, logs=options.logs, arch_namespace=options.arch_namespace,
+        out=None), out, family=family, registries=registries, read_back=True)
     went_through = _went_through(report, built)
     if options.dry_run:
         _begin(report, "publish", out, "publish (planned)")
@@ -138,15 +144,16 @@ def _stages(report: Report, family: versions.Family, options: ReleaseOptions, re
                                        platforms).items():
             print(f"  {tag}: {', '.join(v.name for v in members)}", file=out)
         return EXIT_OK
-    if not went_through:
+    if not went_through and not options.allow_lagging:
         report.stages["build"]["reason"] += "; nothing was published"
         return EXIT_FAILED
 
     _begin(report, "publish", out, "publish")
     published = publish.run(publish.PublishOptions(
         options.version, registry, oci=options.oci, allow_missing=options.allow_missing,
-        arch_namespace=options.arch_namespace, ca_bundle=options.ca_bundle,
-        variants=options.variants, platforms=options.platforms), out, family=family,
+        allow_lagging=options.allow_lagging, arch_namespace=options.arch_namespace,
+        ca_bundle=options.ca_bundle, variants=options.variants, platforms=options.platforms,
+        out=None), out, family=family,
         builders=built.plan.builders, build_jobs=[job.as_dict() for job in built.results],
         registries=registries)
     if not _went_through(report, published):
@@ -156,8 +163,9 @@ def _stages(report: Report, family: versions.Family, options: ReleaseOptions, re
     pages = summary.run(summary.SummaryOptions(
         tuple(t.reference for t in published.tags), options.out, options.ca_bundle,
         digests={t.reference: t.digest for t in published.tags if t.digest}),
-        out=None, registries=registries)
+        null(), registries=registries)
     for _, path in pages.pages:
         print(f"  {path}", file=out)
-    _went_through(report, pages)
-    return EXIT_OK
+    # A tag this run published has no page only when it was deleted since: the release failed.
+    # Without a build that went through, --allow-lagging published past failed jobs: failed too.
+    return EXIT_OK if _went_through(report, pages) and went_through else EXIT_FAILED

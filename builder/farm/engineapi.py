@@ -17,7 +17,7 @@ import io
 import re
 import time
 from dataclasses import dataclass
-from typing import Callable, Union
+from typing import BinaryIO, Callable, Union
 
 import requests
 from docker.errors import APIError, DockerException
@@ -178,12 +178,13 @@ def traced_command(line: str) -> str | None:
     return re.sub(r"^(\+ )+", "", line).strip() or None
 
 
-def build(api, engine: Engine, context: bytes, platform: Platform, *, build_args: dict[str, str],
-          labels: dict[str, str], nocache: bool, on_event: Callable[[Event], None],
-          host_network: bool = False) -> str:
-    """Build the context (its Dockerfile inside); returns the image id. Each event of the
-    stream goes to `on_event` as it comes. `host_network`: RUN steps share the engine host's
-    network, to reach a mirror on its loopback."""
+def build(api, engine: Engine, context: bytes | BinaryIO, platform: Platform, *,
+          build_args: dict[str, str], labels: dict[str, str], nocache: bool,
+          on_event: Callable[[Event], None], host_network: bool = False) -> str:
+    """Build the context (a tar, its Dockerfile inside: bytes, or a file streamed from where
+    it is, for one too big to hold); returns the image id. Each event of the stream goes to
+    `on_event` as it comes. `host_network`: RUN steps share the engine host's network, to
+    reach a mirror on its loopback."""
     step = "before the first step"
     image_id = None
     # The last command `set -x` traced (a pipeline's commands trace in either order): which
@@ -191,8 +192,9 @@ def build(api, engine: Engine, context: bytes, platform: Platform, *, build_args
     command, partial = None, ""
     try:
         stream = api.build(
-            fileobj=io.BytesIO(context), custom_context=True, decode=True, rm=True,
-            forcerm=True, nocache=nocache, network_mode="host" if host_network else None,
+            fileobj=io.BytesIO(context) if isinstance(context, bytes) else context,
+            custom_context=True, decode=True, rm=True, forcerm=True, nocache=nocache,
+            network_mode="host" if host_network else None,
             # A Windows engine builds its own os only and takes no platform parameter.
             platform=platform.oci if platform.os == "linux" else None,
             buildargs=build_args, labels=labels)
@@ -284,10 +286,16 @@ def tag(api, image_id: str, ref: ImageRef) -> None:
 
 def push_image(api, job: BuildJob, registry: RegistryClient,
                log: Callable[[str], None] = lambda line: None) -> PushedImage:
-    """Push the job's tagged image with `api` (a docker APIClient), again on a transient
-    registry failure; EngineError on any other failure."""
-    ref = job.image
+    """Push the job's tagged image with `api` (a docker APIClient): see `push`."""
+    digest, size = push(api, job.image, registry, log)
+    return PushedImage(job, job.image, digest, size, job.platform)
 
+
+def push(api, ref: ImageRef, registry: RegistryClient,
+         log: Callable[[str], None] = lambda line: None) -> tuple[str, int]:
+    """Push the image tagged `ref` with `api`, again on a transient registry failure; its
+    digest and size, once `registry` serves that digest at the tag. EngineError on any other
+    failure."""
     def attempt() -> tuple[str | None, int | None]:
         digest = size = None
         try:
@@ -313,7 +321,7 @@ def push_image(api, job: BuildJob, registry: RegistryClient,
         seen = found.digest if found else "nothing"
         raise EngineError(f"the engine pushed {ref} as {digest}, but the registry "
                           f"serves {seen} there; another push raced this one, run again")
-    return PushedImage(job, ref, digest, size or found.size, job.platform)
+    return digest, size or found.size
 
 
 def registered(registry: RegistryClient, ref: ImageRef, label: str) -> tuple[str, str] | None:

@@ -1,14 +1,17 @@
 """Engine pools: which engines may build a platform, which of them are healthy, and which takes a job.
 
 Pure: facts in (what each engine says it runs, how busy each one is), decisions out. The probes
-that gather the facts are `builder.farm.health`; the Runner of `builder.farm.runner` asks `choose` each
-time a job is ready, so assignment follows the load at run time, not a split fixed in advance.
+that gather the facts are `builder.farm.health`; the Runner of `builder.farm.runner` asks `assign`
+whenever a job is ready or a slot frees, so assignment follows the load at run time, not a split
+fixed in advance. Which of the waiting jobs goes first is their remaining chain's (`chains`): a
+job that others are built FROM starts before a job nothing waits on, so the longest chain of the
+run is not left to start last.
 """
 from __future__ import annotations
 
 import re
 from dataclasses import dataclass, field
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from builder.farm.builders import Engine
 from builder.model.errors import InputError
@@ -130,3 +133,55 @@ def choose(loads: Sequence[Load], prefer: str | None = None) -> str | None:
         return None
     order = {load.engine: i for i, load in enumerate(loads)}
     return min(free, key=lambda l: (l.running / l.slots, l.taken, order[l.engine])).engine
+
+
+@dataclass(frozen=True)
+class Waiting:
+    """A job ready to build, waiting for a build slot."""
+    key: str
+    engines: tuple[str, ...]  # the engines it may take: its pool's healthy ones not yet tried
+    prefer: str | None = None  # the engine that built its parent
+    chain: float = 1.0  # its remaining chain (`chains`): the longest goes first
+    since: int = 0  # when it became ready, in arrivals: on an equal chain, first come first
+
+
+def chains(parents: Mapping[str, str | None], cost: Callable[[str], float]) -> dict[str, float]:
+    """Each job's remaining chain: its own `cost` plus the longest remaining chain of the jobs
+    built FROM it (`parents`: job → the job it builds FROM, or None), so the first job of the
+    run's longest chain has the run's largest value. With a cost of 1 it counts jobs."""
+    children: dict[str, list[str]] = {key: [] for key in parents}
+    for key, parent in parents.items():
+        if parent in children:
+            children[parent].append(key)
+    found: dict[str, float] = {}
+    # Children before their parents, without recursion: a family's chains are short, but a
+    # run of many versions may put hundreds of jobs under one base.
+    order, stack = [], [key for key, parent in parents.items() if parent not in children]
+    while stack:
+        key = stack.pop()
+        order.append(key)
+        stack.extend(children[key])
+    for key in reversed(order):
+        found[key] = cost(key) + max((found[child] for child in children[key]), default=0.0)
+    return found
+
+
+def assign(waiting: Sequence[Waiting], loads: Sequence[Load]) -> dict[str, str]:
+    """Which waiting jobs take a slot now, and on which engine: job key → engine name.
+
+    The jobs go in the order of their remaining chain, longest first, then the order they
+    became ready in; each takes the engine `choose` picks among those of its own it may take
+    (`loads` are every usable engine's, in the builders file's order), so a job whose pool is
+    full does not hold back one whose pool has room. Every job whose pool has a free slot gets
+    one: no engine idles while a job it may build waits.
+    """
+    board = {load.engine: load for load in loads}
+    taken: dict[str, str] = {}
+    for job in sorted(waiting, key=lambda w: (-w.chain, w.since)):
+        candidates = [board[name] for name in board if name in job.engines]
+        chosen = choose(candidates, prefer=job.prefer)
+        if chosen is not None:
+            taken[job.key] = chosen
+            load = board[chosen]
+            board[chosen] = Load(chosen, load.running + 1, load.slots, load.taken + 1)
+    return taken

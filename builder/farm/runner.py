@@ -5,8 +5,9 @@ Each job runs in its own thread. Before any starts, every engine of a pool is pr
 (`builder.farm.health`): one that fails is left out, one claiming a platform it cannot run is not
 used for it, and a platform with no healthy engine has its jobs skipped, saying why. A ready job
 then takes a slot on the engine of its pool that `builder.farm.pools.choose` picks (a free slot, the
-least work, the parent's engine first); an engine's `concurrency` bounds its builds and its
-`push-concurrency` its pushes. A job whose engine goes away under it is built again from the
+least work, the parent's engine first); when jobs wait for the same engines, the one with the
+longest chain of jobs still to build under it goes first (`pools.assign`). An engine's
+`concurrency` bounds its builds and its `push-concurrency` its pushes. A job whose engine goes away under it is built again from the
 start, once, on another engine of its pool; a failed RUN step or smoke test is not. A failed job
 fails alone: the others go on, and nothing of the failed job is tagged in the registry (push
 comes after the platform check).
@@ -26,6 +27,7 @@ registry already holds the per-arch image with that label, the job is skipped.
 from __future__ import annotations
 
 import io
+import itertools
 import json
 import sys
 import tarfile
@@ -266,6 +268,11 @@ class Runner:
         self._running = Counter({name: 0 for name in self.engines})
         self._taken = Counter({name: 0 for name in self.engines})
         self._lost: dict[str, str] = {}
+        # The jobs waiting for a slot, and each one's remaining chain in jobs: when a slot
+        # frees, the waiting job with the longest chain under it takes it (`pools.assign`).
+        self._waiting: dict[str, pools.Waiting] = {}
+        self._arrivals = itertools.count()
+        self._chains = pools.chains({job.key: job.parent for job in plan.jobs}, lambda key: 1.0)
         self._pushes = {e.name: threading.Semaphore(e.pushes) for e in plan.builders.engines}
         self.results: dict[str, JobResult] = {}
         self.done = {job.key: threading.Event() for job in plan.jobs}
@@ -463,31 +470,43 @@ class Runner:
         self.progress.update(job.key, "queued", f"failover: {gone}", engine="-")
 
     def _take(self, job: BuildJob, parent: JobResult | None, tried: set[str]) -> Engine:
-        """A build slot on the engine `pools.choose` picks; waits while the pool is full."""
+        """A build slot on the engine `pools.assign` gives this job; waits while the pool is
+        full or a job with a longer chain waits for the same engines."""
         pool = [name for name in job.pool if self.health.usable(name, job.platform.name)]
         local_parent = parent is not None and parent.digest is None
         if local_parent:
             # The parent image is on the engine that built it, and nowhere else.
             pool = [name for name in pool if name == parent.engine]
         with self._board:
-            while True:
-                self._go_on(job, "its build started")
-                left = [name for name in pool if name not in self._lost and name not in tried]
-                if not left and local_parent:
-                    raise BuilderError(f"its parent {job.parent} was not pushed, and its image "
-                                       f"is on engine {parent.engine} only, which is gone")
-                if not left:
-                    gone = "; ".join(f"{name}: {self._lost.get(name, 'it failed this job')}"
-                                     for name in pool)
-                    raise BuilderError(f"no engine of its pool is left to build it on ({gone})")
-                chosen = pools.choose([Load(name, self._running[name],
-                                            self.engines[name].concurrency, self._taken[name])
-                                       for name in left], prefer=parent.engine if parent else None)
-                if chosen:
-                    self._running[chosen] += 1
-                    self._taken[chosen] += 1
-                    return self.engines[chosen]
-                self._board.wait(timeout=1.0)  # and look at `cancelled` again
+            since = next(self._arrivals)
+            try:
+                while True:
+                    self._go_on(job, "its build started")
+                    left = [name for name in pool if name not in self._lost and name not in tried]
+                    if not left and local_parent:
+                        raise BuilderError(f"its parent {job.parent} was not pushed, and its "
+                                           f"image is on engine {parent.engine} only, which is gone")
+                    if not left:
+                        gone = "; ".join(f"{name}: {self._lost.get(name, 'it failed this job')}"
+                                         for name in pool)
+                        raise BuilderError(f"no engine of its pool is left to build it on ({gone})")
+                    self._waiting[job.key] = pools.Waiting(
+                        job.key, tuple(left), parent.engine if parent else None,
+                        self._chains[job.key], since)
+                    chosen = pools.assign(list(self._waiting.values()), self._loads()).get(job.key)
+                    if chosen:
+                        self._running[chosen] += 1
+                        self._taken[chosen] += 1
+                        self._board.notify_all()  # the next waiting job may have its turn now
+                        return self.engines[chosen]
+                    self._board.wait(timeout=1.0)  # and look at `cancelled` again
+            finally:
+                self._waiting.pop(job.key, None)
+
+    def _loads(self) -> list[Load]:
+        """Every engine not lost, as busy as it is now, in the builders file's order."""
+        return [Load(name, self._running[name], engine.concurrency, self._taken[name])
+                for name, engine in self.engines.items() if name not in self._lost]
 
     def _give_back(self, engine: Engine) -> None:
         with self._board:
@@ -735,7 +754,7 @@ class BuildOptions:
     arch_namespace: bool = False
     report: str | None = None
     registry_concurrency: int = DEFAULT_CONCURRENCY  # requests in flight per registry
-    out: str | None = None  # the HTML report goes to <out>/<repository>/index.html
+    out: str | None = "out"  # the HTML report: <out>/<repository>/index.html; None: none
 
 
 def run(options: BuildOptions, out: TextIO | None = None, *,

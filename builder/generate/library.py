@@ -6,17 +6,13 @@
 from __future__ import annotations
 
 import subprocess
-import sys
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import TextIO
 
-from builder.model.errors import EXIT_OK, BuilderError, InputError
-from builder.model.report import Report, Status
+from builder.model.errors import BuilderError, InputError
 from builder.generate.render import dockerfile_path
 from builder.model.tags import variant_tags
-from builder.model.versions import Family, load
+from builder.model.versions import Family
 
 
 def stanza(family: Family, version, variant, commit: str) -> str:
@@ -60,34 +56,3 @@ def last_commit(repo: Path, directory: str) -> str:
         if result.stdout.strip():
             return result.stdout.strip()
     raise BuilderError(f"{repo} has no commits yet; pass --commit SHA")
-
-
-@dataclass(frozen=True)
-class LibraryOptions:
-    """`invoke library`'s options."""
-    versions: str = "versions.yaml"
-    commit: str | None = None  # GitCommit of every entry; default: git's last commit per directory
-
-
-@dataclass(frozen=True)
-class LibraryResult:
-    text: str
-    exit_code: int = EXIT_OK
-
-    def add_to(self, report: Report) -> None:
-        report.stage("library", Status.OK, bytes=len(self.text.encode()))
-
-
-def run(options: LibraryOptions, out: TextIO | None = sys.stdout) -> LibraryResult:
-    """`invoke library`: the library file, printed on `out` (None: silent)."""
-    family = load(options.versions)
-    commit = options.commit
-    if commit is not None and not (len(commit) == 40
-                                   and all(c in "0123456789abcdef" for c in commit)):
-        raise InputError(f"{commit!r} is not a full 40-digit lower-case commit id", field="--commit")
-    repo = family.source.parent
-    result = LibraryResult(library_file(
-        family, lambda directory: commit or last_commit(repo, directory)))
-    if out is not None:
-        print(result.text, end="", file=out)
-    return result

@@ -20,7 +20,6 @@ import yaml
 
 from builder.model.errors import BuilderError, InputError
 
-DEFAULT_PORT = 5000
 DEFAULT_STATE = Path(".cache/registry")
 # Windows base layers are "foreign": they stay on Microsoft's servers and the manifest names
 # their URLs. Distribution refuses such manifests unless their URLs are allowed.
@@ -55,7 +54,7 @@ def answers(url: str, verify: str | bool = True) -> bool:
         return False
 
 
-def start(port: int = DEFAULT_PORT, state: Path = DEFAULT_STATE) -> str:
+def start(port: int, state: Path = DEFAULT_STATE) -> str:
     """Start the registry on 127.0.0.1:`port` unless one answers there; returns the host."""
     host = f"127.0.0.1:{port}"
     if answers(f"http://{host}"):
@@ -115,20 +114,23 @@ def stop(state: Path = DEFAULT_STATE) -> None:
                   f"from {state}")
 
 
-def stop_recorded(pid_file: Path, ours: Callable[[int], bool], what: str, where: str) -> None:
+def stop_recorded(pid_file: Path, ours: Callable[[int], bool], what: str, where: str,
+                  served: str = "") -> bool:
     """Stop the process `pid_file` records, if it is still ours (a PID can be reused), and
-    wait until it is gone; then forget it. `what` and `where` name it in the message."""
+    wait until it is gone; then forget it. `what` and `where` name it in the message, and
+    `served` says what the one stopped served. False when `pid_file` recorded none."""
     try:
         pid = int(pid_file.read_text())
     except (FileNotFoundError, ValueError):
         print(f"no {what} started {where}")
-        return
+        return False
     if ours(pid):
         stop_process(pid, lambda: ours(pid))
-        print(f"stopped the {what} (pid {pid})")
+        print(f"stopped the {what}{served} (pid {pid})")
     else:
         print(f"the {what} (pid {pid}) is no longer running")
     pid_file.unlink()
+    return True
 
 
 def _ours(pid: int, state: Path) -> bool:

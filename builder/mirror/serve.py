@@ -26,7 +26,6 @@ from builder.model.errors import BuilderError, InputError
 from builder.mirror.localregistry import process_argv, stop_process, stop_recorded
 from builder.mirror import layout
 
-DEFAULT_PORT = 8600
 SERVER_NAME = "python-image-builder-mirror"
 ROOT_HEADER = "X-Mirror-Root"
 MODULE = "builder.mirror.serve"
@@ -119,7 +118,7 @@ def answers(port: int) -> Path | None:
     return Path(response.headers.get(ROOT_HEADER, ""))
 
 
-def start(directory: Path, port: int = DEFAULT_PORT) -> str:
+def start(directory: Path, port: int) -> str:
     """Serve `directory` on 127.0.0.1:`port` unless the mirror answers there; returns its URL."""
     url = f"http://127.0.0.1:{port}"
     directory = directory.resolve()
@@ -158,11 +157,24 @@ def start(directory: Path, port: int = DEFAULT_PORT) -> str:
     raise BuilderError(f"the mirror server on {url} did not come up; see {log_path}:\n{tail}")
 
 
-def stop(directory: Path) -> None:
-    """Stop the server `start` started for `directory`, by its PID file, and wait until it is gone."""
+def stop(directory: Path, port: int | None = None) -> None:
+    """Stop the server `start` started for `directory`, by its PID file, and wait until it is
+    gone; the message names the tree and the URL it served. Only that one: when none was
+    started for `directory`, a server of another tree answering on `port` is named, not
+    stopped."""
     directory = directory.resolve()
-    stop_recorded(directory / layout.WORK / "serve.pid", lambda pid: _ours(pid, directory),
-                  "mirror server", f"for {directory}")
+    pid_file = directory / layout.WORK / "serve.pid"
+    pid = _pid(pid_file)
+    argv = process_argv(pid) if pid is not None else None
+    served = (f" of {directory} on http://127.0.0.1:{argv[4]}"
+              if argv and len(argv) > 4 and _ours(pid, directory) else "")
+    if stop_recorded(pid_file, lambda pid: _ours(pid, directory), "mirror server",
+                     f"for {directory}", served):
+        return
+    other = answers(port) if port is not None else None
+    if other is not None and other != directory:
+        print(f"the mirror server on http://127.0.0.1:{port} serves {other}, left running; "
+              f"stop it with: invoke mirror --stop --dir {other}")
 
 
 def _pid(pid_file: Path) -> int | None:

@@ -7,6 +7,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # some job or tag failed; the rest went through
 EXIT_BAD_INPUT = 2  # bad input or configuration; nothing was done
 EXIT_PARTIAL = 3  # done in part: `invoke update` bumped a version but kept its windows-sha256
+EXIT_UNREACHABLE = 4  # a source to read from did not answer, or answered with what is no listing
 EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as a shell reports it
 
 
@@ -47,6 +48,14 @@ class VerificationError(BuilderError):
     One line naming the file and what was expected against what was found; the mirror is
     left as it was.
     """
+
+
+class SourceUnreachable(BuilderError):
+    """A release index or file that could not be fetched or read (a network error, an HTTP
+    error, a page that is no listing): nothing was compared, so nothing is known to be stale,
+    and a scheduled check can tell "the source is down" from "a newer release exists"."""
+
+    exit_code = EXIT_UNREACHABLE
 
 
 class PublishRefused(BuilderError):

@@ -7,7 +7,7 @@ everywhere, and an unknown platform is rejected before anything runs.
 from __future__ import annotations
 
 from dataclasses import dataclass, replace
-from typing import Mapping, NamedTuple
+from typing import Iterable, Mapping, NamedTuple
 
 from builder.model.errors import InputError
 
@@ -70,14 +70,32 @@ _ARCH_ALIASES = {"x86_64": "amd64", "aarch64": "arm64", "armhf": "arm", "armel":
 _DEFAULT_VARIANT = {"arm": "v7", "arm64": "v8"}
 
 
+# A bare architecture means Linux on it: the table's OCI architectures and the kernel's names.
+# Not the dpkg names: armel is arm32v5 and arm32v6 at once.
+_BARE = {p.architecture for p in _TABLE if p.os == "linux"} | {"x86_64", "aarch64", "i686"}
+_FORMS = "or an OCI platform, linux/arm64, or a bare architecture, arm64"
+
+
 def platform(name: str) -> Platform:
-    """The platform called `name` (official name or OCI form), or an InputError listing the known ones."""
+    """The platform called `name`: its official name (arm64v8), its OCI form (linux/arm64,
+    linux/arm/v7) or a bare architecture (arm64); else an InputError listing the known ones."""
     if name in PLATFORMS:
         return PLATFORMS[name]
     parts = name.split("/")
     if len(parts) in (2, 3):
         return from_oci(*parts)
-    raise InputError(f"unknown platform {name!r}; known: {', '.join(PLATFORMS)}", field="platform")
+    if name in _BARE:
+        return from_oci("linux", name)
+    raise InputError(f"unknown platform {name!r}; known: {', '.join(PLATFORMS)} ({_FORMS})",
+                     field="platform")
+
+
+def platform_names(values: Iterable[str]) -> tuple[str, ...]:
+    """The official names of the platforms `values` give, each a name in any form `platform`
+    takes or a comma list of them (`amd64,linux/arm64`), in order and each once."""
+    names = (platform(part.strip()).name for value in values for part in value.split(",")
+             if part.strip())
+    return tuple(dict.fromkeys(names))
 
 
 def from_oci(os: str, architecture: str, variant: str | None = None) -> Platform:
@@ -88,7 +106,7 @@ def from_oci(os: str, architecture: str, variant: str | None = None) -> Platform
         if (p.os, p.architecture, p.variant) == (os, architecture, variant):
             return p
     raise InputError(f"unknown platform {oci_text(os, architecture, variant)!r}; "
-                     f"known: {', '.join(PLATFORMS)}", field="platform")
+                     f"known: {', '.join(PLATFORMS)} ({_FORMS})", field="platform")
 
 
 def oci_text(os: str, architecture: str, variant: str | None = None) -> str:

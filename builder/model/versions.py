@@ -8,6 +8,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Mapping
 
 from builder.model import smoke
 from builder.model import yamldoc
@@ -99,6 +100,34 @@ class Family:
                 return v
         raise InputError(f"unknown version {wanted!r}; {self.source.name} has: "
                          f"{', '.join(v.full for v in self.versions)}", field="version")
+
+
+RELEASE_NUMBER = re.compile(r"(\d+)\.(\d+)\.(\d+)(?:(a|b|rc)(\d+))?")
+_STAGES = {"a": 0, "b": 1, "rc": 2, None: 3}  # a final release sorts after its pre-releases
+FINAL = _STAGES[None]
+
+
+def release_key(version: str) -> tuple[int, ...]:
+    """Sort key of a release number: 3.13.5 < 3.14.0a1 < 3.14.0rc2 < 3.14.0 < 3.14.1."""
+    match = RELEASE_NUMBER.fullmatch(version)
+    if match is None:
+        raise ValueError(f"{version!r} is not a release number")
+    major, minor, micro, stage, number = match.groups()
+    return int(major), int(minor), int(micro), _STAGES[stage], int(number or 0)
+
+
+def image_version(config: Mapping, repository: str) -> str | None:
+    """The version an image of `repository` was built for: its `<REPOSITORY>_VERSION`
+    environment variable (PYTHON_VERSION=3.14.6, HELLO_VERSION=1.0.0), which the family's
+    templates set, as upstream's do; None without one that is a release number. The
+    environment rather than a label of our own: the classic builder makes each label passed to
+    a build a step of its own, and upstream's images are read the same way."""
+    name = re.sub(r"[^A-Z0-9]", "_", repository.rsplit("/", 1)[-1].upper()) + "_VERSION="
+    for entry in (config.get("config") or {}).get("Env") or ():
+        if isinstance(entry, str) and entry.startswith(name):
+            value = entry[len(name):]
+            return value if RELEASE_NUMBER.fullmatch(value) else None
+    return None
 
 
 # Values that end up inside RUN lines and ENV values are held to patterns with

@@ -91,6 +91,7 @@ class TagResult:
     reason: str = ""
     stale: tuple[str, ...] = ()  # per-arch references refused: not what the plan builds now
     moved: tuple[str, ...] = ()  # per-arch references this run pushed that changed since
+    lagging: tuple[str, ...] = ()  # members kept from the tag's list: "linux/riscv64 at 3.14.6"
     retries: int = 0  # transient registry failures its reads and write got past
     members: tuple[str, ...] = ()  # the job keys it is made of: 1.0.0/busybox/amd64
 
@@ -106,4 +107,6 @@ class TagResult:
         text = f"{head} {self.digest} ({kind}: {', '.join(self.platforms)})"
         if self.missing:
             text += f"; PARTIAL, without {', '.join(self.missing)}"
+        if self.lagging:
+            text += f"; LAGGING {', '.join(self.lagging)}"
         return text

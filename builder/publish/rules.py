@@ -11,6 +11,11 @@ when this run vouches for it:
   *stale* and the tag is refused. A member built FROM another variant is current only when
   its parent is.
 
+With ``--allow-lagging`` a member this run has no image for (its job failed, or its platform
+was not in this run) *lags*: the tag keeps the member it lists now for that platform, and says
+so (`lagging`). It never lists a member older than the one it replaces: a tag that holds a
+newer version on some platform than this run would list there is refused.
+
 `decide` gives every member its `Verdict`; `builder.publish.writer` is the edge that reads the
 registry and computes the plan's hashes.
 """
@@ -21,8 +26,9 @@ from typing import Callable, Mapping, Sequence
 
 from builder.farm.builders import Builders, Engine
 from builder.model.errors import BuilderError, InputError, MovedMember, PublishRefused, StaleMember
+from builder.model.platforms import Platform
 from builder.model.report import Status
-from builder.model.versions import Version
+from builder.model.versions import Version, release_key
 
 
 @dataclass(frozen=True)
@@ -179,3 +185,48 @@ def hashing_builders(builders: Builders, version: Version) -> Builders:
                        os_version=line)
                 for line in windows]
     return Builders(tuple(engines), builders.base_mirror, builders.source, None, builders.mirrors)
+
+
+@dataclass(frozen=True)
+class Listed:
+    """A member of a tag's list as the registry holds it now."""
+    platform: Platform  # as its list entry says (Windows: with its os.version)
+    digest: str
+    version: str | None  # its image's version (`versions.image_version`); None: not known
+
+
+def lagging(version: str, members: Sequence[tuple[str, Platform]],
+            verdicts: Mapping[str, Verdict], listed: Sequence[Listed]
+            ) -> tuple[dict[str, Listed], PublishRefused | None]:
+    """--allow-lagging, for one tag of `version` whose `members` are (key, platform): the ones
+    that keep the tag's current member (`listed`) of their platform, and the problem that
+    refuses the tag, if any. A member lags when this run has no image of it (its verdict is
+    absent) and the tag lists its platform now; a member this run lists is refused where the
+    tag lists a newer version on its platform now. A current member whose version is not
+    known (`versions.image_version`) is taken as older than any."""
+    def current(target: Platform) -> Listed | None:
+        return next((entry for entry in listed if target.matches(
+            entry.platform.os, entry.platform.architecture, entry.platform.variant,
+            entry.platform.os_version)), None)
+
+    kept, newer = {}, []
+    for key, target in members:
+        now = current(target)
+        if now is None:
+            continue
+        if verdicts[key].absent:
+            kept[key] = now
+        elif now.version and _release(now.version) > _release(version):
+            newer.append(f"{target.name} at {now.version}")
+    if newer:
+        return kept, PublishRefused(
+            f"it lists {', '.join(newer)} now, newer than this run's {version}: a tag never goes "
+            "back to an older member; release the newer version instead")
+    return kept, None
+
+
+def _release(version: str) -> tuple[int, ...]:
+    try:
+        return release_key(version)
+    except ValueError:
+        return ()

@@ -12,6 +12,9 @@ come from the pure core, `builder.publish.lists`.
   present, unless ``allow_missing`` says to publish what exists (and the output says so). With
   ``--platform``, the lists hold those platforms and every other one already in the registry
   and current; an absent other one is left out.
+- With ``allow_lagging`` a member this run has no image for keeps the tag's current member of
+  its platform (upstream's lagging architectures), named in the output and the report; a tag
+  that lists a newer version on some platform than this run would is refused.
 - With arch namespaces (``amd64/python:3.8.0-buster``, like the official images) the images are
   first copied into the target repository, because a registry rejects a list whose entries
   live in another repository: blobs by cross-repository mount, then the manifest by digest.
@@ -34,15 +37,15 @@ from builder.model.naming import arch_reference, check_registry, target_referenc
 from builder.plan.plan import plan as make_plan
 from builder.model.platforms import Platform, platform as parse_platform
 from builder.publish.lists import Member, TagResult, assemble
-from builder.publish.rules import (Found, HashNow, Verdict, Verified, decide, hashing_builders,
-                            verified_from_report, verified_jobs)
+from builder.publish.rules import (Found, HashNow, Listed, Verdict, Verified, decide,
+                                   hashing_builders, lagging, verified_from_report, verified_jobs)
 from builder.model.reference import FOREIGN_LAYER_TYPES, ImageRef, Manifest, sha256_digest
 from builder.registry.client import DEFAULT_CONCURRENCY, NotFound, Registries, RegistryClient
 from builder.model.report import Report, Status
 from builder.model.report import read as read_report
 from builder.model.tags import tag_groups
+from builder.model.versions import Variant, Version, image_version
 from builder.report import write as html_report
-from builder.model.versions import Variant, Version
 
 _WORKERS = 8
 
@@ -76,13 +79,14 @@ def publish(client: RegistryClient, registry: str, repository: str, version: Ver
             parents: Mapping[str, str] | None = None,
             verified: Mapping[str, Verified] | None = None,
             optional: frozenset[str] = frozenset(), oci: bool = False,
-            allow_missing: bool = False, arch_namespace_layout: bool = False,
-            dry_run: bool = False) -> list[TagResult]:
+            allow_missing: bool = False, allow_lagging: bool = False,
+            arch_namespace_layout: bool = False, dry_run: bool = False) -> list[TagResult]:
     """Write the list of every tag in `groups` ({tag: variants}); one result per tag, in order.
 
     Members are job keys (``1.0.0/busybox/amd64``): `verified` holds this run's, `hash_now` gives
     the plan's build hash of any other, `parents` a member's parent key. A member of a platform
-    in `optional` is left out of its lists when absent."""
+    in `optional` is left out of its lists when absent; with `allow_lagging` an absent member
+    keeps the tag's current one of its platform."""
     parents = parents or {}
     pairs = {_key(version, variant, platform): (variant, platform)
              for variants in groups.values() for variant in variants
@@ -108,13 +112,15 @@ def publish(client: RegistryClient, registry: str, repository: str, version: Ver
             _copy_in(client, pool, used, target)
 
         def one(tag: str, variants: Sequence[Variant]) -> TagResult:
-            keys = [_key(version, variant, platform) for variant in variants
-                    for platform in variant.platforms]
+            members = [(_key(version, variant, platform), platform) for variant in variants
+                       for platform in variant.platforms]
             with retry.scope() as retried:
                 result = _publish_tag(
-                    client, target_reference(registry, repository, tag), keys, found, verdicts,
-                    optional=optional, oci=oci, allow_missing=allow_missing, dry_run=dry_run)
-            return replace(result, retries=retried.retries, members=tuple(keys))
+                    client, target_reference(registry, repository, tag), members, found,
+                    verdicts, optional=optional, oci=oci, allow_missing=allow_missing,
+                    lagging_for=version.full if allow_lagging else None, dry_run=dry_run)
+            return replace(result, retries=retried.retries,
+                           members=tuple(key for key, _ in members))
 
         return list(pool.map(one, groups.keys(), groups.values()))
 
@@ -174,20 +180,30 @@ def _copy_in(client: RegistryClient, pool: ThreadPoolExecutor, found: Sequence[_
                                                 f.member.manifest.media_type), absent))
 
 
-def _publish_tag(client: RegistryClient, ref: ImageRef, keys: Sequence[str],
+def _publish_tag(client: RegistryClient, ref: ImageRef, wanted: Sequence[tuple[str, Platform]],
                  found: Mapping[str, _Found], verdicts: Mapping[str, Verdict], *,
                  optional: frozenset[str], oci: bool, allow_missing: bool,
-                 dry_run: bool) -> TagResult:
+                 lagging_for: str | None, dry_run: bool) -> TagResult:
+    """`lagging_for`: the version this run publishes, when lagging members may be kept."""
+    keys = [key for key, _ in wanted]
     wrong = [found[key].problem for key in keys
              if found[key].member is None and not found[key].missing]
     judged = [verdicts[key] for key in keys]
     refused = [v.problem for v in judged if v.problem]
     stale = tuple(v.reference for v in judged if isinstance(v.problem, StaleMember))
     moved = tuple(v.reference for v in judged if isinstance(v.problem, MovedMember))
+    members = [found[key].member for key, v in zip(keys, judged) if v.digest]
+    kept: dict[str, tuple[Listed, Member]] = {}
+    if not wrong and not refused and lagging_for:
+        listed = _listed(client, ref)
+        keep, problem = lagging(lagging_for, wanted, verdicts, list(listed))
+        if problem:
+            refused.append(problem)
+        kept = {key: (entry, listed[entry]) for key, entry in keep.items()}
+        members += [member for _, member in kept.values()]
     # An optional member (a platform --platform did not ask for) that is absent is left out.
     missing = tuple(v.reference for key, v in zip(keys, judged)
-                    if v.absent and key.rsplit("/", 1)[1] not in optional)
-    members = [found[key].member for key, v in zip(keys, judged) if v.digest]
+                    if v.absent and key not in kept and key.rsplit("/", 1)[1] not in optional)
     if wrong:
         return TagResult(ref.tag, str(ref), Status.FAILED, missing=missing,
                          reason="; ".join(wrong) + "; the tag is left as it was")
@@ -199,13 +215,41 @@ def _publish_tag(client: RegistryClient, ref: ImageRef, keys: Sequence[str],
         return TagResult(ref.tag, str(ref), Status.FAILED, missing=missing,
                          reason=f"missing {', '.join(missing)}; the tag is left as it was "
                                 "(push them, or pass --allow-missing to publish the rest)")
+    behind = tuple(f"{member.label} at {entry.version or 'an unknown version'}"
+                   for entry, member in kept.values())
+    return _write_tag(client, ref, members, missing, behind, oci=oci, dry_run=dry_run)
+
+
+def _listed(client: RegistryClient, ref: ImageRef) -> dict[Listed, Member]:
+    """The members the tag lists now, each with its version; none when the tag is absent."""
+    try:
+        top = client.get_manifest(ref.repository, ref.tag)
+    except NotFound:
+        return {}
+    manifests = [client.get_manifest(ref.repository, entry["digest"])
+                 for entry in top.json.get("manifests", [])] if top.is_list else [top]
+    listed = {}
+    for manifest in manifests:
+        member = Member(manifest, client.get_config(ref.repository, manifest))
+        try:
+            listed[Listed(member.platform, manifest.digest,
+                          image_version(member.config, ref.repository))] = member
+        except BuilderError:
+            continue  # a platform outside the table: nothing of this run can lag onto it
+    return listed
+
+
+def _write_tag(client: RegistryClient, ref: ImageRef, members: list[Member],
+               missing: tuple[str, ...], behind: tuple[str, ...], *, oci: bool,
+               dry_run: bool) -> TagResult:
     try:
         body, media_type = assemble(members, oci=oci)
     except BuilderError as error:
         return TagResult(ref.tag, str(ref), Status.FAILED, reason=str(error))
     digest = sha256_digest(body)
     labels = tuple(m.label for m in sorted(members, key=lambda m: m.platform.sort_key()))
-    result = TagResult(ref.tag, str(ref), Status.UNCHANGED, digest, media_type, labels, missing)
+    result = TagResult(ref.tag, str(ref), Status.UNCHANGED, digest, media_type, labels, missing,
+                       lagging=behind)
     current = client.head_manifest(ref.repository, ref.tag)
     if current and current.digest == digest:
         client.remember(ref.repository, Manifest(media_type, digest, body))  # the pages read it
@@ -224,6 +268,7 @@ class PublishOptions:
     versions: str = "versions.yaml"
     oci: bool = False
     allow_missing: bool = False
+    allow_lagging: bool = False  # a member this run lacks keeps the tag's current one
     arch_namespace: bool = False
     dry_run: bool = False
     ca_bundle: str | None = None
@@ -233,7 +278,7 @@ class PublishOptions:
     builders: str | None = None  # its base and source mirrors go into the plan's build hashes
     from_report: str | None = None  # a build's report: the images that build vouches for
     registry_concurrency: int = DEFAULT_CONCURRENCY  # requests in flight per registry
-    out: str | None = None  # the HTML report goes to <out>/<repository>/index.html
+    out: str | None = "out"  # the HTML report: <out>/<repository>/index.html; None: none
 
 
 @dataclass(frozen=True)
@@ -306,6 +351,7 @@ def run(options: PublishOptions, out: TextIO | None = None, *,
                       parents={key: job.parent for key, job in jobs.items() if job.parent},
                       verified=verified, optional=optional,
                       oci=options.oci, allow_missing=options.allow_missing,
+                      allow_lagging=options.allow_lagging,
                       arch_namespace_layout=options.arch_namespace, dry_run=options.dry_run)
     result = PublishResult(wanted, registry, tuple(results))
     _tell(result, options, family.repository, out)
@@ -313,13 +359,9 @@ def run(options: PublishOptions, out: TextIO | None = None, *,
 
 
 def _tell(result: PublishResult, options: PublishOptions, repository: str, out: TextIO) -> None:
-    """A line per tag on `out`, the warnings and the failures on stderr, the reports."""
+    """Each tag's line and warnings, the reports, and on stderr the tags not published."""
     for tag in result.tags:
-        print(tag.line(), file=out)
-        if tag.missing and tag.status is not Status.FAILED:
-            done = "would be published" if tag.status is Status.PLANNED else "published"
-            print(f"WARNING: {tag.reference} {done} WITHOUT {', '.join(tag.missing)} "
-                  "(--allow-missing)", file=sys.stderr)
+        _show(tag, out)
     if options.report or options.out:
         report = Report("publish", result.version.full, repository, result.registry)
         result.add_to(report)
@@ -328,3 +370,17 @@ def _tell(result: PublishResult, options: PublishOptions, repository: str, out: 
     if result.failed:
         print(f"error: {len(result.failed)} of {len(result.tags)} tags not published: "
               f"{', '.join(result.failed)}", file=sys.stderr)
+
+
+def _show(tag: TagResult, out: TextIO) -> None:
+    """The tag's line, and on stderr what it was published without, or with from before."""
+    print(tag.line(), file=out)
+    if tag.status is Status.FAILED:
+        return
+    if tag.missing:
+        done = "would be published" if tag.status is Status.PLANNED else "published"
+        print(f"WARNING: {tag.reference} {done} WITHOUT {', '.join(tag.missing)} "
+              "(--allow-missing)", file=sys.stderr)
+    if tag.lagging:
+        print(f"WARNING: {tag.reference} keeps lagging members: {', '.join(tag.lagging)} "
+              "(--allow-lagging)", file=sys.stderr)

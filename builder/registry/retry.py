@@ -42,7 +42,7 @@ class Transient:
 
 @dataclass(frozen=True)
 class Policy:
-    """The numbers the README's "Retries" section states."""
+    """The numbers docs/design/reliability.md's "Retries" section states."""
     attempts: int = 8  # for one request, in all: the first and 7 retries
     # An engine's pull or push is a dozen requests in one, a few of which the engine does not
     # retry itself (the /v2/ ping, the manifest): one of them failing fails the whole, so the

@@ -17,7 +17,8 @@ from urllib.parse import quote
 
 from builder.model.errors import EXIT_OK, InputError
 from builder.model.files import write_atomic
-from builder.model.report import REPORT_FORMAT, Report, read
+from builder.model.report import REPORT_FORMAT, Report, Status, read
+from builder.options import DEFAULT_PAGES
 from builder.report import html
 
 
@@ -63,13 +64,16 @@ def save(report: Report, exit_code: int, *, json_path: str | None, html_dir: str
 class ReportOptions:
     """`invoke report`'s options."""
     report: str  # a saved JSON report (--report FILE of a release, build or publish)
-    html: str = "out"  # the page goes to <html>/<repository>/index.html
+    html: str = DEFAULT_PAGES  # the page goes to <html>/<repository>/index.html
 
 
 @dataclass(frozen=True)
 class ReportResult:
     index: Path
     exit_code: int = EXIT_OK
+
+    def add_to(self, report: Report) -> None:
+        report.stage("report", Status.OK, index=str(self.index))
 
 
 def run(options: ReportOptions, out: TextIO | None = None) -> ReportResult:

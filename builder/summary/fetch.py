@@ -8,21 +8,14 @@ differ only in the heading.
 """
 from __future__ import annotations
 
-import sys
 from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, field, replace
 from pathlib import Path
-from typing import Mapping, TextIO
 
-from builder.model.errors import EXIT_OK, BuilderError
+from builder.model.errors import BuilderError
 from builder.model.files import write_atomic
 from builder.model.reference import FOREIGN_LAYER_TYPES, IMAGE_TYPES, LIST_TYPES, ImageRef, Manifest
-from builder.registry.client import (DEFAULT_CONCURRENCY, NotFound, Registries, RegistryClient, RegistryError,
-                       Unauthorized)
-from builder.model.report import Report, Status
+from builder.registry.client import NotFound, RegistryClient, RegistryError, Unauthorized
 from builder.summary.page import BlobHead, Document, ImageDocuments, TagDocuments, page_path, render
-
-_PAGE_WORKERS = 4  # pages fetch concurrently themselves; a few at once keeps the registry calm
 
 
 def fetch(ref: ImageRef, client: RegistryClient, *, digest: str | None = None,
@@ -120,66 +113,3 @@ def write_page(ref: ImageRef, page: str, out_dir: str | Path) -> Path:
     path = page_path(ref, out_dir)
     write_atomic(path, page)
     return path
-
-
-@dataclass(frozen=True)
-class SummaryOptions:
-    """`invoke summary`'s options (one image); `release` gives every tag it published."""
-    images: tuple[str, ...]  # image references: python:latest, 127.0.0.1:5000/python:3.8.0
-    out: str | None = None  # write <out>/<repository>/remote/<tag>.md; None: print the pages
-    ca_bundle: str | None = None
-    # The digest each image reference was published at in this run (release): its page is
-    # that document, read from the run's cache, without asking for the tag again.
-    digests: Mapping[str, str] = field(default_factory=dict)
-    registry_concurrency: int = DEFAULT_CONCURRENCY
-
-
-@dataclass(frozen=True)
-class SummaryResult:
-    pages: tuple[tuple[ImageRef, Path | None], ...]  # (image, its file; None when printed)
-    exit_code: int = EXIT_OK
-
-    def add_to(self, report: Report) -> None:
-        for ref, path in self.pages:
-            report.summaries.append({"tag": ref.tag, "reference": str(ref), "path": str(path)})
-        report.stage("summary", Status.OK, pages=len(self.pages))
-
-
-def run(options: SummaryOptions, out: TextIO | None = sys.stdout, *,
-        registries: Registries | None = None) -> SummaryResult:
-    """`invoke summary`: each page on `out`, or written under `options.out` and its path on
-    `out` (None: silent). `registries` are the run's clients when the caller has them (the
-    release's, whose cache holds what publish read and wrote)."""
-    registries = registries or Registries(concurrency=options.registry_concurrency)
-    refs = [ImageRef.parse(text) for text in options.images]
-
-    def client(ref: ImageRef) -> RegistryClient:
-        return registries.client(ref.registry, ca_bundle=options.ca_bundle)
-
-    # One fetch per published digest: its tags' pages differ only in the heading. Per
-    # repository, since its layer HEADs say what that repository holds.
-    shared: dict[tuple[str, str, str], ImageRef] = {}
-    for text, ref in zip(options.images, refs):
-        if text in options.digests:
-            shared.setdefault((ref.registry, ref.repository, options.digests[text]), ref)
-
-    def documents(text: str, ref: ImageRef) -> TagDocuments:
-        digest = options.digests.get(text)
-        if digest is None:
-            return fetch(ref, client(ref))
-        first = shared[(ref.registry, ref.repository, digest)]
-        return replace(fetched[first], name=str(ref), repository=ref.familiar_repository)
-
-    with ThreadPoolExecutor(max_workers=_PAGE_WORKERS) as pool:
-        fetched = dict(zip(shared.values(), pool.map(
-            lambda item: fetch(item[1], client(item[1]), digest=item[0][2]), shared.items())))
-        pages = list(pool.map(lambda pair: render(documents(*pair)), zip(options.images, refs)))
-    done = [(ref, None if options.out is None else write_page(ref, page, options.out), page)
-            for ref, page in zip(refs, pages)]
-    if out is not None:
-        for _, path, text in done:
-            if path is None:
-                out.write(text)
-            else:
-                print(path, file=out)
-    return SummaryResult(tuple((ref, path) for ref, path, _ in done))

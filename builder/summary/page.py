@@ -17,6 +17,7 @@ from typing import Any, Mapping
 from builder.model.errors import InputError
 from builder.model.platforms import image_platform
 from builder.model.reference import DOCKER_HUB, LIST_TYPES, ImageRef
+from builder.model.versions import image_version, release_key
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=timezone.utc)
 _SIZE_UNITS = ("B", "KB", "MB", "GB", "TB")
@@ -177,12 +178,16 @@ def _pull_block(repository: str, digest: str) -> list[str]:
     return ["```console", f"$ docker pull {repository}@{digest}", "```", ""]
 
 
-def _image_section(tag: TagDocuments, image: ImageDocuments, platform: Mapping[str, Any]) -> list[str]:
+def _image_section(tag: TagDocuments, image: ImageDocuments, platform: Mapping[str, Any],
+                   newest: str | None) -> list[str]:
     manifest, config = image.manifest.json, image.config
     container = config.get("config") or {}
     lines = ["", f"### `{tag.name}` - {platform_text(platform)}", ""]
     if image.platform is not None:
         lines += _pull_block(tag.repository, image.manifest.digest)
+    version = image_version(config, tag.repository)
+    if newest and version and version != newest:
+        lines.append(f"-\tLagging: `{version}`; the tag's newest members are `{newest}`")
     layers = []
     for layer in manifest.get("layers") or []:
         head = image.heads.get(layer["digest"], BlobHead())
@@ -231,8 +236,12 @@ def render(tag: TagDocuments) -> str:
         platforms = [_config_platform(image.config) for image in tag.images]
     lines.append("-\tPlatforms:")
     lines += [f"\t-\t{platform_text(p)}" for p in platforms]
+    # A tag published with lagging members holds images of two versions: the older are named.
+    versions = {v for v in (image_version(image.config, tag.repository) for image in tag.images)
+                if v}
+    newest = max(versions, key=release_key) if len(versions) > 1 else None
     for image, platform in zip(tag.images, platforms):
-        lines += _image_section(tag, image, platform)
+        lines += _image_section(tag, image, platform, newest)
     return "\n".join(lines) + "\n"
 
 

@@ -1,18 +1,17 @@
-"""`invoke update`: move each series of versions.yaml to the newest release a python.org-layout
-tree offers, verified, with a minimal edit of the file, then regenerate the Dockerfiles (issue 16).
+"""The bump: move each series of versions.yaml to the newest release a python.org-layout tree
+offers, verified, with a minimal edit of the file (the `update` command then regenerates).
 
 The edges of the bump: HTTP (listings, files, keys, with the mirror's download helper), sha256
-and gpg (builder.mirror.verify), the writes. What to choose and how to edit is
+and gpg (builder.mirror.verify), the write. What to choose and how to edit is
 builder.update.index. Everything is fetched and checked before anything is written, so a bad
-source leaves versions.yaml and the tree as they were.
+source leaves versions.yaml as it was. A source that cannot be fetched or read is
+`SourceUnreachable` (exit 4), told apart from a file that fails its check (exit 1).
 """
 from __future__ import annotations
 
 import difflib
-import json
-import sys
 import tempfile
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import TextIO
 from urllib.parse import urljoin
@@ -21,24 +20,14 @@ from builder.update import index as releases
 from builder.generate import render
 from builder.model import versions
 from builder.model import yamldoc
-from builder.model.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, BuilderError, VerificationError
+from builder.model.errors import EXIT_PARTIAL, BuilderError, SourceUnreachable, VerificationError
 from builder.model.files import write_atomic
-from builder.mirror import config, layout
+from builder.mirror import layout
 from builder.mirror.fill import download
 from builder.mirror.verify import check_signature, export_key, sha256_file
 from builder.model.versions import Version
 
 HKP_PORT = 11371  # a keyserver named without a port, as gpg assumes for hkp://
-
-
-@dataclass(frozen=True)
-class UpdateOptions:
-    versions: str = "versions.yaml"
-    series: tuple[str, ...] = ()  # () = every series of the file
-    source: str = config.PYTHON_ORG  # python.org's ftp/python/ or a mirror in its layout
-    check: bool = False  # write nothing; exit 1 when a newer release exists
-    dry_run: bool = False  # print the diff; write nothing
-    report: str | None = None
 
 
 @dataclass(frozen=True)
@@ -54,34 +43,21 @@ class SeriesResult:
 
 
 @dataclass(frozen=True)
-class UpdateResult:
+class Bumped:
+    """What the bump found, and what it did to the versions file."""
     series: tuple[SeriesResult, ...]
-    check: bool = False
-    diff: str = ""
-    files: tuple[str, ...] = ()  # the Dockerfiles rewritten (or, dry run, to be)
-
-    @property
-    def exit_code(self) -> int:
-        if self.check:
-            return EXIT_FAILED if any(s.new for s in self.series) else EXIT_OK
-        return EXIT_PARTIAL if any(s.windows_kept for s in self.series) else EXIT_OK
+    diff: str = ""  # of the versions file
+    stale: tuple[str, ...] = ()  # dry run: the Dockerfiles the bump would have regenerated
+    rewritten: bool = False  # the versions file was written: the tree is to be regenerated
 
 
-def run(options: UpdateOptions, out: TextIO | None = None) -> UpdateResult:
-    out = out or sys.stdout
-    try:
-        return _update(options, out)
-    except BuilderError as error:
-        if options.report:  # a scheduled pipeline reads why, as well as the exit code
-            _write_report(options, error.exit_code, [], [], error=str(error))
-        raise
-
-
-def _update(options: UpdateOptions, out: TextIO) -> UpdateResult:
-    path = Path(options.versions)
+def bump(path: Path, series: tuple[str, ...], source: str, out: TextIO, *, check: bool = False,
+         dry_run: bool = False) -> Bumped:
+    """Bump `series` of the versions file at `path` (all of them for ()) to the newest
+    releases `source` lists; `check`: compare only; `dry_run`: print the diff, write nothing."""
     family = versions.load(path)
-    chosen = [family.version(s) for s in options.series] if options.series else list(family.versions)
-    source = options.source.rstrip("/") + "/"
+    chosen = [family.version(s) for s in series] if series else list(family.versions)
+    source = source.rstrip("/") + "/"
     with tempfile.TemporaryDirectory(prefix="pib-update-") as work:
         work = Path(work)
         index = _listing(source, work)
@@ -92,19 +68,19 @@ def _update(options: UpdateOptions, out: TextIO) -> UpdateResult:
                 results.append(SeriesResult(version.series, version.full, None,
                                             note=f"{source} lists no release of {version.series}"))
             elif releases.release_key(newest) <= releases.release_key(version.full):
-                completed = (_completed_windows(source, version, listing, work, path, options.check)
+                completed = (_completed_windows(source, version, listing, work, path, check)
                              if newest == version.full else None)
                 results.append(completed or SeriesResult(
                     version.series, version.full, None,
                     note=f"up to date (newest in the source: {newest})"))
-            elif options.check:
+            elif check:
                 results.append(SeriesResult(version.series, version.full, newest))
             else:
                 results.append(_verified(source, version, newest, listing, work, path))
     for result in results:
-        print(_describe(result, options.check), file=out)
-    if options.check or not any(r.new for r in results):
-        return _finish(UpdateResult(tuple(results), check=options.check), options, out)
+        print(_describe(result, check), file=out)
+    if check or not any(r.new for r in results):
+        return Bumped(tuple(results))
 
     text = path.read_text(encoding="utf-8")
     bumps = [releases.Bump(r.series, r.new, r.sha256, r.windows_sha256) for r in results if r.new]
@@ -114,20 +90,18 @@ def _update(options: UpdateOptions, out: TextIO) -> UpdateResult:
     diff = "".join(difflib.unified_diff(text.splitlines(keepends=True),
                                         new_text.splitlines(keepends=True),
                                         f"a/{path.name}", f"b/{path.name}"))
-    if options.dry_run:
+    if dry_run:
         print(diff, end="", file=out)
         stale = [str(name) for name, dockerfile in render.render(new_family).items()
                  if not (path.parent / name).is_file()
                  or (path.parent / name).read_text(encoding="utf-8") != dockerfile]
         for name in stale:
             print(f"would write {path.parent / name}", file=out)
-        return _finish(UpdateResult(tuple(results), diff=diff, files=tuple(stale)), options, out)
+        return Bumped(tuple(results), diff, tuple(stale))
     write_atomic(path, new_text)
     changed = sum(1 for line in diff.splitlines() if line.startswith("+") and line[:3] != "+++")
     print(f"rewrote {path}: {changed} line(s) changed", file=out)
-    generated = render.run(render.GenerateOptions(str(path)), out=out)
-    return _finish(UpdateResult(tuple(results), diff=diff,
-                                files=tuple(str(p) for p in generated.written)), options, out)
+    return Bumped(tuple(results), diff, rewritten=True)
 
 
 def _newest(source: str, version: Version, index: releases.Listing,
@@ -150,14 +124,14 @@ def _verified(source: str, version: Version, new: str, listing: releases.Listing
     base = f"{source}{layout.release_directory(new)}/"
     name = layout.tarball_name(new)
     refused = f"{versions_path} not written"
-    tarball = download(base + name, work / name, required=True)
+    tarball = _get(base + name, work / name)
     sha256 = sha256_file(tarball)
     _check_checksum_file(base, name, listing, sha256, work, refused)
     if version.gpg_key:
         if f"{name}.asc" not in listing.files:
             raise VerificationError(f"{base}: lists no {name}.asc, but {version.series} is "
                                     f"signed (gpg-key {version.gpg_key}); {refused}")
-        signature = download(f"{base}{name}.asc", work / f"{name}.asc", required=True)
+        signature = _get(f"{base}{name}.asc", work / f"{name}.asc")
         try:
             check_signature(tarball, signature, _key(source, version, work), version.gpg_key,
                             base + name)
@@ -169,7 +143,7 @@ def _verified(source: str, version: Version, new: str, listing: releases.Listing
         if installer in listing.files:
             # No .asc check: python.org's installers are signed by the Windows release manager,
             # not the series' gpg-key (and Authenticode-signed); the sha256 pins what builds.
-            windows_sha256 = sha256_file(download(base + installer, work / installer, required=True))
+            windows_sha256 = sha256_file(_get(base + installer, work / installer))
             _check_checksum_file(base, installer, listing, windows_sha256, work, refused)
         else:
             windows_kept = f"{base} lists no {installer}"
@@ -196,7 +170,7 @@ def _listed_checksums(base: str, name: str, listing: releases.Listing, work: Pat
         if f"{name}{suffix}" not in listing.files:
             continue
         url = f"{base}{name}{suffix}"
-        checksum_file = download(url, work / f"{name}{suffix}", required=True)
+        checksum_file = _get(url, work / f"{name}{suffix}")
         try:
             found.append((url, parse(checksum_file.read_text(errors="replace"), name)))
         except releases.ListingError as error:
@@ -222,7 +196,7 @@ def _completed_windows(source: str, version: Version, listing: releases.Listing,
     if check:
         return SeriesResult(version.series, version.full, version.full,
                             windows_sha256=listed[0][1], note=f"{listed[0][0]} differs")
-    windows_sha256 = sha256_file(download(base + installer, work / installer, required=True))
+    windows_sha256 = sha256_file(_get(base + installer, work / installer))
     _check_checksum_file(base, installer, listing, windows_sha256, work, refused)
     return SeriesResult(version.series, version.full, version.full, sha256=version.sha256,
                         windows_sha256=windows_sha256)
@@ -259,12 +233,20 @@ def hkp_url(keyserver: str, fingerprint: str) -> str:
     return f"{web}://{host}/pks/lookup?op=get&options=mr&search=0x{fingerprint}"
 
 
+def _get(url: str, path: Path) -> Path:
+    """`url` into `path`; an error on the way (no answer, an HTTP error) is the source's."""
+    try:
+        return download(url, path, required=True)
+    except BuilderError as error:
+        raise SourceUnreachable(str(error)) from None
+
+
 def _listing(url: str, work: Path) -> releases.Listing:
-    page = download(url, work / "listing.html", required=True)
+    page = _get(url, work / "listing.html")
     try:
         return releases.parse_listing(page.read_text(errors="replace"))
     except releases.ListingError as error:
-        raise BuilderError(f"{url}: {error}; nothing written") from None
+        raise SourceUnreachable(f"{url}: {error}; nothing written") from None
 
 
 def _validated(text: str, family: versions.Family) -> versions.Family:
@@ -290,18 +272,3 @@ def _describe(result: SeriesResult, check: bool) -> str:
         line += (f"; windows-sha256 kept, not bumped: {result.windows_kept}; its Windows variants "
                  f"fail their installer check until it is set (partial, exit {EXIT_PARTIAL})")
     return line
-
-
-def _finish(result: UpdateResult, options: UpdateOptions, out: TextIO) -> UpdateResult:
-    if options.report:
-        _write_report(options, result.exit_code, result.series, result.files)
-        print(f"report: {options.report}", file=out)
-    return result
-
-
-def _write_report(options: UpdateOptions, exit_code: int, series, files, error: str | None = None) -> None:
-    write_atomic(Path(options.report), json.dumps({
-        "versions": options.versions, "source": options.source, "check": options.check,
-        "dry_run": options.dry_run, "exit_code": exit_code, "error": error,
-        "series": [asdict(s) for s in series], "files": list(files),
-    }, indent=2) + "\n")

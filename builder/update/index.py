@@ -1,5 +1,5 @@
 """Version bumps, pure: a python.org-layout listing → the newest release of a series → the
-edit of versions.yaml that moves the series to it (issue 16).
+edit of versions.yaml that moves the series to it.
 
 No HTTP, gpg or files here: `builder.update.bump` fetches the listings and the files, checks them,
 and hands the values in.
@@ -15,10 +15,7 @@ from urllib.parse import unquote
 from builder.model import yamldoc
 from builder.model.errors import InputError
 from builder.mirror import layout
-from builder.model.versions import Family
-
-_RELEASE = re.compile(r"(\d+)\.(\d+)\.(\d+)(?:(a|b|rc)(\d+))?")
-_STAGES = {"a": 0, "b": 1, "rc": 2, None: 3}  # a final release sorts after its pre-releases
+from builder.model.versions import FINAL, RELEASE_NUMBER, Family, release_key
 
 
 class ListingError(ValueError):
@@ -66,15 +63,6 @@ def parse_listing(html: str) -> Listing:
     return Listing(tuple(directories), tuple(files))
 
 
-def release_key(version: str) -> tuple[int, ...]:
-    """Sort key of a release number: 3.13.5 < 3.14.0a1 < 3.14.0rc2 < 3.14.0 < 3.14.1."""
-    match = _RELEASE.fullmatch(version)
-    if match is None:
-        raise ValueError(f"{version!r} is not a release number")
-    major, minor, micro, stage, number = match.groups()
-    return int(major), int(minor), int(micro), _STAGES[stage], int(number or 0)
-
-
 def series_of(version: str) -> str:
     return ".".join(version.split(".")[:2])
 
@@ -96,7 +84,7 @@ def releases_in(directory: str, listing: Listing) -> list[str]:
     found = []
     for name in listing.files:
         match = re.fullmatch(r"Python-(.+)\.tar\.xz", name)
-        if match and _RELEASE.fullmatch(match.group(1)) and \
+        if match and RELEASE_NUMBER.fullmatch(match.group(1)) and \
                 layout.release_directory(match.group(1)) == directory:
             found.append(match.group(1))
     return sorted(found, key=release_key, reverse=True)
@@ -107,7 +95,7 @@ def newest(found: dict[str, Listing]) -> str | None:
     a series with no final release yet takes its newest pre-release, as upstream does for the
     coming series. None when no directory holds a tarball."""
     every = [r for directory, listing in found.items() for r in releases_in(directory, listing)]
-    finals = [r for r in every if release_key(r)[3] == _STAGES[None]]
+    finals = [r for r in every if release_key(r)[3] == FINAL]
     chosen = finals or every
     return max(chosen, key=release_key) if chosen else None
 

@@ -1,0 +1,184 @@
+"""The connection to one registry host: a limited pool, https or http, every request retried.
+
+Pooling. One connection pool and a limit of ``concurrency`` requests in flight, held by a
+semaphore around every request the session sends, so the limit holds however many threads
+(the build stage runs one per job) send at once.
+
+Transport. HTTPS with verification, always. The CA bundle is, in order: the ``ca_bundle``
+argument, Docker's ``/etc/docker/certs.d/<host>/ca.crt``, then requests' default (which
+``REQUESTS_CA_BUNDLE`` / ``CURL_CA_BUNDLE`` override). ``verify=`` goes on every request because
+those variables override ``Session.verify``. Plain HTTP is used the way Docker treats insecure
+registries: for a loopback host (127.0.0.0/8, ::1, localhost) or with ``insecure=True``, when the
+HTTPS handshake fails and the same port answers as a registry over HTTP.
+
+Retries. Every request goes through the one retry policy (`builder.registry.retry`): 429, 5xx,
+dropped connections (also midway through a body) and timeouts are tried again, with the
+policy's backoff or what ``Retry-After`` asks (capped), within the host's budget for the run.
+A body is bytes, so a retried upload sends it again from the start.
+
+A request that never got an answer is worded here (`RegistryError`, `TLSFailed`); an answer
+with an unwanted status goes back to the caller, who knows what was asked
+(`builder.registry.errors.answer_error`).
+"""
+from __future__ import annotations
+
+import re
+import threading
+from pathlib import Path
+from typing import Callable
+from urllib.parse import urlsplit
+
+import requests
+import urllib3
+from requests.adapters import HTTPAdapter
+
+from builder.model.reference import is_loopback
+from builder.registry import retry
+from builder.registry.errors import RegistryError, TLSFailed
+
+_SERVER_ERRORS = {500, 502, 503, 504}
+_PING = "the /v2/ ping"
+
+
+class _LimitedSession(requests.Session):
+    """A session that sends at most `limit` requests at once, on a pool of that many connections."""
+
+    def __init__(self, limit: int) -> None:
+        super().__init__()
+        self._slots = threading.BoundedSemaphore(limit)
+        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=limit)
+        self.mount("https://", adapter)
+        self.mount("http://", adapter)
+
+    def request(self, *args, **kwargs) -> requests.Response:
+        # Without stream=True the body is read before request() returns: the slot and the
+        # connection are both free again when it does.
+        with self._slots:
+            return super().request(*args, **kwargs)
+
+
+class Session:
+    """Requests to `host` (the API host of `registry`: Docker Hub's differs from its name)."""
+
+    def __init__(self, registry: str, host: str, *, ca_bundle: str | None, insecure: bool,
+                 policy: retry.Policy, timeout: float, concurrency: int) -> None:
+        self.registry = registry
+        self.host = host
+        self.policy = policy
+        self.timeout = timeout
+        self._verify = ca_bundle or _docker_certs_ca(registry) or True
+        self._allow_http = insecure or is_loopback(host)
+        self._base: str | None = None
+        self._lock = threading.Lock()
+        self._pool = _LimitedSession(concurrency)
+
+    def base(self, on_unauthorized: Callable[[requests.Response], None]) -> str:
+        """https://host or (loopback/insecure only) http://host, picked with a ping of /v2/
+        once. A ping answered 401 goes to `on_unauthorized`: its challenge says how to log in."""
+        if self._base:
+            return self._base
+        with self._lock:
+            if self._base:
+                return self._base
+            base, response = self._ping()
+            if response.status_code == 401:
+                on_unauthorized(response)
+            self._base = base
+            return base
+
+    def _ping(self) -> tuple[str, requests.Response]:
+        https = f"https://{self.host}"
+        try:
+            return https, self.send("GET", https + "/v2/", _PING, {}, None)
+        except TLSFailed as tls_error:
+            if not self._allow_http:
+                raise
+            plain = f"http://{self.host}"
+            try:
+                response = self.send("GET", plain + "/v2/", _PING, {}, None)
+            except RegistryError:
+                raise tls_error from None
+            if "Docker-Distribution-Api-Version" not in response.headers \
+                    and response.status_code not in (200, 401):
+                raise tls_error from None
+            return plain, response
+
+    def send(self, method: str, url: str, what: str, headers: dict, data: bytes | None, *,
+             allow_redirects: bool = True) -> requests.Response:
+        """One request under the retry policy; the last answer comes back whatever its status,
+        for the caller to word. The body is read here (no streaming), so a connection dropped
+        midway through it is retried like any other."""
+        def attempt() -> requests.Response:
+            try:
+                return self._pool.request(method, url, headers=headers, data=data,
+                                          verify=self._verify, timeout=self.timeout,
+                                          allow_redirects=allow_redirects)
+            except requests.exceptions.SSLError as error:
+                raise TLSFailed(f"registry {self.registry}: TLS failed for {what}: "
+                                f"{_reason(error)}; give the registry's CA with --ca-bundle "
+                                f"or /etc/docker/certs.d/{self.registry}/ca.crt") from None
+
+        netloc = urlsplit(url).netloc
+        try:
+            return retry.call(attempt, transient, what=what, discard=requests.Response.close,
+                              host=self.registry if netloc == self.host else netloc,
+                              policy=self.policy)
+        except (requests.RequestException, OSError) as error:
+            after = f" after {self.policy.attempts} attempts" if transient(error) else ""
+            raise RegistryError(f"registry {self.registry}: {what} failed{after}: "
+                                f"{_reason(error)}; check that the registry is up and "
+                                "reachable") from None
+
+
+def _docker_certs_ca(registry: str) -> str | None:
+    path = Path("/etc/docker/certs.d") / registry / "ca.crt"
+    return str(path) if path.is_file() else None
+
+
+def transient(outcome: object) -> retry.Transient | None:
+    """What is transient about a request's answer or exception (see `builder.registry.retry`)."""
+    if isinstance(outcome, requests.Response):
+        status = outcome.status_code
+        if status != 429 and status not in _SERVER_ERRORS:
+            return None
+        kind = retry.Kind.RATE_LIMITED if status == 429 else retry.Kind.SERVER_ERROR
+        return retry.Transient(kind, f"HTTP {status}",
+                               retry.parse_retry_after(outcome.headers.get("Retry-After")))
+    if isinstance(outcome, requests.Timeout):
+        return retry.Transient(retry.Kind.TIMEOUT, _reason(outcome))
+    if isinstance(outcome, requests.exceptions.SSLError) or _unresolvable(outcome):
+        return None
+    # ChunkedEncodingError: the body broke off midway; a raw reset can escape urllib3's wrapping.
+    if isinstance(outcome, (requests.ConnectionError, requests.exceptions.ChunkedEncodingError,
+                            ConnectionError)):
+        return retry.Transient(retry.Kind.DROPPED, _reason(outcome))
+    return None
+
+
+def _unresolvable(error: object) -> bool:
+    """A host name that does not resolve: a typo or a network without that DNS, not a blip."""
+    cause = getattr(error.args[0], "reason", None) if isinstance(error, requests.ConnectionError) \
+        and error.args else None
+    return isinstance(cause, urllib3.exceptions.NameResolutionError)
+
+
+# What urllib3's nested connection errors mean, in words a release engineer acts on.
+_PLAIN_REASONS = (
+    (re.compile(r"Failed to resolve '([^']+)'"), "cannot resolve the host name {0}"),
+    (re.compile(r"Connection refused"), "connection refused"),
+    (re.compile(r"certificate verify failed: ([^'\"()]+)"),
+     "its TLS certificate is not trusted ({0}); pass --ca-bundle or install the CA in "
+     "/etc/docker/certs.d/<host>/ca.crt"),
+    (re.compile(r"timed out"), "timed out"),
+)
+
+
+def _reason(error: Exception) -> str:
+    text = str(error)
+    for pattern, plain in _PLAIN_REASONS:
+        match = pattern.search(text)
+        if match:
+            return plain.format(*(g.strip() for g in match.groups()))
+    # urllib3 wraps the cause in "HTTPConnectionPool(...): Max retries exceeded ... (Caused by X)".
+    match = re.search(r"Caused by (.*)\)$", text)
+    return (match.group(1) if match else text)[:300]
