@@ -119,7 +119,7 @@ class SecondEngine:
             self.server = procs.start(self.server.name, self.server.argv, self.server.log,
                                       stop_timeout=30)
             try:
-                self.server.wait_ready(lambda: _pings(self.url), timeout=60,
+                self.server.wait_ready(lambda: pings(self.url), timeout=60,
                                        what=f"ping {self.url} after a kill")
             except procs.StartError:
                 pass  # wait_ready stopped it; the data directory is left, as after any unclean exit
@@ -167,7 +167,7 @@ def _left_by(exec_root: Path) -> list[int]:
     return found
 
 
-def _pings(url: str) -> bool:
+def pings(url: str) -> bool:
     try:
         client = docker.DockerClient(base_url=url, timeout=5)  # asks the engine its API version
     except (docker.errors.DockerException, requests.RequestException):
@@ -248,7 +248,7 @@ def start_second_engine(workdir: Path, *, tls: bool = True, number: int = 2) -> 
     name = {2: "second", 3: "third"}.get(number, f"engine {number}")
     server = procs.start(f"{name} dockerd", argv, workdir / "dockerd.log", stop_timeout=30)
     try:
-        server.wait_ready(lambda: _pings(url), timeout=60, what=f"ping {url}")
+        server.wait_ready(lambda: pings(url), timeout=60, what=f"ping {url}")
         if endpoint:
             server.wait_ready(lambda: _pings_tls(endpoint), timeout=30, what=f"ping {endpoint.url}")
     except procs.StartError:

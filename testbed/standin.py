@@ -24,7 +24,7 @@ from unittest import mock
 from builder.farm import engineapi, engines
 from builder.farm.builders import Engine
 from builder.model.reference import DOCKER_MANIFEST, ImageRef, sha256_digest
-from builder.registry import client as registry_client
+from builder.registry import session as registry_session
 from builder.registry.client import RegistryClient
 from testbed.memregistry import MemoryRegistry
 
@@ -35,13 +35,13 @@ def standing_in(registry: MemoryRegistry, hosts: Sequence[str], *,
     """Meanwhile every registry client made reaches `registry` for `hosts` (the API hosts:
     registry-1.docker.io for docker.io) and their token hosts, and every engine is a stand-in."""
     stand_ins = StandIns(registry, hosts, failing)
-    made = registry_client._LimitedSession.__init__
+    made = registry_session._LimitedSession.__init__
 
     def session(self, limit: int) -> None:
         made(self, limit)
         stand_ins.mount(self, "client")
 
-    with mock.patch.object(registry_client._LimitedSession, "__init__", session), \
+    with mock.patch.object(registry_session._LimitedSession, "__init__", session), \
             mock.patch.object(engines, "connect", stand_ins.connect), \
             mock.patch.object(engineapi, "run_checks", lambda *args, **kwargs: []):
         yield stand_ins
@@ -105,7 +105,7 @@ class StandIn:
         with self.store.lock:
             if host not in self.store.clients:
                 self.store.clients[host] = RegistryClient(host)
-                self.farm.mount(self.store.clients[host]._session, "engine")
+                self.farm.mount(self.store.clients[host]._session._pool, "engine")
             return self.store.clients[host]
 
     def pull(self, repository: str, tag: str, **_) -> Iterator[dict]:

@@ -9,13 +9,13 @@ from pathlib import Path
 
 import pytest
 
-from testbed import procs
+from testbed import modern, procs
 from testbed.engine import reap_bridges, reap_trust
 from tests.helpers.paths import TESTS, TINY_FAMILY
 
 
 def pytest_sessionstart(session: pytest.Session) -> None:
-    reaped = procs.reap_orphans() + reap_bridges() + reap_trust()
+    reaped = procs.reap_orphans() + reap_bridges() + reap_trust() + modern.reap()
     if reaped:
         print(f"\ntest bed: cleaned up after a killed session: {', '.join(reaped)}")
     # A SIGTERM (CI timeout, `kill`) should tear down like Ctrl-C: fixture finalizers, then atexit.

@@ -58,6 +58,7 @@ class RegistryClient:
         self.cache = cache if cache is not None else DocumentCache()
         session = Session(self.registry, self.host, ca_bundle=ca_bundle, insecure=insecure,
                           policy=policy, timeout=timeout, concurrency=self.concurrency)
+        self._session = session
         self._auth = Auth(session, credentials=credentials, target=target)
         api = Api(session, self._auth)
         self._blobs = Blobs(api, self.cache)

@@ -9,6 +9,9 @@ Interface (other test modules code against it):
   library/busybox:<platform name>) and <host>/library/debian:trixie (amd64; builder.commands.bases makes it).
 - docker_client: the local engine; second_engine: .url (docker base_url), .client; third_engine:
   another such dockerd (unix socket only), for pools of engines.
+- modern_engine: Docker 28.5 with the containerd image store and buildx (testbed/modern.py): .url
+  (unix socket), .tcp_url "tcp://127.0.0.1:PORT" (no TLS), .client; a host registry's
+  127.0.0.1:PORT is the same address inside it.
 - tls_engine: the second engine over tcp:// with --tlsverify: .url "tcp://127.0.0.1:PORT", .ca,
   .cert, .key (a client certificate it accepts).
 - ssh_engine: a private sshd on 127.0.0.1 whose sessions reach the second engine; .url
@@ -25,7 +28,7 @@ import pytest
 import requests
 
 from builder.model.errors import BuilderError
-from testbed import procs
+from testbed import modern, procs
 from testbed.baseimages import ensure_busybox, ensure_debian
 from testbed.engine import (SecondEngine, TLSEndpoint, local_client, remove_tags_of, start_second_engine,
                             trust_ca, untrust)
@@ -116,6 +119,16 @@ def third_engine(tmp_path_factory) -> SecondEngine:
         pytest.fail(f"test bed: {error}", pytrace=False)
     yield engine
     engine.stop()
+
+
+@pytest.fixture(scope="session")
+def modern_engine(docker_client) -> modern.ModernEngine:
+    try:
+        engine = modern.start(docker_client)
+    except procs.StartError as error:
+        pytest.fail(f"test bed: {error}", pytrace=False)
+    yield engine
+    engine.release()
 
 
 @pytest.fixture(scope="session")
