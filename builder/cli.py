@@ -258,7 +258,15 @@ def update():
     return chosen.UpdateOptions, chosen.run
 
 
-ns = Collection(generate, library, build, publish, release, summary, registry, mirror, update)
+@command(table.REPORT_COMMAND)
+def report():
+    """Render a saved report as HTML again: the tag matrix, the engines' timeline, the pages."""
+    from builder.commands import report as chosen
+    return chosen.ReportOptions, chosen.run
+
+
+ns = Collection(generate, library, build, publish, release, summary, registry, mirror, update,
+                report)
 
 
 def main() -> None:

@@ -18,7 +18,9 @@ from builder.model.platforms import platform_names
 
 DEFAULT_VERSIONS = "versions.yaml"
 DEFAULT_LOGS = "logs"  # <logs>/<version>/<variant>/<platform>.log
-DEFAULT_PAGES = "out"  # a release's summary pages: <out>/<repository>/remote/<tag>.md
+# A release's summary pages, <out>/<repository>/remote/<tag>.md, and every run's HTML report,
+# <out>/<repository>/index.html.
+DEFAULT_PAGES = "out"
 # Requests in flight per registry: the registry client's own default, which a test holds equal;
 # spelled here so that the help needs no client loaded.
 DEFAULT_CONCURRENCY = 8
@@ -127,8 +129,14 @@ COMMIT = Option("commit", "GitCommit of every entry (default: the last commit to
 IMAGE = Option("image_ref", "the image: python:latest, 127.0.0.1:5000/python:3.8.0, name@sha256:…",
                required=True, positional=True, field="images", convert=_one)
 PAGE = Option("out", "write <out>/<repository>/remote/<tag>.md instead of printing the page")
-PAGES = Option("out", "where the summary pages go: <out>/<repository>/remote/<tag>.md",
-               DEFAULT_PAGES)
+PAGES = Option("out", "where the summary pages and the HTML report go: <out>/<repository>/"
+                      "remote/<tag>.md, <out>/<repository>/index.html", DEFAULT_PAGES)
+HTML_OUT = Option("out", "where the HTML report of the run goes: <out>/<repository>/index.html",
+                  DEFAULT_PAGES)
+SAVED_REPORT = Option("report", "a saved JSON report: the --report FILE of a release, build or "
+                                "publish", required=True, positional=True)
+HTML = Option("html", "write the page to <html>/<repository>/index.html, each tag's page to "
+                      "<html>/<repository>/tags/", DEFAULT_PAGES)
 PUSH = Option("push", "push each per-arch image to --registry after its platform check", False)
 FROM_REPORT = Option("from_report", "the report of the `build --push` this publishes: list the "
                                     "digests it pushed or found unchanged (a moved tag fails)")
@@ -177,9 +185,10 @@ GENERATE = (VERSIONS, TEMPLATES, TREE, CHECK_TREE)
 LIBRARY = (VERSIONS, COMMIT)
 SUMMARY = (IMAGE, PAGE, CA_BUNDLE, CONCURRENCY)
 BUILD = (VERSION, VARIANT, PLATFORM, PUSH, REGISTRY, BUILDERS, FORCE, NO_CACHE, DRY_RUN, LOGS,
-         VERSIONS, ARCH_NAMESPACE, REPORT, CONCURRENCY)
+         VERSIONS, ARCH_NAMESPACE, REPORT, HTML_OUT, CONCURRENCY)
 PUBLISH = (VERSION, REGISTRY.needed(), VARIANT, PLATFORM, OCI, ALLOW_MISSING, ALLOW_LAGGING,
-           ARCH_NAMESPACE, VERSIONS, DRY_RUN, CA_BUNDLE, REPORT, BUILDERS, FROM_REPORT, CONCURRENCY)
+           ARCH_NAMESPACE, VERSIONS, DRY_RUN, CA_BUNDLE, REPORT, HTML_OUT, BUILDERS, FROM_REPORT,
+           CONCURRENCY)
 RELEASE = (VERSION, REGISTRY.needed(), VARIANT, PLATFORM, BUILDERS, REPORT, PAGES, OCI,
            ARCH_NAMESPACE, ALLOW_MISSING, ALLOW_LAGGING, FORCE, NO_CACHE, DRY_RUN, LOGS, VERSIONS,
            TEMPLATES, CA_BUNDLE, CONCURRENCY)
@@ -187,3 +196,4 @@ REGISTRY_COMMAND = (REGISTRY_PORT, STOP_REGISTRY)
 MIRROR = (VERSIONS, ONLY, MIRROR_DIR, MIRROR_FROM, KEYS_URL, BASE_MIRROR, SUITE, BASE_PLATFORM,
           NO_BASES, SLIM_ONLY, MIRROR_PORT, NO_SERVE, STOP_MIRROR)
 UPDATE = (SERIES, INDEX, VERSIONS, CHECK_RELEASES, DRY_RUN, REPORT)
+REPORT_COMMAND = (SAVED_REPORT, HTML)

@@ -19,10 +19,11 @@ from builder.model import versions
 from builder.model.errors import EXIT_INTERRUPTED, InputError
 from builder.model.naming import check_registry
 from builder.model.report import Report, Status
-from builder.options import DEFAULT_LOGS, DEFAULT_VERSIONS
+from builder.options import DEFAULT_LOGS, DEFAULT_PAGES, DEFAULT_VERSIONS
 from builder.plan.plan import Plan
 from builder.plan.plan import plan as make_plan
 from builder.registry.client import DEFAULT_CONCURRENCY, Registries
+from builder.report import write as html_report
 
 
 @dataclass(frozen=True)
@@ -42,10 +43,12 @@ class BuildOptions:
     arch_namespace: bool = False
     report: str | None = None
     registry_concurrency: int = DEFAULT_CONCURRENCY  # requests in flight per registry
+    out: str | None = DEFAULT_PAGES  # the HTML report: <out>/<repository>/index.html; None: none
 
 
 def run(options: BuildOptions, out: TextIO) -> BuildRun:
-    """`invoke build`: print the plan (dry-run: only that), run it, write the report."""
+    """`invoke build`: print the plan (dry-run: only that), run it, write the report and the
+    page (`--out`)."""
     check_push_target(options.push, options.registry)  # before any file is read: nothing was done
     report = Report("build", options.version, registry=options.registry)
     try:
@@ -62,10 +65,10 @@ def run(options: BuildOptions, out: TextIO) -> BuildRun:
             error.run.add_to(report)
         else:
             report.stage("build", Status.FAILED, reason="interrupted")
-        report.write(options.report, EXIT_INTERRUPTED)
+        html_report.save(report, EXIT_INTERRUPTED, json_path=options.report, html_dir=options.out)
         raise
     result.add_to(report)
-    report.write(options.report, result.exit_code)
+    html_report.save(report, result.exit_code, json_path=options.report, html_dir=options.out)
     return result
 
 

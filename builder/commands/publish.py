@@ -7,21 +7,20 @@ vouches for: this run's, handed over as values by a release, or read from a buil
 """
 from __future__ import annotations
 
-import json
 import sys
 from collections import Counter
 from dataclasses import dataclass
-from pathlib import Path
 from typing import Mapping, TextIO
 
 from builder.farm import engines
 from builder.model import versions
-from builder.model.errors import EXIT_FAILED, EXIT_OK, InputError
+from builder.model.errors import EXIT_FAILED, EXIT_OK
 from builder.model.platforms import platform as parse_platform
 from builder.model.report import Report, Status
+from builder.model.report import read as read_report
 from builder.model.tags import tag_groups
 from builder.model.versions import Version
-from builder.options import DEFAULT_VERSIONS
+from builder.options import DEFAULT_PAGES, DEFAULT_VERSIONS
 from builder.plan.identity import parent_reference, pin_bases, prepare
 from builder.plan.plan import Plan
 from builder.plan.plan import plan as make_plan
@@ -30,6 +29,7 @@ from builder.publish.rules import HashNow, Verified, verified_from_report
 from builder.publish.writer import publish, registry_host
 from builder.registry.client import DEFAULT_CONCURRENCY, Registries
 from builder.registry.pins import BasePins
+from builder.report import write as html_report
 
 
 @dataclass(frozen=True)
@@ -50,6 +50,7 @@ class PublishOptions:
     builders: str | None = None  # its base and source mirrors go into the plan's build hashes
     from_report: str | None = None  # a build's report: the images that build vouches for
     registry_concurrency: int = DEFAULT_CONCURRENCY  # requests in flight per registry
+    out: str | None = DEFAULT_PAGES  # the HTML report: <out>/<repository>/index.html; None: none
 
 
 @dataclass(frozen=True)
@@ -90,7 +91,7 @@ def run(options: PublishOptions, out: TextIO) -> PublishResult:
     verified = {}
     if options.from_report:
         verified = verified_from_report(
-            _read_json(options.from_report), options.from_report, wanted.full, registry,
+            read_report(options.from_report), options.from_report, wanted.full, registry,
             {job.key: str(job.image) for job in the_plan.members})
     return stage(the_plan, options, out, verified=verified,
                  registries=Registries(target=registry, concurrency=options.registry_concurrency))
@@ -120,16 +121,23 @@ def stage(plan: Plan, options: PublishOptions, out: TextIO, *, verified: Mapping
                       oci=options.oci, allow_missing=options.allow_missing,
                       allow_lagging=options.allow_lagging, arch_namespace_layout=options.arch_namespace, dry_run=options.dry_run)
     result = PublishResult(wanted, registry, tuple(results))
-    for tag in results:
-        _show(tag, out)
-    if options.report:
-        report = Report("publish", wanted.full, family.repository, registry)
-        result.add_to(report)
-        report.write(options.report, result.exit_code)
-    if result.failed:
-        print(f"error: {len(result.failed)} of {len(results)} tags not published: "
-              f"{', '.join(result.failed)}", file=sys.stderr)
+    _tell(result, options, family.repository, out)
     return result
+
+
+def _tell(result: PublishResult, options: PublishOptions, repository: str, out: TextIO) -> None:
+    """Each tag's line and warnings, the reports (a dry run writes no page), and on stderr the
+    tags not published."""
+    for tag in result.tags:
+        _show(tag, out)
+    if options.report or options.out:
+        report = Report("publish", result.version.full, repository, result.registry)
+        result.add_to(report)
+        html_report.save(report, result.exit_code, json_path=options.report,
+                         html_dir=None if options.dry_run else options.out)
+    if result.failed:
+        print(f"error: {len(result.failed)} of {len(result.tags)} tags not published: "
+              f"{', '.join(result.failed)}", file=sys.stderr)
 
 
 def _show(tag: TagResult, out: TextIO) -> None:
@@ -161,11 +169,3 @@ def hash_now(plan: Plan, registries: Registries) -> HashNow:
 
     return hash_of
 
-
-def _read_json(path: str) -> object:
-    try:
-        return json.loads(Path(path).read_text())
-    except OSError as error:
-        raise InputError(f"cannot read it: {error.strerror}", source=path) from None
-    except ValueError as error:
-        raise InputError(f"not JSON: {error}", source=path) from None

@@ -34,6 +34,7 @@ from builder.plan.plan import plan as make_plan
 from builder.publish.rules import verified_builds
 from builder.publish.writer import registry_host
 from builder.registry.client import DEFAULT_CONCURRENCY, Registries
+from builder.report import write as html_report
 
 
 @dataclass(frozen=True)
@@ -46,7 +47,7 @@ class ReleaseOptions:
     builders: str | None = None
     versions: str = DEFAULT_VERSIONS
     templates: str | None = None
-    out: str = DEFAULT_PAGES  # the summary pages' directory
+    out: str = DEFAULT_PAGES  # the summary pages' and the HTML report's directory
     report: str | None = None
     oci: bool = False
     arch_namespace: bool = False
@@ -91,15 +92,24 @@ def run(options: ReleaseOptions, out: TextIO) -> ReleaseResult:
         else:
             report.stage(report.running or "generate", Status.FAILED,
                          reason="interrupted" if interrupted else str(error))
-        report.write(options.report, EXIT_INTERRUPTED if interrupted else error.exit_code)
+        _save(report, options, EXIT_INTERRUPTED if interrupted else error.exit_code)
         raise  # the task prints the one error line
-    report.write(options.report, code)
+    _save(report, options, code)
     if report.stopped_at and list(report.stages)[-1] != report.stopped_at:
         print(f"release went on past the failed stage {report.stopped_at!r} (--allow-lagging)",
               file=sys.stderr)
     elif report.stopped_at:
         print(f"release stopped at stage {report.stopped_at!r}", file=sys.stderr)
     return ReleaseResult(report, code)
+
+
+def _save(report: Report, options: ReleaseOptions, code: int) -> None:
+    """The JSON report (--report) and the page, <out>/<repository>/index.html. A dry run
+    writes no page, as it writes nothing else, and neither does a release that generate
+    --check stopped: it built nothing, and leaves no out/ behind."""
+    past_generate = "build" in report.stages
+    html_report.save(report, code, json_path=options.report,
+                     html_dir=options.out if past_generate and not options.dry_run else None)
 
 
 def _begin(report: Report, stage: str, out: TextIO, heading: str) -> None:
@@ -145,7 +155,7 @@ def _stages(report: Report, wanted: versions.Version, family: versions.Family,
         version=wanted.full, registry=registry, oci=options.oci,
         allow_missing=options.allow_missing, allow_lagging=options.allow_lagging,
         arch_namespace=options.arch_namespace, ca_bundle=options.ca_bundle,
-        variants=options.variants, platforms=options.platforms), out,
+        variants=options.variants, platforms=options.platforms, out=None), out,
         verified=verified_builds(built.results), registries=registries)
     if not _went_through(report, published):
         return EXIT_FAILED

@@ -24,7 +24,7 @@ from builder.model.builders import Engine
 from builder.farm.engines import short_error
 from builder.model.errors import BuilderError
 from builder.model.platforms import Platform
-from builder.farm.pools import Facts, Health, judge
+from builder.farm.pools import Facts, Health, by_emulation, judge
 
 PROBE_TIMEOUT = 30  # seconds for version/info and a ping: an engine slower than that is not healthy
 RUN_TIMEOUT = 300  # seconds to pull the probe image and run it, on a loaded machine under QEMU
@@ -102,6 +102,7 @@ def check(pool_engines: Sequence[Engine], needed: Mapping[str, Sequence[Platform
     goes unproved, and a broken handler fails that job's build)."""
     left_out: dict[str, str] = {}
     refused: dict[tuple[str, str], str] = {}
+    qemu: set[tuple[str, str]] = set()
     with ThreadPoolExecutor(max_workers=8) as pool:
         found = {e.name: pool.submit(facts, e) for e in pool_engines}
         emulated = []
@@ -127,7 +128,9 @@ def check(pool_engines: Sequence[Engine], needed: Mapping[str, Sequence[Platform
                 continue
             if problem:
                 refused[(engine.name, platform.name)] = problem
-    return Health(left_out, refused)
+            elif by_emulation(found[engine.name].result(), platform):
+                qemu.add((engine.name, platform.name))
+    return Health(left_out, refused, frozenset(qemu))
 
 
 def _naming(engine: Engine, problem: str) -> str:

@@ -9,24 +9,45 @@ from __future__ import annotations
 
 import threading
 import time
+from contextlib import contextmanager
 from dataclasses import replace
-from typing import Iterable
+from typing import Iterable, Iterator
 
 from builder.farm import engineapi
 from builder.farm import engines
 from builder.model.builders import Engine
 from builder.farm.engineapi import Container, Output, PushedImage, Step
 from builder.farm.progress import Progress
-from builder.farm.results import EngineRun
+from builder.farm.results import EngineRun, Phase
 from builder.model.errors import BuilderError
 from builder.model.reference import ImageRef
 from builder.model.smoke import Outcome
 from builder.plan.dockerfile import needs_host_network
 from builder.plan.identity import HASH_LABEL, Prepared
 from builder.plan.plan import BuildJob
-from builder.registry.client import Registries
+from builder.registry.client import Registries, RegistryClient, RegistryError
 
 BUILD_TIMEOUT = 3600  # seconds without a byte from the engine: a RUN under QEMU can be quiet long
+
+
+def compressed(client: RegistryClient, image: ImageRef, digest: str) -> int | None:
+    """The image's compressed size, from its manifest: read once per run (a release's later
+    stages read it anyway, and the skip check has just read it)."""
+    try:
+        return client.get_manifest(image.repository, digest).layers_size
+    except RegistryError:
+        return None  # a size for the report only: the push or the skip stands
+
+
+@contextmanager
+def timed(phases: list[Phase], name: str, engine: str) -> Iterator[None]:
+    """Record phase `name` on `engine`, also when it raises: the timeline shows where it
+    stopped."""
+    began = time.time()
+    try:
+        yield
+    finally:
+        phases.append(Phase(name, engine, began, time.time()))
 
 
 def go_on(cancelled: threading.Event, before: str) -> None:
@@ -55,50 +76,60 @@ class EngineWork:
             engineapi.kill(engine, container)
 
     def run(self, engine: Engine, job: BuildJob, prepared: Prepared, pulls: tuple[str, ...],
-            log) -> EngineRun:
+            log, *, emulated: bool = False) -> EngineRun:
         """Build, test and push `job` on `engine`, from the start, as far as it gets; `pulls`
-        are the images the engine pulls first."""
-        run = EngineRun(engine.name, time.time())
+        are the images the engine pulls first; `emulated`: the engine builds the job's
+        platform under emulation. Each phase is timed, the last one too when it fails."""
+        run = EngineRun(engine.name, time.time(), emulated=emulated)
+        phases: list[Phase] = []
         api = None
         try:
             log.write(f"--- build on engine {engine.name} ({engine.url}) ---\n")
             self.progress.update(job.key, "building", engine=engine.name)
             api = engines.connect(engine, timeout=BUILD_TIMEOUT)
-            run = replace(run, image_id=self._build(api, engine, job, prepared, pulls, log))
-            run = replace(run, checks=self._smoke_test(api, job, run.image_id, log))
+            if pulls:
+                with timed(phases, "pull", engine.name):
+                    self._pull(api, engine, job, pulls, log)
+            with timed(phases, "build", engine.name):
+                run = replace(run, image_id=self._build(api, engine, job, prepared, log))
+            run = replace(run, checks=self._smoke_test(api, engine, job, run.image_id, phases,
+                                                         log))
             _check_smoke(run.checks)
             run = replace(run, built=time.time())
             if self.push:
-                run = replace(run, pushed=self._push(api, engine, job, log))
+                pushed = self._push(api, engine, job, phases, log)
+                run = replace(run, pushed=pushed, compressed=compressed(
+                    self.registries.client(job.image.registry), job.image, pushed.digest))
         except Exception as error:  # noqa: BLE001 - a dropped stream surfaces as urllib3's own
-            return replace(run, error=error)
+            return replace(run, error=error, phases=tuple(phases))
         finally:
             with self._lock:
                 self._containers.pop(job.key, None)
             if api is not None:
                 api.close()
-        return replace(run, finished=time.time())
+        return replace(run, finished=time.time(), phases=tuple(phases))
 
-    def _push(self, api, engine: Engine, job: BuildJob, log) -> PushedImage:
+    def _push(self, api, engine: Engine, job: BuildJob, phases: list[Phase], log) -> PushedImage:
         self.progress.update(job.key, "pushing", f"waiting for a push slot on {engine.name}")
-        with self._pushes[engine.name]:
+        with self._pushes[engine.name], timed(phases, "push", engine.name):
             go_on(self.cancelled, "its push; nothing of it was pushed")
             self.progress.update(job.key, "pushing", str(job.image))
             return engineapi.push_image(api, job, self.registries.client(job.image.registry),
                                         lambda line: log.write(line + "\n"))
 
-    def _smoke_test(self, api, job: BuildJob, image_id: str, log) -> tuple[Outcome, ...]:
+    def _smoke_test(self, api, engine: Engine, job: BuildJob, image_id: str,
+                    phases: list[Phase], log) -> tuple[Outcome, ...]:
         """The job's smoke tests, each run in the image just built."""
         if not job.checks:
             return ()
         go_on(self.cancelled, "its smoke tests; nothing of it was pushed")
         self.progress.update(job.key, "testing", f"{len(job.checks)} smoke tests")
-        return tuple(engineapi.run_checks(api, image_id, job.checks, job.version.full,
-                                          job.platform, lambda line: log.write(line + "\n")))
+        with timed(phases, "smoke test", engine.name):
+            return tuple(engineapi.run_checks(api, image_id, job.checks, job.version.full,
+                                              job.platform, lambda line: log.write(line + "\n")))
 
-    def _build(self, api, engine: Engine, job: BuildJob, prepared: Prepared,
-               pulls: tuple[str, ...], log) -> str:
-        """Pull the bases, build, check the platform, tag; returns the image id."""
+    def _pull(self, api, engine: Engine, job: BuildJob, pulls: tuple[str, ...], log) -> None:
+        """Pull the bases (and a parent built elsewhere) onto `engine`."""
         def pulling(line: str) -> None:
             go_on(self.cancelled, "its pull ended; nothing was built")
             log.write(line + "\n")
@@ -108,6 +139,8 @@ class EngineWork:
                            credentials=self.registries.client(
                                ImageRef.parse(base).registry).credentials())
 
+    def _build(self, api, engine: Engine, job: BuildJob, prepared: Prepared, log) -> str:
+        """Build, check the platform, tag; returns the image id."""
         def on_event(event: engineapi.Event) -> None:
             if isinstance(event, Container):
                 with self._lock:

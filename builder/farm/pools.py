@@ -70,11 +70,21 @@ def judge(engine: Engine, facts: Facts) -> tuple[dict[str, str], tuple[Platform,
     return refused, tuple(foreign)
 
 
+def by_emulation(facts: Facts, platform: Platform) -> bool:
+    """Whether an engine that runs `facts` builds `platform` under emulation (QEMU): another
+    architecture than its own, except i386 on x86_64, which the kernel runs natively (IA32)."""
+    return platform.architecture != facts.architecture and \
+        not (facts.architecture == "amd64" and platform.architecture == "386")
+
+
 @dataclass(frozen=True)
 class Health:
     """The probes' findings for one run: engines left out, and platforms an engine may not build."""
     left_out: dict[str, str] = field(default_factory=dict)  # engine → why, a sentence naming it
     refused: dict[tuple[str, str], str] = field(default_factory=dict)  # (engine, platform) → why
+    # Not a finding, so not compared: the (engine, platform) pairs built under emulation, which
+    # the report marks on their jobs.
+    emulated: frozenset[tuple[str, str]] = field(default_factory=frozenset, compare=False)
 
     def usable(self, engine: str, platform: str) -> bool:
         return engine not in self.left_out and (engine, platform) not in self.refused

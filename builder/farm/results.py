@@ -36,6 +36,20 @@ class Failover:
 
 
 @dataclass(frozen=True)
+class Phase:
+    """A phase of a job on one engine (pull, build, smoke test, push) as it ran; one that an
+    error or a lost engine cut short is there too, up to that moment."""
+    name: str
+    engine: str
+    started: float  # epoch seconds
+    finished: float
+
+    def as_dict(self) -> dict:
+        return {"phase": self.name, "engine": self.engine, "started": self.started,
+                "finished": self.finished}
+
+
+@dataclass(frozen=True)
 class EngineRun:
     """A job's go on one engine, as far as it got; `error` is what stopped it (None: it built,
     was tested and, when the run pushes, pushed)."""
@@ -47,6 +61,9 @@ class EngineRun:
     pushed: PushedImage | None = None
     finished: float | None = None
     error: Exception | None = None
+    phases: tuple[Phase, ...] = ()  # as far as it got
+    emulated: bool = False  # the engine builds the job's platform under emulation (QEMU)
+    compressed: int | None = None  # the pushed image's layers in the registry (bytes)
 
 
 @dataclass(frozen=True)
@@ -57,7 +74,9 @@ class Attempt:
     prepared: Prepared | None = None  # None: it failed or was skipped before that
     run: EngineRun | None = None  # on the last engine it took
     failovers: tuple[Failover, ...] = ()
+    earlier: tuple[Phase, ...] = ()  # its phases on the engines it failed over from
     digest: str | None = None  # skipped unchanged: the registry's digest
+    compressed: int | None = None  # skipped unchanged: the registry's image's layers (bytes)
     unserved: bool = False  # skipped at run time: no healthy engine in its pool
     error: Exception | None = None  # why it failed
 
@@ -83,6 +102,9 @@ class JobResult:
     failovers: list[Failover] = field(default_factory=list)
     unserved: bool = False  # skipped at run time: no healthy engine in its pool (exit 1)
     retries: int = 0  # transient registry failures its pulls, push and lookups got past
+    phases: tuple[Phase, ...] = ()  # on every engine it was tried on
+    emulated: bool = False  # its (last) engine built it under emulation (QEMU)
+    compressed: int | None = None  # its image's layers in the registry, compressed (bytes)
 
     @property
     def seconds(self) -> float | None:
@@ -102,7 +124,9 @@ class JobResult:
                 "mirrors": [{"name": m.name, "upstream": m.upstream, "url": m.url}
                             for m in self.mirrors],
                 "failovers": [f.as_dict() for f in self.failovers],
-                "retries": self.retries,
+                "retries": self.retries, "emulated": self.emulated,
+                "compressed": self.compressed,
+                "phases": [p.as_dict() for p in self.phases],
                 "log": str(self.log) if self.log else None}
 
 
@@ -122,7 +146,9 @@ def job_result(job: BuildJob, log: Path, attempt: Attempt, *, retries: int, inte
         started=run.started if run else None, finished=(run.finished if run else None) or now,
         built=run.built if run else None, log=log, checks=list(run.checks) if run else [],
         mirrors=prepared.mirrors if prepared else (), failovers=list(attempt.failovers),
-        unserved=attempt.unserved, retries=retries)
+        unserved=attempt.unserved, retries=retries,
+        phases=attempt.earlier + (run.phases if run else ()), emulated=bool(run and run.emulated),
+        compressed=run.compressed if run else attempt.compressed)
 
 
 def _failure(key: str, attempt: Attempt, interrupted: bool) -> str:

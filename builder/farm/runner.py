@@ -32,7 +32,7 @@ from builder.farm import health
 from builder.farm import pools
 from builder.model.builders import Engine
 from builder.farm.pools import Health, Load
-from builder.farm.onengine import EngineWork, go_on
+from builder.farm.onengine import EngineWork, compressed, go_on
 from builder.farm.progress import Progress
 from builder.farm.results import Attempt, BuildRun, Failover, JobResult, job_result
 from builder.model.errors import BuilderError
@@ -204,7 +204,8 @@ class Runner:
         reason = f"unchanged: {job.image} has build hash {prepared.build_hash}"
         log.write(reason + "\n")
         self.progress.update(job.key, "skipped", reason)
-        return Attempt(Status.SKIPPED, reason, prepared, digest=found[0])
+        return Attempt(Status.SKIPPED, reason, prepared, digest=found[0], compressed=compressed(
+            self._registry(job.image.registry), job.image, found[0]))
 
     def _done(self, job: BuildJob, attempt: Attempt) -> None:
         run, mirrors = attempt.run, attempt.prepared.mirrors
@@ -220,29 +221,33 @@ class Runner:
         """Build on an engine of the job's pool; once more, on another, if that one goes away."""
         self.progress.update(job.key, "queued", f"waiting for a slot in {' | '.join(job.pool)}")
         tried: set[str] = set()
-        run, failovers = None, []
+        run, failovers, earlier = None, [], ()
         while True:
             try:
                 engine = self._take(job, parent, tried)
             except BuilderError as error:
                 return Attempt(Status.FAILED, prepared=prepared, run=run,
-                               failovers=tuple(failovers), error=error)
+                               failovers=tuple(failovers), earlier=earlier, error=error)
             try:
                 pulls = prepared.bases
                 if parent is not None and parent.digest and parent.engine != engine.name:
                     # Built elsewhere: pulled with our credentials.
                     pulls = (parent_reference(parent.image, parent.digest), *pulls)
-                run = self.work.run(engine, job, prepared, pulls, log)
+                run = self.work.run(engine, job, prepared, pulls, log, emulated=(
+                    engine.name, job.platform.name) in self.health.emulated)
                 gone = self._gone(engine, run.error)
             finally:
                 self._give_back(engine)
             if run.error is None:
-                return Attempt(Status.BUILT, prepared=prepared, run=run, failovers=tuple(failovers))
+                return Attempt(Status.BUILT, prepared=prepared, run=run,
+                               failovers=tuple(failovers), earlier=earlier)
             if gone is None or failovers:  # not the engine's doing, or its one retry is spent
                 return Attempt(Status.FAILED, prepared=prepared, run=run,
-                               failovers=tuple(failovers), error=gone or run.error)
+                               failovers=tuple(failovers), earlier=earlier,
+                               error=gone or run.error)
             failovers.append(self._failover(job, engine, gone, log))
-            run = replace(run, image_id=None)  # the partial build there is not used
+            # The partial build there is not used; its phases stay on the timeline.
+            earlier, run = earlier + run.phases, replace(run, image_id=None, phases=())
             tried.add(engine.name)
 
     def _read_back(self, image: ImageRef, digest: str) -> None:

@@ -121,6 +121,12 @@ class Manifest:
     def is_list(self) -> bool:
         return self.media_type in LIST_TYPES
 
+    @property
+    def layers_size(self) -> int:
+        """An image's compressed size: its layers' sizes as the manifest gives them (the
+        summary page's Total Size)."""
+        return sum(layer.get("size") or 0 for layer in self.json.get("layers") or [])
+
 
 @dataclass(frozen=True)
 class Descriptor:

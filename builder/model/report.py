@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import Protocol
 
 from builder.model import retry
+from builder.model.errors import InputError
 from builder.model.files import write_atomic
 
 REPORT_FORMAT = 1
@@ -77,6 +78,19 @@ class Report:
                 "stages": self.stages, "jobs": self.jobs, "tags": self.tags,
                 "summaries": self.summaries, "retries": retry.spent()}
 
-    def write(self, path: str | Path | None, exit_code: int) -> None:
+    def write(self, path: str | Path | None, exit_code: int) -> dict:
+        """The document, written to `path` when one is given."""
+        document = self.document(exit_code)
         if path:
-            write_atomic(Path(path), json.dumps(self.document(exit_code), indent=2) + "\n")
+            write_atomic(Path(path), json.dumps(document, indent=2) + "\n")
+        return document
+
+
+def read(path: str | Path) -> object:
+    """A saved JSON document (a report), parsed; InputError naming the file when it cannot be."""
+    try:
+        return json.loads(Path(path).read_text())
+    except OSError as error:
+        raise InputError(f"cannot read it: {error.strerror}", source=str(path)) from None
+    except ValueError as error:
+        raise InputError(f"not JSON: {error}", source=str(path)) from None

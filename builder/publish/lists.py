@@ -93,6 +93,7 @@ class TagResult:
     moved: tuple[str, ...] = ()  # per-arch references this run pushed that changed since
     lagging: tuple[str, ...] = ()  # members kept from the tag's list: "linux/riscv64 at 3.14.6"
     retries: int = 0  # transient registry failures its reads and write got past
+    members: tuple[str, ...] = ()  # the job keys it is made of: 1.0.0/busybox/amd64
 
     def as_dict(self) -> dict:
         """For the JSON report."""

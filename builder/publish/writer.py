@@ -102,14 +102,15 @@ def publish(client: RegistryClient, registry: str, repository: str, version: Ver
             _copy_in(client, pool, used, target)
 
         def one(tag: str, variants: Sequence[Variant]) -> TagResult:
+            members = [(_key(version, variant, platform), platform) for variant in variants
+                       for platform in variant.platforms]
             with retry.scope() as retried:
                 result = _publish_tag(
-                    client, target_reference(registry, repository, tag),
-                    [(_key(version, variant, platform), platform) for variant in variants
-                     for platform in variant.platforms], found, verdicts, optional=optional,
-                    oci=oci, allow_missing=allow_missing,
+                    client, target_reference(registry, repository, tag), members, found,
+                    verdicts, optional=optional, oci=oci, allow_missing=allow_missing,
                     lagging_for=version.full if allow_lagging else None, dry_run=dry_run)
-            return replace(result, retries=retried.retries)
+            return replace(result, retries=retried.retries,
+                           members=tuple(key for key, _ in members))
 
         return list(pool.map(one, groups.keys(), groups.values()))
 

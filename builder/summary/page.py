@@ -77,13 +77,18 @@ def platform_text(platform: Mapping[str, Any]) -> str:
     return text
 
 
-def size_text(size: int) -> str:
+def size_short(size: int) -> str:
     """Decimal units; a unit is only left once the value passes 1000 (1000 B stays `1000.0 B`)."""
     unit = 0
     while int(size / 1000 ** unit) > 1000 and unit < len(_SIZE_UNITS) - 1:
         unit += 1
-    text = "%.1f %s" % (size / 1000 ** unit, _SIZE_UNITS[unit])
-    return text if unit == 0 else f"{text} ({size} bytes)"
+    return "%.1f %s" % (size / 1000 ** unit, _SIZE_UNITS[unit])
+
+
+def size_text(size: int) -> str:
+    """`size_short`, and above 1000 bytes the exact count: `1.2 MB (1234567 bytes)`."""
+    text = size_short(size)
+    return text if int(size) <= 1000 else f"{text} ({size} bytes)"
 
 
 _RFC3339 = re.compile(r"(\d{4})-(\d\d)-(\d\d)[Tt ](\d\d):(\d\d):(\d\d)(?:\.\d+)?"

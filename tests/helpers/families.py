@@ -1,11 +1,13 @@
-"""Copies of the tiny fixture family (tests/fixtures/tiny), renamed so tests do not share tags."""
+"""Copies of the tiny fixture family (tests/fixtures/tiny) and of the examples, renamed so tests
+do not share tags."""
 from __future__ import annotations
 
+import re
 import shutil
 from pathlib import Path
 
 from tests.helpers.cli import generate as generate_tree
-from tests.helpers.paths import TINY
+from tests.helpers.paths import ROOT, TINY
 
 
 def tiny_family(directory: Path, repository: str, *, extra_run: str | None = None,
@@ -24,6 +26,20 @@ def tiny_family(directory: Path, repository: str, *, extra_run: str | None = Non
         template.write_text(template.read_text().replace('CMD ["sh"]', f'RUN {extra_run}\nCMD ["sh"]'))
     if generate:
         generate_tree(path)
+    return path
+
+
+def example_family(directory: Path, example: str, repository: str, *,
+                   smoke: str | None = None) -> Path:
+    """The family of examples/<example> as `repository` in `directory`, its Dockerfile tree
+    generated there; `smoke` is a smoke.yaml for its templates. Returns its versions.yaml."""
+    shutil.copytree(ROOT / "examples" / example, directory)
+    path = directory / "versions.yaml"
+    path.write_text(re.sub(r"^repository: .*$", f"repository: {repository}", path.read_text(),
+                           count=1, flags=re.M))
+    if smoke:
+        (directory / "templates" / "smoke.yaml").write_text(smoke)
+    generate_tree(path)
     return path
 
 

@@ -355,7 +355,8 @@ def test_a_bad_builders_file_is_bad_input_and_the_report_says_where_it_stopped(
 
     done = release("--version", "1.0.0", "--builders", str(builders), "--versions",
                    str(versions_path), "--report", str(tmp_path / "report.json"),
-                   "--logs", str(tmp_path / "logs"), registry=tls_registry)
+                   "--logs", str(tmp_path / "logs"), "--out", str(tmp_path / "out"),
+                   registry=tls_registry)
 
     assert done.returncode == 2, done.stdout + done.stderr
     assert len(done.stderr.splitlines()) == 1 and done.stderr.startswith("error: "), done.stderr

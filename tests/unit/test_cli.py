@@ -26,7 +26,8 @@ from tests.helpers.paths import ROOT, TINY
 TASKS = sorted(cli.ns.task_names)
 TABLES = {"generate": options.GENERATE, "library": options.LIBRARY, "build": options.BUILD,
           "publish": options.PUBLISH, "release": options.RELEASE, "summary": options.SUMMARY,
-          "registry": options.REGISTRY_COMMAND, "mirror": options.MIRROR, "update": options.UPDATE}
+          "registry": options.REGISTRY_COMMAND, "mirror": options.MIRROR, "update": options.UPDATE,
+          "report": options.REPORT_COMMAND}
 
 
 def run(cwd: Path, *args: str) -> subprocess.CompletedProcess:

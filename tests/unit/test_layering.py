@@ -32,7 +32,9 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "summary": frozenset({"model", "registry"}),
     "update": frozenset({"model", "generate", "mirror"}),
     "commands": frozenset({"model", "generate", "plan", "farm", "registry", "publish", "summary",
-                           "mirror", "update", "options"}),
+                           "mirror", "update", "options", "report"}),
+    # The HTML report: what every stage reported, rendered last (a size as the pages print it).
+    "report": frozenset({"model", "summary.page"}),
     # The command line: the table of options (pure), the program around the tasks, and the
     # tasks, each importing its command's Options and run.
     "options": frozenset({"model"}),
@@ -44,7 +46,8 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
 # Modules (or whole wings) that must reach no client library, through any chain of imports.
 PURE_WINGS = ("model", "generate", "plan", "options", "program")
 PURE = ("summary.page", "update.index", "publish.lists", "publish.rules", "farm.pools",
-        "registry.documents", "registry.errors", "mirror.layout")
+        "registry.documents", "registry.errors", "mirror.layout", "report.html",
+        "report.markdown")
 BLOCKED = ("docker", "requests", "urllib3", "builder.registry.client", "builder.farm.engines",
            "builder.farm.engineapi")
 
