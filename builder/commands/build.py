@@ -19,7 +19,9 @@ from builder.model import versions
 from builder.model.errors import EXIT_INTERRUPTED, InputError
 from builder.model.naming import check_registry
 from builder.model.report import Report, Status
+from builder.commands.plan import this_machine
 from builder.options import DEFAULT_LOGS, DEFAULT_VERSIONS
+from builder.plan.listing import emulation_warning
 from builder.plan.plan import Plan
 from builder.plan.plan import plan as make_plan
 from builder.registry.client import DEFAULT_CONCURRENCY, Registries
@@ -80,8 +82,12 @@ def stage(plan: Plan, options: BuildOptions, out: TextIO, *, registries: Registr
     `registries`: the run's registry clients, shared with a release's later stages;
     `read_back`: read each pushed image into their cache for those stages."""
     print(plan.describe(), file=out)
+    native = this_machine()
+    warning = emulation_warning(plan, native)
+    if warning:
+        print(warning, file=sys.stderr)
     if options.dry_run:
-        return BuildRun(plan, [], planned=True)
+        return BuildRun(plan, [], planned=True, native=native)
     return run_plan(plan, push=options.push, force=options.force, nocache=options.nocache,
                     logs=options.logs, out=out, registries=registries, read_back=read_back)
 
