@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from builder.farm.builders import Builders, Engine
+from builder.model.builders import Builders, Engine
 from builder.model import versions
 from builder.model.platforms import PLATFORMS
 from builder.plan import listing
