@@ -201,6 +201,13 @@ def library():
     return chosen.LibraryOptions, chosen.run
 
 
+@command(table.PLAN)
+def plan():
+    """Print a version's jobs: as text, as JSON, or as a CI matrix to fan the build out with."""
+    from builder.commands import plan as chosen
+    return chosen.PlanOptions, chosen.run
+
+
 @command(table.BUILD)
 def build():
     """Build (and push) the per-arch images of a version on the configured engines, in parallel."""
@@ -265,8 +272,8 @@ def report():
     return chosen.ReportOptions, chosen.run
 
 
-ns = Collection(generate, library, build, publish, release, summary, registry, mirror, update,
-                report)
+ns = Collection(generate, library, plan, build, publish, release, summary, registry, mirror,
+                update, report)
 
 
 def main() -> None:

@@ -138,8 +138,15 @@ SAVED_REPORT = Option("report", "a saved JSON report: the --report FILE of a rel
 HTML = Option("html", "write the page to <html>/<repository>/index.html, each tag's page to "
                       "<html>/<repository>/tags/", DEFAULT_PAGES)
 PUSH = Option("push", "push each per-arch image to --registry after its platform check", False)
-FROM_REPORT = Option("from_report", "the report of the `build --push` this publishes: list the "
-                                    "digests it pushed or found unchanged (a moved tag fails)")
+FROM_REPORT = Option("from_report", "the report of a `build --push` this publishes (repeatable: "
+                                    "one per runner of a fanned-out build): list the digests "
+                                    "they pushed or found unchanged (a moved tag fails; two "
+                                    "digests for one job are refused)", repeatable=True)
+PLAN_FORMAT = Option("format", "text, json (every job: key, pool, per-arch image, tags, "
+                               "emulated or not, a time estimate) or github-matrix (an "
+                               "`include:` list for a CI matrix)", "text")
+MATRIX_PER = Option("per", "with github-matrix: an entry per job, or per platform (one "
+                           "`build --platform P` runner each)", "job")
 REGISTRY_PORT = Option("port", "the loopback port", DEFAULT_REGISTRY_PORT)
 STOP_REGISTRY = Option("stop", "stop the registry this command started from here "
                                "(.cache/registry)", False)
@@ -184,6 +191,8 @@ COMMON = (QUIET, JSON)
 GENERATE = (VERSIONS, TEMPLATES, TREE, CHECK_TREE)
 LIBRARY = (VERSIONS, COMMIT)
 SUMMARY = (IMAGE, PAGE, CA_BUNDLE, CONCURRENCY)
+PLAN = (VERSION, VARIANT, PLATFORM, PLAN_FORMAT, MATRIX_PER, REGISTRY, BUILDERS, VERSIONS,
+        ARCH_NAMESPACE)
 BUILD = (VERSION, VARIANT, PLATFORM, PUSH, REGISTRY, BUILDERS, FORCE, NO_CACHE, DRY_RUN, LOGS,
          VERSIONS, ARCH_NAMESPACE, REPORT, HTML_OUT, CONCURRENCY)
 PUBLISH = (VERSION, REGISTRY.needed(), VARIANT, PLATFORM, OCI, ALLOW_MISSING, ALLOW_LAGGING,

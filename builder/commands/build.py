@@ -19,7 +19,9 @@ from builder.model import versions
 from builder.model.errors import EXIT_INTERRUPTED, InputError
 from builder.model.naming import check_registry
 from builder.model.report import Report, Status
+from builder.commands.plan import this_machine
 from builder.options import DEFAULT_LOGS, DEFAULT_PAGES, DEFAULT_VERSIONS
+from builder.plan.listing import emulation_warning
 from builder.plan.plan import Plan
 from builder.plan.plan import plan as make_plan
 from builder.registry.client import DEFAULT_CONCURRENCY, Registries
@@ -68,7 +70,10 @@ def run(options: BuildOptions, out: TextIO) -> BuildRun:
         html_report.save(report, EXIT_INTERRUPTED, json_path=options.report, html_dir=options.out)
         raise
     result.add_to(report)
-    html_report.save(report, result.exit_code, json_path=options.report, html_dir=options.out)
+    # A dry run's report is the plan (no engine took a job): it gets no page, as publish's and
+    # release's dry runs get none.
+    html_report.save(report, result.exit_code, json_path=options.report,
+                     html_dir=None if options.dry_run else options.out)
     return result
 
 
@@ -83,8 +88,12 @@ def stage(plan: Plan, options: BuildOptions, out: TextIO, *, registries: Registr
     `registries`: the run's registry clients, shared with a release's later stages;
     `read_back`: read each pushed image into their cache for those stages."""
     print(plan.describe(), file=out)
+    native = this_machine()
+    warning = emulation_warning(plan, native)
+    if warning:
+        print(warning, file=sys.stderr)
     if options.dry_run:
-        return BuildRun(plan, [], planned=True)
+        return BuildRun(plan, [], planned=True, native=native)
     return run_plan(plan, push=options.push, force=options.force, nocache=options.nocache,
                     logs=options.logs, out=out, registries=registries, read_back=read_back)
 

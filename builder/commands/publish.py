@@ -25,7 +25,7 @@ from builder.plan.identity import parent_reference, pin_bases, prepare
 from builder.plan.plan import Plan
 from builder.plan.plan import plan as make_plan
 from builder.publish.lists import TagResult
-from builder.publish.rules import HashNow, Verified, verified_from_report
+from builder.publish.rules import HashNow, Verified, merge_verified, verified_from_report
 from builder.publish.writer import publish, registry_host
 from builder.registry.client import DEFAULT_CONCURRENCY, Registries
 from builder.registry.pins import BasePins
@@ -48,7 +48,7 @@ class PublishOptions:
     variants: tuple[str, ...] = ()  # only the tags these variants alone make up
     platforms: tuple[str, ...] = ()  # these platforms, and the others only where current
     builders: str | None = None  # its base and source mirrors go into the plan's build hashes
-    from_report: str | None = None  # a build's report: the images that build vouches for
+    from_report: tuple[str, ...] = ()  # builds' reports: the images those builds vouch for
     registry_concurrency: int = DEFAULT_CONCURRENCY  # requests in flight per registry
     out: str | None = DEFAULT_PAGES  # the HTML report: <out>/<repository>/index.html; None: none
 
@@ -88,11 +88,10 @@ def run(options: PublishOptions, out: TextIO) -> PublishResult:
         parse_platform(name)
     the_plan = make_plan(family, wanted, registry=registry, arch_namespace=options.arch_namespace,
                          builders=engines.load(options.builders, require_engine=False))
-    verified = {}
-    if options.from_report:
-        verified = verified_from_report(
-            read_report(options.from_report), options.from_report, wanted.full, registry,
-            {job.key: str(job.image) for job in the_plan.members})
+    references = {job.key: str(job.image) for job in the_plan.members}
+    verified = merge_verified([
+        (path, verified_from_report(read_report(path), path, wanted.full, registry, references))
+        for path in options.from_report])
     return stage(the_plan, options, out, verified=verified,
                  registries=Registries(target=registry, concurrency=options.registry_concurrency))
 

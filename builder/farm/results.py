@@ -17,6 +17,7 @@ from builder.model.mirrors import Mirror
 from builder.model.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BuilderError
 from builder.model.report import Report, Status
 from builder.model.smoke import Outcome
+from builder.plan import listing
 from builder.plan.identity import Prepared
 from builder.plan.plan import BuildJob, Plan
 
@@ -173,6 +174,7 @@ class BuildRun:
     interrupted: bool = False  # Ctrl-C: jobs that had not finished are failed "interrupted"
     planned: bool = False  # --dry-run: the plan only, nothing ran
     health: Health = field(default_factory=Health)  # what the probes before the run found
+    native: frozenset[str] = frozenset()  # --dry-run: this machine's architectures, for its jobs
 
     @property
     def failures(self) -> list[JobResult]:
@@ -192,6 +194,7 @@ class BuildRun:
     def add_to(self, report: Report) -> None:
         """The build stage's entry and every job's result."""
         if self.planned:
+            report.jobs = listing.planned_jobs(self.plan, self.native)
             report.stage("build", Status.PLANNED, jobs=len(self.plan.jobs),
                          skipped=len(self.plan.skipped))
             return

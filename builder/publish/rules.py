@@ -191,6 +191,23 @@ def verified_from_report(document: object, source: str, version: str, registry: 
     return verified_jobs(document["jobs"], source, references)
 
 
+def merge_verified(reports: Sequence[tuple[str, Mapping[str, Verified]]]) -> dict[str, Verified]:
+    """The images several builds vouch for, as one: each runner of a fanned-out build reports
+    its platforms. `reports` are (source, its `verified_from_report`); one job vouched for with
+    two different digests (two builds of it, or reports of different runs) is bad input that
+    names the job and both reports: which image is the release's is not for publish to guess."""
+    merged: dict[str, tuple[str, Verified]] = {}
+    for source, verified in reports:
+        for key, image in verified.items():
+            earlier = merged.setdefault(key, (source, image))
+            if earlier[1].digest != image.digest:
+                raise InputError(
+                    f"{key} is {earlier[1].digest} in {earlier[0]} and {image.digest} in "
+                    f"{source}: two builds pushed it; give the reports of one run",
+                    field="--from-report")
+    return {key: image for key, (source, image) in merged.items()}
+
+
 @dataclass(frozen=True)
 class Listed:
     """A member of a tag's list as the registry holds it now."""

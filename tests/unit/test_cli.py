@@ -24,7 +24,8 @@ from tests.helpers.cli import python_image_builder
 from tests.helpers.paths import ROOT, TINY
 
 TASKS = sorted(cli.ns.task_names)
-TABLES = {"generate": options.GENERATE, "library": options.LIBRARY, "build": options.BUILD,
+TABLES = {"generate": options.GENERATE, "library": options.LIBRARY, "plan": options.PLAN,
+          "build": options.BUILD,
           "publish": options.PUBLISH, "release": options.RELEASE, "summary": options.SUMMARY,
           "registry": options.REGISTRY_COMMAND, "mirror": options.MIRROR, "update": options.UPDATE,
           "report": options.REPORT_COMMAND}

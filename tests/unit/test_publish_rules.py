@@ -13,8 +13,8 @@ from builder.farm.results import JobResult
 from builder.model.platforms import PLATFORMS
 from builder.model.report import Status
 from builder.plan.plan import plan
-from builder.publish.rules import (Found, Verified, decide, verified_builds, verified_from_report,
-                                   verified_jobs)
+from builder.publish.rules import (Found, Verified, decide, merge_verified, verified_builds,
+                                   verified_from_report, verified_jobs)
 from tests.helpers.paths import TINY_FAMILY
 
 A, B = "sha256:" + "a" * 64, "sha256:" + "b" * 64
@@ -123,6 +123,24 @@ def test_a_build_report_of_another_registry_layout_or_version_is_bad_input():
         verified_from_report(document, "build.json", "1.0.0", "elsewhere", REFS)
     with pytest.raises(InputError, match="not a build report"):
         verified_from_report([], "build.json", "1.0.0", "r", REFS)
+
+
+def test_the_reports_of_a_fanned_out_build_merge_into_one():
+    amd64, i386 = {KEY: Verified(A, H1)}, {"1.0.0/busybox/i386": Verified(B, H2)}
+    # The same image found unchanged by two runners is one job, as it was.
+    assert merge_verified([("build-amd64.json", amd64), ("build-i386.json", i386),
+                           ("again.json", amd64)]) == {**amd64, **i386}
+    assert merge_verified([]) == {}
+
+
+def test_two_digests_for_one_job_are_refused_naming_the_job_and_both_reports():
+    with pytest.raises(InputError) as refused:
+        merge_verified([("build-amd64.json", {KEY: Verified(A, H1)}),
+                        ("build-i386.json", {}), ("rerun.json", {KEY: Verified(B, H1)})])
+    assert refused.value.exit_code == 2
+    assert str(refused.value) == (
+        f"--from-report: {KEY} is {A} in build-amd64.json and {B} in rerun.json: two builds "
+        "pushed it; give the reports of one run")
 
 
 def test_the_plan_holds_every_member_whichever_engines_serve_it():
