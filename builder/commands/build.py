@@ -79,8 +79,8 @@ def stage(plan: Plan, options: BuildOptions, out: TextIO, *, registries: Registr
     """The build stage of a plan made already: print it (dry-run: only that), run it.
     `registries`: the run's registry clients, shared with a release's later stages;
     `read_back`: read each pushed image into their cache for those stages."""
-    print(plan.describe(), file=out)
     if options.dry_run:
+        print(plan.describe(), file=out)
         return BuildRun(plan, [], planned=True)
     return run_plan(plan, push=options.push, force=options.force, nocache=options.nocache,
                     logs=options.logs, out=out, registries=registries, read_back=read_back)
@@ -89,13 +89,16 @@ def stage(plan: Plan, options: BuildOptions, out: TextIO, *, registries: Registr
 def run_plan(plan: Plan, *, out: TextIO, push: bool = False, force: bool = False,
              nocache: bool = False, logs: str | Path = DEFAULT_LOGS,
              registries: Registries | None = None, read_back: bool = False) -> BuildRun:
-    """Probe the engines, then run every job of `plan`, showing the probes' findings, progress
-    and then the table on `out`; failures are in the results, and each is also named on stderr
-    with its log."""
+    """Check the registries and probe the engines, then run every job of `plan`, showing the
+    plan, the probes' findings, progress and then the table on `out`; failures are in the
+    results, and each is also named on stderr with its log. A registry that does not answer
+    is the one line of its HostUnreachable, before the plan is shown: nothing of it will run."""
     check_push_target(push, plan.registry)
     runner = Runner(plan, push=push, force=force, nocache=nocache, logs=Path(logs),
                     registries=registries, read_back=read_back)
-    for line in runner.probe().lines():
+    found = runner.probe()
+    print(plan.describe(), file=out)
+    for line in found.lines():
         print(line, file=out, flush=True)
     # The engine column shows the pool until a job takes a slot on one of its engines.
     progress = Progress([(j.key, "|".join(j.pool)) for j in plan.jobs]

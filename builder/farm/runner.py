@@ -1,8 +1,9 @@
 """Stage build: run a plan: probe the engines, skip what the registry already holds, build,
 check, push.
 
-Each job runs in its own thread. Before any starts, every engine of a pool is probed
-(`builder.farm.health`): one that fails is left out, one claiming a platform it cannot run is not
+Each job runs in its own thread. Before any starts, the registries the run needs are asked
+whether they answer (`builder.farm.preflight`: one that does not stops the run) while every
+engine of a pool is probed (`builder.farm.health`): one that fails is left out, one claiming a platform it cannot run is not
 used for it, and a platform with no healthy engine has its jobs skipped, saying why. A ready job
 is prepared (`builder.plan.identity`: its bases pinned, its build hash), then takes a slot on the
 engine of its pool that `builder.farm.pools.choose` picks (a free slot, the least work, the
@@ -23,13 +24,14 @@ import itertools
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from pathlib import Path
 
 from builder.farm import engineapi
 from builder.farm import health
 from builder.farm import pools
+from builder.farm import preflight
 from builder.farm.builders import Engine
 from builder.farm.pools import Health, Load
 from builder.farm.onengine import EngineWork, go_on
@@ -67,6 +69,7 @@ class Runner:
         self.progress = progress
         self.engines = {e.name: e for e in plan.builders.engines}
         self.health = Health()
+        self._answers: dict[preflight.Endpoint, Future] = {}  # the registries' checks, as probed
         # The board: every engine's running and taken jobs, and the engines lost mid-run.
         self._board = threading.Condition()
         self._running = Counter({name: 0 for name in self.engines})
@@ -87,19 +90,32 @@ class Runner:
                                registries=self.registries, cancelled=self.cancelled)
 
     def probe(self) -> Health:
-        """Probe every engine some job's pool holds, for the platforms of those jobs."""
+        """Check the registries the run needs (`builder.farm.preflight`) while every engine
+        some job's pool holds is probed for the platforms of those jobs; HostUnreachable, with
+        no job started, when a registry does not answer."""
         needed: dict[str, dict[str, Platform]] = {}
         for job in self.plan.jobs:
             for name in job.pool:
                 needed.setdefault(name, {})[job.platform.name] = job.platform
-        self.health = health.check([self.engines[name] for name in needed],
-                                   {name: tuple(found.values()) for name, found in needed.items()},
-                                   self._probe_image)
+        hosts = preflight.endpoints(self.plan, self.push)
+        with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
+            self._answers = {e: pool.submit(self._registry(e.host).unanswered, preflight.TIMEOUT)
+                             for e in hosts}
+            self.health = health.check(
+                [self.engines[name] for name in needed],
+                {name: tuple(found.values()) for name, found in needed.items()},
+                self._probe_image)
+        problems = {e: why for e, answer in self._answers.items() if (why := answer.result())}
+        if problems:
+            raise preflight.unreachable(problems)
         return self.health
 
     def _probe_image(self, platform: Platform) -> health.ProbeImage | None:
         """The first base image of the platform's first job built FROM outside the family,
-        pinned as its build will pin it; None when it cannot be."""
+        pinned as its build will pin it; None when it cannot be, or when a registry the run
+        needs does not answer: the run stops before any emulation would be used."""
+        if any(answer.result() for answer in self._answers.values()):
+            return None
         for job in self.plan.jobs:
             images = from_images(job.dockerfile_text)  # none: FROM scratch
             if job.platform == platform and not job.parent and images:

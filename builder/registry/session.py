@@ -103,6 +103,19 @@ class Session:
                 raise tls_error from None
             return plain, response
 
+    def unanswered(self, timeout: float) -> str | None:
+        """Why nothing answers on the host's port, in one try with no retry (the check before
+        a run, which must be quick); None when something does, even an error status or a TLS
+        handshake that fails: the run's own requests word those."""
+        try:
+            self._pool.request("GET", f"https://{self.host}/v2/", verify=self._verify,
+                               timeout=timeout).close()
+        except requests.exceptions.SSLError:
+            return None  # an answer, on a port that talks plain HTTP or with a CA not given
+        except (requests.RequestException, OSError) as error:
+            return _reason(error)
+        return None
+
     def send(self, method: str, url: str, what: str, headers: dict, data: bytes | None, *,
              allow_redirects: bool = True) -> requests.Response:
         """One request under the retry policy; the last answer comes back whatever its status,
