@@ -1,4 +1,5 @@
-"""Before a run: the registries it needs answer, or nothing is built.
+"""Before a run: the registries it needs (its target, the base mirror or the bases' own
+registries) answer, or nothing is built.
 
 A target registry or a base mirror where nothing listens would otherwise fail every job in
 turn, each after the retry policy's backoff (minutes, and the same lines once per job). The
@@ -9,8 +10,11 @@ is enough: what it says is for the run's own requests to word.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Callable
 
 from builder.model.errors import HostUnreachable
+from builder.model.reference import DOCKER_HUB, ImageRef
+from builder.plan.identity import bases
 from builder.plan.plan import Plan
 
 TIMEOUT = 8.0  # seconds for one host to answer: the whole check stays well within 15 s
@@ -25,18 +29,28 @@ class Endpoint:
     check: str  # what to do when it does not answer
 
 
-def endpoints(plan: Plan, push: bool) -> list[Endpoint]:
-    """The hosts `plan` reads from or pushes to that the user named: the per-arch images'
-    registry (pushing only: a build that does not push never asks it) and the base mirror."""
+def endpoints(plan: Plan, push: bool, base_host: Callable[[ImageRef], str]) -> list[Endpoint]:
+    """The hosts `plan` pushes to (pushing only: a build that does not push never asks its
+    registry) and pins its bases from (`base_host`: the base mirror for Docker Hub's)."""
     found = []
     if push:
         found += [Endpoint("registry", host, "--registry",
                            "check that it is up and that --registry names it")
                   for host in sorted({job.image.registry for job in plan.jobs})]
-    if plan.builders.base_mirror and plan.jobs:
-        found.append(Endpoint("base mirror", plan.builders.base_mirror,
-                              "base-mirror in the builders file or BUILDER_BASE_MIRROR",
-                              "start it (`invoke mirror`) or fix its address"))
+    mirror = plan.builders.base_mirror
+    for host in sorted({base_host(ImageRef.parse(image)) for job in plan.jobs
+                        for image in bases(job)}):
+        if host == mirror:
+            found.append(Endpoint("base mirror", host,
+                                  "base-mirror in the builders file or BUILDER_BASE_MIRROR",
+                                  "start it (`invoke mirror`) or fix its address"))
+        elif host == DOCKER_HUB:
+            found.append(Endpoint("registry", host, "the FROM of a base image",
+                                  "set base-mirror in the builders file or BUILDER_BASE_MIRROR "
+                                  "to a registry holding library/… images"))
+        else:
+            found.append(Endpoint("registry", host, "the FROM of a base image",
+                                  "check that it is up and reachable from here"))
     return found
 
 

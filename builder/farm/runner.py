@@ -97,7 +97,7 @@ class Runner:
         for job in self.plan.jobs:
             for name in job.pool:
                 needed.setdefault(name, {})[job.platform.name] = job.platform
-        hosts = preflight.endpoints(self.plan, self.push)
+        hosts = preflight.endpoints(self.plan, self.push, self.pins.host)
         with ThreadPoolExecutor(max_workers=max(1, len(hosts))) as pool:
             self._answers = {e: pool.submit(self._registry(e.host).unanswered, preflight.TIMEOUT)
                              for e in hosts}
