@@ -13,7 +13,7 @@ from typing import TextIO
 from builder.farm import engines
 from builder.farm.builders import Builders
 from builder.farm.progress import Progress
-from builder.farm.results import BuildRun, Interrupted
+from builder.farm.results import BuildRun, Interrupted, grouped
 from builder.farm.runner import Runner
 from builder.model import versions
 from builder.model.errors import EXIT_INTERRUPTED, InputError
@@ -108,10 +108,9 @@ def run_plan(plan: Plan, *, out: TextIO, push: bool = False, force: bool = False
     finally:
         progress.close()
     print(result.table(), file=progress.out)
-    for failure in result.failures:
-        print(f"failed: {failure.reason} (log: {failure.log})", file=sys.stderr)
-    for unserved in result.unserved:
-        print(f"skipped: {unserved.key}: {unserved.reason}", file=sys.stderr)
+    for line in grouped(result.failures, "failed", logs=True) \
+            + grouped(result.unserved, "skipped", logs=False):
+        print(line, file=sys.stderr)
     if result.interrupted:
         raise Interrupted(result)
     return result
