@@ -92,13 +92,11 @@ def run_plan(plan: Plan, *, out: TextIO, push: bool = False, force: bool = False
     """Check the registries and probe the engines, then run every job of `plan`, showing the
     plan, the probes' findings, progress and then the table on `out`; failures are in the
     results, and each is also named on stderr with its log. A registry that does not answer
-    is the one line of its HostUnreachable, before the plan is shown: nothing of it will run."""
+    is the one line of its HostUnreachable, and the plan is not shown: none of it will run."""
     check_push_target(push, plan.registry)
     runner = Runner(plan, push=push, force=force, nocache=nocache, logs=Path(logs),
                     registries=registries, read_back=read_back)
-    found = runner.probe()
-    print(plan.describe(), file=out)
-    for line in found.lines():
+    for line in runner.probe(answered=lambda: print(plan.describe(), file=out, flush=True)).lines():
         print(line, file=out, flush=True)
     # The engine column shows the pool until a job takes a slot on one of its engines.
     progress = Progress([(j.key, "|".join(j.pool)) for j in plan.jobs]
