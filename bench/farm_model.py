@@ -28,7 +28,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Callable
 
-from builder.farm.builders import Builders
+from builder.model.builders import Builders
 from builder.model import versions
 from builder.model.platforms import Platform
 from builder.plan.plan import BuildJob, Plan, plan

@@ -13,7 +13,7 @@ from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any, Callable
 
-from builder.mirror.config import PYTHON_ORG
+from builder.model.mirrors import PYTHON_ORG
 from builder.model.platforms import platform_names
 
 DEFAULT_VERSIONS = "versions.yaml"

@@ -22,7 +22,7 @@ from typing import Iterator, Sequence
 from unittest import mock
 
 from builder.farm import engineapi, engines
-from builder.farm.builders import Engine
+from builder.model.builders import Engine
 from builder.model.reference import DOCKER_MANIFEST, ImageRef, sha256_digest
 from builder.registry import session as registry_session
 from builder.registry.client import RegistryClient

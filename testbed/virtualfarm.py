@@ -19,7 +19,7 @@ from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
 from builder.farm import pools
-from builder.farm.builders import Builders, Engine
+from builder.model.builders import Builders, Engine
 from builder.model.platforms import Platform
 from builder.model.reference import ImageRef
 from builder.model.tags import variant_tags

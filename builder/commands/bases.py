@@ -19,7 +19,7 @@ from pathlib import Path
 from typing import BinaryIO, Iterator, Mapping, Sequence, TextIO
 
 from builder.farm import engineapi
-from builder.farm.builders import Engine
+from builder.model.builders import Engine
 from builder.mirror.bases import (DEBIAN_DOCKERFILE, DEBIAN_REPO, DOCKER_APT_CONF, SOURCE_LABEL,
                                   BaseImageError, debian_tag, rootfs)
 from builder.model.platforms import Platform, image_platform

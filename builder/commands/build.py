@@ -11,7 +11,7 @@ from pathlib import Path
 from typing import TextIO
 
 from builder.farm import engines
-from builder.farm.builders import Builders
+from builder.model.builders import Builders
 from builder.farm.progress import Progress
 from builder.farm.results import BuildRun, Interrupted, grouped
 from builder.farm.runner import Runner

@@ -13,7 +13,8 @@ from pathlib import Path
 from typing import TextIO
 
 from builder.commands import bases
-from builder.mirror import config, fill, localregistry, serve
+from builder.mirror import fill, localregistry, serve
+from builder.model import mirrors as config
 from builder.model import versions
 from builder.model.errors import EXIT_OK
 from builder.model.files import cache_dir

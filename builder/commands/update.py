@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TextIO
 
 from builder.commands import generate
-from builder.mirror.config import PYTHON_ORG
+from builder.model.mirrors import PYTHON_ORG
 from builder.model.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, BuilderError
 from builder.model.files import write_atomic
 from builder.model.report import Report, Status

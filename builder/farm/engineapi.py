@@ -8,7 +8,7 @@ registry itself, so a reported digest is one the registry really serves.
 
 A pull or a push that the registry failed for a transient reason (5xx, 429, EOF, a reset, a
 timeout, in the engine's words: `registry_failure` reads them) runs again whole under the one
-retry policy (`builder.registry.retry`); a push is idempotent, and blobs already there are skipped. A
+retry policy (`builder.model.retry`); a push is idempotent, and blobs already there are skipped. A
 build step's failure is never retried.
 """
 from __future__ import annotations
@@ -23,9 +23,9 @@ import requests
 from docker.errors import APIError, DockerException
 
 from builder.farm import engines
-from builder.registry import retry
+from builder.model import retry
 from builder.registry.credentials import Credentials
-from builder.farm.builders import Engine
+from builder.model.builders import Engine
 from builder.farm.engines import short_error
 from builder.model.errors import BuilderError
 from builder.plan.plan import BuildJob

@@ -1,6 +1,6 @@
 """Opening Docker clients: a connection to each engine of the builders, and the local engine found.
 
-The builders file and its values are `builder.farm.builders`. Without a builders file the local
+The builders file and its values are `builder.model.builders`. Without a builders file the local
 engine (``DOCKER_HOST`` or the default socket) builds every Linux platform it can run: its own
 architecture (plus i386 on an x86_64 kernel with 32-bit support) and every architecture with an
 enabled binfmt_misc handler that has the ``F`` flag (the interpreter must be usable inside
@@ -19,7 +19,7 @@ from pathlib import Path
 
 import requests
 
-from builder.farm.builders import Builders, Engine, parse, runnable_architectures
+from builder.model.builders import Builders, Engine, parse, runnable_architectures
 from builder.model.errors import BuilderError, InputError
 from builder.model.platforms import PLATFORMS, from_oci
 

@@ -20,7 +20,7 @@ from docker.errors import APIError, DockerException, NotFound
 from builder.farm import engineapi
 from builder.farm import engines
 from builder.registry.credentials import Credentials
-from builder.farm.builders import Engine
+from builder.model.builders import Engine
 from builder.farm.engines import short_error
 from builder.model.errors import BuilderError
 from builder.model.platforms import Platform

@@ -14,7 +14,7 @@ from typing import Iterable
 
 from builder.farm import engineapi
 from builder.farm import engines
-from builder.farm.builders import Engine
+from builder.model.builders import Engine
 from builder.farm.engineapi import Container, Output, PushedImage, Step
 from builder.farm.progress import Progress
 from builder.farm.results import EngineRun

@@ -13,7 +13,7 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
-from builder.farm.builders import Engine
+from builder.model.builders import Engine
 from builder.model.errors import InputError
 from builder.model.platforms import Platform, from_oci, os_version_in_line
 

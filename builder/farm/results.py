@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Sequence
 
 from builder.farm.pools import Health
 from builder.farm.progress import table
-from builder.mirror.config import Mirror
+from builder.model.mirrors import Mirror
 from builder.model.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BuilderError
 from builder.model.report import Report, Status
 from builder.model.smoke import Outcome

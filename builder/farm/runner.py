@@ -33,7 +33,7 @@ from builder.farm import engineapi
 from builder.farm import health
 from builder.farm import pools
 from builder.farm import preflight
-from builder.farm.builders import Engine
+from builder.model.builders import Engine
 from builder.farm.pools import Health, Load
 from builder.farm.onengine import EngineWork, go_on
 from builder.farm.progress import Progress
@@ -45,7 +45,7 @@ from builder.model.report import Status
 from builder.plan.dockerfile import from_images
 from builder.plan.identity import HASH_LABEL, Prepared, parent_reference, pin_bases, prepare
 from builder.plan.plan import BuildJob, Plan, SkippedJob
-from builder.registry import retry
+from builder.model import retry
 from builder.registry.client import Registries, RegistryClient, RegistryError
 from builder.registry.pins import BasePins
 

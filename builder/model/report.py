@@ -16,7 +16,7 @@ from enum import Enum
 from pathlib import Path
 from typing import Protocol
 
-from builder.registry import retry
+from builder.model import retry
 from builder.model.files import write_atomic
 
 REPORT_FORMAT = 1

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import re
 
-from builder.mirror.config import Mirror
+from builder.model.mirrors import Mirror
 
 # `FROM [--platform=…] image [AS name]`, one instruction per line in our templates.
 _FROM_RE = re.compile(r"^(?P<head>[ \t]*FROM[ \t]+(?:--\S+[ \t]+)*)(?P<image>\S+)(?P<tail>.*)$",

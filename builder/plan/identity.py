@@ -24,7 +24,7 @@ import tarfile
 from dataclasses import dataclass
 from typing import Callable, Mapping
 
-from builder.mirror.config import Mirror
+from builder.model.mirrors import Mirror
 from builder.model.platforms import Platform
 from builder.model.reference import ImageRef, sha256_digest
 from builder.plan.dockerfile import from_images, rewrite_from, rewrite_urls

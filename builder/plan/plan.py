@@ -12,7 +12,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from builder.farm.builders import Builders
+from builder.model.builders import Builders
 from builder.model.errors import InputError
 from builder.model.naming import arch_reference
 from builder.model.platforms import Platform, oci_text, platform as parse_platform

@@ -34,7 +34,7 @@ from builder.model.versions import Variant, Version, image_version
 from builder.plan.identity import HASH_LABEL
 from builder.publish.lists import Member, TagResult, assemble
 from builder.publish.rules import Found, HashNow, Listed, Verdict, Verified, decide, lagging
-from builder.registry import retry
+from builder.model import retry
 from builder.registry.client import NotFound, RegistryClient
 
 _WORKERS = 8

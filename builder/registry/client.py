@@ -25,7 +25,7 @@ from builder.model.errors import InputError
 from builder.model.platforms import Platform
 from builder.model.reference import (ACCEPT_ALL, DOCKER_HUB, DOCKER_HUB_HOSTS, BlobInfo,
                                      Descriptor, ImageRef, Manifest)
-from builder.registry import retry
+from builder.model import retry
 from builder.registry.api import Api
 from builder.registry.auth import Auth
 from builder.registry.blobs import Blobs

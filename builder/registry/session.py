@@ -11,7 +11,7 @@ those variables override ``Session.verify``. Plain HTTP is used the way Docker t
 registries: for a loopback host (127.0.0.0/8, ::1, localhost) or with ``insecure=True``, when the
 HTTPS handshake fails and the same port answers as a registry over HTTP.
 
-Retries. Every request goes through the one retry policy (`builder.registry.retry`): 429, 5xx,
+Retries. Every request goes through the one retry policy (`builder.model.retry`): 429, 5xx,
 dropped connections (also midway through a body) and timeouts are tried again, with the
 policy's backoff or what ``Retry-After`` asks (capped), within the host's budget for the run.
 A body is bytes, so a retried upload sends it again from the start.
@@ -33,7 +33,7 @@ import urllib3
 from requests.adapters import HTTPAdapter
 
 from builder.model.reference import is_loopback
-from builder.registry import retry
+from builder.model import retry
 from builder.registry.errors import RegistryError, TLSFailed
 
 _SERVER_ERRORS = {500, 502, 503, 504}
@@ -153,7 +153,7 @@ def _docker_certs_ca(registry: str) -> str | None:
 
 
 def transient(outcome: object) -> retry.Transient | None:
-    """What is transient about a request's answer or exception (see `builder.registry.retry`)."""
+    """What is transient about a request's answer or exception (see `builder.model.retry`)."""
     if isinstance(outcome, requests.Response):
         status = outcome.status_code
         if status != 429 and status not in _SERVER_ERRORS:

@@ -18,7 +18,7 @@ import docker.errors
 import pytest
 
 from builder.commands import build
-from builder.farm import builders as builders_file
+from builder.model import builders as builders_file
 from builder.model import versions
 from builder.plan.identity import HASH_LABEL
 from builder.plan.plan import Plan, plan

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import pytest
 
-from builder.farm import builders as builders_file
+from builder.model import builders as builders_file
 from builder.farm import engineapi
 from builder.farm import engines
 from builder.model import naming
@@ -28,7 +28,7 @@ from builder.model.platforms import platform
 from builder.model.reference import ImageRef
 from builder.plan.identity import context_tar
 from builder.registry.client import RegistryClient, RegistryError
-from builder.registry.retry import Policy
+from builder.model.retry import Policy
 from testbed.registry import start_registry
 from testbed.stubregistry import StubRegistry
 from tests.helpers.paths import ROOT, TINY

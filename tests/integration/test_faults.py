@@ -23,9 +23,9 @@ import requests
 
 from builder.farm import engineapi
 from builder.plan import plan
-from builder.registry import retry
+from builder.model import retry
 from builder.model import versions
-from builder.farm.builders import Builders, Engine
+from builder.model.builders import Builders, Engine
 from builder.model.platforms import PLATFORMS
 from builder.model.reference import ACCEPT_ALL, LIST_TYPES, ImageRef
 from builder.registry.client import RegistryClient

@@ -18,7 +18,8 @@ import requests
 from builder.model import versions
 from builder.model.errors import InputError, VerificationError
 from builder.plan.dockerfile import needs_host_network, rewrite_urls
-from builder.mirror import config, fill, layout, serve
+from builder.mirror import fill, layout, serve
+from builder.model import mirrors as config
 from builder.mirror.verify import key_fingerprints, sha256_file
 from testbed.paths import cache_dir
 from tests.helpers.paths import MIRROR_FAMILY

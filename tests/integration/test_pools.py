@@ -20,7 +20,7 @@ from builder.commands import build
 from builder.farm import health
 from builder.commands import release
 from builder.model import versions
-from builder.farm.builders import Engine
+from builder.model.builders import Engine
 from builder.model.platforms import platform
 from builder.farm.pools import Health
 from builder.model.reference import DOCKER_LIST

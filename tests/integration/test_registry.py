@@ -18,7 +18,7 @@ from builder.model.errors import BuilderError, InputError
 from builder.model.platforms import PLATFORMS
 from builder.model.reference import DOCKER_LIST, DOCKER_MANIFEST, ImageRef, sha256_digest
 from builder.registry.client import NotFound, RegistryClient, RegistryError, TLSFailed, Unauthorized
-from builder.registry.retry import Policy
+from builder.model.retry import Policy
 from tests.helpers.windows_images import push_image
 
 

@@ -21,7 +21,7 @@ from builder.registry import credentials as auth
 from builder.registry.credentials import Credentials
 from builder.model.reference import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, ImageRef
 from builder.registry.client import RegistryClient
-from builder.registry.retry import Policy
+from builder.model.retry import Policy
 from builder.summary.fetch import summarize, write_page
 from builder.summary.page import size_text
 from testbed.registry import start_registry

@@ -10,7 +10,7 @@ import docker.errors
 import pytest
 import requests
 
-from builder.farm.builders import Engine
+from builder.model.builders import Engine
 from builder.farm.engineapi import WrongPlatform, check_platform
 from builder.model.errors import InputError
 from builder.model.platforms import platform

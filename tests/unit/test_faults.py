@@ -9,11 +9,11 @@ import pytest
 import requests
 
 from builder.farm import engineapi
-from builder.registry import retry
+from builder.model import retry
 from builder.farm.engineapi import RegistryFailed, StepFailed
 from builder.model.errors import BuilderError
 from builder.registry.client import transient
-from builder.registry.retry import Budget, Kind, Policy, RetryBudgetSpent, Transient
+from builder.model.retry import Budget, Kind, Policy, RetryBudgetSpent, Transient
 
 SERVER = Transient(Kind.SERVER_ERROR, "HTTP 503")
 

@@ -17,7 +17,7 @@ import pytest
 import yaml
 from hypothesis import HealthCheck, given, settings, strategies as st
 
-from builder.farm import builders
+from builder.model import builders
 from builder.model import versions
 from builder.model.errors import InputError
 from builder.model.yamldoc import MAX_BYTES, MAX_DEPTH

@@ -8,8 +8,8 @@ import dataclasses
 import io
 import tarfile
 
-from builder.farm.builders import Builders, Engine
-from builder.mirror.config import Mirror
+from builder.model.builders import Builders, Engine
+from builder.model.mirrors import Mirror
 from builder.model import versions
 from builder.model.platforms import PLATFORMS
 from builder.plan.identity import bases, build_hash, parent_reference, prepare

@@ -18,17 +18,16 @@ from tests.helpers.paths import ROOT, TESTS
 
 BUILDER = ROOT / "builder"
 
-# Which wing may import which, besides itself. An entry is a wing or one module of it
-# ("mirror.config": the mirrors a Dockerfile and a builders file name, a parsed value).
+# Which wing may import which, besides itself. An entry is a wing or one module of it.
 # The data flows down this table: a stage reads the values of the ones before it, never the
 # machinery of the ones after it. commands compose the stages.
 MAY_IMPORT: dict[str, frozenset[str]] = {
     "model": frozenset(),
     "generate": frozenset({"model"}),
-    "plan": frozenset({"model", "generate", "mirror.config"}),
+    "plan": frozenset({"model", "generate"}),
     "registry": frozenset({"model"}),
     "mirror": frozenset({"model"}),
-    "farm": frozenset({"model", "plan", "registry", "mirror.config"}),
+    "farm": frozenset({"model", "plan", "registry"}),
     "publish": frozenset({"model", "plan", "registry"}),
     "summary": frozenset({"model", "registry"}),
     "update": frozenset({"model", "generate", "mirror"}),
@@ -36,7 +35,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
                            "mirror", "update", "options"}),
     # The command line: the table of options (pure), the program around the tasks, and the
     # tasks, each importing its command's Options and run.
-    "options": frozenset({"model", "mirror.config"}),
+    "options": frozenset({"model"}),
     "program": frozenset({"model"}),
     "cli": frozenset({"model", "options", "program", "commands"}),
     "__main__": frozenset({"cli"}),
@@ -44,9 +43,8 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
 
 # Modules (or whole wings) that must reach no client library, through any chain of imports.
 PURE_WINGS = ("model", "generate", "plan", "options", "program")
-PURE = ("summary.page", "update.index", "publish.lists", "publish.rules", "farm.builders",
-        "farm.pools", "registry.retry", "registry.documents", "registry.errors", "mirror.layout",
-        "mirror.config")
+PURE = ("summary.page", "update.index", "publish.lists", "publish.rules", "farm.pools",
+        "registry.documents", "registry.errors", "mirror.layout")
 BLOCKED = ("docker", "requests", "urllib3", "builder.registry.client", "builder.farm.engines",
            "builder.farm.engineapi")
 
@@ -117,9 +115,9 @@ def test_the_wing_check_names_a_forbidden_import_in_any_form(tmp_path):
     root = _tree(tmp_path, {
         "model/a.py": "from builder.farm import runner\n",
         "model/b.py": "def later():\n    from ..plan.plan import plan\n",
-        "plan/plan.py": "import builder.mirror.config\nimport builder.mirror.fill\n",
+        "plan/plan.py": "import builder.model.mirrors\nimport builder.mirror.fill\n",
         "farm/runner.py": "from builder.model import a\n",
-        "mirror/config.py": "", "mirror/fill.py": "",
+        "model/mirrors.py": "", "mirror/fill.py": "",
         "odd/x.py": ""})
 
     assert wing_violations(root, MAY_IMPORT) == [
@@ -127,13 +125,13 @@ def test_the_wing_check_names_a_forbidden_import_in_any_form(tmp_path):
         "builder.odd.x: in no wing of the table (give its wing a row)",
         "builder.model.a imports builder.farm.runner: model may import only itself",
         "builder.model.b imports builder.plan.plan: model may import only itself",
-        "builder.plan.plan imports builder.mirror.fill: plan may import only generate, mirror.config, model"]
+        "builder.plan.plan imports builder.mirror.fill: plan may import only generate, model"]
 
 
 def test_the_pure_check_follows_imports_to_a_client_library(tmp_path):
     root = _tree(tmp_path, {
-        "plan/plan.py": "from builder.farm import builders\n",
-        "farm/builders.py": "from builder.registry.client import Client\n",
+        "plan/plan.py": "from builder.model import builders\n",
+        "model/builders.py": "from builder.registry.client import Client\n",
         "registry/client.py": "import requests\n",
         "summary/page.py": "",
         "summary/__init__.py": "def lazy():\n    import docker\n"})

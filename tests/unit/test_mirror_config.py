@@ -8,7 +8,8 @@ import pytest
 from builder.model import yamldoc
 from builder.model.errors import InputError
 from builder.plan.dockerfile import needs_host_network, rewrite_urls
-from builder.mirror import config, layout
+from builder.mirror import layout
+from builder.model import mirrors as config
 from builder.mirror.fill import choose_source, parse_showsrc
 
 DOCKERFILE = """\

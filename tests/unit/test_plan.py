@@ -6,10 +6,10 @@ from pathlib import Path
 
 import pytest
 
-from builder.farm import builders as builders_file
+from builder.model import builders as builders_file
 from builder.farm import engines
 from builder.model import versions
-from builder.farm.builders import Builders, Engine
+from builder.model.builders import Builders, Engine
 from builder.model.errors import InputError
 from builder.plan.dockerfile import from_images, rewrite_from
 from builder.plan.plan import build_args, plan

@@ -7,11 +7,11 @@ import docker.errors
 import pytest
 import requests
 
-from builder.farm import builders as builders_file
+from builder.model import builders as builders_file
 from builder.farm import health
 from builder.model import versions
 from builder.model.errors import BuilderError
-from builder.farm.builders import Engine
+from builder.model.builders import Engine
 from builder.farm.engineapi import StepFailed
 from builder.plan.plan import plan
 from builder.model.platforms import platform

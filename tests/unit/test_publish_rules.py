@@ -7,7 +7,7 @@ import json
 import pytest
 
 from builder.model import versions
-from builder.farm.builders import Builders, Engine
+from builder.model.builders import Builders, Engine
 from builder.model.errors import InputError, MovedMember, StaleMember
 from builder.farm.results import JobResult
 from builder.model.platforms import PLATFORMS

@@ -5,7 +5,7 @@ from __future__ import annotations
 from pathlib import Path
 
 from builder.farm import preflight
-from builder.farm.builders import Builders, Engine
+from builder.model.builders import Builders, Engine
 from builder.farm.results import CLOCK, BuildRun, JobResult, compact_keys, grouped
 from builder.model import versions
 from builder.model.platforms import PLATFORMS

@@ -48,8 +48,8 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from builder.model import yamldoc
-from builder.mirror import config as mirror_config
-from builder.mirror.config import Mirror
+from builder.model import mirrors as mirror_config
+from builder.model.mirrors import Mirror
 from builder.model.errors import InputError
 from builder.model.platforms import Platform, os_version_in_line, platform as parse_platform
 
