@@ -7,7 +7,8 @@ engine or registry client. `--quiet` and `--json` are every task's, handled here
 
 Exit codes: 0 done; 1 some job, tag or check failed (the others went through); 2 bad input or
 usage (nothing was done); 3 partial (`update`: a version bumped, its Windows installer not
-found); 4 a source could not be fetched or read (`update`); 130 interrupted.
+found); 4 a source could not be fetched or read (`update`), or a registry a build needs
+did not answer before it started (build, release: nothing was built); 130 interrupted.
 """
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ import json
 import os
 import signal
 import sys
+import time
 from contextlib import redirect_stdout
 from importlib import metadata
 from typing import Callable, TextIO
@@ -84,7 +86,7 @@ def _execute(name: str, options: tuple[Option, ...], load: Loader, given: dict) 
     quiet, as_json = given.pop("quiet"), given.pop("json")
     signal.signal(signal.SIGINT, _interrupt)
     signal.signal(signal.SIGTERM, _interrupt)
-    stdout, chosen = sys.stdout, None
+    stdout, chosen, began = sys.stdout, None, time.time()
     try:
         missing = [o.flag for o in options if o.required and given.get(o.name) in (None, [])]
         if missing:
@@ -100,16 +102,16 @@ def _execute(name: str, options: tuple[Option, ...], load: Loader, given: dict) 
     except BuilderError as error:
         print(f"error: {error}", file=sys.stderr)
         if as_json:
-            _print_json(stdout, name, chosen, None, error.exit_code, error=str(error))
+            _print_json(stdout, name, chosen, None, error.exit_code, began, error=str(error))
         raise Exit(code=error.exit_code)
     except KeyboardInterrupt:
         print("interrupted", file=sys.stderr)
         raise Exit(code=EXIT_INTERRUPTED)
     code = result.exit_code
     if as_json:
-        _print_json(stdout, name, chosen, result, code)
-    elif quiet:
-        print(verdict(name, _document(name, chosen, result, code)), file=stdout)
+        _print_json(stdout, name, chosen, result, code, began)
+    elif quiet or name in ENDS_WITH_VERDICT:
+        print(verdict(name, _document(name, chosen, result, code, began)), file=stdout)
     if code:
         raise Exit(code=code)
 
@@ -122,41 +124,52 @@ def _output(quiet: bool, as_json: bool) -> TextIO:
     return sys.stderr if as_json else sys.stdout
 
 
-def _document(name: str, chosen, result: StageResult | None, code: int) -> dict:
+def _document(name: str, chosen, result: StageResult | None, code: int, began: float) -> dict:
     report = Report(name, str(getattr(chosen, "version", "") or ""),
-                    registry=getattr(chosen, "registry", None))
+                    registry=getattr(chosen, "registry", None), started=began)
     if result is not None:
         result.add_to(report)
     return report.document(code)
 
 
 def _print_json(stream: TextIO, name: str, chosen, result: StageResult | None, code: int,
-                error: str | None = None) -> None:
-    document = _document(name, chosen, result, code)
+                began: float, error: str | None = None) -> None:
+    document = _document(name, chosen, result, code, began)
     if error is not None:
         document["error"] = error
     print(json.dumps(document, indent=2), file=stream)
 
 
 _OUTCOMES = {EXIT_OK: "ok", EXIT_PARTIAL: "partial", EXIT_INTERRUPTED: "interrupted"}
+# The commands whose output is a run's progress, not a product (a library file, a page, a
+# tag per line as publish prints them): they end with the verdict even without --quiet, and
+# it says how long they took.
+ENDS_WITH_VERDICT = ("build", "release")
 
 
 def verdict(name: str, document: dict) -> str:
-    """One line saying how the run went: `release: ok; build ok (built 2, unchanged 12); …`,
-    or where it stopped and why: `build: failed (exit 1): 2 job(s) failed`."""
+    """One line saying how the run went: `release: ok in 42 s; build ok (built 2, …); …`,
+    or where it stopped and why, with the first job's failure:
+    `build: failed (exit 1) in 9 s: 2 job(s) failed; first: 1.0/busybox/amd64: …`."""
     code = document["exit_code"]
     stages = document["stages"]
     head = f"{name}: {_OUTCOMES.get(code, 'failed')}" + (f" (exit {code})" if code else "")
-    head += _details(stages[name]) if name in stages else ""
-    others = [f"{stage} {entry['status']}{_details(entry)}"
+    if name in ENDS_WITH_VERDICT and document.get("started") and document.get("finished"):
+        head += f" in {document['finished'] - document['started']:.0f} s"
+    first = next((job["reason"] for job in document.get("jobs", ())
+                  if job.get("status") == "failed"), None)
+    head += _details(stages[name], first) if name in stages else ""
+    others = [f"{stage} {entry['status']}{_details(entry, first)}"
               for stage, entry in stages.items() if stage != name]
     return "; ".join([head, *others])
 
 
-def _details(entry: dict) -> str:
-    """A stage entry's reason when it failed, else its counts: `: why`, ` (built 2, …)`."""
+def _details(entry: dict, first_failure: str | None) -> str:
+    """A stage entry's reason when it failed (a build's, with its first failed job's), else
+    its counts: `: why`, ` (built 2, …)`."""
     if entry["status"] == "failed" and entry.get("reason"):
-        return f": {entry['reason']}"
+        first = f"; first: {first_failure}" if first_failure and "failed" in entry else ""
+        return f": {entry['reason']}{first}"
     counts = ", ".join(f"{key} {value}" for key, value in entry.items()
                        if type(value) is int and key != "seconds")
     return f" ({counts})" if counts else ""

@@ -13,7 +13,7 @@ from typing import TextIO
 from builder.farm import engines
 from builder.model.builders import Builders
 from builder.farm.progress import Progress
-from builder.farm.results import BuildRun, Interrupted
+from builder.farm.results import BuildRun, Interrupted, grouped
 from builder.farm.runner import Runner
 from builder.model import versions
 from builder.model.errors import EXIT_INTERRUPTED, InputError
@@ -87,12 +87,12 @@ def stage(plan: Plan, options: BuildOptions, out: TextIO, *, registries: Registr
     """The build stage of a plan made already: print it (dry-run: only that), run it.
     `registries`: the run's registry clients, shared with a release's later stages;
     `read_back`: read each pushed image into their cache for those stages."""
-    print(plan.describe(), file=out)
     native = this_machine()
     warning = emulation_warning(plan, native)
     if warning:
         print(warning, file=sys.stderr)
     if options.dry_run:
+        print(plan.describe(), file=out)
         return BuildRun(plan, [], planned=True, native=native)
     return run_plan(plan, push=options.push, force=options.force, nocache=options.nocache,
                     logs=options.logs, out=out, registries=registries, read_back=read_back)
@@ -101,13 +101,14 @@ def stage(plan: Plan, options: BuildOptions, out: TextIO, *, registries: Registr
 def run_plan(plan: Plan, *, out: TextIO, push: bool = False, force: bool = False,
              nocache: bool = False, logs: str | Path = DEFAULT_LOGS,
              registries: Registries | None = None, read_back: bool = False) -> BuildRun:
-    """Probe the engines, then run every job of `plan`, showing the probes' findings, progress
-    and then the table on `out`; failures are in the results, and each is also named on stderr
-    with its log."""
+    """Check the registries and probe the engines, then run every job of `plan`, showing the
+    plan, the probes' findings, progress and then the table on `out`; failures are in the
+    results, and each is also named on stderr with its log. A registry that does not answer
+    is the one line of its HostUnreachable, and the plan is not shown: none of it will run."""
     check_push_target(push, plan.registry)
     runner = Runner(plan, push=push, force=force, nocache=nocache, logs=Path(logs),
                     registries=registries, read_back=read_back)
-    for line in runner.probe().lines():
+    for line in runner.probe(answered=lambda: print(plan.describe(), file=out, flush=True)).lines():
         print(line, file=out, flush=True)
     # The engine column shows the pool until a job takes a slot on one of its engines.
     progress = Progress([(j.key, "|".join(j.pool)) for j in plan.jobs]
@@ -117,10 +118,9 @@ def run_plan(plan: Plan, *, out: TextIO, push: bool = False, force: bool = False
     finally:
         progress.close()
     print(result.table(), file=progress.out)
-    for failure in result.failures:
-        print(f"failed: {failure.reason} (log: {failure.log})", file=sys.stderr)
-    for unserved in result.unserved:
-        print(f"skipped: {unserved.key}: {unserved.reason}", file=sys.stderr)
+    for line in grouped(result.failures, "failed", logs=True) \
+            + grouped(result.unserved, "skipped", logs=False):
+        print(line, file=sys.stderr)
     if result.interrupted:
         raise Interrupted(result)
     return result

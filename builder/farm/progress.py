@@ -1,10 +1,10 @@
 """What the user sees while jobs run: a live board on a terminal, plain lines in CI.
 
-On a terminal every job has one line (queued, step n/m, pushing, done, skipped, failed,
-with its elapsed time), redrawn in place with ANSI cursor movement. Elsewhere each state
-change is one line with a timestamp, step-by-step detail stays in the job's log, and every
-minute a job under way says so ("still building (14m): step 5/9"), so a CI log of a long
-CPython build never goes quiet.
+On a terminal every job has one line (queued, step n/m, pushing, done, skipped, failed, with
+its time since it took an engine slot: the results table's clock), redrawn in place with ANSI
+cursor movement. Elsewhere each state change is one line with a timestamp, step-by-step
+detail stays in the job's log, and every minute a job under way says so ("still building
+(14m): step 5/9"), so a CI log of a long CPython build never goes quiet.
 """
 from __future__ import annotations
 
@@ -59,7 +59,11 @@ class Progress:
             line = self._lines[key]
             line.engine = engine or line.engine
             now = time.time()
-            if state in ("resolving", "building") and line.started is None:
+            # One clock with the results table: from taking an engine slot (building) to the
+            # end; queued again (a failover) starts it anew, as the table times the last engine.
+            if state == "queued":
+                line.started = None
+            elif state == "building" and line.started is None:
                 line.started = now
             if state in _FINAL:
                 line.finished = now

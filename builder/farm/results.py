@@ -6,10 +6,11 @@ become the job's `JobResult`. `BuildRun` is the whole run, as the build command 
 """
 from __future__ import annotations
 
+import os
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Sequence
 
 from builder.farm.pools import Health
 from builder.farm.progress import table
@@ -20,6 +21,10 @@ from builder.model.smoke import Outcome
 from builder.plan import listing
 from builder.plan.identity import Prepared
 from builder.plan.plan import BuildJob, Plan
+
+SHORT_DIGEST = 12  # hex digits of a digest the table shows
+# The board and the table time a job alike, and say so.
+CLOCK = "time: since the job took its engine slot (its last, after a failover), as on the board"
 
 if TYPE_CHECKING:  # the engine API loads the Docker SDK; a result only holds its value
     from builder.farm.engineapi import PushedImage
@@ -106,6 +111,14 @@ class JobResult:
     phases: tuple[Phase, ...] = ()  # on every engine it was tried on
     emulated: bool = False  # its (last) engine built it under emulation (QEMU)
     compressed: int | None = None  # its image's layers in the registry, compressed (bytes)
+
+    @property
+    def outcome(self) -> str:
+        """The table's word for it: built, unchanged (the registry holds it: not built again),
+        no engine (none of its pool could build it) or failed."""
+        if self.status is not Status.SKIPPED:
+            return self.status.value
+        return "unchanged" if self.digest else "no engine"
 
     @property
     def seconds(self) -> float | None:
@@ -221,13 +234,47 @@ class BuildRun:
             report.stage("build", Status.OK, **counts, **details)
 
     def table(self) -> str:
-        """The end-of-run table, then a line for every failover."""
-        rows = table([(r.key, r.engine or "-", r.status.value, r.digest or "-",
+        """The end-of-run table, what its times measure, then a line for every failover. A
+        digest is its first hex digits, as `docker images` shows an id, so the table fits 100
+        columns; the report has them whole."""
+        rows = table([(r.key, r.engine or "-", r.outcome,
+                       r.digest.partition(":")[2][:SHORT_DIGEST] if r.digest else "-",
                        f"{r.seconds:.1f}s" if r.seconds is not None else "-")
                       for r in self.results])
         moved = [f"failover: {r.key}: {f.cause}; built again from the start on {r.engine}: "
                  f"{r.status.value}" for r in self.results for f in r.failovers]
-        return "\n".join([rows, *moved])
+        return "\n".join([rows, CLOCK, *moved])
+
+
+def grouped(results: Sequence[JobResult], word: str, *, logs: bool) -> list[str]:
+    """One line per distinct reason among `results`, in the order first met, so one cause of
+    many jobs (a registry out of reach) is said once: `word: KEY: reason (log: …)` for a job
+    alone, `word: N jobs (KEYS): reason (logs under DIR)` for jobs that failed alike."""
+    alike: dict[str, list[JobResult]] = {}
+    for result in results:
+        alike.setdefault(result.reason.removeprefix(f"{result.key}: "), []).append(result)
+    lines = []
+    for reason, jobs in alike.items():
+        found = [str(job.log) for job in jobs if job.log] if logs else []
+        if len(jobs) == 1:
+            lines.append(f"{word}: {jobs[0].key}: {reason}"
+                         + (f" (log: {found[0]})" if found else ""))
+            continue
+        where = f" (logs under {os.path.commonpath(found)})" if found else ""
+        lines.append(f"{word}: {len(jobs)} jobs ({compact_keys([j.key for j in jobs])}): "
+                     f"{reason}{where}")
+    return lines
+
+
+def compact_keys(keys: Sequence[str]) -> str:
+    """Job keys the way a reader scans them: `1.0.0/busybox/{amd64,i386}, 1.0.0/slim/amd64`
+    (the keys of one version and variant together, in their order)."""
+    platforms: dict[str, list[str]] = {}
+    for key in keys:
+        stem, _, platform = key.rpartition("/")
+        platforms.setdefault(stem, []).append(platform)
+    return ", ".join(f"{stem}/{names[0]}" if len(names) == 1 else f"{stem}/{{{','.join(names)}}}"
+                     for stem, names in platforms.items())
 
 
 class Interrupted(KeyboardInterrupt):

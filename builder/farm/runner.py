@@ -1,17 +1,18 @@
 """Stage build: run a plan: probe the engines, skip what the registry already holds, build,
 check, push.
 
-Each job runs in its own thread. Before any starts, every engine of a pool is probed
-(`builder.farm.health`): one that fails is left out, one claiming a platform it cannot run is not
-used for it, and a platform with no healthy engine has its jobs skipped, saying why. A ready job
-is prepared (`builder.plan.identity`: its bases pinned, its build hash), then takes a slot on the
-engine of its pool that `builder.farm.pools.choose` picks (a free slot, the least work, the
-parent's engine first); when jobs wait for the same engines, the one with the longest chain of
-jobs still to build under it goes first (`pools.assign`). An engine's `concurrency` bounds its
-builds and its `push-concurrency` its pushes. A job whose engine goes away under it is built again from the start, once, on
-another engine of its pool; a failed RUN step or smoke test is not. A failed job fails alone:
-the others go on, and nothing of the failed job is tagged in the registry (push comes after
-the platform check).
+Each job runs in its own thread. Before any starts, the registries the run needs are asked
+whether they answer (`builder.farm.preflight`: one that does not stops the run) while every
+engine of a pool is probed (`builder.farm.health`): one that fails is left out, one claiming a
+platform it cannot run is not used for it, and a platform with no healthy engine has its jobs
+skipped, saying why. A ready job is prepared (`builder.plan.identity`: its bases pinned, its
+build hash), then takes a slot on the engine of its pool that `builder.farm.pools.choose` picks
+(a free slot, the least work, the parent's engine first); when jobs wait for the same engines,
+the one with the longest chain of jobs still to build under it goes first (`pools.assign`). An
+engine's `concurrency` bounds its builds and its `push-concurrency` its pushes. A job whose
+engine goes away under it is built again from the start, once, on another engine of its pool; a
+failed RUN step or smoke test is not. A failed job fails alone: the others go on, and nothing of
+the failed job is tagged in the registry (push comes after the platform check).
 
 A job's attempt returns a value (`builder.farm.results.Attempt`), and its result is made of that
 in one place (`results.job_result`). When the registry already holds the per-arch image with
@@ -23,13 +24,15 @@ import itertools
 import threading
 import time
 from collections import Counter
-from concurrent.futures import ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from dataclasses import replace
 from pathlib import Path
+from typing import Callable
 
 from builder.farm import engineapi
 from builder.farm import health
 from builder.farm import pools
+from builder.farm import preflight
 from builder.model.builders import Engine
 from builder.farm.pools import Health, Load
 from builder.farm.onengine import EngineWork, compressed, go_on
@@ -67,6 +70,7 @@ class Runner:
         self.progress = progress
         self.engines = {e.name: e for e in plan.builders.engines}
         self.health = Health()
+        self._answers: dict[str, Future] = {}  # host → its check before the run
         # The board: every engine's running and taken jobs, and the engines lost mid-run.
         self._board = threading.Condition()
         self._running = Counter({name: 0 for name in self.engines})
@@ -86,23 +90,49 @@ class Runner:
         self.work = EngineWork(plan.builders.engines, push=push, nocache=nocache,
                                registries=self.registries, cancelled=self.cancelled)
 
-    def probe(self) -> Health:
-        """Probe every engine some job's pool holds, for the platforms of those jobs."""
+    def probe(self, answered: Callable[[], None] = lambda: None) -> Health:
+        """Check the registries the run needs (`builder.farm.preflight`) while every engine
+        some job's pool holds is probed for the platforms of those jobs; HostUnreachable, with
+        no job started, when a registry some job that has an engine needs does not answer.
+        `answered` is called once they all have, the engines' probe perhaps still under way
+        (the build command shows its plan then)."""
         needed: dict[str, dict[str, Platform]] = {}
         for job in self.plan.jobs:
             for name in job.pool:
                 needed.setdefault(name, {})[job.platform.name] = job.platform
-        self.health = health.check([self.engines[name] for name in needed],
-                                   {name: tuple(found.values()) for name, found in needed.items()},
-                                   self._probe_image)
+        hosts = preflight.endpoints(self.plan, self.push, self.pins.host)
+        with ThreadPoolExecutor(max_workers=len(hosts) + 1) as pool:
+            self._answers = {e.host: pool.submit(self._registry(e.host).unanswered,
+                                                 preflight.TIMEOUT) for e in hosts}
+            probed = pool.submit(health.check, [self.engines[name] for name in needed],
+                                 {name: tuple(found.values()) for name, found in needed.items()},
+                                 self._probe_image)
+            silent = {e: why for e in hosts if (why := self._answers[e.host].result())}
+            if not silent:
+                answered()
+            self.health = probed.result()
+        # A job no engine will take needs no registry: its skip says why, as before.
+        problems = {e: why for e, why in silent.items() if any(map(self._served, e.jobs))}
+        if problems:
+            raise preflight.unreachable(problems)
+        if silent:
+            answered()
         return self.health
+
+    def _served(self, job: BuildJob) -> bool:
+        """Whether an engine of the job's pool is healthy for its platform, as probed."""
+        return any(self.health.usable(name, job.platform.name) for name in job.pool)
 
     def _probe_image(self, platform: Platform) -> health.ProbeImage | None:
         """The first base image of the platform's first job built FROM outside the family,
-        pinned as its build will pin it; None when it cannot be."""
+        pinned as its build will pin it; None when it cannot be, or when the target registry
+        or the base's does not answer (the run may stop before any emulation is used)."""
         for job in self.plan.jobs:
             images = from_images(job.dockerfile_text)  # none: FROM scratch
             if job.platform == platform and not job.parent and images:
+                hosts = (job.image.registry, self.pins.host(ImageRef.parse(images[0])))
+                if any(host in self._answers and self._answers[host].result() for host in hosts):
+                    return None
                 try:
                     pinned = self.pins.pin(images[0], job.platform)
                     return health.ProbeImage(
@@ -174,9 +204,9 @@ class Runner:
         try:
             parent = self._wait_parent(job)
             go_on(self.cancelled, "it started")
-            pool = [self.engines[name] for name in job.pool]
-            if not any(self.health.usable(e.name, job.platform.name) for e in pool):
-                raise _NotBuilt(self.health.no_engine_reason(job.platform, pool))
+            if not self._served(job):
+                raise _NotBuilt(self.health.no_engine_reason(
+                    job.platform, [self.engines[name] for name in job.pool]))
             self.progress.update(job.key, "resolving", "pinning base images")
             prepared = self._prepare(job, parent)
             via = "".join(f"\n  {m.upstream} from mirror {m.name} ({m.url})"

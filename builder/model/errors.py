@@ -7,7 +7,7 @@ EXIT_OK = 0
 EXIT_FAILED = 1  # some job or tag failed; the rest went through
 EXIT_BAD_INPUT = 2  # bad input or configuration; nothing was done
 EXIT_PARTIAL = 3  # done in part: `invoke update` bumped a version but kept its windows-sha256
-EXIT_UNREACHABLE = 4  # a source to read from did not answer, or answered with what is no listing
+EXIT_UNREACHABLE = 4  # a source or a registry a run needs did not answer (or is no listing)
 EXIT_INTERRUPTED = 130  # Ctrl-C: 128 + SIGINT, as a shell reports it
 
 
@@ -54,6 +54,13 @@ class SourceUnreachable(BuilderError):
     """A release index or file that could not be fetched or read (a network error, an HTTP
     error, a page that is no listing): nothing was compared, so nothing is known to be stale,
     and a scheduled check can tell "the source is down" from "a newer release exists"."""
+
+    exit_code = EXIT_UNREACHABLE
+
+
+class HostUnreachable(BuilderError):
+    """A registry a run needs (its --registry, its base mirror) does not answer before the run
+    starts: nothing was built, and a pipeline can tell "a host is down" from "a job failed"."""
 
     exit_code = EXIT_UNREACHABLE
 

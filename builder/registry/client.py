@@ -68,6 +68,10 @@ class RegistryClient:
         """The credentials this client sends (given, or looked up once), or None: anonymous."""
         return self._auth.credentials()
 
+    def unanswered(self, timeout: float) -> str | None:
+        """Why nothing answers on the registry's port now, in one quick try; None when it does."""
+        return self._session.unanswered(timeout)
+
     # --- manifests (builder.registry.manifests) ---------------------------------------------
 
     def get_manifest(self, repository: str, reference: str,

@@ -32,8 +32,7 @@ class BasePins:
             if key in self._pins:
                 return self._pins[key]
         ref = ImageRef.parse(image)
-        host = self.base_mirror if ref.registry == DOCKER_HUB and self.base_mirror \
-            else ref.registry
+        host = self.host(ref)
         try:
             manifest = self.registries.client(host).resolve_platform(
                 ImageRef(host, ref.repository, ref.tag, self._digest(host, ref)), platform)
@@ -47,6 +46,11 @@ class BasePins:
         with self._lock:
             self._pins[key] = pinned
         return pinned
+
+    def host(self, ref: ImageRef) -> str:
+        """The registry a base is pinned from: the base mirror for Docker Hub's, when set."""
+        return self.base_mirror if ref.registry == DOCKER_HUB and self.base_mirror \
+            else ref.registry
 
     def _digest(self, host: str, ref: ImageRef) -> str:
         """The digest `ref` has in `host` now, asked once per run (its document is cached)."""

@@ -103,6 +103,23 @@ class Session:
                 raise tls_error from None
             return plain, response
 
+    def unanswered(self, timeout: float) -> str | None:
+        """Why no connection to the host's port can be made, in one try with no retry (the
+        check before a run, which must be quick); None when one can, whatever comes of it
+        then (an error status, a TLS handshake that fails, a dropped connection): the run's
+        own requests retry or word those."""
+        try:
+            self._pool.request("GET", f"https://{self.host}/v2/", verify=self._verify,
+                               timeout=timeout).close()
+        except (requests.exceptions.ConnectTimeout, requests.ConnectionError) as error:
+            cause = getattr(error.args[0], "reason", None) if error.args else None
+            if isinstance(error, requests.exceptions.ConnectTimeout) or isinstance(
+                    cause, urllib3.exceptions.NewConnectionError):
+                return _reason(error)  # refused, a name that does not resolve, no route
+        except (requests.RequestException, OSError):
+            pass  # connected: something listens there
+        return None
+
     def send(self, method: str, url: str, what: str, headers: dict, data: bytes | None, *,
              allow_redirects: bool = True) -> requests.Response:
         """One request under the retry policy; the last answer comes back whatever its status,

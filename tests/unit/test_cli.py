@@ -201,3 +201,21 @@ def test_the_verdict_of_a_release_names_each_stage():
     document = {"exit_code": 1, "stages": {"build": {"status": "failed", "built": 1,
                                                      "reason": "1 job(s) failed"}}}
     assert cli.verdict("build", document) == "build: failed (exit 1): 1 job(s) failed"
+
+
+def test_a_build_ends_with_its_verdict_and_a_failed_one_names_the_first_failure(tiny):
+    done = run(tiny, "build", "--version", "1.0.0", "--dry-run")
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.splitlines()[-1].startswith("build: ok in ")
+    released = run(tiny, "release", "--version", "1.0.0", "--registry", "127.0.0.1:9",
+                   "--dry-run")
+    assert released.returncode == 0, released.stderr
+    assert released.stdout.splitlines()[-1].startswith("release: ok in ")
+    document = {"exit_code": 1, "started": 100.0, "finished": 142.4,
+                "stages": {"build": {"status": "failed", "built": 1, "failed": ["1/a/amd64"],
+                                     "reason": "1 job(s) failed"}},
+                "jobs": [{"status": "built", "reason": ""},
+                         {"status": "failed", "reason": "1/a/amd64: step 2/3 failed"}]}
+    assert cli.verdict("build", document) == (
+        "build: failed (exit 1) in 42 s: 1 job(s) failed; first: 1/a/amd64: step 2/3 failed")
+    assert cli.verdict("generate", {**document, "stages": {}}) == "generate: failed (exit 1)"
