@@ -241,7 +241,7 @@ def test_the_python_family():
     assert [v.full for v in family.versions] == ["3.14.6", "3.13.14", "3.8.0", "3.7.5"]
     for newest in family.versions[:2]:
         assert [v.name for v in newest.variants] == [
-            "trixie", "slim-trixie", "bookworm", "slim-bookworm", "alpine3.24",
+            "trixie", "slim-trixie", "bookworm", "slim-bookworm", "alpine3.24", "alpine3.23",
             "windowsservercore-ltsc2025", "windowsservercore-ltsc2022"]
         assert (family.debian_suite(newest), family.alpine(newest)) == ("trixie", "alpine3.24")
         assert newest.keyserver == "hkps://keys.openpgp.org" and newest.pip is None
