@@ -109,10 +109,9 @@ def check_dsc(dsc: Path, name: str, keyrings: tuple[Path, ...] = DEBIAN_KEYRINGS
     good = [line.split(" ", 3)[3] for line in status if line.startswith("[GNUPG:] GOODSIG ")]
     valid = [line.split()[2] for line in status if line.startswith("[GNUPG:] VALIDSIG ")]
     if result.returncode != 0 or not good or not valid:
-        said = next((line for line in result.stderr.splitlines()
-                     if "signature" in line.lower() or "key" in line.lower()),
-                    (result.stderr.strip().splitlines() or ["no output"])[-1])
+        # gpgv's verdict is its last line ("BAD signature from …", "Can't check signature:
+        # No public key"); the lines before it say when and with which key it was made.
+        said = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise VerificationError(f"{dsc.name} (for {name}): not a good signature by a key of "
-                                f"Debian's keyrings: gpgv: {said.removeprefix('gpgv: ')}; "
-                                "refused, the mirror is unchanged")
+                                f"Debian's keyrings: gpgv: {said.removeprefix('gpgv: ')}; refused")
     return text, f"{good[0]} ({valid[0]})"

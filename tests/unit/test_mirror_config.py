@@ -140,3 +140,13 @@ def test_the_dsc_of_a_release_is_the_indexs_upload_else_its_first():
     assert dsc_name("3.13.5", entries) == "python3.13_3.13.5-2+deb13u5.dsc"
     assert dsc_name("3.13.14", entries) == "python3.13_3.13.14-1.dsc"
     assert dsc_name("3.14.7", []) == "python3.14_3.14.7-1.dsc"
+
+
+def test_update_from_debian_tries_the_releases_after_the_current_newest_first():
+    from builder.update.debian import candidates, listed_releases
+
+    entries = parse_showsrc(SHOWSRC)
+    assert listed_releases(entries, "3.13") == ["3.13.15", "3.13.5"]
+    assert listed_releases(entries, "3.14") == []
+    assert candidates("3.14.10", "3.14.6") == ["3.14.10", "3.14.9", "3.14.8", "3.14.7"]
+    assert candidates("3.13.15", "3.13.14") == ["3.13.15"]
