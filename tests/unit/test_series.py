@@ -314,7 +314,7 @@ def todays_stanzas(family) -> list[str]:
 
 
 def test_the_library_stanzas_are_the_official_ones(python_family, today_family):
-    assert todays_stanzas(python_family) == official("3.14.6", "3.13.14", windows=True)
+    assert todays_stanzas(python_family) == official("3.14.7", "3.13.14", windows=True)
     assert todays_stanzas(today_family) == official("3.14.6", "3.13.14", windows=True)
 
 
@@ -341,11 +341,11 @@ def test_dry_run_prints_the_3_14_plan(tmp_path):
 
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].startswith("plan for python 3.14.6: 42 jobs, 2 skipped")
-    assert "  slim-trixie  tags: 3.14.6-slim-trixie 3.14-slim-trixie 3-slim-trixie slim-trixie " \
-           "3.14.6-slim 3.14-slim 3-slim slim" in lines
-    assert any(line.split()[:3] == ["3.14.6/slim-trixie/i386", "nowhere",
-                                    "python:3.14.6-slim-trixie-i386"] for line in lines)
+    assert lines[0].startswith("plan for python 3.14.7: 42 jobs, 2 skipped")
+    assert "  slim-trixie  tags: 3.14.7-slim-trixie 3.14-slim-trixie 3-slim-trixie slim-trixie " \
+           "3.14.7-slim 3.14-slim 3-slim slim" in lines
+    assert any(line.split()[:3] == ["3.14.7/slim-trixie/i386", "nowhere",
+                                    "python:3.14.7-slim-trixie-i386"] for line in lines)
     assert not any("bookworm/riscv64" in line or "bookworm/s390x" in line for line in lines)
 
 

@@ -238,7 +238,7 @@ def test_templates_default_to_the_directory_next_to_the_file(tiny_family_path):
 
 def test_the_python_family():
     family = load(ROOT / "versions.yaml")
-    assert [v.full for v in family.versions] == ["3.14.6", "3.13.14", "3.8.0", "3.7.5"]
+    assert [v.full for v in family.versions] == ["3.14.7", "3.13.14", "3.8.0", "3.7.5"]
     for newest in family.versions[:2]:
         assert [v.name for v in newest.variants] == [
             "trixie", "slim-trixie", "bookworm", "slim-bookworm", "alpine3.24", "alpine3.23",
