@@ -26,7 +26,10 @@ from pathlib import Path
 
 import pytest
 
+from builder.commands.mirror import DEFAULT_DIR
+from builder.mirror import serve
 from builder.model.smoke import for_variant
+from builder.options import DEFAULT_MIRROR_PORT
 from builder.model.versions import load
 from tests.helpers.paths import ROOT
 
@@ -57,9 +60,15 @@ def mirrors():
     """The registry, the Debian bases of both suites, the source mirror served. The bases
     for the default platforms (amd64, i386), not amd64 alone: each base is a list, and one of
     amd64 alone would take i386 out of scripts/demo's debian:trixie-slim."""
+    mirror_was_up = serve.answers(DEFAULT_MIRROR_PORT) is not None
     _ok(invoke("registry", "--port", REGISTRY.rsplit(":", 1)[1]))
-    _ok(invoke("mirror", "--version", "3.14", "--suite", "trixie", "--suite", "bookworm",
-               "--registry", REGISTRY, timeout=3600))
+    try:
+        _ok(invoke("mirror", "--version", "3.14", "--suite", "trixie", "--suite", "bookworm",
+                   "--registry", REGISTRY, timeout=3600))
+        yield
+    finally:
+        if not mirror_was_up:
+            serve.stop(DEFAULT_DIR)
 
 
 @pytest.fixture(scope="module")
