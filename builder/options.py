@@ -175,8 +175,9 @@ NO_SERVE = Option("no_serve", "fill only; do not start the server", False, field
 STOP_MIRROR = Option("stop", "stop the mirror server started for --dir, saying which", False)
 SERIES = Option("series", "update only this series, 3.13 (repeatable; default: every one in the "
                           "file)", repeatable=True)
-INDEX = Option("source", "the release index: python.org's ftp/python/ or a mirror in its "
-                         "layout, such as http://127.0.0.1:8600/python/", PYTHON_ORG)
+INDEX = Option("source", "the release index: python.org's ftp/python/, a mirror in its "
+                         "layout (http://127.0.0.1:8600/python/), or debian (Debian's archive: "
+                         "a release vouched for by its upload's signed .dsc)", PYTHON_ORG)
 CHECK_RELEASES = Option("check", "write nothing; exit 0 when up to date, 1 when a newer "
                                  "release exists, 4 when the source cannot be read", False)
 
