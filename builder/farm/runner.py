@@ -264,7 +264,8 @@ class Runner:
                     # Built elsewhere: pulled with our credentials.
                     pulls = (parent_reference(parent.image, parent.digest), *pulls)
                 run = self.work.run(engine, job, prepared, pulls, log, emulated=(
-                    engine.name, job.platform.name) in self.health.emulated)
+                    engine.name, job.platform.name) in self.health.emulated,
+                    backend=self.health.backend(engine.name, job.platform.name))
                 gone = self._gone(engine, run.error)
             finally:
                 self._give_back(engine)
