@@ -178,9 +178,10 @@ class Health:
             for (engine, platform), chosen in self.backends.items():
                 if engine == name and (engine, platform) not in self.refused:
                     builders.setdefault(chosen.builder, []).append(platform)
-            used = "; ".join(f"{b} for {', '.join(p)}" for b, p in builders.items()) or "nothing"
+            used = "; ".join(f"{b} for {', '.join(p)}" for b, p in builders.items())
             found.append(f"engine {name}: Docker {facts.server or '?'} ({facts}), "
-                         f"{facts.store}; builds {used}")
+                         f"{facts.store}; " + (f"builds {used}" if used else
+                                               "builds none of the platforms asked of it"))
         return found
 
     def no_engine_reason(self, platform: Platform, pool: Sequence[Engine]) -> str:
