@@ -27,6 +27,7 @@ from builder.model.builders import Engine
 from builder.farm.engines import short_error
 from builder.model.errors import BuilderError
 from builder.model.platforms import Platform
+from builder.plan.plan import Plan
 from builder.farm.pools import Backend, Facts, Health, backend, by_emulation, judge
 
 PROBE_TIMEOUT = 30  # seconds for version/info and a ping: an engine slower than that is not healthy
@@ -96,6 +97,15 @@ def runs(engine: Engine, platform: Platform, image: ProbeImage) -> str | None:
             except (DockerException, requests.RequestException):
                 pass  # a stopped container left behind costs disk, not correctness
         api.close()
+
+
+def wanted(plan: Plan) -> dict[str, tuple[Platform, ...]]:
+    """Engine name → the platforms of the plan's jobs whose pools hold it: what it is probed for."""
+    needed: dict[str, dict[str, Platform]] = {}
+    for job in plan.jobs:
+        for name in job.pool:
+            needed.setdefault(name, {})[job.platform.name] = job.platform
+    return {name: tuple(found.values()) for name, found in needed.items()}
 
 
 def check(pool_engines: Sequence[Engine], needed: Mapping[str, Sequence[Platform]],

@@ -20,7 +20,7 @@ from testbed.registry import start_registry
 from tests.helpers.builders import write_builders
 from tests.helpers.cli import invoke
 from tests.helpers.paths import ROOT
-from tests.integration.test_build import broken_family
+from tests.helpers.families import broken_family
 
 HELLO = ROOT / "examples" / "hello" / "versions.yaml"
 PLATFORMS = ("amd64", "arm32v5", "arm32v7", "arm64v8", "i386", "ppc64le", "s390x")
@@ -164,3 +164,27 @@ def test_a_failing_run_step_under_buildkit_fails_its_job_naming_the_step(
     assert client.head_manifest("tiny-broken", "1.0.0-busybox-amd64") is not None
     log = (tmp_path / "logs" / "1.0.0" / "broken" / "amd64.log").read_text()
     assert "about to fail" in log and "FAILED: 1.0.0/broken/amd64" in log
+
+
+def test_plan_probe_shows_each_engines_store_and_builder(tmp_path, modern_engine, mirror):
+    builders = write_builders(
+        tmp_path / "builders.yaml", mirror.host,
+        engine_entry(modern_engine.url, ("amd64", "arm32v5"), None),
+        "{name: host, url: 'unix:///var/run/docker.sock', platforms: [amd64, arm32v5]}")
+
+    done = invoke("plan", "--versions", str(HELLO), "--version", "1.0.0", "--variant", "busybox",
+                  "--builders", str(builders), "--probe", env=with_buildx())
+    as_json = invoke("plan", "--versions", str(HELLO), "--version", "1.0.0", "--variant", "busybox",
+                     "--builders", str(builders), "--probe", "--format", "json", env=with_buildx())
+
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    assert any(line.startswith("engine modern: Docker 28.") and line.endswith(
+        "containerd image store (overlayfs); builds classic for amd64; buildkit for arm32v5")
+        for line in lines), done.stdout
+    assert any(line.startswith("engine host: Docker 20.10") and line.endswith(
+        "graphdriver store (overlay2); builds classic for amd64, arm32v5")
+        for line in lines), done.stdout
+    probed = json.loads(as_json.stdout)["engines"]["probed"]
+    assert probed["modern"]["containerd"] and not probed["host"]["containerd"]
+    assert probed["modern"]["builders"] == {"amd64": "classic", "arm32v5": "buildkit"}
