@@ -16,6 +16,7 @@ import pytest
 from builder.plan.identity import HASH_LABEL
 from builder.registry.client import RegistryClient
 from testbed import modern
+from testbed.engine import remove_tags_of
 from testbed.registry import start_registry
 from tests.helpers.builders import write_builders
 from tests.helpers.cli import invoke
@@ -188,3 +189,24 @@ def test_plan_probe_shows_each_engines_store_and_builder(tmp_path, modern_engine
     probed = json.loads(as_json.stdout)["engines"]["probed"]
     assert probed["modern"]["containerd"] and not probed["host"]["containerd"]
     assert probed["modern"]["builders"] == {"amd64": "classic", "arm32v5": "buildkit"}
+
+
+def test_builder_buildkit_on_the_hosts_graphdriver_store(tmp_path, docker_client, mirror,
+                                                         own_registry):
+    builders = write_builders(tmp_path / "builders.yaml", mirror.host,
+                              "{name: host, url: 'unix:///var/run/docker.sock', "
+                              "platforms: [amd64, arm32v5], builder: buildkit}")
+    try:
+        done = build(tmp_path, builders, own_registry, "amd64", "arm32v5", env=with_buildx())
+    finally:
+        remove_tags_of(docker_client, own_registry.host)
+
+    output = done.stdout + done.stderr
+    assert done.returncode == 0, output[-4000:]
+    assert "graphdriver store (overlay2); builds buildkit for amd64, arm32v5" in output
+    jobs = {j["platform"]: j for j in json.loads((tmp_path / "build.json").read_text())["jobs"]}
+    for platform in ("amd64", "arm32v5"):
+        held = RegistryClient(own_registry.host).head_manifest("hello", f"1.0.0-busybox-{platform}")
+        assert held and held.digest == jobs[platform]["digest"], jobs[platform]
+    config = config_of(own_registry, "hello", jobs["arm32v5"]["digest"])
+    assert (config["architecture"], config.get("variant")) == ("arm", "v5")
