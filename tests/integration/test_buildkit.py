@@ -9,14 +9,17 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 from pathlib import Path
 
 import pytest
 
+from builder.mirror import serve
 from builder.plan.identity import HASH_LABEL
 from builder.registry.client import RegistryClient
 from testbed import modern
 from testbed.engine import remove_tags_of
+from testbed.procs import free_port
 from testbed.registry import start_registry
 from tests.helpers.builders import write_builders
 from tests.helpers.cli import invoke
@@ -210,3 +213,37 @@ def test_builder_buildkit_on_the_hosts_graphdriver_store(tmp_path, docker_client
         assert held and held.digest == jobs[platform]["digest"], jobs[platform]
     config = config_of(own_registry, "hello", jobs["arm32v5"]["digest"])
     assert (config["architecture"], config.get("variant")) == ("arm", "v5")
+
+
+def test_buildkit_fetches_through_a_loopback_source_mirror(tmp_path, modern_engine, mirror,
+                                                           own_registry, tiny_family_path):
+    """As the real CPython build fetches its tarball: the RUN step on the engine's host network,
+    whose loopback reaches the host's (docs/design/testbed-modern.md)."""
+    shutil.copytree(tiny_family_path.parent / "templates", tmp_path / "templates")
+    (tmp_path / "templates" / "busybox.Dockerfile.j2").write_text(
+        "FROM {{ variant.base_image }}\nRUN wget -q -O /fetched.txt "
+        "https://www.python.org/ftp/python/9.9.9/notes.txt && grep -qx 'served' /fetched.txt\n")
+    family = tmp_path / "versions.yaml"
+    family.write_text(tiny_family_path.read_text())
+    tree = tmp_path / "mirror"
+    (tree / "python" / "9.9.9").mkdir(parents=True)
+    (tree / "python" / "9.9.9" / "notes.txt").write_text("served\n")
+    url = serve.start(tree, free_port())
+    try:
+        builders = write_builders(tmp_path / "builders.yaml", mirror.host,
+                                  engine_entry(modern_engine.url, ("arm32v5",), "buildkit"))
+        builders.write_text(builders.read_text() + (
+            "mirrors:\n  - {name: python-org, upstream: 'https://www.python.org/ftp/python/',"
+            f" url: '{url}/python/'}}\n"))
+        done = invoke("build", "--version", "1.0.0", "--variant", "busybox", "--platform", "arm32v5",
+                      "--push", "--registry", own_registry.host, "--builders", str(builders),
+                      "--versions", str(family), "--report", str(tmp_path / "report.json"),
+                      "--logs", str(tmp_path / "logs"), env=with_buildx())
+    finally:
+        serve.stop(tree)
+
+    assert done.returncode == 0, done.stdout[-3000:] + done.stderr
+    [job] = json.loads((tmp_path / "report.json").read_text())["jobs"]
+    assert (job["status"], job["builder"]) == ("built", "buildkit")
+    assert job["mirrors"][0]["url"] == f"{url}/python/"
+    assert RegistryClient(own_registry.host).head_manifest("tiny", "1.0.0-busybox-arm32v5")
