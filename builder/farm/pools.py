@@ -178,7 +178,7 @@ class Health:
             for (engine, platform), chosen in self.backends.items():
                 if engine == name and (engine, platform) not in self.refused:
                     builders.setdefault(chosen.builder, []).append(platform)
-            used = "; ".join(f"{b} for {', '.join(p)}" for b, p in builders.items())
+            used = "; ".join(f"with {b}: {', '.join(p)}" for b, p in builders.items())
             found.append(f"engine {name}: Docker {facts.server or '?'} ({facts}), "
                          f"{facts.store}; " + (f"builds {used}" if used else
                                                "builds none of the platforms asked of it"))

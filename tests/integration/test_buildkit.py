@@ -80,8 +80,8 @@ def test_hello_releases_on_the_containerd_store_with_buildkit_for_arm32v5(
 
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
-    assert ("containerd image store (overlayfs); builds classic for amd64, arm32v7, arm64v8, "
-            "i386, ppc64le, s390x; buildkit for arm32v5") in output
+    assert ("containerd image store (overlayfs); builds with classic: amd64, arm32v7, arm64v8, "
+            "i386, ppc64le, s390x; with buildkit: arm32v5") in output
     jobs = [j for j in json.loads((tmp_path / "release.json").read_text())["jobs"] if "digest" in j]
     assert len(jobs) == 14, jobs
     client = RegistryClient(own_registry.host)
@@ -133,7 +133,7 @@ def test_builder_buildkit_builds_smoke_tests_and_pushes_every_job(
 
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
-    assert "builds buildkit for amd64, arm64v8" in output
+    assert "builds with buildkit: amd64, arm64v8" in output
     jobs = {j["platform"]: j for j in json.loads((tmp_path / "build.json").read_text())["jobs"]}
     for platform, machine in (("amd64", "x86_64"), ("arm64v8", "aarch64")):
         job = jobs[platform]
@@ -184,10 +184,10 @@ def test_plan_probe_shows_each_engines_store_and_builder(tmp_path, modern_engine
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
     assert any(line.startswith("engine modern: Docker 28.") and line.endswith(
-        "containerd image store (overlayfs); builds classic for amd64; buildkit for arm32v5")
+        "containerd image store (overlayfs); builds with classic: amd64; with buildkit: arm32v5")
         for line in lines), done.stdout
     assert any(line.startswith("engine host: Docker 20.10") and line.endswith(
-        "graphdriver store (overlay2); builds classic for amd64, arm32v5")
+        "graphdriver store (overlay2); builds with classic: amd64, arm32v5")
         for line in lines), done.stdout
     probed = json.loads(as_json.stdout)["engines"]["probed"]
     assert probed["modern"]["containerd"] and not probed["host"]["containerd"]
@@ -206,7 +206,7 @@ def test_builder_buildkit_on_the_hosts_graphdriver_store(tmp_path, docker_client
 
     output = done.stdout + done.stderr
     assert done.returncode == 0, output[-4000:]
-    assert "graphdriver store (overlay2); builds buildkit for amd64, arm32v5" in output
+    assert "graphdriver store (overlay2); builds with buildkit: amd64, arm32v5" in output
     jobs = {j["platform"]: j for j in json.loads((tmp_path / "build.json").read_text())["jobs"]}
     for platform in ("amd64", "arm32v5"):
         held = RegistryClient(own_registry.host).head_manifest("hello", f"1.0.0-busybox-{platform}")

@@ -90,7 +90,7 @@ def test_the_probe_line_names_store_and_builders():
         ("e", "amd64"): Backend(CLASSIC, True), ("e", "arm32v5"): Backend(BUILDKIT, True)})
     assert health.engine_lines() == [
         "engine e: Docker 28.5.2 (linux/amd64), containerd image store (overlayfs); builds "
-        "classic for amd64; buildkit for arm32v5"]
+        "with classic: amd64; with buildkit: arm32v5"]
     assert health.backend("e", "arm32v5").builder == BUILDKIT
     assert health.backend("other", "amd64") == Backend()  # not probed: the classic path
 
