@@ -83,11 +83,11 @@ class Progress:
             self._steps[digest] = f"step {step.group(1)}/{step.group(2)} ({_shown(step.group(3))})"
         if vertex.get("started") and digest not in self._started:
             self._started.add(digest)
-            self.on_event(Output(f"#{name}\n"))
+            self.on_event(Output(f"# {name}\n"))
             if step:
                 self.on_event(Step(int(step.group(1)), int(step.group(2)), step.group(3).strip()))
         if vertex.get("cached") and vertex.get("completed"):
-            self.on_event(Output(f"#{name}: CACHED\n"))
+            self.on_event(Output(f"# {name}: CACHED\n"))
         if vertex.get("error") and self.failed is None:
             self.failed = (self._steps.get(digest) or name, vertex["error"].strip(),
                            self._commands.get(digest))
