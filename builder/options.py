@@ -121,6 +121,11 @@ CONCURRENCY = Option("registry_concurrency", "requests in flight per registry, s
 
 # --- one command's own ------------------------------------------------------------------------
 
+PROBE = Option("probe", "also ask each engine of the plan what it is: its Docker version, its "
+                        "image store (containerd or graphdriver) and the builder each platform "
+                        "goes through there, refused where it would build wrongly (without it "
+                        "the plan reaches no engine)", False)
+
 TREE = Option("out", "where the Dockerfile tree goes (default: beside the versions file)")
 CHECK_TREE = Option("check", "write nothing; exit 1 naming every stale, missing or extra "
                              "Dockerfile", False)
@@ -193,7 +198,7 @@ GENERATE = (VERSIONS, TEMPLATES, TREE, CHECK_TREE)
 LIBRARY = (VERSIONS, COMMIT)
 SUMMARY = (IMAGE, PAGE, CA_BUNDLE, CONCURRENCY)
 PLAN = (VERSION, VARIANT, PLATFORM, PLAN_FORMAT, MATRIX_PER, REGISTRY, BUILDERS, VERSIONS,
-        ARCH_NAMESPACE)
+        ARCH_NAMESPACE, PROBE)
 BUILD = (VERSION, VARIANT, PLATFORM, PUSH, REGISTRY, BUILDERS, FORCE, NO_CACHE, DRY_RUN, LOGS,
          VERSIONS, ARCH_NAMESPACE, REPORT, HTML_OUT, CONCURRENCY)
 PUBLISH = (VERSION, REGISTRY.needed(), VARIANT, PLATFORM, OCI, ALLOW_MISSING, ALLOW_LAGGING,
