@@ -26,6 +26,7 @@ _PYTHON = ("import importlib.metadata as m, json, sys; "
 CPYTHON_SBOM_PATHS = ("/usr/local/share/cpython/sbom.spdx.json",)
 
 SCRIPT = "; ".join([
+    f"echo '{MARK}os-release'", "cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release",
     f"echo '{MARK}dpkg'", "cat /var/lib/dpkg/status 2>/dev/null",
     f"echo '{MARK}apk'", "cat /lib/apk/db/installed 2>/dev/null",
     f"echo '{MARK}python'",
@@ -61,6 +62,7 @@ class Inventory:
     python: str | None  # the image's Python version; None: it has none
     distributions: tuple[Distribution, ...]
     cpython_sbom: dict | None  # CPython's Misc/sbom.spdx.json, when the image keeps it
+    os_release: dict[str, str]  # /etc/os-release: ID, VERSION_CODENAME, VERSION_ID…
 
 
 def parse(output: str) -> Inventory:
@@ -74,7 +76,12 @@ def parse(output: str) -> Inventory:
     except ValueError:
         raise InventoryError("CPython's sbom.spdx.json in the image is not JSON") from None
     return Inventory("dpkg" if dpkg else "apk" if apk else "", tuple(dpkg or apk), python,
-                     distributions, cpython_sbom)
+                     distributions, cpython_sbom, _os_release(sections.get("os-release", "")))
+
+
+def _os_release(text: str) -> dict[str, str]:
+    pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line)
+    return {key.strip(): value.strip().strip('"') for key, value in pairs}
 
 
 def _sections(output: str) -> dict[str, str]:
