@@ -208,6 +208,11 @@ RELEASE = (VERSION, REGISTRY.needed(), VARIANT, PLATFORM, BUILDERS, REPORT, PAGE
            SIGN_KEY,
            ARCH_NAMESPACE, ALLOW_MISSING, ALLOW_LAGGING, FORCE, NO_CACHE, DRY_RUN, LOGS, VERSIONS,
            TEMPLATES, CA_BUNDLE, CONCURRENCY)
+PUBLIC_KEY = Option("key", "cosign's public key (cosign.pub) of the release's --sign-key",
+                    required=True)
+IMAGES = Option("image_ref", "the tag to verify: 127.0.0.1:5000/python:3.14-slim",
+                required=True, positional=True, field="images", convert=_one)
+VERIFY = (IMAGES, PUBLIC_KEY, CA_BUNDLE)
 REGISTRY_COMMAND = (REGISTRY_PORT, STOP_REGISTRY)
 MIRROR = (VERSIONS, ONLY, MIRROR_DIR, MIRROR_FROM, KEYS_URL, BASE_MIRROR, SUITE, BASE_PLATFORM,
           NO_BASES, SLIM_ONLY, MIRROR_PORT, NO_SERVE, STOP_MIRROR)

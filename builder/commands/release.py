@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from typing import TextIO
 
-from builder.commands import build, generate, publish, summary
+from builder.commands import build, generate, publish, summary, verify
 from builder.farm.results import BuildRun, Interrupted
 from builder.model import naming
 from builder.model import versions
@@ -163,6 +163,12 @@ def _stages(report: Report, wanted: versions.Version, family: versions.Family,
         attestations={r.digest: r.attestation for r in built.results if r.attestation})
     if not _went_through(report, published):
         return EXIT_FAILED
+    if options.sign_key:
+        _begin(report, "sign", out, "sign (cosign, offline)")
+        _went_through(report, verify.sign_published(
+            registries.client(registry_host(registry, family.repository),
+                              ca_bundle=options.ca_bundle),
+            {t.reference: t.digest for t in published.tags if t.digest}, options.sign_key, out))
 
     _begin(report, "summary", out, "summary pages")
     pages = summary.run(summary.SummaryOptions(
