@@ -181,3 +181,14 @@ def test_verify_passes_then_names_the_index_that_was_replaced(released, registry
     assert "is not signed" in done.stderr
     assert invoke("verify", f"{registry.host}/{REPOSITORY}:1.0.0",
                   "--key", key).returncode == 0
+
+
+def test_the_summary_page_lists_the_attestation_manifests_as_repo_info_does(released, registry):
+    work = released[0]
+    page = (work / "out" / REPOSITORY / "remote" / "1.0.0-trixie.md").read_text()
+    platforms = page.split("-\tPlatforms:\n", 1)[1].split("\n\n", 1)[0]
+    assert platforms == "\t-\tlinux; amd64\n\t-\tunknown; unknown"
+    heading = f"### `{registry.host}/{REPOSITORY}:1.0.0-trixie` - unknown; unknown"
+    section = page.split(heading, 1)[1]
+    assert "-\tManifest MIME: `application/vnd.oci.image.manifest.v1+json`" in section
+    assert section.count("MIME: application/vnd.in-toto+json") == 2
