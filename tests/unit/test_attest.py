@@ -163,3 +163,30 @@ def test_an_index_with_attestations_is_an_oci_index_listing_them_after_the_image
     assert out["annotations"] == {"org.opencontainers.image.version": "1"}
     assert statements.attested(out) == {image: made.descriptor()}
     assert statements.with_attestations(body, {}) == body
+
+
+def test_an_unchanged_image_keeps_the_attestation_its_tag_lists_and_the_same_bytes():
+    from builder.model.reference import Descriptor, Manifest
+    from builder.publish.attestations import attach
+    from builder.publish.lists import Member, assemble
+
+    image = Manifest("application/vnd.docker.distribution.manifest.v2+json",
+                     "sha256:" + "a" * 64, b"{}")
+    member = Member(image, {"os": "linux", "architecture": "amd64",
+                            "created": "2026-01-01T00:00:00Z"})
+    body, media_type = assemble([member])
+    made = statements.attestation_manifest(image.digest, [("p", b"{}")])
+    first, kind = attach(None, "r", body, media_type, [member], None,
+                         {image.digest: made.descriptor()}, "1.0.0")
+    assert kind == OCI_INDEX
+
+    class Registry:  # the tag's index as the first release wrote it
+        def get_manifest(self, repository, digest):
+            return Manifest(OCI_INDEX, digest, first)
+
+    current = Descriptor(OCI_INDEX, "sha256:" + "c" * 64, len(first))
+    again, _ = attach(Registry(), "r", body, media_type, [member], current, {}, "1.0.0")
+    assert again == first
+    entry = json.loads(first)["manifests"][0]
+    assert entry["annotations"] == {"org.opencontainers.image.created": "2026-01-01T00:00:00Z",
+                                    "org.opencontainers.image.version": "1.0.0"}
