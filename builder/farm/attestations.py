@@ -17,6 +17,7 @@ from builder.attest import image, inventory, push
 from builder.attest.inventory import Inventory
 from builder.attest.provenance import BuildFacts, Dependency
 from builder.attest.sbom import Source
+from builder.farm import engineapi
 from builder.farm.engines import short_error
 from builder.model.errors import AttestationError
 from builder.model.mirrors import PYTHON_ORG
@@ -31,23 +32,12 @@ INVENTORY_TIMEOUT = 300  # seconds: dpkg's status file and importlib.metadata, u
 def read_inventory(api, image_id: str, platform: Platform,
                    log: Callable[[str], None]) -> Inventory:
     """What the image holds, from the image itself."""
-    container = None
     try:
-        container = api.create_container(
-            image_id, command=["/bin/sh", "-c", inventory.SCRIPT], entrypoint=[],
-            network_disabled=True, platform=platform.oci)["Id"]
-        api.start(container)
-        code = api.wait(container, timeout=INVENTORY_TIMEOUT)["StatusCode"]
-        output = api.logs(container, stdout=True, stderr=False).decode("utf-8", "replace")
+        code, output = engineapi.run_once(api, image_id, inventory.SCRIPT, platform,
+                                          INVENTORY_TIMEOUT, stderr=False)
     except (DockerException, requests.RequestException) as error:
         raise AttestationError(f"the image's inventory could not be read: "
                                f"{short_error(error)}; nothing was pushed") from None
-    finally:
-        if container is not None:
-            try:
-                api.remove_container(container, force=True)
-            except (DockerException, requests.RequestException):
-                pass  # a container left behind costs disk, not correctness
     if code != 0:
         raise AttestationError(f"the image's inventory script exited {code}; nothing was pushed")
     found = inventory.parse(output)
