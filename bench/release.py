@@ -105,13 +105,14 @@ class Bed:
         return LOCAL_URL if not self.second or platform in LOCAL_HALF else self.second.url
 
     def release(self, target: Target, builders: Path, name: str, *,
-                force: bool = False) -> tuple[release.ReleaseResult, float]:
+                force: bool = False, **extra) -> tuple[release.ReleaseResult, float]:
         """One `invoke release` run (in a thread, so Ctrl-C reaches us) and its wall time;
-        `self.span` is its (start, end) in epoch seconds, as the report's job times are."""
+        `self.span` is its (start, end) in epoch seconds, as the report's job times are.
+        `extra`: more of its options (attest, sign_key)."""
         options = release.ReleaseOptions(
             VERSION, target.host, builders=str(builders), versions=str(VERSIONS),
             out=str(self.workdir / "out" / name), logs=str(self.workdir / "logs" / name),
-            force=force, nocache=force)
+            force=force, nocache=force, **extra)
         self.running = threading.Event()
         times: dict = {}
 

@@ -254,6 +254,15 @@ def summary():
     return chosen.SummaryOptions, chosen.run
 
 
+@command(table.VERIFY)
+def verify():
+    """Check tags' cosign signatures (offline) and attestations with the public key.
+
+    Exit 1 naming each index, image or attestation that is unsigned or wrong."""
+    from builder.commands import verify as chosen
+    return chosen.VerifyOptions, chosen.run
+
+
 @command(table.REGISTRY_COMMAND)
 def registry():
     """Start a local registry on 127.0.0.1 to release to (or find one running there)."""
@@ -285,8 +294,8 @@ def report():
     return chosen.ReportOptions, chosen.run
 
 
-ns = Collection(generate, library, plan, build, publish, release, summary, registry, mirror,
-                update, report)
+ns = Collection(generate, library, plan, build, publish, release, summary, verify, registry,
+                mirror, update, report)
 
 
 def main() -> None:

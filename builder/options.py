@@ -115,6 +115,12 @@ ALLOW_LAGGING = Option("allow_lagging", "a platform this run has no image of kee
                                         "the tag lists now (named as lagging), never one older "
                                         "than the tag holds; a release publishes past failed "
                                         "jobs with it", False)
+ATTEST = Option("attest", "attest each pushed image as BuildKit does: its SBOM (SPDX, read in "
+                          "the image) and its provenance (SLSA v1), listed in the tags' OCI "
+                          "indexes", False)
+SIGN_KEY = Option("sign_key", "sign every per-arch image, index and attestation manifest with "
+                              "this cosign private key (its password in COSIGN_PASSWORD), "
+                              "offline: no transparency log")
 CA_BUNDLE = Option("ca_bundle", "PEM file of the CA that signed the registry's certificate")
 CONCURRENCY = Option("registry_concurrency", "requests in flight per registry, shared by every "
                                              "stage of the run", DEFAULT_CONCURRENCY)
@@ -200,13 +206,19 @@ SUMMARY = (IMAGE, PAGE, CA_BUNDLE, CONCURRENCY)
 PLAN = (VERSION, VARIANT, PLATFORM, PLAN_FORMAT, MATRIX_PER, REGISTRY, BUILDERS, VERSIONS,
         ARCH_NAMESPACE, PROBE)
 BUILD = (VERSION, VARIANT, PLATFORM, PUSH, REGISTRY, BUILDERS, FORCE, NO_CACHE, DRY_RUN, LOGS,
-         VERSIONS, ARCH_NAMESPACE, REPORT, HTML_OUT, CONCURRENCY)
-PUBLISH = (VERSION, REGISTRY.needed(), VARIANT, PLATFORM, OCI, ALLOW_MISSING, ALLOW_LAGGING,
+         VERSIONS, ARCH_NAMESPACE, REPORT, HTML_OUT, CONCURRENCY, ATTEST)
+PUBLISH = (VERSION, REGISTRY.needed(), VARIANT, PLATFORM, OCI, ATTEST, ALLOW_MISSING, ALLOW_LAGGING,
            ARCH_NAMESPACE, VERSIONS, DRY_RUN, CA_BUNDLE, REPORT, HTML_OUT, BUILDERS, FROM_REPORT,
            CONCURRENCY)
-RELEASE = (VERSION, REGISTRY.needed(), VARIANT, PLATFORM, BUILDERS, REPORT, PAGES, OCI,
+RELEASE = (VERSION, REGISTRY.needed(), VARIANT, PLATFORM, BUILDERS, REPORT, PAGES, OCI, ATTEST,
+           SIGN_KEY,
            ARCH_NAMESPACE, ALLOW_MISSING, ALLOW_LAGGING, FORCE, NO_CACHE, DRY_RUN, LOGS, VERSIONS,
            TEMPLATES, CA_BUNDLE, CONCURRENCY)
+PUBLIC_KEY = Option("key", "cosign's public key (cosign.pub) of the release's --sign-key",
+                    required=True)
+IMAGES = Option("image_ref", "the tag to verify: 127.0.0.1:5000/python:3.14-slim",
+                required=True, positional=True, field="images", convert=_one)
+VERIFY = (IMAGES, PUBLIC_KEY, CA_BUNDLE)
 REGISTRY_COMMAND = (REGISTRY_PORT, STOP_REGISTRY)
 MIRROR = (VERSIONS, ONLY, MIRROR_DIR, MIRROR_FROM, KEYS_URL, BASE_MIRROR, SUITE, BASE_PLATFORM,
           NO_BASES, SLIM_ONLY, MIRROR_PORT, NO_SERVE, STOP_MIRROR)

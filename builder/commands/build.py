@@ -46,6 +46,7 @@ class BuildOptions:
     report: str | None = None
     registry_concurrency: int = DEFAULT_CONCURRENCY  # requests in flight per registry
     out: str | None = DEFAULT_PAGES  # the HTML report: <out>/<repository>/index.html; None: none
+    attest: bool = False  # push each image's SBOM and provenance beside it
 
 
 def run(options: BuildOptions, out: TextIO) -> BuildRun:
@@ -95,19 +96,21 @@ def stage(plan: Plan, options: BuildOptions, out: TextIO, *, registries: Registr
         print(plan.describe(), file=out)
         return BuildRun(plan, [], planned=True, native=native)
     return run_plan(plan, push=options.push, force=options.force, nocache=options.nocache,
-                    logs=options.logs, out=out, registries=registries, read_back=read_back)
+                    logs=options.logs, out=out, registries=registries, read_back=read_back,
+                    attest=options.attest)
 
 
 def run_plan(plan: Plan, *, out: TextIO, push: bool = False, force: bool = False,
              nocache: bool = False, logs: str | Path = DEFAULT_LOGS,
-             registries: Registries | None = None, read_back: bool = False) -> BuildRun:
+             registries: Registries | None = None, read_back: bool = False,
+             attest: bool = False) -> BuildRun:
     """Check the registries and probe the engines, then run every job of `plan`, showing the
     plan, the probes' findings, progress and then the table on `out`; failures are in the
     results, and each is also named on stderr with its log. A registry that does not answer
     is the one line of its HostUnreachable, and the plan is not shown: none of it will run."""
     check_push_target(push, plan.registry)
     runner = Runner(plan, push=push, force=force, nocache=nocache, logs=Path(logs),
-                    registries=registries, read_back=read_back)
+                    registries=registries, read_back=read_back, attest=attest)
     health = runner.probe(answered=lambda: print(plan.describe(), file=out, flush=True))
     for line in health.engine_lines() + health.lines():
         print(line, file=out, flush=True)

@@ -10,7 +10,7 @@ from __future__ import annotations
 import sys
 from collections import Counter
 from dataclasses import dataclass
-from typing import Mapping, TextIO
+from typing import Mapping, Sequence, TextIO
 
 from builder.farm import engines
 from builder.model import versions
@@ -51,6 +51,7 @@ class PublishOptions:
     from_report: tuple[str, ...] = ()  # builds' reports: the images those builds vouch for
     registry_concurrency: int = DEFAULT_CONCURRENCY  # requests in flight per registry
     out: str | None = DEFAULT_PAGES  # the HTML report: <out>/<repository>/index.html; None: none
+    attest: bool = False  # OCI indexes listing the images' attestation manifests
 
 
 @dataclass(frozen=True)
@@ -93,13 +94,28 @@ def run(options: PublishOptions, out: TextIO) -> PublishResult:
         (path, verified_from_report(read_report(path), path, wanted.full, registry, references))
         for path in options.from_report])
     return stage(the_plan, options, out, verified=verified,
-                 registries=Registries(target=registry, concurrency=options.registry_concurrency))
+                 registries=Registries(target=registry, concurrency=options.registry_concurrency),
+                 attestations=reported_attestations(options.from_report))
+
+
+def reported_attestations(paths: Sequence[str]) -> dict[str, dict]:
+    """{image digest: attestation descriptor} of the jobs of builds' reports that pushed one."""
+    found = {}
+    for path in paths:
+        document = read_report(path)
+        for job in document.get("jobs", []) if isinstance(document, Mapping) else []:
+            entry = job.get("attestation") if isinstance(job, Mapping) else None
+            if isinstance(entry, Mapping) and isinstance(job.get("digest"), str):
+                found[job["digest"]] = dict(entry)
+    return found
 
 
 def stage(plan: Plan, options: PublishOptions, out: TextIO, *, verified: Mapping[str, Verified],
-          registries: Registries) -> PublishResult:
+          registries: Registries, attestations: Mapping[str, Mapping] | None = None
+          ) -> PublishResult:
     """The publish stage of a plan made already (`plan.members`: every member, for its reference
-    and its hash). `verified`: the images the build vouches for; `registries`: the run's."""
+    and its hash). `verified`: the images the build vouches for; `registries`: the run's;
+    `attestations`: the attestation manifests the build pushed, by image digest."""
     family, wanted, registry = plan.family, plan.version, options.registry.rstrip("/")
     platforms = tuple(parse_platform(name) for name in options.platforms)
     if options.variants or platforms:
@@ -118,7 +134,8 @@ def stage(plan: Plan, options: PublishOptions, out: TextIO, *, verified: Mapping
                       parents={job.key: job.parent for job in plan.members if job.parent},
                       verified=verified, optional=optional,
                       oci=options.oci, allow_missing=options.allow_missing,
-                      allow_lagging=options.allow_lagging, arch_namespace_layout=options.arch_namespace, dry_run=options.dry_run)
+                      allow_lagging=options.allow_lagging, arch_namespace_layout=options.arch_namespace, dry_run=options.dry_run,
+                      attestations=dict(attestations or {}) if options.attest else None)
     result = PublishResult(wanted, registry, tuple(results))
     _tell(result, options, family.repository, out)
     return result

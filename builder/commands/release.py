@@ -19,7 +19,7 @@ import sys
 from dataclasses import dataclass
 from typing import TextIO
 
-from builder.commands import build, generate, publish, summary
+from builder.commands import build, generate, publish, summary, verify
 from builder.farm.results import BuildRun, Interrupted
 from builder.model import naming
 from builder.model import versions
@@ -59,6 +59,8 @@ class ReleaseOptions:
     dry_run: bool = False
     ca_bundle: str | None = None
     registry_concurrency: int = DEFAULT_CONCURRENCY  # requests in flight per registry, all stages
+    attest: bool = False  # each image's SBOM and provenance, in the tags' OCI indexes
+    sign_key: str | None = None  # cosign's private key: sign images, indexes, attestations
 
 
 @dataclass(frozen=True)
@@ -155,10 +157,18 @@ def _stages(report: Report, wanted: versions.Version, family: versions.Family,
         version=wanted.full, registry=registry, oci=options.oci,
         allow_missing=options.allow_missing, allow_lagging=options.allow_lagging,
         arch_namespace=options.arch_namespace, ca_bundle=options.ca_bundle,
-        variants=options.variants, platforms=options.platforms, out=None), out,
-        verified=verified_builds(built.results), registries=registries)
+        variants=options.variants, platforms=options.platforms, out=None,
+        attest=options.attest), out,
+        verified=verified_builds(built.results), registries=registries,
+        attestations={r.digest: r.attestation for r in built.results if r.attestation})
     if not _went_through(report, published):
         return EXIT_FAILED
+    if options.sign_key:
+        _begin(report, "sign", out, "sign (cosign, offline)")
+        _went_through(report, verify.sign_published(
+            registries.client(registry_host(registry, family.repository),
+                              ca_bundle=options.ca_bundle),
+            {t.reference: t.digest for t in published.tags if t.digest}, options.sign_key, out))
 
     _begin(report, "summary", out, "summary pages")
     pages = summary.run(summary.SummaryOptions(
@@ -180,7 +190,7 @@ def _build(wanted: versions.Version, family: versions.Family, options: ReleaseOp
         version=wanted.full, variants=options.variants, platforms=options.platforms,
         registry=registry, push=True, builders=options.builders, force=options.force,
         nocache=options.nocache, dry_run=options.dry_run, logs=options.logs,
-        arch_namespace=options.arch_namespace)
+        arch_namespace=options.arch_namespace, attest=options.attest)
     the_plan = make_plan(family, wanted, options.variants, options.platforms,
                          builders=build.load_builders(build_options), registry=registry,
                          arch_namespace=options.arch_namespace)

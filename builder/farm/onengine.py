@@ -17,7 +17,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Callable, Iterable, Iterator
 
-from builder.farm import buildkit
+from builder.farm import attestations, buildkit
 from builder.farm import engineapi
 from builder.farm import engines
 from builder.model.builders import BUILDKIT, Engine
@@ -64,8 +64,10 @@ def go_on(cancelled: threading.Event, before: str) -> None:
 
 class EngineWork:
     def __init__(self, pool_engines: Iterable[Engine], *, push: bool, nocache: bool,
-                 registries: Registries, cancelled: threading.Event) -> None:
+                 registries: Registries, cancelled: threading.Event,
+                 attest: bool = False) -> None:
         self.push = push
+        self.attest = attest and push  # attestations are about pushed images: their digests
         self.nocache = nocache
         self.registries = registries
         self.cancelled = cancelled
@@ -105,11 +107,15 @@ class EngineWork:
             run = replace(run, checks=self._smoke_test(api, engine, job, run.image_id, phases,
                                                          log))
             _check_smoke(run.checks)
+            found = self._inventory(api, engine, job, run.image_id, phases, log)
             run = replace(run, built=time.time())
             if self.push:
                 pushed = self._push(api, engine, job, phases, log)
                 run = replace(run, pushed=pushed, compressed=compressed(
                     self.registries.client(job.image.registry), job.image, pushed.digest))
+            if self.attest:
+                run = replace(run, attestation=self._attest(api, engine, job, prepared, run,
+                                                            found, phases))
         except Exception as error:  # noqa: BLE001 - a dropped stream surfaces as urllib3's own
             return replace(run, error=error, phases=tuple(phases))
         finally:
@@ -137,6 +143,28 @@ class EngineWork:
         with timed(phases, "smoke test", engine.name):
             return tuple(engineapi.run_checks(api, image_id, job.checks, job.version.full,
                                               job.platform, lambda line: log.write(line + "\n")))
+
+    def _inventory(self, api, engine: Engine, job: BuildJob, image_id: str,
+                   phases: list[Phase], log):
+        """What the image holds, for its SBOM: none for a Windows image (provenance only)."""
+        if not self.attest or job.platform.os == "windows":
+            return None
+        go_on(self.cancelled, "its inventory; nothing of it was pushed")
+        self.progress.update(job.key, "testing", "inventory")
+        with timed(phases, "inventory", engine.name):
+            return attestations.read_inventory(api, image_id, job.platform,
+                                               lambda line: log.write(line + "\n"))
+
+    def _attest(self, api, engine: Engine, job: BuildJob, prepared: Prepared, run: EngineRun,
+                found, phases: list[Phase]) -> dict:
+        """Push the image's attestation manifest; its descriptor for the tags' indexes."""
+        self.progress.update(job.key, "pushing", "attestations")
+        with timed(phases, "attest", engine.name):
+            build = attestations.facts(api, job, prepared, started=run.started,
+                                       finished=run.built, engine=engine.name,
+                                       emulated=run.emulated)
+            return attestations.attest(self.registries.client(job.image.registry), job,
+                                       run.pushed.digest, build, found)
 
     def _pull(self, api, engine: Engine, job: BuildJob, pulls: tuple[str, ...], log) -> None:
         """Pull the bases (and a parent built elsewhere) onto `engine`."""

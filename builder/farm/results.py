@@ -71,6 +71,7 @@ class EngineRun:
     emulated: bool = False  # the engine builds the job's platform under emulation (QEMU)
     compressed: int | None = None  # the pushed image's layers in the registry (bytes)
     builder: str | None = None  # classic or buildkit
+    attestation: dict | None = None  # its attestation manifest's index descriptor, pushed
 
 
 @dataclass(frozen=True)
@@ -113,6 +114,7 @@ class JobResult:
     emulated: bool = False  # its (last) engine built it under emulation (QEMU)
     compressed: int | None = None  # its image's layers in the registry, compressed (bytes)
     builder: str | None = None  # how its (last) engine built it: classic or buildkit
+    attestation: dict | None = None  # its attestation manifest's index descriptor, pushed now
 
     @property
     def outcome(self) -> str:
@@ -141,7 +143,7 @@ class JobResult:
                             for m in self.mirrors],
                 "failovers": [f.as_dict() for f in self.failovers],
                 "retries": self.retries, "emulated": self.emulated, "builder": self.builder,
-                "compressed": self.compressed,
+                "compressed": self.compressed, "attestation": self.attestation,
                 "phases": [p.as_dict() for p in self.phases],
                 "log": str(self.log) if self.log else None}
 
@@ -165,7 +167,8 @@ def job_result(job: BuildJob, log: Path, attempt: Attempt, *, retries: int, inte
         unserved=attempt.unserved, retries=retries,
         phases=attempt.earlier + (run.phases if run else ()), emulated=bool(run and run.emulated),
         compressed=run.compressed if run else attempt.compressed,
-        builder=run.builder if run else None)
+        builder=run.builder if run else None,
+        attestation=run.attestation if run else None)
 
 
 def _failure(key: str, attempt: Attempt, interrupted: bool) -> str:

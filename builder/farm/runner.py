@@ -61,8 +61,9 @@ class Runner:
 
     def __init__(self, plan: Plan, *, push: bool, force: bool, nocache: bool, logs: Path,
                  progress: Progress | None = None, registries: Registries | None = None,
-                 read_back: bool = False) -> None:
-        """`progress` may come with `run` instead: the probes before it print plain lines."""
+                 read_back: bool = False, attest: bool = False) -> None:
+        """`progress` may come with `run` instead: the probes before it print plain lines.
+        `attest`: each pushed image gets its attestation manifest (`builder.farm.attestations`)."""
         self.plan = plan
         self.push = push
         self.force = force
@@ -88,7 +89,8 @@ class Runner:
         self.read_back = read_back  # a release's later stages will read what is pushed
         self.cancelled = threading.Event()
         self.work = EngineWork(plan.builders.engines, push=push, nocache=nocache,
-                               registries=self.registries, cancelled=self.cancelled)
+                               registries=self.registries, cancelled=self.cancelled,
+                               attest=attest)
 
     def probe(self, answered: Callable[[], None] = lambda: None) -> Health:
         """Check the registries the run needs (`builder.farm.preflight`) while every engine

@@ -77,3 +77,8 @@ class MovedMember(PublishRefused):
 class StaleMember(PublishRefused):
     """A per-arch image this run did not build whose build hash is not the one the plan builds
     now (or cannot be computed): publishing it would list an image older than the tree."""
+
+
+class AttestationError(BuilderError):
+    """An image's attestations could not be made (its inventory unreadable), or a signature or
+    attestation a `verify` expects is absent or does not verify: names the image or tag."""

@@ -32,6 +32,7 @@ from builder.model.reference import FOREIGN_LAYER_TYPES, ImageRef, Manifest, sha
 from builder.model.report import Status
 from builder.model.versions import Variant, Version, image_version
 from builder.plan.identity import HASH_LABEL
+from builder.publish.attestations import attach
 from builder.publish.lists import Member, TagResult, assemble
 from builder.publish.rules import Found, HashNow, Listed, Verdict, Verified, decide, lagging
 from builder.model import retry
@@ -70,13 +71,15 @@ def publish(client: RegistryClient, registry: str, repository: str, version: Ver
             verified: Mapping[str, Verified] | None = None,
             optional: frozenset[str] = frozenset(), oci: bool = False,
             allow_missing: bool = False, allow_lagging: bool = False,
-            arch_namespace_layout: bool = False, dry_run: bool = False) -> list[TagResult]:
+            arch_namespace_layout: bool = False, dry_run: bool = False,
+            attestations: Mapping[str, Mapping] | None = None) -> list[TagResult]:
     """Write the list of every tag in `groups` ({tag: variants}); one result per tag, in order.
 
     Members are job keys (``1.0.0/busybox/amd64``): `verified` holds this run's, `hash_now` gives
     the plan's build hash of any other, `parents` a member's parent key. A member of a platform
     in `optional` is left out of its lists when absent; with `allow_lagging` an absent member
-    keeps the tag's current one of its platform."""
+    keeps the tag's current one of its platform. `attestations` ({image digest: descriptor},
+    this run's): given, every tag is an OCI index listing its images' attestation manifests."""
     parents = parents or {}
     pairs = {_key(version, variant, platform): (variant, platform)
              for variants in groups.values() for variant in variants
@@ -108,7 +111,8 @@ def publish(client: RegistryClient, registry: str, repository: str, version: Ver
                 result = _publish_tag(
                     client, target_reference(registry, repository, tag), members, found,
                     verdicts, optional=optional, oci=oci, allow_missing=allow_missing,
-                    lagging_for=version.full if allow_lagging else None, dry_run=dry_run)
+                    lagging_for=version.full if allow_lagging else None, dry_run=dry_run,
+                    attestations=attestations, version=version.full)
             return replace(result, retries=retried.retries,
                            members=tuple(key for key, _ in members))
 
@@ -173,7 +177,8 @@ def _copy_in(client: RegistryClient, pool: ThreadPoolExecutor, found: Sequence[_
 def _publish_tag(client: RegistryClient, ref: ImageRef, wanted: Sequence[tuple[str, Platform]],
                  found: Mapping[str, _Found], verdicts: Mapping[str, Verdict], *,
                  optional: frozenset[str], oci: bool, allow_missing: bool,
-                 lagging_for: str | None, dry_run: bool) -> TagResult:
+                 lagging_for: str | None, dry_run: bool,
+                 attestations: Mapping[str, Mapping] | None, version: str) -> TagResult:
     """`lagging_for`: the version this run publishes, when lagging members may be kept."""
     keys = [key for key, _ in wanted]
     wrong = [found[key].problem for key in keys
@@ -207,7 +212,8 @@ def _publish_tag(client: RegistryClient, ref: ImageRef, wanted: Sequence[tuple[s
                                 "(push them, or pass --allow-missing to publish the rest)")
     behind = tuple(f"{member.label} at {entry.version or 'an unknown version'}"
                    for entry, member in kept.values())
-    return _write_tag(client, ref, members, missing, behind, oci=oci, dry_run=dry_run)
+    return _write_tag(client, ref, members, missing, behind, oci=oci, dry_run=dry_run,
+                      attestations=attestations, version=version)
 
 
 def _listed(client: RegistryClient, ref: ImageRef) -> dict[Listed, Member]:
@@ -231,16 +237,20 @@ def _listed(client: RegistryClient, ref: ImageRef) -> dict[Listed, Member]:
 
 def _write_tag(client: RegistryClient, ref: ImageRef, members: list[Member],
                missing: tuple[str, ...], behind: tuple[str, ...], *, oci: bool,
-               dry_run: bool) -> TagResult:
+               dry_run: bool, attestations: Mapping[str, Mapping] | None = None,
+               version: str = "") -> TagResult:
     try:
         body, media_type = assemble(members, oci=oci)
     except BuilderError as error:
         return TagResult(ref.tag, str(ref), Status.FAILED, reason=str(error))
+    current = client.head_manifest(ref.repository, ref.tag)
+    if attestations is not None:
+        body, media_type = attach(client, ref.repository, body, media_type, members, current,
+                                  attestations, version)
     digest = sha256_digest(body)
     labels = tuple(m.label for m in sorted(members, key=lambda m: m.platform.sort_key()))
     result = TagResult(ref.tag, str(ref), Status.UNCHANGED, digest, media_type, labels, missing,
                        lagging=behind)
-    current = client.head_manifest(ref.repository, ref.tag)
     if current and current.digest == digest:
         client.remember(ref.repository, Manifest(media_type, digest, body))  # the pages read it
         return result

@@ -21,7 +21,8 @@ from builder.report.markdown import to_html
 from builder.summary.page import size_short
 
 INDEX = "index.html"
-PHASES = ("pull", "build", "smoke test", "push")
+# inventory and attest: --attest's, after the smoke tests and after the push
+PHASES = ("pull", "build", "smoke test", "inventory", "push", "attest")
 # A status as a symbol too, so a cell reads without its colour.
 SYMBOLS = {"built": "✓", "unchanged": "=", "failed": "✗", "no engine": "∅", "not built": "–",
            "listed": "•", "not in this run": "·"}

@@ -28,7 +28,7 @@ TABLES = {"generate": options.GENERATE, "library": options.LIBRARY, "plan": opti
           "build": options.BUILD,
           "publish": options.PUBLISH, "release": options.RELEASE, "summary": options.SUMMARY,
           "registry": options.REGISTRY_COMMAND, "mirror": options.MIRROR, "update": options.UPDATE,
-          "report": options.REPORT_COMMAND}
+          "report": options.REPORT_COMMAND, "verify": options.VERIFY}
 
 
 def run(cwd: Path, *args: str) -> subprocess.CompletedProcess:

@@ -27,12 +27,15 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "plan": frozenset({"model", "generate"}),
     "registry": frozenset({"model"}),
     "mirror": frozenset({"model"}),
-    "farm": frozenset({"model", "plan", "registry"}),
-    "publish": frozenset({"model", "plan", "registry"}),
+    # Attestations: the SBOM, the provenance and the statements (pure), and their edges (the
+    # image's inventory read on its engine, the manifests pushed, cosign).
+    "attest": frozenset({"model", "registry"}),
+    "farm": frozenset({"model", "plan", "registry", "attest"}),
+    "publish": frozenset({"model", "plan", "registry", "attest.statements"}),
     "summary": frozenset({"model", "registry"}),
     "update": frozenset({"model", "generate", "mirror"}),
     "commands": frozenset({"model", "generate", "plan", "farm", "registry", "publish", "summary",
-                           "mirror", "update", "options", "report"}),
+                           "mirror", "update", "options", "report", "attest"}),
     # The HTML report: what every stage reported, rendered last (a size as the pages print it).
     "report": frozenset({"model", "summary.page"}),
     # The command line: the table of options (pure), the program around the tasks, and the
@@ -47,7 +50,8 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
 PURE_WINGS = ("model", "generate", "plan", "options", "program")
 PURE = ("summary.page", "update.index", "publish.lists", "publish.rules", "farm.pools",
         "registry.documents", "registry.errors", "mirror.layout", "mirror.deb822", "report.html",
-        "report.markdown")
+        "report.markdown", "attest.inventory", "attest.sbom", "attest.provenance",
+        "attest.statements")
 BLOCKED = ("docker", "requests", "urllib3", "builder.registry.client", "builder.farm.engines",
            "builder.farm.engineapi")
 

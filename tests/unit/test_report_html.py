@@ -23,7 +23,7 @@ DIGEST = "sha256:" + "ab" * 32
 def phases(engine: str, start: float, *lengths: float) -> list[dict]:
     """Consecutive phases pull, build, smoke test, push of the given lengths."""
     found, at = [], start
-    for name, length in zip(html.PHASES, lengths):
+    for name, length in zip(("pull", "build", "smoke test", "push"), lengths):
         found.append({"phase": name, "engine": engine, "started": at, "finished": at + length})
         at += length
     return found

@@ -1,0 +1,78 @@
+"""What --attest and --sign-key add to a release of the example family (goal: at most 5 %).
+
+The bed of bench/release.py with the local engine alone: a mirror registry seeded with busybox
+and fresh registries to release to. examples/hello 1.0.0 (2 variants × 7 Linux platforms, the
+foreign ones under QEMU, 16 tags) is released with every job built (no layer cache, no skip),
+alternately (a) as before and (b) with `--attest --sign-key` (a key made here with cosign), each
+to a registry of its own, `--repeat` times after an untimed warm-up. It prints the wall times,
+their medians and (b)'s overhead, and (b)'s sign stage: the digests it signed.
+
+    .venv/bin/python bench/attest_cost.py [--repeat 2]
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import tempfile
+from pathlib import Path
+
+sys.path[:0] = [str(Path(__file__).resolve().parent)]
+
+from build_engines import guarded  # noqa: E402
+from release import PLATFORMS, VERSION, Bed  # noqa: E402
+
+PASSWORD = "bench"
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=2)
+    repeat = parser.parse_args().repeat
+    walls: dict[str, list[float]] = {"a": [], "b": []}
+    signed = []
+    phases: dict[str, list[float]] = {"inventory": [], "attest": []}  # (b)'s, every job's
+    with tempfile.TemporaryDirectory(prefix="bench-attest-", ignore_cleanup_errors=True) as workdir:
+        bed = Bed(Path(workdir), second=False)
+        key = Path(workdir) / "cosign.key"
+
+        def body():
+            os.environ["COSIGN_PASSWORD"] = PASSWORD
+            subprocess.run(["cosign", "generate-key-pair", "--output-key-prefix",
+                            str(key.with_suffix(""))], check=True, capture_output=True)
+            builders = bed.builders("local", len(PLATFORMS))
+            print("warm-up (untimed) …", file=sys.stderr)
+            bed.release(bed.target("warm"), builders, "warm")
+            for round_ in range(repeat):
+                for name, extra in (("a", {}), ("b", {"attest": True, "sign_key": str(key)})):
+                    result, wall = bed.release(bed.target(f"{name}{round_}"), builders,
+                                               f"{name}{round_}", force=True, **extra)
+                    walls[name].append(wall)
+                    if name == "b":
+                        signed.append(result.report.stages["sign"]["signed"])
+                        for job in result.report.jobs:
+                            for phase in job["phases"]:
+                                if phase["phase"] in phases:
+                                    phases[phase["phase"]].append(
+                                        phase["finished"] - phase["started"])
+                    print(f"({name}) {wall:.1f} s", file=sys.stderr)
+
+        guarded(bed, body)
+
+    a, b = statistics.median(walls["a"]), statistics.median(walls["b"])
+    print(f"hello {VERSION}: 14 jobs on the local engine, no layer cache, {os.cpu_count()} CPUs, "
+          f"{repeat} rounds")
+    print(f"  (a) release                       {' '.join(f'{w:.1f}' for w in walls['a'])} s;"
+          f" median {a:.1f} s")
+    print(f"  (b) release --attest --sign-key   {' '.join(f'{w:.1f}' for w in walls['b'])} s;"
+          f" median {b:.1f} s; signed {signed} digests")
+    print("  (b)'s new phases, per job: " + ", ".join(
+        f"{name} median {statistics.median(times):.2f} s (max {max(times):.2f} s)"
+        for name, times in phases.items() if times))
+    print(f"  overhead of (b): {b - a:+.1f} s, {100 * (b - a) / a:+.1f} % (goal: at most 5 %)")
+
+
+if __name__ == "__main__":
+    main()

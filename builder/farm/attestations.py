@@ -1,0 +1,82 @@
+"""A job's attestations on its engine: the image's inventory, read once after its smoke tests
+in a container of the image (network off), and after the push its attestation manifest, made
+from the job's values (`builder.attest.image`) and pushed beside the image.
+
+The inventory is read before the push, so an image whose inventory cannot be read is not
+pushed: its tag would otherwise list an image without the SBOM the release promises.
+"""
+from __future__ import annotations
+
+import hashlib
+from typing import Callable
+
+import requests
+from docker.errors import DockerException
+
+from builder.attest import image, inventory, push
+from builder.attest.inventory import Inventory
+from builder.attest.provenance import BuildFacts, Dependency
+from builder.attest.sbom import Source
+from builder.farm import engineapi
+from builder.farm.engines import short_error
+from builder.model.errors import AttestationError
+from builder.model.mirrors import PYTHON_ORG
+from builder.model.platforms import Platform
+from builder.plan.identity import Prepared
+from builder.plan.plan import BuildJob
+from builder.registry.client import RegistryClient
+
+INVENTORY_TIMEOUT = 300  # seconds: dpkg's status file and importlib.metadata, under QEMU too
+
+
+def read_inventory(api, image_id: str, platform: Platform,
+                   log: Callable[[str], None]) -> Inventory:
+    """What the image holds, from the image itself."""
+    try:
+        code, output = engineapi.run_once(api, image_id, inventory.SCRIPT, platform,
+                                          INVENTORY_TIMEOUT, stderr=False)
+    except (DockerException, requests.RequestException) as error:
+        raise AttestationError(f"the image's inventory could not be read: "
+                               f"{short_error(error)}; nothing was pushed") from None
+    if code != 0:
+        raise AttestationError(f"the image's inventory script exited {code}; nothing was pushed")
+    found = inventory.parse(output)
+    log(f"inventory: {len(found.packages)} {found.manager or 'system'} packages, "
+        f"{len(found.distributions)} Python distributions"
+        + (f", Python {found.python}" if found.python else ""))
+    return found
+
+
+def source(job: BuildJob) -> Source | None:
+    """The CPython tarball the job's Dockerfile fetches: none for an image that fetches none."""
+    version = job.version
+    if PYTHON_ORG not in job.dockerfile_text:
+        return None
+    return Source(version.full, f"{PYTHON_ORG}{version.release}/Python-{version.full}.tar.xz",
+                  version.sha256)
+
+
+def facts(api, job: BuildJob, prepared: Prepared, *, started: float, finished: float,
+          engine: str, emulated: bool) -> BuildFacts:
+    """The provenance's values of the job as it ran on `engine` (`api`)."""
+    answer = api.version()
+    tarball = source(job)
+    dependencies = [Dependency(base, base.rpartition("@sha256:")[2] or None)
+                    for base in prepared.bases]
+    if tarball:
+        dependencies.append(Dependency(tarball.url, tarball.sha256))
+    dependencies += [Dependency(m.url, upstream=m.upstream) for m in prepared.mirrors]
+    version, revision = push.tool()
+    return BuildFacts(
+        job.version.full, job.variant.name, job.platform.oci,
+        hashlib.sha256(prepared.dockerfile.encode()).hexdigest(), prepared.build_hash,
+        tuple(dependencies), started, finished, engine, answer.get("Version", ""),
+        answer.get("Arch", ""), emulated, version, revision)
+
+
+def attest(client: RegistryClient, job: BuildJob, digest: str, build: BuildFacts,
+           found: Inventory | None) -> dict:
+    """Make and push the image's attestation manifest; its index descriptor."""
+    made = image.attestation(image.ImageFacts(str(job.image), digest, build, source(job),
+                                              found))
+    return push.push(client, job.image.repository, made)

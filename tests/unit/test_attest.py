@@ -1,0 +1,192 @@
+"""The attestation cores: the inventory read in an image, its SPDX SBOM, its SLSA provenance,
+and the attestation manifest and index entries as BuildKit stores them."""
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from builder.attest import inventory, provenance, sbom, statements
+from builder.attest.inventory import Distribution, InventoryError, Package
+from builder.model.reference import DOCKER_LIST, OCI_INDEX
+
+STATUS = """\
+Package: libc6
+Status: install ok installed
+Architecture: amd64
+Multi-Arch: same
+Source: glibc (2.41-12)
+Version: 2.41-12
+Description: GNU C Library
+ continued description: not a field
+
+Package: removed-one
+Status: deinstall ok config-files
+Architecture: amd64
+Version: 1.0
+
+Package: tzdata
+Status: install ok installed
+Architecture: all
+Version: 2025b-4
+"""
+
+APK = "C:Q1abc=\nP:musl\nV:1.2.5-r9\nA:x86_64\no:musl\n\nP:busybox\nV:1.37.0-r12\nA:x86_64\n"
+
+
+def _output(dpkg="", apk="", python="", cpython=""):
+    m = inventory.MARK
+    return (f"{m}dpkg\n{dpkg}\n{m}apk\n{apk}\n{m}python\n{python}\n"
+            f"{m}cpython-sbom\n{cpython}\n{m}end\n")
+
+
+def test_dpkg_status_gives_the_installed_packages_only_with_their_source():
+    found = inventory.parse(_output(dpkg=STATUS))
+    assert found.manager == "dpkg"
+    assert found.packages == (Package("libc6", "2.41-12", "amd64", "glibc", "2.41-12"),
+                              Package("tzdata", "2025b-4", "all", "tzdata", "2025b-4"))
+    assert found.python is None and found.distributions == ()
+
+
+def test_apk_database_and_python_distributions():
+    python = json.dumps({"version": "3.14.0", "distributions": [["pip", "25.2"]]})
+    found = inventory.parse(_output(apk=APK, python=python))
+    assert found.manager == "apk"
+    assert [p.name for p in found.packages] == ["busybox", "musl"]
+    assert found.python == "3.14.0" and found.distributions == (Distribution("pip", "25.2"),)
+
+
+def test_an_unfinished_inventory_is_refused_with_its_last_lines():
+    with pytest.raises(InventoryError, match="did not finish: .*sh: cat: not found"):
+        inventory.parse(f"{inventory.MARK}dpkg\nsh: cat: not found\n")
+
+
+SUBJECT = sbom.Subject("pkg:docker/r/python@3.14.0-slim-trixie-amd64?platform=linux%2Famd64",
+                       "sha256:" + "a" * 64, "2026-01-01T00:00:00Z", "python-image-builder-0.1",
+                       "debian-trixie")
+SOURCE = sbom.Source("3.14.0", "https://www.python.org/ftp/python/3.14.0/Python-3.14.0.tar.xz",
+                     "b" * 64)
+CPYTHON_SBOM = {"packages": [{"name": "expat", "versionInfo": "2.7.1", "SPDXID": "SPDXRef-X",
+                              "downloadLocation": "https://example/expat.tar.gz"}]}
+
+
+def _document():
+    python = json.dumps({"version": "3.14.0", "distributions": [["pip", "25.2"]]})
+    found = inventory.parse(_output(dpkg=STATUS, python=python,
+                                    cpython=json.dumps(CPYTHON_SBOM)))
+    return sbom.document(SUBJECT, found, SOURCE)
+
+
+def _purls(document):
+    return [r["referenceLocator"] for p in document["packages"]
+            for r in p.get("externalRefs", [])]
+
+
+def test_the_sbom_is_spdx_2_3_and_lists_packages_cpython_its_components_and_pip():
+    document = _document()
+    assert document["spdxVersion"] == "SPDX-2.3"
+    names = [p["name"] for p in document["packages"]]
+    assert names == [SUBJECT.name, "libc6", "tzdata", "CPython", "expat", "pip"]
+    assert "pkg:deb/debian/libc6@2.41-12?arch=amd64&distro=debian-trixie&upstream=glibc" \
+        in _purls(document)
+    assert "pkg:pypi/pip@25.2" in _purls(document)
+    cpython = document["packages"][3]
+    assert cpython["checksums"] == [{"algorithm": "SHA256", "checksumValue": "b" * 64}]
+    assert cpython["downloadLocation"] == SOURCE.url
+    ids = [p["SPDXID"] for p in document["packages"]]
+    assert len(set(ids)) == len(ids)
+    contained = {r["relatedSpdxElement"] for r in document["relationships"]
+                 if r["relationshipType"] == "CONTAINS"}
+    assert contained == set(ids[1:])
+
+
+def test_an_epoch_is_escaped_in_the_purl():
+    package = Package("perl-base", "1:5.40.1-6", "amd64", "perl", "1:5.40.1-6")
+    purl = sbom.system_package(package, "dpkg", "debian-trixie", "SPDXRef-x")[
+        "externalRefs"][0]["referenceLocator"]
+    assert purl.startswith("pkg:deb/debian/perl-base@1%3A5.40.1-6?")
+
+
+FACTS = provenance.BuildFacts(
+    "3.14.0", "slim-trixie", "linux/arm64/v8", "c" * 64, "d" * 64,
+    (provenance.Dependency("mirror/library/debian@sha256:" + "e" * 64, "e" * 64),
+     provenance.Dependency(SOURCE.url, SOURCE.sha256),
+     provenance.Dependency("http://127.0.0.1:8600/python/", upstream="https://www.python.org/ftp/python/")),
+    1767225600.0, 1767225660.5, "local", "28.5.1", "x86_64", True, "0.1.0", "abc123")
+
+
+def test_the_provenance_names_the_parameters_dependencies_engine_and_times():
+    found = provenance.predicate(FACTS)
+    definition = found["buildDefinition"]
+    assert definition["externalParameters"]["dockerfile"] == {"sha256": "c" * 64}
+    assert definition["internalParameters"] == {
+        "engine": {"name": "local", "version": "28.5.1", "architecture": "x86_64"},
+        "emulated": True}
+    assert definition["resolvedDependencies"][0]["digest"] == {"sha256": "e" * 64}
+    assert definition["resolvedDependencies"][2]["annotations"]["upstream"].startswith("https")
+    assert found["runDetails"]["metadata"]["finishedOn"] == "2026-01-01T00:01:00Z"
+    assert found["runDetails"]["builder"]["version"]["revision"] == "abc123"
+
+
+def test_the_attestation_manifest_is_stored_as_buildkit_stores_it():
+    image = "sha256:" + "a" * 64
+    made = statements.attestation_manifest(image, [
+        (sbom.SPDX_PREDICATE, statements.statement("n", image, sbom.SPDX_PREDICATE, {})),
+        (provenance.SLSA_PREDICATE, statements.statement("n", image, provenance.SLSA_PREDICATE,
+                                                         {}))])
+    manifest = json.loads(made.body)
+    assert [layer["annotations"]["in-toto.io/predicate-type"] for layer in manifest["layers"]] \
+        == [sbom.SPDX_PREDICATE, provenance.SLSA_PREDICATE]
+    assert {layer["mediaType"] for layer in manifest["layers"]} == {"application/vnd.in-toto+json"}
+    first = json.loads(made.blobs[1])
+    assert first["subject"][0]["digest"] == {"sha256": "a" * 64}
+    assert made.descriptor()["platform"] == {"architecture": "unknown", "os": "unknown"}
+    assert made.descriptor()["annotations"] == {
+        "vnd.docker.reference.digest": image,
+        "vnd.docker.reference.type": "attestation-manifest"}
+    assert made.body == statements.attestation_manifest(image, [
+        (sbom.SPDX_PREDICATE, statements.statement("n", image, sbom.SPDX_PREDICATE, {})),
+        (provenance.SLSA_PREDICATE, statements.statement(
+            "n", image, provenance.SLSA_PREDICATE, {}))]).body  # the same bytes again
+
+
+def test_an_index_with_attestations_is_an_oci_index_listing_them_after_the_images():
+    image = "sha256:" + "a" * 64
+    body = json.dumps({"schemaVersion": 2, "mediaType": DOCKER_LIST, "manifests": [
+        {"digest": image, "size": 1, "mediaType": "x"},
+        {"digest": "sha256:" + "f" * 64, "size": 1, "mediaType": "x"}]}).encode()
+    made = statements.attestation_manifest(image, [("p", b"{}")])
+    out = json.loads(statements.with_attestations(body, {image: made.descriptor()},
+                                                  {"org.opencontainers.image.version": "1"}))
+    assert out["mediaType"] == OCI_INDEX
+    assert [e["digest"] for e in out["manifests"]] == [image, "sha256:" + "f" * 64, made.digest]
+    assert out["annotations"] == {"org.opencontainers.image.version": "1"}
+    assert statements.attested(out) == {image: made.descriptor()}
+    assert statements.with_attestations(body, {}) == body
+
+
+def test_an_unchanged_image_keeps_the_attestation_its_tag_lists_and_the_same_bytes():
+    from builder.model.reference import Descriptor, Manifest
+    from builder.publish.attestations import attach
+    from builder.publish.lists import Member, assemble
+
+    image = Manifest("application/vnd.docker.distribution.manifest.v2+json",
+                     "sha256:" + "a" * 64, b"{}")
+    member = Member(image, {"os": "linux", "architecture": "amd64",
+                            "created": "2026-01-01T00:00:00Z"})
+    body, media_type = assemble([member])
+    made = statements.attestation_manifest(image.digest, [("p", b"{}")])
+    first, kind = attach(None, "r", body, media_type, [member], None,
+                         {image.digest: made.descriptor()}, "1.0.0")
+    assert kind == OCI_INDEX
+
+    class Registry:  # the tag's index as the first release wrote it
+        def get_manifest(self, repository, digest):
+            return Manifest(OCI_INDEX, digest, first)
+
+    current = Descriptor(OCI_INDEX, "sha256:" + "c" * 64, len(first))
+    again, _ = attach(Registry(), "r", body, media_type, [member], current, {}, "1.0.0")
+    assert again == first
+    entry = json.loads(first)["manifests"][0]
+    assert entry["annotations"] == {"org.opencontainers.image.created": "2026-01-01T00:00:00Z",
+                                    "org.opencontainers.image.version": "1.0.0"}
