@@ -108,7 +108,8 @@ LOGS = Option("logs", "the directory of the build logs: <logs>/<version>/<varian
 ARCH_NAMESPACE = Option("arch_namespace", "per-arch images are <registry>/<arch>/<repository>:"
                                           "<version>-<variant> (pushed there, copied in when "
                                           "publishing) instead of arch-suffixed tags", False)
-OCI = Option("oci", "write OCI image indexes instead of Docker manifest lists", False)
+OCI = Option("oci", "write OCI image indexes instead of Docker manifest lists (a tag with an "
+                    "OCI manifest among its members is one anyway)", False)
 ALLOW_MISSING = Option("allow_missing", "publish tags whose per-arch images are not all there "
                                         "(loudly)", False)
 ALLOW_LAGGING = Option("allow_lagging", "a platform this run has no image of keeps the member "

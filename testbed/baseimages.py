@@ -1,7 +1,8 @@
 """Base images made on this machine and pushed to the mirror registry, standing in for Docker Hub.
 
 - ``library/busybox:<platform name>``: FROM scratch + Debian's static busybox, one per platform,
-  and ``library/busybox:latest``, the Docker manifest list of them.
+  and ``library/busybox:latest``, the manifest list of them (an OCI index if the engine that
+  made them pushed OCI manifests).
 - ``library/debian:trixie``: builder.commands.bases' image of the minbase rootfs scripts/setup made (amd64).
 
 scripts/setup fetches the inputs into the cache; this module builds them with the registry and
@@ -65,11 +66,13 @@ def _busybox_source(p: Platform, deb_sha256: str) -> str:
     return f"busybox-static:{p.debian_arch} deb sha256:{deb_sha256} as {p.oci}"
 
 
-def ensure_busybox(client: docker.DockerClient, mirror: Registry) -> dict[str, Member]:
-    """library/busybox:<name> for every BUSYBOX_PLATFORMS entry and :latest listing them; by platform name."""
+def ensure_busybox(client: docker.DockerClient, mirror: Registry,
+                   platforms: tuple[Platform, ...] = BUSYBOX_PLATFORMS) -> dict[str, Member]:
+    """library/busybox:<name> for each of `platforms` and :latest listing them (an OCI index when
+    the engine pushed OCI manifests, as on the containerd image store); by platform name."""
     registry = RegistryClient(mirror.host)
     members = {}
-    for p in BUSYBOX_PLATFORMS:
+    for p in platforms:
         binary, deb_sha256 = busybox_binary(p)
         wanted = BaseImage(BUSYBOX_REPO, p.name, p, _busybox_source(p, deb_sha256), SOURCE_LABEL)
         files = {"Dockerfile": BUSYBOX_DOCKERFILE.encode(),

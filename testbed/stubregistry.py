@@ -106,6 +106,10 @@ class StubRegistry:
 
         class Handler(BaseHTTPRequestHandler):
             protocol_version = "HTTP/1.1"
+            # A TLS hello gets "HTTP/1.0 400", as from a Go server: containerd falls back to plain
+            # HTTP for an insecure registry only when the answer starts with "HTTP/" (the
+            # default, HTTP/0.9, sends the error page without a status line).
+            default_request_version = "HTTP/1.0"
 
             def log_message(self, *args) -> None:
                 pass

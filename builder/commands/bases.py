@@ -23,7 +23,7 @@ from builder.model.builders import Engine
 from builder.mirror.bases import (DEBIAN_DOCKERFILE, DEBIAN_REPO, DOCKER_APT_CONF, SOURCE_LABEL,
                                   BaseImageError, debian_tag, rootfs)
 from builder.model.platforms import Platform, image_platform
-from builder.model.reference import DOCKER_MANIFEST, ImageRef, sha256_digest
+from builder.model.reference import IMAGE_TYPES, ImageRef, sha256_digest
 from builder.publish.lists import Member, assemble
 from builder.registry.client import NotFound, RegistryClient
 
@@ -41,12 +41,13 @@ class BaseImage:
 
 def pushed_image(registry: RegistryClient, wanted: BaseImage) -> Member | None:
     """The image at `wanted`'s tag if it is of its platform and labelled as made from its
-    source, else None (missing, a list, another platform, or made from something else)."""
+    source, else None (missing, a list, another platform, or made from something else). A
+    Docker v2 and an OCI manifest alike: an engine on the containerd image store pushes OCI."""
     try:
         manifest = registry.get_manifest(wanted.repository, wanted.tag)
     except NotFound:
         return None
-    if manifest.media_type != DOCKER_MANIFEST:
+    if manifest.media_type not in IMAGE_TYPES:
         return None
     config = registry.get_config(wanted.repository, manifest)
     labels = (config.get("config") or {}).get("Labels") or {}
@@ -102,8 +103,9 @@ def _context(files: Mapping[str, bytes | Path], scratch: Path | None) -> Iterato
 
 def ensure_list(registry: RegistryClient, repository: str, tag: str,
                 members: Sequence[Member]) -> bool:
-    """Make repository:tag the Docker manifest list of `members` unless it already is (the
-    same bytes: `assemble` gives the same list for the same images); True if written."""
+    """Make repository:tag the list of `members` (an OCI index if one is an OCI manifest, as
+    `assemble` chooses) unless it already is (the same bytes: `assemble` gives the same list
+    for the same images); True if written."""
     body, media_type = assemble(members)
     current = registry.head_manifest(repository, tag)
     if current and current.digest == sha256_digest(body):

@@ -4,8 +4,9 @@
 --variant=minbase` rootfs per platform, the slim one with the path excludes of Debian's slim
 images (docs but their copyright files, info, man pages, locales, lintian overrides), put in
 FROM scratch and built with the job's platform (`docker import` would label every one amd64).
-Each per-platform image is pushed as `library/debian:<tag>-<platform>`, then one manifest list
-`library/debian:<tag>` holds them.
+Each per-platform image is pushed as `library/debian:<tag>-<platform>`, then one list
+`library/debian:<tag>` holds them: a Docker manifest list, or an OCI index when the engine
+pushed OCI manifests (the containerd image store does).
 
 Each image carries the label org.python-image-builder.source naming its rootfs tarball's
 sha256; the tarballs are cached, so a second fill finds every image up to date in the mirror

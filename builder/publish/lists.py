@@ -8,11 +8,11 @@ from __future__ import annotations
 
 import json
 from dataclasses import asdict, dataclass
-from typing import Mapping, Sequence
+from typing import Iterable, Mapping, Sequence
 
 from builder.model.errors import BuilderError, InputError
 from builder.model.platforms import Platform, from_oci, image_platform
-from builder.model.reference import DOCKER_LIST, OCI_INDEX, Manifest
+from builder.model.reference import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, Manifest
 from builder.model.report import Status
 
 
@@ -57,10 +57,20 @@ def platform_fields(config: Mapping) -> dict:
     return fields
 
 
+def list_media_type(member_types: Iterable[str], *, oci: bool = False) -> str:
+    """What a list of manifests of `member_types` is: an OCI index when `oci` asks for one or
+    when any member is not a Docker v2 manifest (a Docker manifest list names only those, and
+    the containerd image store pushes OCI manifests), else a Docker manifest list."""
+    if oci or any(media_type != DOCKER_MANIFEST for media_type in member_types):
+        return OCI_INDEX
+    return DOCKER_LIST
+
+
 def assemble(members: Sequence[Member], *, oci: bool = False) -> tuple[bytes, str]:
-    """The list (or OCI index) of `members` in manifest-list order: the platform table's order,
-    then Windows by os.version ascending. Returns (bytes, media type); the same members give
-    the same bytes. Two members of the same platform and os.version are refused."""
+    """The list of `members` in manifest-list order: the platform table's order, then Windows
+    by os.version ascending; an OCI index or a Docker manifest list as `list_media_type` says.
+    Returns (bytes, media type); the same members give the same bytes. Two members of the same
+    platform and os.version are refused."""
     ordered = sorted(members, key=lambda m: m.platform.sort_key())
     seen: dict[str, str] = {}
     for member in ordered:
@@ -68,7 +78,7 @@ def assemble(members: Sequence[Member], *, oci: bool = False) -> tuple[bytes, st
         if other != member.manifest.digest:
             raise BuilderError(f"two images claim {member.label}: {other} and "
                                f"{member.manifest.digest}; a tag can hold one image per platform")
-    media_type = OCI_INDEX if oci else DOCKER_LIST
+    media_type = list_media_type((m.manifest.media_type for m in ordered), oci=oci)
     document = {
         "schemaVersion": 2,
         "mediaType": media_type,

@@ -12,6 +12,11 @@ Interface (other test modules code against it):
 - modern_engine: Docker 28.5 with the containerd image store and buildx (testbed/modern.py): .url
   (unix socket), .tcp_url "tcp://127.0.0.1:PORT" (no TLS), .client; a host registry's
   127.0.0.1:PORT is the same address inside it.
+- build_engine: the engine a build-path test runs on, once per engine kind (module scope, ids
+  and markers `classic` and `modern`): a tests.helpers.builders.KindEngine, .kind, .name, .url,
+  .client, .spec(*platforms) for write_builders (without the platforms it builds wrongly).
+  kind_registry: the plain registry of that kind's tests (`registry` for classic, another for
+  modern), so that one kind's pushes are not found unchanged by the other's.
 - tls_engine: the second engine over tcp:// with --tlsverify: .url "tcp://127.0.0.1:PORT", .ca,
   .cert, .key (a client certificate it accepts).
 - ssh_engine: a private sshd on 127.0.0.1 whose sessions reach the second engine; .url
@@ -36,6 +41,13 @@ from testbed.faultproxy import FaultProxy, start_fault_proxy
 from testbed.paths import cache_dir
 from testbed.registry import Registry, start_registry
 from testbed.sshd import SSHServer, start_sshd
+from tests.helpers.builders import LOCAL_URL, KindEngine
+
+# The classic builder on the containerd store drops the arm variant (arm/v5 and arm/v6 come out
+# as plain arm); which engine takes those platforms is the health probes' and builders' work.
+MODERN_WRONG = frozenset({"arm32v5", "arm32v6"})
+ENGINE_KINDS = (pytest.param("classic", marks=pytest.mark.classic, id="classic"),
+                pytest.param("modern", marks=pytest.mark.modern, id="modern"))
 
 
 def _start(start, *args, **kwargs) -> Registry:
@@ -129,6 +141,29 @@ def modern_engine(docker_client) -> modern.ModernEngine:
         pytest.fail(f"test bed: {error}", pytrace=False)
     yield engine
     engine.release()
+
+
+@pytest.fixture(scope="module", params=ENGINE_KINDS)
+def build_engine(request, docker_client) -> KindEngine:
+    """The host's 20.10 (graphdriver store) as `local`, then the modern engine (containerd
+    store) as `modern`: a test asking for it runs on both kinds, grouped by kind per module."""
+    if request.param == "classic":
+        return KindEngine("classic", "local", LOCAL_URL, docker_client)
+    engine = request.getfixturevalue("modern_engine")
+    return KindEngine("modern", "modern", engine.url, engine.client, MODERN_WRONG)
+
+
+@pytest.fixture(scope="session")
+def modern_registry(tmp_path_factory) -> Registry:
+    reg = _start(start_registry, tmp_path_factory.mktemp("modern-registry"), name="modern-registry")
+    yield reg
+    _forget_registry(reg)
+
+
+@pytest.fixture(scope="module")
+def kind_registry(request, build_engine) -> Registry:
+    return request.getfixturevalue("registry" if build_engine.kind == "classic"
+                                   else "modern_registry")
 
 
 @pytest.fixture(scope="session")

@@ -2,6 +2,8 @@
 
 Limited to trixie on amd64 (and buildpack-deps' curl variant) to stay quick; the rootfs
 tarballs are cached in the test bed's cache dir (scripts/setup already made the minbase one).
+On each engine kind (fixture build_engine): the containerd store pushes the bases as OCI
+manifests, listed in an OCI index, and the family builds FROM them all the same.
 """
 from __future__ import annotations
 
@@ -16,9 +18,10 @@ import yaml
 
 from builder.commands import bases
 from builder.model.platforms import platform
-from builder.model.reference import DOCKER_LIST
+from builder.model.reference import ACCEPT_ALL, DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 from builder.registry.client import RegistryClient
 from testbed.paths import cache_dir
+from tests.helpers.builders import write_builders
 from tests.helpers.cli import invoke
 from tests.helpers.paths import ROOT
 
@@ -34,27 +37,34 @@ def _fill(client, registry, slim: bool) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def debian_bases(docker_client, registry) -> dict[bool, list[str]]:
-    """debian:trixie and debian:trixie-slim (amd64) in the session's plain registry; the lines
-    of the first fill, by slim."""
-    return {slim: _fill(docker_client, registry, slim) for slim in (False, True)}
+def debian_bases(build_engine, kind_registry) -> dict[bool, list[str]]:
+    """debian:trixie and debian:trixie-slim (amd64) in the kind's plain registry; the lines of
+    the first fill, by slim."""
+    return {slim: _fill(build_engine.client, kind_registry, slim) for slim in (False, True)}
 
 
-def test_debian_bases_fill_and_a_second_fill_builds_nothing(debian_bases, docker_client, registry):
+def test_debian_bases_fill_and_a_second_fill_builds_nothing(debian_bases, build_engine,
+                                                            kind_registry):
+    registry = kind_registry
     assert any("library/debian:trixie-slim-amd64: built and pushed" in line
                for line in debian_bases[True])
     for slim in (False, True):
-        again = _fill(docker_client, registry, slim)
+        again = _fill(build_engine.client, registry, slim)
         tag = "trixie-slim" if slim else "trixie"
         assert again == [f"library/debian:{tag}-amd64: up to date",
                          f"{registry.host}/library/debian:{tag}: up to date (amd64)"]
     listing = registry.get("/v2/library/debian/manifests/trixie-slim",
-                           headers={"Accept": DOCKER_LIST}).json()
-    assert [m["platform"]["architecture"] for m in listing["manifests"]] == ["amd64"]
+                           headers={"Accept": ", ".join(ACCEPT_ALL)}).json()
+    member, list_type = ((DOCKER_MANIFEST, DOCKER_LIST) if build_engine.kind == "classic"
+                         else (OCI_MANIFEST, OCI_INDEX))
+    assert listing["mediaType"] == list_type
+    assert [(m["platform"]["architecture"], m["mediaType"]) for m in listing["manifests"]] == \
+        [("amd64", member)]
 
 
-def test_the_slim_base_leaves_out_docs_but_copyright_man_pages_and_locales(debian_bases, docker_client,
-                                                                            registry):
+def test_the_slim_base_leaves_out_docs_but_copyright_man_pages_and_locales(debian_bases, build_engine,
+                                                                            kind_registry):
+    docker_client, registry = build_engine.client, kind_registry
     script = ("ls /usr/share/man /usr/share/locale 2>/dev/null | wc -l; "
               "find /usr/share/doc -type f ! -name copyright | wc -l; "
               "find /usr/share/doc -name copyright | wc -l; cat /etc/os-release")
@@ -96,12 +106,11 @@ def _release(registry, family: Path, builders: Path, report: Path) -> tuple[subp
     return result, json.loads(report.read_text())
 
 
-def test_buildpack_deps_releases_from_the_bases_and_a_rerun_skips_every_job(debian_bases, registry,
-                                                                            docker_client, tmp_path):
+def test_buildpack_deps_releases_from_the_bases_and_a_rerun_skips_every_job(
+        debian_bases, kind_registry, build_engine, tmp_path):
+    registry, docker_client = kind_registry, build_engine.client
     family = _curl_only(tmp_path)
-    builders = tmp_path / "builders.yaml"
-    builders.write_text(f"base-mirror: {registry.host}\nengines:\n  - name: local\n"
-                        "    url: unix:///var/run/docker.sock\n    platforms: [amd64]\n")
+    builders = write_builders(tmp_path / "builders.yaml", registry.host, build_engine.spec("amd64"))
     first, report = _release(registry, family, builders, tmp_path / "first.json")
     assert first.returncode == 0, first.stdout[-3000:] + first.stderr[-2000:]
     assert [(j["platform"], j["status"]) for j in report["jobs"]] == [("amd64", "built")]

@@ -2,7 +2,8 @@
 
 The policy's rules are tested on values in tests/unit/test_faults.py. Here, against the real
 engine and registries, through the test bed's fault proxy (mitmproxy, seeded and
-bounded): a base pull and an engine push that meet nothing but faults at first; a release of
+bounded): a base pull and an engine push that meet nothing but faults at first (on each engine
+kind: the engine words the registry's failures, and the words are what is retried); a release of
 the example family (examples/hello, 2 variants × 7 platforms) through 20% faults, against a
 clean release of the same to another registry, while a poller reads every tag; and a release
 killed with SIGKILL at 10 seeded moments, then run again.
@@ -35,7 +36,6 @@ from tests.helpers.paths import INVOKE, ROOT
 
 HELLO = ROOT / "examples" / "hello" / "versions.yaml"
 HELLO_PLATFORMS = 7  # per variant; every tag of the family lists one variant's images
-LOCAL = "unix:///var/run/docker.sock"
 
 # --- the policy, pure ----------------------------------------------------------------------
 
@@ -43,12 +43,17 @@ LOCAL = "unix:///var/run/docker.sock"
 # --- the real engine and registries, through the fault proxy --------------------------------
 
 @pytest.fixture
-def forget(docker_client):
-    """Hosts (registries, proxies) whose local image tags go at the test's end."""
+def forget(request, docker_client):
+    """Hosts (registries, proxies) whose local image tags go at the test's end, on the host's
+    engine and on the engine of a test's kind."""
     hosts: list[str] = []
     yield hosts
-    for host in hosts:
-        remove_tags_of(docker_client, host)
+    clients = [docker_client]
+    if "build_engine" in request.fixturenames:
+        clients.append(request.getfixturevalue("build_engine").client)
+    for client in dict.fromkeys(clients):
+        for host in hosts:
+            remove_tags_of(client, host)
 
 
 @pytest.fixture
@@ -72,28 +77,32 @@ def _busybox_digest(mirror) -> str:
     return RegistryClient(mirror.host).resolve_platform(ref, PLATFORMS["amd64"]).digest
 
 
-def test_a_base_pull_meeting_faults_is_retried_whole(mirror, fault_proxy, docker_client, forget):
+def test_a_base_pull_meeting_faults_is_retried_whole(mirror, fault_proxy, build_engine, forget):
     proxy = fault_proxy(mirror, rate="1", max_faults=3, seed=5)
     forget.append(proxy.host)
     base = f"{proxy.host}/library/busybox@{_busybox_digest(mirror)}"
-    engine = Engine("local", LOCAL, (PLATFORMS["amd64"],))
+    engine = Engine(build_engine.name, build_engine.url, (PLATFORMS["amd64"],))
     lines = []
     with retry.scope(lines.append) as retried:
-        engineapi.pull(docker_client.api, engine, base, PLATFORMS["amd64"], lambda line: None,
-                       credentials=None)
+        engineapi.pull(build_engine.client.api, engine, base, PLATFORMS["amd64"],
+                       lambda line: None, credentials=None)
     assert len(proxy.faults()) == 3
     assert retried.retries >= 1 and all(f"of the pull of {base}" in line for line in lines)
-    docker_client.images.get(base)  # it is there now
+    build_engine.client.images.get(base)  # it is there now
 
 
 def test_an_engine_push_meeting_faults_is_retried_whole(mirror, fresh_registry, fault_proxy,
-                                                        docker_client, forget):
+                                                        build_engine, forget):
+    docker_client = build_engine.client
     target = fresh_registry("push")
-    # The engine retries a layer's requests itself, not the manifest's: fail those.
-    proxy = fault_proxy(target, rate="1", max_faults=3, seed=11, match=r"^PUT /v2/.*/manifests/")
+    # The engine retries a layer's requests itself, not the manifest's: fail those, each before
+    # the registry stores it (seed 21: a dropped connection, then two 502s). A manifest stored
+    # before its answer was lost is found there by the containerd store's next attempt, which
+    # then PUTs nothing, so it would not meet the other faults.
+    proxy = fault_proxy(target, rate="1", max_faults=3, seed=21, match=r"^PUT /v2/.*/manifests/")
     forget.append(proxy.host)
     family = versions.load(HELLO)
-    builders = Builders((Engine("local", LOCAL, (PLATFORMS["amd64"],)),))
+    builders = Builders((Engine(build_engine.name, build_engine.url, (PLATFORMS["amd64"],)),))
     job = plan.plan(family, "1.0.0", ("busybox",), ("amd64",), builders=builders,
                     registry=proxy.host).jobs[0]
     source = f"{mirror.host}/library/busybox@{_busybox_digest(mirror)}"

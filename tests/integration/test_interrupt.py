@@ -2,7 +2,8 @@
 
 A pull is made slow or endless by serving the base image's layer from a stub registry
 (testbed.stubregistry: no real registry serves a blob at a pace we choose). Between steps
-(a RUN step killed on its engine) is test_build's test_ctrl_c_stops_the_build_….
+(a RUN step killed on its engine) is test_build's test_ctrl_c_stops_the_build_…. On each engine
+kind (fixture build_engine): the containerd store pulls through containerd.
 """
 from __future__ import annotations
 
@@ -16,8 +17,12 @@ from pathlib import Path
 import pytest
 
 from testbed.stubregistry import StubRegistry
+from tests.helpers.builders import LOCAL_URL, EngineSpec, write_builders
 from tests.helpers.cli import generate
 from tests.helpers.paths import INVOKE, ROOT
+
+# The stub's address: the modern engine reaches the host's 127.0.0.1 only (testbed/loopback.py).
+LOOPBACK = "127.0.0.1"
 
 
 def slow_family(tmp_path: Path, stub: StubRegistry, repository: str) -> Path:
@@ -33,11 +38,8 @@ def slow_family(tmp_path: Path, stub: StubRegistry, repository: str) -> Path:
     return family
 
 
-def builders(tmp_path: Path, mirror_host: str) -> Path:
-    path = tmp_path / "builders.yaml"
-    path.write_text(f"base-mirror: {mirror_host}\nengines:\n  - name: local\n"
-                    "    url: unix:///var/run/docker.sock\n    platforms: [amd64]\n")
-    return path
+def builders(tmp_path: Path, mirror_host: str, engine: EngineSpec) -> Path:
+    return write_builders(tmp_path / "builders.yaml", mirror_host, engine)
 
 
 def start(command: list[str], stderr: Path) -> subprocess.Popen:
@@ -58,16 +60,16 @@ def wait_for(condition, process: subprocess.Popen, what: str) -> None:
 
 @pytest.mark.parametrize("command, stop", [("build", signal.SIGTERM), ("release", signal.SIGINT)])
 def test_a_signal_during_a_pull_stops_the_job_and_the_report_names_the_stage(
-        tmp_path, registry, mirror, command, stop):
-    with StubRegistry(pace="trickle", challenge=False) as stub:
+        tmp_path, kind_registry, mirror, build_engine, command, stop):
+    with StubRegistry(LOOPBACK, pace="trickle", challenge=False) as stub:
         family = slow_family(tmp_path, stub, f"tiny-pull-{command}")
         if command == "release":  # its generate --check wants the committed tree
             generate(family)
         log = tmp_path / "logs" / "1.0.0" / "slow" / "amd64.log"
         report = tmp_path / "report.json"
         extra = ["--push"] if command == "build" else []
-        running = start([command, "--version", "1.0.0", *extra, "--registry", registry.host,
-                         "--builders", str(builders(tmp_path, mirror.host)),
+        running = start([command, "--version", "1.0.0", *extra, "--registry", kind_registry.host,
+                         "--builders", str(builders(tmp_path, mirror.host, build_engine.spec("amd64"))),
                          "--versions", str(family), "--logs", str(tmp_path / "logs"),
                          "--report", str(report)], tmp_path / "stderr")
         try:
@@ -98,10 +100,12 @@ def test_a_signal_during_a_pull_stops_the_job_and_the_report_names_the_stage(
 
 def test_a_second_signal_exits_at_once_while_the_first_waits_for_a_stuck_pull(
         tmp_path, registry, mirror):
-    with StubRegistry(pace="stall", challenge=False) as stub:
+    """On the host's engine only: the containerd store reports progress every few seconds even
+    on a stalled blob, so there the first signal ends the job by itself."""
+    with StubRegistry(LOOPBACK, pace="stall", challenge=False) as stub:
         family = slow_family(tmp_path, stub, "tiny-stuck")
         running = start(["build", "--version", "1.0.0", "--push", "--registry", registry.host,
-                         "--builders", str(builders(tmp_path, mirror.host)),
+                         "--builders", str(builders(tmp_path, mirror.host, ("local", LOCAL_URL, ("amd64",)))),
                          "--versions", str(family), "--logs", str(tmp_path / "logs"),
                          "--report", str(tmp_path / "report.json")], tmp_path / "stderr")
         stderr = tmp_path / "stderr"

@@ -1,6 +1,8 @@
 """The build stage through the builders file's mirrors, on the real engine: the Dockerfile as
 sent fetches from the mirror (host networking for a loopback one), the committed one is
-untouched, and the log and the report name the mirror each job used."""
+untouched, and the log and the report name the mirror each job used. On each engine kind
+(fixture build_engine): the modern engine's host network is its own namespace, whose loopback
+the test bed joins to the host's."""
 from __future__ import annotations
 
 import json
@@ -19,7 +21,8 @@ RUN wget -q -O /fetched.txt https://www.python.org/ftp/python/9.9.9/notes.txt \\
 """
 
 
-def test_a_build_fetches_through_the_mirror_the_builders_file_names(tmp_path, registry, mirror,
+def test_a_build_fetches_through_the_mirror_the_builders_file_names(tmp_path, kind_registry,
+                                                                    mirror, build_engine,
                                                                     tiny_family_path):
     shutil.copytree(tiny_family_path.parent / "templates", tmp_path / "templates")
     (tmp_path / "templates" / "busybox.Dockerfile.j2").write_text(TEMPLATE)
@@ -33,13 +36,13 @@ def test_a_build_fetches_through_the_mirror_the_builders_file_names(tmp_path, re
     url = serve.start(tree, port)
     try:
         builders = write_builders(tmp_path / "builders.yaml", mirror.host,
-                                  ("local", "unix:///var/run/docker.sock", ("amd64",)))
+                                  build_engine.spec("amd64"))
         # The file names a mirror nobody serves; the environment points it at the real one.
         builders.write_text(builders.read_text() + (
             "mirrors:\n  - {name: python-org, upstream: 'https://www.python.org/ftp/python/',"
             " url: 'http://127.0.0.1:9/python/'}\n"))
         done = invoke("build", "--version", "1.0.0", "--variant", "busybox", "--platform", "amd64",
-                      "--push", "--registry", registry.host, "--builders", str(builders),
+                      "--push", "--registry", kind_registry.host, "--builders", str(builders),
                       "--versions", str(family), "--logs", str(tmp_path / "logs"),
                       "--report", str(tmp_path / "report.json"),
                       env={"BUILDER_MIRROR_PYTHON_ORG_URL": f"{url}/python/"})
@@ -55,4 +58,4 @@ def test_a_build_fetches_through_the_mirror_the_builders_file_names(tmp_path, re
     log = (tmp_path / "logs" / "1.0.0" / "busybox" / "amd64.log").read_text()
     assert f"https://www.python.org/ftp/python/ from mirror python-org ({url}/python/)" in log
     assert f"RUN wget -q -O /fetched.txt {url}/python/9.9.9/notes.txt" in log
-    assert RegistryClient(registry.host).head_manifest("tiny-mirrored", "1.0.0-busybox-amd64")
+    assert RegistryClient(kind_registry.host).head_manifest("tiny-mirrored", "1.0.0-busybox-amd64")

@@ -11,11 +11,14 @@ from pathlib import Path
 import pytest
 
 from builder.mirror import serve
+from builder.model.reference import OCI_INDEX, OCI_MANIFEST
 from builder.registry.client import RegistryClient
 from tests.helpers.builders import write_builders
 from tests.helpers.cli import invoke
 from testbed import modern
+from testbed.baseimages import BUSYBOX_PLATFORMS, BUSYBOX_REPO, ensure_busybox
 from testbed.procs import free_port
+from testbed.registry import start_registry
 
 # Mirror tags (one platform's image each, as the build stage's pinned FROM names one), the
 # engine's platform, and what `uname -m` says there.
@@ -159,3 +162,36 @@ def test_the_build_stage_builds_and_pushes_the_tiny_family_on_it(tmp_path, moder
     for platform in ("amd64", "arm64v8"):
         held = RegistryClient(registry.host).head_manifest("tiny", f"1.0.0-busybox-{platform}")
         assert held and jobs[platform]["digest"] == held.digest, done.stdout[-3000:]
+
+
+def storage_state(storage: Path) -> dict[str, tuple[int, int]]:
+    return {str(path.relative_to(storage)): (path.stat().st_size, path.stat().st_mtime_ns)
+            for path in sorted(storage.rglob("*")) if path.is_file()}
+
+
+def test_the_test_beds_busybox_seeding_through_it_lists_oci_manifests_in_an_oci_index(
+        tmp_path, modern_engine):
+    """The seeding (testbed.baseimages, through builder.commands.bases) on this store: each
+    image an OCI manifest, the list an OCI index, and a second seeding finds every image up to
+    date and writes nothing. arm/v5 and arm/v6 are left out: this classic builder drops the
+    variant."""
+    platforms = tuple(p for p in BUSYBOX_PLATFORMS if p.name not in ("arm32v5", "arm32v6"))
+    target = start_registry(tmp_path / "seeded", name="modern-seeded")
+    try:
+        members = ensure_busybox(modern_engine.client, target, platforms)
+        before = storage_state(target.storage)
+        again = ensure_busybox(modern_engine.client, target, platforms)
+        after = storage_state(target.storage)
+        index = manifest(target, BUSYBOX_REPO, "latest")
+    finally:
+        target.stop()
+
+    assert {m.manifest.media_type for m in members.values()} == {OCI_MANIFEST}
+    assert {name: m.manifest.digest for name, m in again.items()} == \
+        {name: m.manifest.digest for name, m in members.items()}
+    assert after == before
+    assert index["mediaType"] == OCI_INDEX
+    assert [(e["mediaType"], e["digest"]) for e in index["manifests"]] == \
+        [(OCI_MANIFEST, members[p.name].manifest.digest) for p in platforms]
+    assert [e["platform"].get("variant") for e in index["manifests"]] == \
+        [p.variant for p in platforms]

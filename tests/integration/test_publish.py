@@ -23,8 +23,8 @@ from builder.model.platforms import PLATFORMS
 from builder.model.naming import arch_reference
 from builder.publish.writer import publish
 from builder.publish.lists import Member, assemble, platform_fields
-from builder.model.reference import (DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, ImageRef, Manifest,
-                                     sha256_digest)
+from builder.model.reference import (DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, ImageRef,
+                                     Manifest, sha256_digest)
 from builder.registry.client import RegistryClient
 from builder.model.report import Status
 from builder.summary.fetch import summarize
@@ -65,9 +65,11 @@ def make_family(version: Version) -> Family:
 
 def push_release(client: RegistryClient, host: str, version: Version, *,
                  skip: tuple[tuple[str, str], ...] = (), arch_namespace_layout: bool = False,
-                 label: str = "", versioned: bool = False) -> dict[tuple[str, str], Manifest]:
+                 label: str = "", versioned: bool = False,
+                 oci: tuple[tuple[str, str], ...] = ()) -> dict[tuple[str, str], Manifest]:
     """Every per-arch image of `version`, as the build stage would push them (`versioned`:
-    with its version label too)."""
+    with its version label too); those in `oci` as OCI manifests, as the containerd store
+    pushes them."""
     pushed = {}
     for variant in version.variants:
         for platform in variant.platforms:
@@ -77,7 +79,8 @@ def push_release(client: RegistryClient, host: str, version: Version, *,
                                  arch_namespace_layout=arch_namespace_layout)
             pushed[(variant.name, platform.name)] = push_image(
                 client, ref.repository, ref.tag, platform, label=label + version.full,
-                build_hash=PLANNED, version=version.full if versioned else "")
+                build_hash=PLANNED, version=version.full if versioned else "",
+                oci=(variant.name, platform.name) in oci)
     return pushed
 
 
@@ -330,6 +333,34 @@ def test_oci_index(client, windows_registry):
     assert index.media_type == OCI_INDEX and index.json["mediaType"] == OCI_INDEX
     assert entry_summary(index.json) == EXPECTED_ORDER[:4]
     assert index.digest == results[0].digest
+
+
+def test_a_tag_with_an_oci_member_is_an_oci_index_and_the_others_stay_lists(client,
+                                                                          windows_registry):
+    """A Docker manifest list names Docker v2 manifests only: a tag that holds one OCI manifest
+    (the containerd image store pushes those) is written as an OCI index without --oci."""
+    host = windows_registry.host
+    version = make_version("1.8.0")
+    pushed = push_release(client, host, version, oci=(("buster", "arm64v8"),))
+    groups = tag_groups(make_family(version), version)
+
+    results = {r.tag: r for r in publish(client, host, "tinypy", version, groups,
+                                         hash_now=planned)}
+
+    for tag, variants in groups.items():
+        expected = OCI_INDEX if BUSTER in variants else DOCKER_LIST
+        served = client.get_manifest("tinypy", tag)
+        assert (results[tag].media_type, served.media_type, served.json["mediaType"]) == \
+            (expected, expected, expected), tag
+        assert served.digest == results[tag].digest
+    index = client.get_manifest("tinypy", "1.8.0").json
+    assert entry_summary(index) == EXPECTED_ORDER
+    assert [m["mediaType"] for m in index["manifests"]] == \
+        [DOCKER_MANIFEST, DOCKER_MANIFEST, OCI_MANIFEST] + [DOCKER_MANIFEST] * 3
+    assert index["manifests"][2]["digest"] == pushed[("buster", "arm64v8")].digest
+    assert "(OCI index: linux/amd64, " in results["1.8.0"].line()
+    again = publish(client, host, "tinypy", version, groups, hash_now=planned)
+    assert {r.status for r in again} == {Status.UNCHANGED}
 
 
 def test_arch_namespaces_are_copied_in_by_mount(client, windows_registry):

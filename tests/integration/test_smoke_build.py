@@ -1,4 +1,5 @@
-"""Smoke tests in the build stage, on the real engine: after the platform check, before the push."""
+"""Smoke tests in the build stage, on the real engine of each kind (fixture build_engine): after
+the platform check, before the push."""
 from __future__ import annotations
 
 import json
@@ -31,20 +32,19 @@ def smoke_family(tmp_path, tiny_family_path, repository: str):
 
 
 def test_a_failed_smoke_test_fails_its_job_names_the_check_and_pushes_nothing(
-        tmp_path, registry, mirror, tiny_family_path):
+        tmp_path, kind_registry, mirror, build_engine, tiny_family_path):
     family = smoke_family(tmp_path, tiny_family_path, "tiny-smoke")
-    builders = write_builders(tmp_path / "builders.yaml", mirror.host,
-                              ("local", "unix:///var/run/docker.sock", ("amd64",)))
+    builders = write_builders(tmp_path / "builders.yaml", mirror.host, build_engine.spec("amd64"))
 
     done = invoke("build", "--version", "1.0.0", "--variant", "busybox", "--variant", "slim-busybox",
-                  "--platform", "amd64", "--push", "--registry", registry.host,
+                  "--platform", "amd64", "--push", "--registry", kind_registry.host,
                   "--builders", str(builders), "--versions", str(family),
                   "--logs", str(tmp_path / "logs"), "--report", str(tmp_path / "report.json"))
 
     assert done.returncode == 1, done.stderr
     assert ("failed: 1.0.0/slim-busybox/amd64: smoke test slim-has-no-sh-extras failed "
             "(exit code 4): left behind: /bin/busybox; nothing was pushed") in done.stderr
-    client = RegistryClient(registry.host)
+    client = RegistryClient(kind_registry.host)
     assert client.head_manifest("tiny-smoke", "1.0.0-slim-busybox-amd64") is None
     assert client.head_manifest("tiny-smoke", "1.0.0-busybox-amd64") is not None
     jobs = {job["job"]: job for job in json.loads((tmp_path / "report.json").read_text())["jobs"]}
@@ -61,17 +61,16 @@ def test_a_failed_smoke_test_fails_its_job_names_the_check_and_pushes_nothing(
     assert "  | left behind: /bin/busybox" in log
 
 
-def test_an_expectation_that_does_not_hold_fails_the_job(tmp_path, registry, mirror,
-                                                         tiny_family_path):
+def test_an_expectation_that_does_not_hold_fails_the_job(tmp_path, kind_registry, mirror,
+                                                         build_engine, tiny_family_path):
     family = smoke_family(tmp_path, tiny_family_path, "tiny-smoke-arm")
-    builders = write_builders(tmp_path / "builders.yaml", mirror.host,
-                              ("local", "unix:///var/run/docker.sock", ("arm64v8",)))
+    builders = write_builders(tmp_path / "builders.yaml", mirror.host, build_engine.spec("arm64v8"))
 
     done = invoke("build", "--version", "1.0.0", "--variant", "busybox", "--platform", "arm64v8",
-                  "--push", "--registry", registry.host, "--builders", str(builders),
+                  "--push", "--registry", kind_registry.host, "--builders", str(builders),
                   "--versions", str(family), "--logs", str(tmp_path / "logs"))
 
     assert done.returncode == 1
     assert "smoke test machine failed (expected 'x86_64', got 'aarch64'): aarch64" in done.stderr
-    assert RegistryClient(registry.host).head_manifest("tiny-smoke-arm",
+    assert RegistryClient(kind_registry.host).head_manifest("tiny-smoke-arm",
                                                        "1.0.0-busybox-arm64v8") is None

@@ -1,5 +1,6 @@
-"""The summary page's fetch edge against real registries, a real engine and a real HTTP server
-for foreign layer urls. The pure renderer: tests/unit/test_summary.py."""
+"""The summary page's fetch edge against real registries, a real engine (of each kind, for the
+page of images it built) and a real HTTP server for foreign layer urls. The pure renderer:
+tests/unit/test_summary.py."""
 from __future__ import annotations
 
 import hashlib
@@ -19,16 +20,18 @@ import pytest
 
 from builder.registry import credentials as auth
 from builder.registry.credentials import Credentials
-from builder.model.reference import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, ImageRef
+from builder.model.reference import DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, ImageRef
 from builder.registry.client import RegistryClient
 from builder.model.retry import Policy
 from builder.summary.fetch import summarize, write_page
 from builder.summary.page import size_text
+from builder.publish.lists import list_media_type, platform_fields
 from testbed.registry import start_registry
 from tests.helpers.cli import invoke
 from tests.helpers.windows_images import CONFIG_TYPE, LAYER_TYPE, POWERSHELL
 
 FOREIGN_TYPE = "application/vnd.docker.image.rootfs.foreign.diff.tar.gzip"
+OCI_LAYER = "application/vnd.oci.image.layer.v1.tar+gzip"
 
 
 class _LayerServer(ThreadingHTTPServer):
@@ -317,9 +320,10 @@ def _dockerfile_entries(section: str) -> list[tuple[str, str]]:
     return [(date, "\n".join(lines)) for date, lines in entries]
 
 
-def test_page_of_built_images_agrees_with_registry_and_engine(registry, mirror, docker_client):
-    repository = f"{registry.host}/summary/built"
-    client = RegistryClient(registry.host)
+def test_page_of_built_images_agrees_with_registry_and_engine(kind_registry, mirror, build_engine):
+    docker_client = build_engine.client
+    repository = f"{kind_registry.host}/summary/built"
+    client = RegistryClient(kind_registry.host)
     platforms = {"amd64": "linux/amd64", "arm64v8": "linux/arm64/v8"}
     images = {name: _build_and_push(docker_client, mirror, repository, name, oci)
               for name, oci in platforms.items()}
@@ -327,9 +331,11 @@ def test_page_of_built_images_agrees_with_registry_and_engine(registry, mirror, 
     for name in platforms:
         manifest = client.get_manifest("summary/built", name)
         config = client.get_config("summary/built", manifest)
-        entries.append((manifest.digest, {key: config[key] for key in ("architecture", "os", "variant")
-                                          if config.get(key)}))
-    list_digest = _push_list(client, "summary/built", "multi", entries)
+        # As publish lists it: the containerd store's configs leave arm64's v8 out.
+        entries.append((manifest.digest, platform_fields(config)))
+    manifest_type = DOCKER_MANIFEST if build_engine.kind == "classic" else OCI_MANIFEST
+    list_digest = _push_list(client, "summary/built", "multi", entries,
+                             list_media_type([manifest_type]))
     _push_list(client, "summary/built", "multi-oci", entries, OCI_INDEX)
 
     page = summarize(client, ImageRef.parse(f"{repository}:multi"))
@@ -339,16 +345,30 @@ def test_page_of_built_images_agrees_with_registry_and_engine(registry, mirror, 
     engine_version = docker_client.version()["Version"]
     for section, (name, image), (digest, _) in zip(page.split("\n\n### ")[1:], images.items(), entries):
         inspected = docker_client.api.inspect_image(image)
+        manifest = client.get_manifest("summary/built", digest)
+        config = client.get_config("summary/built", manifest)
         assert f"{repository}@{digest}" in inspected["RepoDigests"]
         assert f"$ docker pull {repository}@{digest}\n" in section
-        assert f"-\tDocker Version: {engine_version}\n" in section
-        assert f"-\tImage ID: `{inspected['Id']}`\n" in section
+        assert f"-\tManifest MIME: `{manifest_type}`\n" in section
+        # The page says what the config says: the graphdriver store records the engine's
+        # version there, the containerd store does not.
+        recorded = engine_version if build_engine.kind == "classic" else None
+        assert config.get("docker_version") == recorded
+        assert ("-\tDocker Version: " in section) == (recorded is not None)
+        assert recorded is None or f"-\tDocker Version: {recorded}\n" in section
+        # The image ID is the config's digest; the containerd store's engine says the manifest's.
+        config_digest = manifest.json["config"]["digest"]
+        assert f"-\tImage ID: `{config_digest}`\n" in section
+        assert inspected["Id"] == (config_digest if build_engine.kind == "classic" else digest)
         assert '-\tDefault Command: `["sh","-c","cat \\/greeting"]`\n' in section
 
-        layers = client.get_manifest("summary/built", digest).json["layers"]
+        # The containerd store pushes its own layers as OCI's, the base's as they came.
+        layers = manifest.json["layers"]
+        assert {layer["mediaType"] for layer in layers} == (
+            {LAYER_TYPE} if build_engine.kind == "classic" else {LAYER_TYPE, OCI_LAYER})
         sizes = [client.head_blob("summary/built", layer["digest"]).size for layer in layers]
         assert section.split("-\tLayers:\n")[1].rstrip("\n") == "\n".join(
-            f"\t-\t`{layer['digest']}`  \n\t\tSize: {size_text(size)}  \n\t\tMIME: {LAYER_TYPE}"
+            f"\t-\t`{layer['digest']}`  \n\t\tSize: {size_text(size)}  \n\t\tMIME: {layer['mediaType']}"
             for layer, size in zip(layers, sizes))
         assert f"-\tTotal Size: **{size_text(sum(sizes))}**  \n" in section
 
