@@ -100,11 +100,16 @@ def test_3_14_slim_is_a_list_of_the_built_platforms_and_each_image_runs(released
     client = RegistryClient(host)
     manifest = client.get_manifest("python", "3.14-slim")
     assert manifest.is_list
-    entries = manifest.json["manifests"]
+    # scripts/demo releases with --attest: the images, then an attestation manifest for each.
+    entries = [e for e in manifest.json["manifests"]
+               if e["annotations"].get("vnd.docker.reference.type") != "attestation-manifest"]
+    attestations = {e["annotations"]["vnd.docker.reference.digest"]: e
+                    for e in manifest.json["manifests"] if e not in entries}
     assert [(e["platform"]["os"], e["platform"]["architecture"]) for e in entries] == [
         (platform(name).os, platform(name).architecture) for name in PLATFORMS]
     digests = {job["platform"]: job["digest"] for job in released["report"]["jobs"]}
     assert [e["digest"] for e in entries] == [digests[name] for name in PLATFORMS]
+    assert set(attestations) == set(digests.values())
     for name in PLATFORMS:
         ran = docker_client.containers.run(
             f"{host}/python:3.14-slim", ["python3", "-c",
@@ -120,6 +125,24 @@ def test_3_14_slim_is_a_list_of_the_built_platforms_and_each_image_runs(released
             assert flag in configured, configured
     tags = {t["tag"] for t in released["report"]["tags"]}
     assert {f"{V3_14.full}-slim-trixie", "3.14-slim", "3-slim", "slim"} <= tags
+
+
+def test_each_image_carries_an_sbom_of_its_debian_packages_cpython_and_pip(released):
+    client = RegistryClient(released["host"])
+    index = client.get_manifest("python", "3.14-slim").json["manifests"]
+    for entry in index:
+        if entry["annotations"].get("vnd.docker.reference.type") != "attestation-manifest":
+            continue
+        layers = client.get_manifest("python", entry["digest"]).json["layers"]
+        kinds = {layer["annotations"]["in-toto.io/predicate-type"]: layer for layer in layers}
+        assert "https://slsa.dev/provenance/v1" in kinds, kinds
+        [sbom_layer] = [layer for kind, layer in kinds.items() if "spdx" in kind]
+        statement = json.loads(client.get_blob("python", sbom_layer["digest"]))
+        assert statement["subject"][0]["digest"]["sha256"] == (
+            entry["annotations"]["vnd.docker.reference.digest"].split(":", 1)[1])
+        packages = {p["name"]: p for p in statement["predicate"]["packages"]}
+        assert packages["CPython"]["versionInfo"] == V3_14.full
+        assert {"libc6", "ca-certificates", "pip"} <= set(packages), sorted(packages)
 
 
 def test_the_summary_page_names_every_digest(released):
