@@ -61,7 +61,8 @@ class PublishResult:
 
     @property
     def failed(self) -> list[str]:
-        return [r.tag for r in self.tags if r.status is Status.FAILED]
+        return [r.tag for r in self.tags if r.status in (Status.FAILED, Status.KEPT)
+                or r.split_from]
 
     @property
     def exit_code(self) -> int:
@@ -142,7 +143,7 @@ def _tell(result: PublishResult, options: PublishOptions, repository: str, out: 
 def _show(tag: TagResult, out: TextIO) -> None:
     """The tag's line, and on stderr what it was published without, or with from before."""
     print(tag.line(), file=out)
-    if tag.status is Status.FAILED:
+    if tag.status in (Status.FAILED, Status.KEPT):
         return
     if tag.missing:
         done = "would be published" if tag.status is Status.PLANNED else "published"

@@ -32,6 +32,7 @@ class Status(str, Enum):
     SKIPPED = "skipped"  # a job: no engine, a parent skipped, or unchanged in the registry
     WRITTEN = "written"  # a tag's list
     UNCHANGED = "unchanged"  # a tag's list that was already there
+    KEPT = "kept"  # a tag left at (or rolled back to) its previous list: its variant's write failed
 
 
 class StageResult(Protocol):

@@ -34,9 +34,9 @@ from requests.adapters import HTTPAdapter
 
 from builder.model.reference import is_loopback
 from builder.model import retry
+from builder.registry.errors import RETRIED as _SERVER_ERRORS
 from builder.registry.errors import RegistryError, TLSFailed
 
-_SERVER_ERRORS = {500, 502, 503, 504}
 _PING = "the /v2/ ping"
 
 
