@@ -8,7 +8,8 @@ half after it answered (the answer is lost: the client cannot tell whether its w
 Other kinds, for a registry that lies or fills up: any other status number (507, 413, 500: an
 answer of that status, the registry never sees the request), ``html`` (200 with an HTML page),
 ``lie`` (the registry's answer with its JSON body re-indented, its Docker-Content-Digest kept),
-``ctype=TYPE`` (the registry's answer with that Content-Type). `fault_match` narrows the
+``ctype=TYPE`` (the registry's answer with that Content-Type), ``digest=DIGEST`` (the
+registry's answer with that Docker-Content-Digest: a stale cache). `fault_match` narrows the
 faults to the requests it matches, and the first `fault_skip` of those always pass. Every
 fault is one log line `FAULT n/max …`.
 """
@@ -25,7 +26,7 @@ from mitmproxy import ctx, http
 _KINDS = "503,502,429,drop"
 _REASONS = {"503": "Service Unavailable", "502": "Bad Gateway", "500": "Internal Server Error",
             "507": "Insufficient Storage", "413": "Payload Too Large"}
-_LATE = ("lie", "ctype=")  # kinds that alter the registry's answer rather than replace it
+_LATE = ("lie", "ctype=", "digest=")  # kinds that alter the registry's answer rather than replace it
 READY = "fault proxy ready"
 
 
@@ -114,6 +115,8 @@ class Faults:
             headers = dict(flow.response.headers)
             flow.response.content = json.dumps(json.loads(flow.response.content), indent=1).encode()
             flow.response.headers["Docker-Content-Digest"] = headers.get("Docker-Content-Digest", "")
+        elif kind.startswith("digest="):
+            flow.response.headers["Docker-Content-Digest"] = kind.split("=", 1)[1]
         else:
             flow.response.headers["Content-Type"] = kind.split("=", 1)[1]
 

@@ -39,6 +39,24 @@ _DOMAIN_RE = re.compile(r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
                         r"(?::[0-9]+)?")
 
 
+DOMAIN_PATTERN = _DOMAIN_RE.pattern  # host[:port] as references name registries
+HOST_MEANING = "a registry host such as 127.0.0.1:5000 or registry.example.com (no scheme, no path)"
+REGISTRY_MEANING = ("a registry host[:port][/path] such as 127.0.0.1:5000 or "
+                    "registry.example.com/team (no scheme; the path in lowercase)")
+
+
+def registry_problem(value: str, *, path: bool) -> str | None:
+    """What keeps `value` from being a registry host (`path`: with an optional /path after
+    it), or None. Checked where the value is read: it goes into FROM lines and references,
+    so a newline or a '#' in it would reach a Dockerfile as an instruction of its own."""
+    host, _, rest = value.partition("/")
+    if not host.isascii() or not _DOMAIN_RE.fullmatch(host):
+        return f"{value!r} is not {REGISTRY_MEANING if path else HOST_MEANING}"
+    if rest and (not path or not _REPOSITORY_RE.fullmatch(rest)):
+        return f"{value!r} is not {REGISTRY_MEANING if path else HOST_MEANING}"
+    return None
+
+
 def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 

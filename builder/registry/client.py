@@ -31,11 +31,12 @@ from builder.registry.auth import Auth
 from builder.registry.blobs import Blobs
 from builder.registry.credentials import Credentials
 from builder.registry.documents import DocumentCache
-from builder.registry.errors import NotFound, RegistryError, TLSFailed, Unauthorized
+from builder.registry.errors import (BadDocument, NotFound, RegistryError, TLSFailed,
+                                     Unauthorized)
 from builder.registry.manifests import Manifests
 from builder.registry.session import Session, transient
 
-__all__ = ["DEFAULT_CONCURRENCY", "NotFound", "Registries", "RegistryClient", "RegistryError",
+__all__ = ["BadDocument", "DEFAULT_CONCURRENCY", "NotFound", "Registries", "RegistryClient", "RegistryError",
            "TLSFailed", "Unauthorized", "transient"]
 
 _DOCKER_HUB_API = "registry-1.docker.io"
