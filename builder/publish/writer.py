@@ -35,7 +35,7 @@ from builder.plan.identity import HASH_LABEL
 from builder.publish.lists import Member, TagResult, assemble
 from builder.publish.rules import Found, HashNow, Listed, Verdict, Verified, decide, lagging
 from builder.model import retry
-from builder.registry.client import NotFound, RegistryClient
+from builder.registry.client import BadDocument, NotFound, RegistryClient
 
 _WORKERS = 8
 
@@ -152,7 +152,7 @@ def _find(client: RegistryClient, ref: ImageRef, platform: Platform) -> _Found:
         config = client.get_config(ref.repository, manifest)
     except NotFound:
         return _Found(None, problem=str(ref), missing=True)
-    except BuilderError as error:  # unreadable: the tags it is in say so, the others go on
+    except BadDocument as error:  # unreadable: the tags it is in say so, the others go on
         return _Found(None, problem=str(error))
     member = Member(manifest, config)
     try:

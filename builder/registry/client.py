@@ -50,7 +50,7 @@ class RegistryClient:
                  target: str | None = None, ca_bundle: str | None = None,
                  insecure: bool = False, policy: retry.Policy = retry.POLICY,
                  timeout: float = 60.0, concurrency: int = DEFAULT_CONCURRENCY,
-                 cache: DocumentCache | None = None) -> None:
+                 cache: DocumentCache | None = None, deadline: float | None = None) -> None:
         self.registry = DOCKER_HUB if registry in DOCKER_HUB_HOSTS else registry
         self.host = _DOCKER_HUB_API if self.registry == DOCKER_HUB else self.registry
         self.policy = policy
@@ -58,7 +58,8 @@ class RegistryClient:
         self.concurrency = max(1, concurrency)
         self.cache = cache if cache is not None else DocumentCache()
         session = Session(self.registry, self.host, ca_bundle=ca_bundle, insecure=insecure,
-                          policy=policy, timeout=timeout, concurrency=self.concurrency)
+                          policy=policy, timeout=timeout, concurrency=self.concurrency,
+                          deadline=deadline)
         self._session = session
         self._auth = Auth(session, credentials=credentials, target=target)
         api = Api(session, self._auth)

@@ -11,6 +11,12 @@ those variables override ``Session.verify``. Plain HTTP is used the way Docker t
 registries: for a loopback host (127.0.0.0/8, ::1, localhost) or with ``insecure=True``, when the
 HTTPS handshake fails and the same port answers as a registry over HTTP.
 
+Bounded waits. Every request has an overall deadline (`DEADLINE`, more for a large upload)
+for its connect, headers and body together, on top of the socket timeouts: a server that
+sends a byte now and then is cut there, and the cut is a timeout like any other, retried. When
+the process stops (SIGTERM, Ctrl-C: `builder.model.retry.stop`), every request in flight is
+cut at once and none is retried.
+
 Retries. Every request goes through the one retry policy (`builder.model.retry`): 429, 5xx,
 dropped connections (also midway through a body) and timeouts are tried again, with the
 policy's backoff or what ``Retry-After`` asks (capped), within the host's budget for the run.
@@ -23,6 +29,7 @@ with an unwanted status goes back to the caller, who knows what was asked
 from __future__ import annotations
 
 import re
+import socket
 import threading
 from pathlib import Path
 from typing import Callable
@@ -38,6 +45,79 @@ from builder.registry.errors import RETRIED as _SERVER_ERRORS
 from builder.registry.errors import RegistryError, TLSFailed
 
 _PING = "the /v2/ ping"
+DEADLINE = 120.0  # seconds for a whole request without a body: connect, headers and body
+UPLOAD_RATE = 1 << 20  # bytes a second an upload is given on top of the deadline, at the least
+
+
+class _InFlight:
+    """The connections one request is using, so that a watchdog can cut them: at its
+    deadline, or when the process stops. A socket read times out only when nothing at all
+    comes; a server sending a byte every few seconds would hold a request for hours."""
+
+    def __init__(self) -> None:
+        self.connections: list = []
+        self.cut: str | None = None  # why it was cut
+        self._lock = threading.Lock()
+
+    def add(self, connection) -> None:
+        with self._lock:
+            self.connections.append(connection)
+            cut = self.cut
+        if cut:
+            _shut(connection)
+
+    def stop(self, why: str) -> None:
+        with self._lock:
+            self.cut = self.cut or why
+            connections = list(self.connections)
+        for connection in connections:
+            _shut(connection)
+
+
+def _shut(connection) -> None:
+    sock = getattr(connection, "sock", None)
+    if sock is not None:
+        try:
+            sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked reading it
+        except OSError:
+            pass
+
+
+_current = threading.local()  # the _InFlight of the request this thread is sending
+_in_flight: set[_InFlight] = set()
+_in_flight_lock = threading.Lock()
+
+
+def _stop_all() -> None:
+    with _in_flight_lock:
+        requests_now = list(_in_flight)
+    for request in requests_now:
+        request.stop("the run is stopping")
+
+
+retry.on_stop(_stop_all)
+
+
+def _tracked(pool_class):
+    """`pool_class` whose connections, as a request takes them, join that request's _InFlight."""
+    class Tracked(pool_class):
+        def _get_conn(self, timeout=None):
+            connection = super()._get_conn(timeout)
+            request = getattr(_current, "request", None)
+            if request is not None:
+                request.add(connection)
+            return connection
+    return Tracked
+
+
+_POOLS = {"http": _tracked(urllib3.HTTPConnectionPool),
+          "https": _tracked(urllib3.HTTPSConnectionPool)}
+
+
+class _Adapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOLS
 
 
 class _LimitedSession(requests.Session):
@@ -46,9 +126,36 @@ class _LimitedSession(requests.Session):
     def __init__(self, limit: int) -> None:
         super().__init__()
         self._slots = threading.BoundedSemaphore(limit)
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=limit)
+        adapter = _Adapter(pool_connections=4, pool_maxsize=limit)
         self.mount("https://", adapter)
         self.mount("http://", adapter)
+
+    def bounded(self, deadline: float, *args, **kwargs) -> requests.Response:
+        """request(), cut at `deadline` seconds (a Timeout) or when the process stops."""
+        request = _InFlight()
+        timer = threading.Timer(deadline, request.stop, (f"no whole answer within {deadline:.0f}s",))
+        timer.daemon = True
+        _current.request = request
+        with _in_flight_lock:
+            _in_flight.add(request)
+        if retry.stopping():
+            request.stop("the run is stopping")
+        timer.start()
+        try:
+            response = self.request(*args, **kwargs)
+        except (requests.RequestException, OSError, urllib3.exceptions.HTTPError):
+            if request.cut:
+                raise _cut(request.cut) from None
+            raise
+        finally:
+            timer.cancel()
+            _current.request = None
+            with _in_flight_lock:
+                _in_flight.discard(request)
+        if request.cut:  # cut after the last byte came: the answer is whole, but say it
+            response.close()
+            raise _cut(request.cut)
+        return response
 
     def request(self, *args, **kwargs) -> requests.Response:
         # Without stream=True the body is read before request() returns: the slot and the
@@ -61,11 +168,13 @@ class Session:
     """Requests to `host` (the API host of `registry`: Docker Hub's differs from its name)."""
 
     def __init__(self, registry: str, host: str, *, ca_bundle: str | None, insecure: bool,
-                 policy: retry.Policy, timeout: float, concurrency: int) -> None:
+                 policy: retry.Policy, timeout: float, concurrency: int,
+                 deadline: float | None = None) -> None:
         self.registry = registry
         self.host = host
         self.policy = policy
         self.timeout = timeout
+        self.deadline = deadline or max(DEADLINE, 2 * timeout)
         self._verify = ca_bundle or _docker_certs_ca(registry) or True
         self._allow_http = insecure or is_loopback(host)
         self._base: str | None = None
@@ -125,9 +234,11 @@ class Session:
         """One request under the retry policy; the last answer comes back whatever its status,
         for the caller to word. The body is read here (no streaming), so a connection dropped
         midway through it is retried like any other."""
+        deadline = self.deadline + len(data or b"") / UPLOAD_RATE
+
         def attempt() -> requests.Response:
             try:
-                return self._pool.request(method, url, headers=headers, data=data,
+                return self._pool.bounded(deadline, method, url, headers=headers, data=data,
                                           verify=self._verify, timeout=self.timeout,
                                           allow_redirects=allow_redirects)
             except requests.exceptions.SSLError as error:
@@ -140,11 +251,22 @@ class Session:
             return retry.call(attempt, transient, what=what, discard=requests.Response.close,
                               host=self.registry if netloc == self.host else netloc,
                               policy=self.policy)
+        except _Stopped as error:
+            raise RegistryError(f"registry {self.registry}: {what} stopped: {error}") from None
         except (requests.RequestException, OSError) as error:
             after = f" after {self.policy.attempts} attempts" if transient(error) else ""
             raise RegistryError(f"registry {self.registry}: {what} failed{after}: "
                                 f"{_reason(error)}; check that the registry is up and "
                                 "reachable") from None
+
+
+class _Stopped(requests.RequestException):
+    """A request cut because the process is stopping: never retried."""
+
+
+def _cut(why: str) -> requests.RequestException:
+    """The error of a request its watchdog cut: a timeout (retried) or the run stopping."""
+    return _Stopped(why) if retry.stopping() else requests.exceptions.Timeout(why)
 
 
 def _docker_certs_ca(registry: str) -> str | None:
@@ -161,6 +283,8 @@ def transient(outcome: object) -> retry.Transient | None:
         kind = retry.Kind.RATE_LIMITED if status == 429 else retry.Kind.SERVER_ERROR
         return retry.Transient(kind, f"HTTP {status}",
                                retry.parse_retry_after(outcome.headers.get("Retry-After")))
+    if isinstance(outcome, _Stopped):
+        return None
     if isinstance(outcome, requests.Timeout):
         return retry.Transient(retry.Kind.TIMEOUT, _reason(outcome))
     if isinstance(outcome, requests.exceptions.SSLError) or _unresolvable(outcome):

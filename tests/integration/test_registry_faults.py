@@ -9,6 +9,10 @@ only manifests and configs. The faults are scripted, not drawn: every request th
 from __future__ import annotations
 
 import json
+import os
+import signal
+import subprocess
+import time
 
 import pytest
 
@@ -17,9 +21,12 @@ from builder.model.reference import DOCKER_MANIFEST, ImageRef, sha256_digest
 from builder.model.report import Report, Status
 from builder.model.tags import tag_groups
 from builder.publish.writer import publish
-from builder.registry.client import BadDocument, RegistryClient
+from builder.model import retry
+from builder.registry.client import BadDocument, RegistryClient, RegistryError
 from testbed.registry import start_registry
-from tests.integration.test_publish import make_family, make_version, planned, push_release
+from testbed.stallserver import start_stall_server
+from tests.helpers.paths import INVOKE, ROOT
+from tests.helpers.tinypy import make_family, make_version, planned, push_release
 
 TAG_PUT = r"^PUT /v2/tinypy/manifests/[^s]"  # a tag's list, not an image copied in by digest
 
@@ -185,3 +192,58 @@ def test_an_image_whose_config_is_a_json_list_fails_its_tags_only(fresh):
             assert f"config tinypy@{bad}: the image config is a JSON list" in results[tag].reason
         else:
             assert results[tag].status is Status.WRITTEN
+
+
+# --- bounded waits ---------------------------------------------------------------------------
+
+@pytest.fixture
+def stalling():
+    started = []
+
+    def start(mode: str):
+        server = start_stall_server(mode)
+        started.append(server)
+        return server
+
+    yield start
+    for server in started:
+        server.stop()
+
+
+@pytest.mark.parametrize("mode", ["drip", "silent"])
+def test_a_registry_read_has_an_overall_deadline_retried_as_a_timeout(mode, stalling):
+    """A manifest sent a byte every 5 s (the socket never times out), or never answered: each
+    attempt is cut at the deadline, and the cut is retried like a timeout."""
+    server = stalling(mode)
+    client = RegistryClient(server.host, deadline=3, timeout=2 if mode == "silent" else 30,
+                            policy=retry.Policy(attempts=2, base_delay=0.1))
+    started = time.monotonic()
+    with pytest.raises(RegistryError) as raised:
+        client.get_manifest("tinypy", "1.0.0")
+    seconds = time.monotonic() - started
+    assert "failed after 2 attempts" in str(raised.value)
+    assert seconds < 12 and len(server.requests) == 2
+    if mode == "drip":
+        assert "no whole answer within 3s" in str(raised.value)
+
+
+def test_sigterm_ends_a_run_waiting_on_a_dripping_registry(stalling, tmp_path):
+    """`invoke summary` of a tag whose manifest drips: SIGTERM stops it at once (exit 130),
+    every request in flight cut, none retried."""
+    server = stalling("drip")
+    process = subprocess.Popen([str(INVOKE), "summary", f"{server.host}/tinypy:1.0.0",
+                                "--out", str(tmp_path)],
+                               cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+                               env={**os.environ, "PYTHONUNBUFFERED": "1"})
+    deadline = time.monotonic() + 60
+    while not server.requests and time.monotonic() < deadline:
+        time.sleep(0.2)
+    time.sleep(1)
+    assert len(server.requests) == 1, server.requests
+    signalled = time.monotonic()
+    process.send_signal(signal.SIGTERM)
+    out, err = process.communicate(timeout=30)
+    assert time.monotonic() - signalled < 10
+    assert process.returncode == 130, out + err
+    assert "Traceback" not in err and "SIGTERM" in err
+    assert len(server.requests) == 1  # nothing was retried
