@@ -80,9 +80,10 @@ class PublishResult:
 def run(options: PublishOptions, out: TextIO) -> PublishResult:
     """`invoke publish`: the images `--from-report`'s build vouches for, else only those whose
     build hash is the plan's."""
+    registry = options.registry.rstrip("/")
+    Report("publish", options.version, registry=registry).write(options.report, None)
     family = versions.load(options.versions)
     wanted = family.version(options.version)
-    registry = options.registry.rstrip("/")
     for name in options.variants:
         wanted.variant(name)  # an unknown name is bad input, before anything is read
     for name in options.platforms:

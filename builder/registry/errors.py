@@ -76,7 +76,8 @@ def answer_error(registry: str, response, what: str, repository: str, *, push: b
     codes = error_codes(response)
     if status == 401:
         return refused(registry, response, repository, credentials())
-    reason = getattr(response, "reason", "") or ""
+    # A status seldom seen is named too: "HTTP 507 Insufficient Storage".
+    reason = (getattr(response, "reason", "") or "") if status in REFUSED_WRITES else ""
     text = f"registry {registry}: {what}: HTTP {status}{' ' + reason if reason else ''}" \
            f"{error_text(response)}"
     if status == 404:

@@ -37,6 +37,7 @@ from urllib.parse import urlsplit
 
 import requests
 import urllib3
+import urllib3.connection
 from requests.adapters import HTTPAdapter
 
 from builder.model.reference import is_loopback
@@ -50,37 +51,37 @@ UPLOAD_RATE = 1 << 20  # bytes a second an upload is given on top of the deadlin
 
 
 class _InFlight:
-    """The connections one request is using, so that a watchdog can cut them: at its
-    deadline, or when the process stops. A socket read times out only when nothing at all
-    comes; a server sending a byte every few seconds would hold a request for hours."""
+    """The sockets one request is using, so that a watchdog can cut them: at its deadline, or
+    when the process stops. A socket read times out only when nothing at all comes; a server
+    sending a byte every few seconds would hold a request for hours."""
 
     def __init__(self) -> None:
-        self.connections: list = []
+        self.sockets: list[socket.socket] = []
         self.cut: str | None = None  # why it was cut
         self._lock = threading.Lock()
 
-    def add(self, connection) -> None:
+    def add(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
         with self._lock:
-            self.connections.append(connection)
+            self.sockets.append(sock)
             cut = self.cut
         if cut:
-            _shut(connection)
+            _shut(sock)
 
     def stop(self, why: str) -> None:
         with self._lock:
             self.cut = self.cut or why
-            connections = list(self.connections)
-        for connection in connections:
-            _shut(connection)
+            sockets = list(self.sockets)
+        for sock in sockets:
+            _shut(sock)
 
 
-def _shut(connection) -> None:
-    sock = getattr(connection, "sock", None)
-    if sock is not None:
-        try:
-            sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked reading it
-        except OSError:
-            pass
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked reading it
+    except OSError:
+        pass
 
 
 _current = threading.local()  # the _InFlight of the request this thread is sending
@@ -98,20 +99,33 @@ def _stop_all() -> None:
 retry.on_stop(_stop_all)
 
 
-def _tracked(pool_class):
-    """`pool_class` whose connections, as a request takes them, join that request's _InFlight."""
-    class Tracked(pool_class):
+def _joining(sock: socket.socket | None) -> None:
+    """`sock` joins the request this thread is sending, if any."""
+    request = getattr(_current, "request", None)
+    if request is not None:
+        request.add(sock)
+
+
+def _tracked(pool_class, connection_class):
+    """`pool_class` whose sockets join the request that uses them: a kept-alive one as the
+    request takes it, a new one as it connects (the response may hold it alone later)."""
+    class Connection(connection_class):
+        def connect(self) -> None:
+            super().connect()
+            _joining(self.sock)
+
+    class Pool(pool_class):
+        ConnectionCls = Connection
+
         def _get_conn(self, timeout=None):
             connection = super()._get_conn(timeout)
-            request = getattr(_current, "request", None)
-            if request is not None:
-                request.add(connection)
+            _joining(getattr(connection, "sock", None))
             return connection
-    return Tracked
+    return Pool
 
 
-_POOLS = {"http": _tracked(urllib3.HTTPConnectionPool),
-          "https": _tracked(urllib3.HTTPSConnectionPool)}
+_POOLS = {"http": _tracked(urllib3.HTTPConnectionPool, urllib3.connection.HTTPConnection),
+          "https": _tracked(urllib3.HTTPSConnectionPool, urllib3.connection.HTTPSConnection)}
 
 
 class _Adapter(HTTPAdapter):
