@@ -82,6 +82,11 @@ _REGISTRY_FAILURES = (
 )
 
 
+# An engine's words for a registry that takes no write until someone acts.
+_REFUSED = re.compile(r"\b507\b|insufficient storage|\b413\b|request entity too large|"
+                      r"payload too large|no space left", re.IGNORECASE)
+
+
 def registry_failure(text: str) -> retry.Transient | None:
     """The kind of a transient registry failure in an engine's error text, or None: the one
     place engine error text is read for that."""
@@ -313,7 +318,12 @@ def push(api, ref: ImageRef, registry: RegistryClient,
          log: Callable[[str], None] = lambda line: None) -> tuple[str, int]:
     """Push the image tagged `ref` with `api`, again on a transient registry failure; its
     digest and size, once `registry` serves that digest at the tag. EngineError on any other
-    failure."""
+    failure; at once when the registry refuses writes already (`RegistryClient.refusing`), and
+    one that refuses this push (507, 413, 5xx past the retries) is marked so for the run."""
+    if registry.refusing:
+        raise EngineError(f"{ref} not pushed: registry {registry.registry} refuses writes "
+                          f"({registry.refusing})")
+
     def attempt() -> tuple[str | None, int | None]:
         digest = size = None
         try:
@@ -328,8 +338,14 @@ def push(api, ref: ImageRef, registry: RegistryClient,
                                    str(error.explanation or error)) from None
         return digest, size
 
-    digest, size = retry.call(attempt, _retryable, host=ref.registry, what=f"the push of {ref}",
-                              policy=retry.POLICY.compound())
+    try:
+        digest, size = retry.call(attempt, _retryable, host=ref.registry,
+                                  what=f"the push of {ref}", policy=retry.POLICY.compound())
+    except RegistryFailed as error:
+        if _REFUSED.search(str(error)) or (error.transient is not None and  # full, too large,
+                error.transient.kind is retry.Kind.SERVER_ERROR):  # or failing every retry
+            registry.refuse(f"the push of {ref}: {str(error).splitlines()[0][:200]}")
+        raise
     if not digest:
         raise EngineError(f"pushing {ref} ended without a digest from the engine")
     found = registry.head_manifest(ref.repository, ref.tag)

@@ -326,7 +326,7 @@ def _roll_back(client: RegistryClient, moved: Sequence[_Write], failure: tuple[s
         if write.previous is not None:
             try:
                 client.put_manifest(_ref(result), result.tag, write.previous.body,
-                                    write.previous.media_type)
+                                    write.previous.media_type, restore=True)
                 back[result.tag] = replace(result, status=Status.KEPT, reason=(
                     f"written, then rolled back to its previous list {write.previous.digest} "
                     f"because {cause}"))

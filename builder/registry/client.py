@@ -66,6 +66,16 @@ class RegistryClient:
         self._blobs = Blobs(api, self.cache)
         self._manifests = Manifests(api, self._blobs, self.cache)
 
+    @property
+    def refusing(self) -> str | None:
+        """Why this registry takes no more writes in this run (it answered one with 507 or
+        413, or kept failing one with 5xx past every retry); None while it takes them."""
+        return self._session.refusing
+
+    def refuse(self, why: str) -> None:
+        """Take no more writes to this registry in this run, for `why` (the first reason kept)."""
+        self._session.refuse(why)
+
     def credentials(self) -> Credentials | None:
         """The credentials this client sends (given, or looked up once), or None: anonymous."""
         return self._auth.credentials()
@@ -90,9 +100,11 @@ class RegistryClient:
         """The manifest's descriptor, or None when it does not exist."""
         return self._manifests.head(repository, reference)
 
-    def put_manifest(self, repository: str, reference: str, body: bytes, media_type: str) -> str:
-        """PUT the exact bytes; returns their digest, checked against Docker-Content-Digest."""
-        return self._manifests.put(repository, reference, body, media_type)
+    def put_manifest(self, repository: str, reference: str, body: bytes, media_type: str, *,
+                     restore: bool = False) -> str:
+        """PUT the exact bytes; returns their digest, checked against Docker-Content-Digest.
+        `restore`: putting a tag back, tried even once the registry refuses writes."""
+        return self._manifests.put(repository, reference, body, media_type, restore=restore)
 
     def resolve_platform(self, ref: ImageRef, platform: Platform, *,
                          head_first: bool = False) -> Manifest:

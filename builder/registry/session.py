@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import re
 import socket
+import sys
 import threading
 from pathlib import Path
 from typing import Callable
@@ -43,9 +44,10 @@ from requests.adapters import HTTPAdapter
 from builder.model.reference import is_loopback
 from builder.model import retry
 from builder.registry.errors import RETRIED as _SERVER_ERRORS
-from builder.registry.errors import RegistryError, TLSFailed
+from builder.registry.errors import REFUSED_WRITES, RegistryError, TLSFailed
 
 _PING = "the /v2/ ping"
+_WRITES = {"PUT", "POST", "PATCH", "DELETE"}
 DEADLINE = 120.0  # seconds for a whole request without a body: connect, headers and body
 UPLOAD_RATE = 1 << 20  # bytes a second an upload is given on top of the deadline, at the least
 
@@ -191,6 +193,7 @@ class Session:
         self.deadline = deadline or max(DEADLINE, 2 * timeout)
         self._verify = ca_bundle or _docker_certs_ca(registry) or True
         self._allow_http = insecure or is_loopback(host)
+        self.refusing: str | None = None
         self._base: str | None = None
         self._lock = threading.Lock()
         self._pool = _LimitedSession(concurrency)
@@ -243,11 +246,32 @@ class Session:
             pass  # connected: something listens there
         return None
 
+    def refuse(self, why: str) -> None:
+        with self._lock:
+            if self.refusing is None:
+                self.refusing = why
+                print(f"registry {self.registry} refuses writes: {why}; no more uploads to it "
+                      "in this run", file=sys.stderr, flush=True)
+
     def send(self, method: str, url: str, what: str, headers: dict, data: bytes | None, *,
-             allow_redirects: bool = True) -> requests.Response:
+             allow_redirects: bool = True, even_refused: bool = False) -> requests.Response:
         """One request under the retry policy; the last answer comes back whatever its status,
         for the caller to word. The body is read here (no streaming), so a connection dropped
-        midway through it is retried like any other."""
+        midway through it is retried like any other. A write to a registry that refuses
+        writes (see `refuse`) is not sent, unless `even_refused` (putting a tag back)."""
+        write = method in _WRITES
+        if write and self.refusing and not even_refused:
+            raise RegistryError(f"registry {self.registry}: {what} not sent: the registry "
+                                f"refuses writes ({self.refusing})")
+        response = self._send(method, url, what, headers, data, allow_redirects)
+        if write and (response.status_code in REFUSED_WRITES or
+                      response.status_code in _SERVER_ERRORS):
+            # 507/413 at once; a 5xx only once the retries are spent on it.
+            self.refuse(f"{what}: HTTP {response.status_code} {response.reason or ''}".strip())
+        return response
+
+    def _send(self, method: str, url: str, what: str, headers: dict, data: bytes | None,
+              allow_redirects: bool) -> requests.Response:
         deadline = self.deadline + len(data or b"") / UPLOAD_RATE
 
         def attempt() -> requests.Response:

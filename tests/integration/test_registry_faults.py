@@ -23,6 +23,7 @@ from builder.model.tags import tag_groups
 from builder.publish.writer import publish
 from builder.model import retry
 from builder.registry.client import BadDocument, RegistryClient, RegistryError
+from testbed.engine import remove_tags_of
 from testbed.registry import start_registry
 from testbed.stallserver import start_stall_server
 from tests.helpers.paths import INVOKE, ROOT
@@ -247,3 +248,40 @@ def test_sigterm_ends_a_run_waiting_on_a_dripping_registry(stalling, tmp_path):
     assert process.returncode == 130, out + err
     assert "Traceback" not in err and "SIGTERM" in err
     assert len(server.requests) == 1  # nothing was retried
+
+
+# --- a registry refusing every write ---------------------------------------------------------
+
+HELLO = ROOT / "examples" / "hello" / "versions.yaml"
+
+
+@pytest.mark.parametrize("status", ["507", "413"])
+def test_a_registry_refusing_every_upload_stops_the_remaining_pushes(
+        status, mirror, fresh, fault_proxy, docker_client, tmp_path):
+    """The engine's own uploads go through the proxy (it passes the Host header on, so the
+    upload Locations name it): every write answered `status`. The first push that meets it
+    marks the registry; the jobs after it do not push, and one line says why."""
+    registry, _ = fresh
+    proxy = fault_proxy(registry, rate="1", kinds=status, match=r"^(PUT|POST|PATCH) /v2/hello/",
+                        max_faults=1000)
+    report = tmp_path / "report.json"
+    try:
+        started = time.monotonic()
+        done = subprocess.run(
+            [str(INVOKE), "build", "--versions", str(HELLO), "--version", "1.0.0", "--push",
+             "--platform", "amd64,i386,arm64v8", "--registry", proxy.host,
+             "--report", str(report), "--logs", str(tmp_path / "logs"),
+             "--out", str(tmp_path / "out")],
+            cwd=ROOT, capture_output=True, text=True, timeout=900,
+            env={**os.environ, "BUILDER_BASE_MIRROR": mirror.host})
+        seconds = time.monotonic() - started
+    finally:
+        remove_tags_of(docker_client, proxy.host)
+    print(f"{status} on every upload: {seconds:.0f}s, {len(proxy.faults())} refused requests")
+    assert done.returncode == 1, done.stdout + done.stderr
+    assert "Traceback" not in done.stderr
+    assert done.stderr.count(f"registry {proxy.host} refuses writes:") == 1, done.stderr
+    jobs = json.loads(report.read_text())["jobs"]
+    assert len(jobs) == 6 and {job["status"] for job in jobs} == {"failed"}
+    assert any("not pushed: registry" in (job.get("reason") or "") for job in jobs), jobs
+    assert seconds < 240

@@ -115,3 +115,26 @@ def test_a_kept_tag_says_why_and_a_tag_moved_alone_names_the_tags_it_is_apart_fr
                       split_from=("latest",), reason="MOVED ALONE: …")
     assert alone.line().endswith("; MOVED ALONE: …")
     assert alone.as_dict()["split_from"] == ("latest",)
+
+
+def test_the_first_write_into_a_directory_removes_the_temporary_files_of_dead_writers(tmp_path):
+    import os
+    import subprocess
+    from builder.model.files import write_atomic
+    gone = subprocess.Popen(["true"])
+    gone.wait()  # a pid no process has now
+    dead = tmp_path / f".page.md.{gone.pid}.x1y2.tmp"
+    live = tmp_path / f".page.md.{os.getpid()}.z3w4.tmp"
+    other = tmp_path / ".partial.tmp"  # not one of ours: left alone
+    for path in (dead, live, other):
+        path.write_text("half a page")
+    write_atomic(tmp_path / "page.md", "a page")
+    assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+        [live.name, other.name, "page.md"])
+
+
+def test_a_report_written_at_the_start_says_running():
+    from builder.model.report import Report
+    document = Report("release", "1.0.0").document(None)
+    assert document["result"] == "running" and document["exit_code"] is None
+    assert document["finished"] is None
