@@ -138,3 +138,19 @@ def test_a_report_written_at_the_start_says_running():
     document = Report("release", "1.0.0").document(None)
     assert document["result"] == "running" and document["exit_code"] is None
     assert document["finished"] is None
+
+
+@pytest.mark.parametrize("env, flag, words", [
+    ({"BUILDER_BASE_MIRROR": INJECTED}, "127.0.0.1:5000", "error: BUILDER_BASE_MIRROR: "),
+    ({}, "127.0.0.1:5000#", "error: --registry: '127.0.0.1:5000#' is not a registry host"),
+])
+def test_the_command_refuses_a_hostile_value_with_exit_2_before_anything_runs(env, flag, words):
+    import os
+    import subprocess
+    from tests.helpers.paths import INVOKE, ROOT
+    done = subprocess.run([str(INVOKE), "build", "--versions", "examples/hello/versions.yaml",
+                           "--version", "1.0.0", "--registry", flag, "--dry-run"],
+                          cwd=ROOT, capture_output=True, text=True, env={**os.environ, **env})
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert done.stderr.startswith(words) and "Traceback" not in done.stderr
+    assert "RUN touch" not in done.stdout
