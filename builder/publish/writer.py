@@ -303,14 +303,15 @@ def _write_unit(client: RegistryClient, decided: Sequence[TagResult | _Write]) -
                 f"failed ({failure[1]})"))
             continue
         try:
-            client.put_manifest(_ref(result), result.tag, write.body, result.media_type)
+            with retry.scope() as retried:
+                client.put_manifest(_ref(result), result.tag, write.body, result.media_type)
         except BuilderError as error:
             failure = (result.tag, error)
             done[result.tag] = replace(result, status=Status.FAILED,
                                        reason=f"{error}; the tag is left as it was")
             continue
         moved.append(write)
-        done[result.tag] = result
+        done[result.tag] = replace(result, retries=result.retries + retried.retries)
     if failure:
         done.update(_roll_back(client, moved, failure, [w.result.tag for w in writes]))
     return [done[d.tag if isinstance(d, TagResult) else d.result.tag] for d in decided]
