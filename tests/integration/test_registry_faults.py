@@ -13,11 +13,13 @@ import os
 import signal
 import subprocess
 import time
+from pathlib import Path
 
 import pytest
 
 from builder.commands.publish import PublishResult
-from builder.model.reference import DOCKER_MANIFEST, ImageRef, sha256_digest
+from builder.model.platforms import PLATFORMS
+from builder.model.reference import DOCKER_MANIFEST, ImageRef, Manifest, sha256_digest
 from builder.model.report import Report, Status
 from builder.model.tags import tag_groups
 from builder.publish.writer import publish
@@ -27,8 +29,10 @@ from testbed.engine import remove_tags_of
 from testbed.registry import start_registry
 from testbed.stallserver import start_stall_server
 from tests.helpers.paths import INVOKE, ROOT
+from tests.helpers.windows_images import push_image
 from tests.helpers.tinypy import make_family, make_version, planned, push_release
 
+HELLO = ROOT / "examples" / "hello" / "versions.yaml"
 TAG_PUT = r"^PUT /v2/tinypy/manifests/[^s]"  # a tag's list, not an image copied in by digest
 
 
@@ -169,30 +173,62 @@ def test_a_manifest_of_another_kind_or_not_json_is_a_typed_error(kind, words, fr
     assert words in str(raised.value) and "tinypy:1.3.0" in str(raised.value)
 
 
-def test_an_image_whose_config_is_a_json_list_fails_its_tags_only(fresh):
+def _config_a_json_list(client: RegistryClient, repository: str, tag: str,
+                        manifest: Manifest) -> str:
+    """`manifest` put at `tag` again, naming a config that is a JSON list; that config's digest."""
+    document, blob = manifest.json, b"[]"
+    document["config"] = {**document["config"], "digest": client.upload_blob(repository, blob),
+                          "size": len(blob)}
+    client.put_manifest(repository, tag, json.dumps(document).encode(), DOCKER_MANIFEST)
+    return sha256_digest(blob)
+
+
+def test_an_image_whose_config_is_a_json_list_fails_its_tags_only(fresh, tmp_path):
     registry, direct = fresh
     version = make_version("1.4.0")
     pushed = push_release(direct, registry.host, version, label="a")
-    # The buster amd64 image's manifest now names a config that is a JSON list.
-    manifest = pushed[("buster", "amd64")]
-    document = manifest.json
-    blob = b"[]"
-    document["config"] = {**document["config"], "digest": direct.upload_blob("tinypy", blob),
-                          "size": len(blob)}
-    body = json.dumps(document).encode()
-    direct.put_manifest("tinypy", "1.4.0-buster-amd64", body, DOCKER_MANIFEST)
+    bad = _config_a_json_list(direct, "tinypy", "1.4.0-buster-amd64", pushed[("buster", "amd64")])
     groups = tag_groups(make_family(version), version)
 
     results = {r.tag: r for r in publish(direct, registry.host, "tinypy", version, groups,
                                          hash_now=planned)}
 
-    bad = sha256_digest(blob)
     for tag, variants in groups.items():
         if any(v.name == "buster" for v in variants):
             assert results[tag].status is Status.FAILED
             assert f"config tinypy@{bad}: the image config is a JSON list" in results[tag].reason
         else:
             assert results[tag].status is Status.WRITTEN
+    done = subprocess.run([str(INVOKE), "summary", f"{registry.host}/tinypy:1.4.0-buster-amd64",
+                           "--out", str(tmp_path)], cwd=ROOT, capture_output=True, text=True)
+    assert done.returncode == 1 and "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].startswith("error: ")
+    assert "the image config is a JSON list" in done.stderr and "unreadable" in done.stderr
+
+
+def test_a_build_over_an_unreadable_image_builds_it_again(mirror, fresh, docker_client, tmp_path):
+    """The registry's per-arch image has a config that is a JSON list: the build's skip check
+    cannot read it, so the job is built and pushed over it, not failed."""
+    registry, direct = fresh
+    ref = ImageRef.parse(f"{registry.host}/hello:1.0.0-busybox-amd64")
+    planted = push_image(direct, ref.repository, ref.tag, PLATFORMS["amd64"], label="planted")
+    _config_a_json_list(direct, ref.repository, ref.tag, planted)
+    report = tmp_path / "report.json"
+    try:
+        done = subprocess.run(
+            [str(INVOKE), "build", "--versions", str(HELLO), "--version", "1.0.0", "--push",
+             "--platform", "amd64", "--variant", "busybox", "--registry", registry.host,
+             "--report", str(report), "--logs", str(tmp_path / "logs"),
+             "--out", str(tmp_path / "out")],
+            cwd=ROOT, capture_output=True, text=True, timeout=600,
+            env={**os.environ, "BUILDER_BASE_MIRROR": mirror.host})
+    finally:
+        remove_tags_of(docker_client, registry.host)
+    assert done.returncode == 0, done.stdout + done.stderr
+    [job] = json.loads(report.read_text())["jobs"]
+    assert job["status"] == "built"
+    assert "is unreadable" in Path(job["log"]).read_text()
+    assert direct.get_config(ref.repository, direct.get_manifest(ref.repository, ref.tag))
 
 
 # --- bounded waits ---------------------------------------------------------------------------
@@ -251,8 +287,6 @@ def test_sigterm_ends_a_run_waiting_on_a_dripping_registry(stalling, tmp_path):
 
 
 # --- a registry refusing every write ---------------------------------------------------------
-
-HELLO = ROOT / "examples" / "hello" / "versions.yaml"
 
 
 @pytest.mark.parametrize("status", ["507", "413"])
