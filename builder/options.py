@@ -121,6 +121,11 @@ CONCURRENCY = Option("registry_concurrency", "requests in flight per registry, s
 
 # --- one command's own ------------------------------------------------------------------------
 
+PROBE = Option("probe", "also ask each engine of the plan what it is: its Docker version, its "
+                        "image store (containerd or graphdriver) and the builder each platform "
+                        "goes through there, refused where it would build wrongly (without it "
+                        "the plan reaches no engine)", False)
+
 TREE = Option("out", "where the Dockerfile tree goes (default: beside the versions file)")
 CHECK_TREE = Option("check", "write nothing; exit 1 naming every stale, missing or extra "
                              "Dockerfile", False)
@@ -175,8 +180,9 @@ NO_SERVE = Option("no_serve", "fill only; do not start the server", False, field
 STOP_MIRROR = Option("stop", "stop the mirror server started for --dir, saying which", False)
 SERIES = Option("series", "update only this series, 3.13 (repeatable; default: every one in the "
                           "file)", repeatable=True)
-INDEX = Option("source", "the release index: python.org's ftp/python/ or a mirror in its "
-                         "layout, such as http://127.0.0.1:8600/python/", PYTHON_ORG)
+INDEX = Option("source", "the release index: python.org's ftp/python/, a mirror in its "
+                         "layout (http://127.0.0.1:8600/python/), or debian (Debian's archive: "
+                         "a release vouched for by its upload's signed .dsc)", PYTHON_ORG)
 CHECK_RELEASES = Option("check", "write nothing; exit 0 when up to date, 1 when a newer "
                                  "release exists, 4 when the source cannot be read", False)
 
@@ -192,7 +198,7 @@ GENERATE = (VERSIONS, TEMPLATES, TREE, CHECK_TREE)
 LIBRARY = (VERSIONS, COMMIT)
 SUMMARY = (IMAGE, PAGE, CA_BUNDLE, CONCURRENCY)
 PLAN = (VERSION, VARIANT, PLATFORM, PLAN_FORMAT, MATRIX_PER, REGISTRY, BUILDERS, VERSIONS,
-        ARCH_NAMESPACE)
+        ARCH_NAMESPACE, PROBE)
 BUILD = (VERSION, VARIANT, PLATFORM, PUSH, REGISTRY, BUILDERS, FORCE, NO_CACHE, DRY_RUN, LOGS,
          VERSIONS, ARCH_NAMESPACE, REPORT, HTML_OUT, CONCURRENCY)
 PUBLISH = (VERSION, REGISTRY.needed(), VARIANT, PLATFORM, OCI, ALLOW_MISSING, ALLOW_LAGGING,

@@ -109,7 +109,8 @@ def run_plan(plan: Plan, *, out: TextIO, push: bool = False, force: bool = False
     check_push_target(push, plan.registry)
     runner = Runner(plan, push=push, force=force, nocache=nocache, logs=Path(logs),
                     registries=registries, read_back=read_back)
-    for line in runner.probe(answered=lambda: print(plan.describe(), file=out, flush=True)).lines():
+    health = runner.probe(answered=lambda: print(plan.describe(), file=out, flush=True))
+    for line in health.engine_lines() + health.lines():
         print(line, file=out, flush=True)
     # The engine column shows the pool until a job takes a slot on one of its engines.
     progress = Progress([(j.key, "|".join(j.pool)) for j in plan.jobs]

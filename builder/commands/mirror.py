@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import TextIO
 
 from builder.commands import bases
-from builder.mirror import fill, localregistry, serve
+from builder.mirror import debian, fill, localregistry, serve
 from builder.model import mirrors as config
 from builder.model import versions
 from builder.model.errors import EXIT_OK
@@ -51,10 +51,13 @@ class MirrorResult:
     url: str | None = None  # where the server serves the mirror
     stopped: bool = False
     exit_code: int = EXIT_OK
+    accepted: tuple[fill.Accepted, ...] = ()  # the versions added, and the checks that passed
 
     def add_to(self, report: Report) -> None:
         report.stage("mirror", Status.OK, directory=str(self.directory),
-                     base_mirror=self.base_mirror, url=self.url, stopped=self.stopped)
+                     base_mirror=self.base_mirror, url=self.url, stopped=self.stopped,
+                     accepted=[{"version": a.version, "origin": a.origin, "chain": list(a.chain)}
+                               for a in self.accepted])
 
 
 def run(options: MirrorOptions, out: TextIO) -> MirrorResult:
@@ -67,10 +70,10 @@ def run(options: MirrorOptions, out: TextIO) -> MirrorResult:
         print(f"{full}: skipped, {family.source} gives no sha256 to verify it by", file=out)
     directory = options.directory
     work = directory / ".work"
-    provider = (fill.DebianArchive(work) if options.source == "debian"
+    provider = (debian.DebianArchive(work) if options.source == "debian"
                 else fill.UpstreamURL(options.source, work, keys_url=options.keys_url))
     print(f"== sources into {directory}", file=out, flush=True)
-    fill.fill(directory, wanted, provider, out)
+    accepted = fill.fill(directory, wanted, provider, out)
     host = _bases(options, out) if options.make_bases else None
     url = None
     if options.start_server:
@@ -82,7 +85,7 @@ def run(options: MirrorOptions, out: TextIO) -> MirrorResult:
         for mirror in config.served(url):
             print(f"  - {{name: {mirror.name}, upstream: {mirror.upstream}, url: {mirror.url}}}",
                   file=out)
-    return MirrorResult(directory, host, url)
+    return MirrorResult(directory, host, url, accepted=tuple(accepted))
 
 
 def _bases(options: MirrorOptions, out: TextIO) -> str:

@@ -1,8 +1,9 @@
 """`plan`: a version's jobs as text, as JSON, or as a CI matrix to fan the build out with.
 
 The plan is `builder.plan.plan`'s and its listing `builder.plan.listing`'s; this is the edge
-that loads the versions and builders files (no engine is reached) and reads this machine's
-architecture for the emulation column.
+that loads the versions and builders files and reads this machine's architecture for the
+emulation column. No engine is reached, unless `--probe` asks each engine of the plan's pools
+what it is (`builder.farm.health`: its version, image store and builder per platform).
 """
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from builder.farm import engines
+from builder.farm import health
 from builder.model import versions
 from builder.model.errors import EXIT_OK, InputError
 from builder.model.platforms import from_oci
@@ -37,6 +39,7 @@ class PlanOptions:
     arch_namespace: bool = False
     format: str = "text"
     per: str = "job"  # github-matrix: an entry per job or per platform
+    probe: bool = False  # ask the engines their store and builder
 
 
 @dataclass(frozen=True)
@@ -67,6 +70,9 @@ def run(options: PlanOptions, out: TextIO) -> PlanResult:
                          registry=options.registry, arch_namespace=options.arch_namespace)
     native = this_machine()
     result = PlanResult(the_plan, native, listing.document(the_plan, native))
+    probed = probe(the_plan) if options.probe else None
+    if probed is not None:
+        result.document["engines"] = probed.as_dict()
     if options.format == "json":
         print(json.dumps(result.document, indent=2), file=out)
     elif options.format == "github-matrix":
@@ -74,10 +80,20 @@ def run(options: PlanOptions, out: TextIO) -> PlanResult:
         print(json.dumps(listing.matrix(the_plan, native, options.per)), file=out)
     else:
         print(the_plan.describe(), file=out)
+        for line in (probed.engine_lines() + probed.lines()) if probed else ():
+            print(line, file=out)
     warning = listing.emulation_warning(the_plan, native)
     if warning:
         print(warning, file=sys.stderr)
     return result
+
+
+def probe(the_plan: Plan) -> health.Health:
+    """Each engine of the plan's pools asked what it is and how it builds each of its jobs'
+    platforms; emulation is not proved here (a build's probe runs a container for that)."""
+    needed = health.wanted(the_plan)
+    pool = [e for e in the_plan.builders.engines if e.name in needed]
+    return health.check(pool, needed, lambda platform: None)
 
 
 def this_machine() -> frozenset[str]:

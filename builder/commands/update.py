@@ -18,7 +18,8 @@ from builder.model.errors import EXIT_FAILED, EXIT_OK, EXIT_PARTIAL, BuilderErro
 from builder.model.files import write_atomic
 from builder.model.report import Report, Status
 from builder.options import DEFAULT_VERSIONS
-from builder.update.bump import SeriesResult, bump
+from builder.update.bump import bump
+from builder.update.index import SeriesResult
 
 
 @dataclass(frozen=True)

@@ -27,6 +27,7 @@ from builder.model import retry
 from builder.registry.credentials import Credentials
 from builder.model.builders import Engine
 from builder.farm.engines import short_error
+from builder.farm.pools import Backend
 from builder.model.errors import BuilderError
 from builder.plan.plan import BuildJob
 from builder.model.platforms import Platform, image_platform, oci_text
@@ -242,15 +243,18 @@ def build(api, engine: Engine, context: bytes | BinaryIO, platform: Platform, *,
     return image_id
 
 
-def check_platform(api, engine: Engine, image_id: str, platform: Platform) -> None:
+def check_platform(api, engine: Engine, image_id: str, platform: Platform,
+                   cause: Callable[[str | None], str] | None = None) -> None:
     """WrongPlatform unless the image is of `platform`: the classic builder's cache can return
-    another platform's image (docs/classic-builder.md, trap 1)."""
+    another platform's image (docs/classic-builder.md, trap 1), and on the containerd image
+    store it drops a variant. `cause` says why, given the variant the image has (None: the
+    classic builder on the graphdriver store)."""
     fields = image_platform(api.inspect_image(image_id))
     if not platform.matches(*fields):
+        cause = cause or (lambda variant: Backend().wrong_platform(engine.name, platform, variant))
         raise WrongPlatform(f"engine {engine.name} returned a "
                             f"{oci_text(*fields[:3])} image ({image_id[:19]}) for a "
-                            f"{platform.oci} build; the classic builder's cache mixed "
-                            "platforms up: run again with --no-cache")
+                            f"{platform.oci} build; {cause(fields[2] or None)}")
 
 
 def run_checks(api, image_id: str, checks: tuple[Check, ...], version: str, platform: Platform,

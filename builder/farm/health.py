@@ -1,7 +1,9 @@
 """Health of the build engines: probed before a run, and asked again when a job on one fails.
 
 The edge of `builder.farm.pools`. Before a run each engine of a pool is asked what it runs
-(`version`, `info`: os, architecture, and os.version on Windows), and for each platform it would
+(`version`, `info`: os, architecture, os.version on Windows, and its image store: containerd or
+graphdriver), which builder builds each platform there (`pools.backend`: one that would build it
+wrongly, or BuildKit without a buildx here, refuses it), and for each platform it would
 build by emulation a one-second container of that platform proves its binfmt handler works, so a
 missing QEMU shows here as one line, not as an exec format error in a job's first RUN. When a job
 fails, `unreachable` tells an engine that went away (connection refused or reset, the daemon
@@ -17,6 +19,7 @@ import requests
 import urllib3.exceptions
 from docker.errors import APIError, DockerException, NotFound
 
+from builder.farm import buildx
 from builder.farm import engineapi
 from builder.farm import engines
 from builder.registry.credentials import Credentials
@@ -24,7 +27,8 @@ from builder.model.builders import Engine
 from builder.farm.engines import short_error
 from builder.model.errors import BuilderError
 from builder.model.platforms import Platform
-from builder.farm.pools import Facts, Health, by_emulation, judge
+from builder.plan.plan import Plan
+from builder.farm.pools import Backend, Facts, Health, backend, by_emulation, judge
 
 PROBE_TIMEOUT = 30  # seconds for version/info and a ping: an engine slower than that is not healthy
 RUN_TIMEOUT = 300  # seconds to pull the probe image and run it, on a loaded machine under QEMU
@@ -95,6 +99,15 @@ def runs(engine: Engine, platform: Platform, image: ProbeImage) -> str | None:
         api.close()
 
 
+def wanted(plan: Plan) -> dict[str, tuple[Platform, ...]]:
+    """Engine name → the platforms of the plan's jobs whose pools hold it: what it is probed for."""
+    needed: dict[str, dict[str, Platform]] = {}
+    for job in plan.jobs:
+        for name in job.pool:
+            needed.setdefault(name, {})[job.platform.name] = job.platform
+    return {name: tuple(found.values()) for name, found in needed.items()}
+
+
 def check(pool_engines: Sequence[Engine], needed: Mapping[str, Sequence[Platform]],
           probe_image: Callable[[Platform], ProbeImage | None]) -> Health:
     """Probe each engine for the platforms `needed` of it (engine name → platforms with jobs),
@@ -103,6 +116,8 @@ def check(pool_engines: Sequence[Engine], needed: Mapping[str, Sequence[Platform
     left_out: dict[str, str] = {}
     refused: dict[tuple[str, str], str] = {}
     qemu: set[tuple[str, str]] = set()
+    probed: dict[str, Facts] = {}
+    backends: dict[tuple[str, str], Backend] = {}
     with ThreadPoolExecutor(max_workers=8) as pool:
         found = {e.name: pool.submit(facts, e) for e in pool_engines}
         emulated = []
@@ -112,11 +127,17 @@ def check(pool_engines: Sequence[Engine], needed: Mapping[str, Sequence[Platform
             except BuilderError as error:
                 left_out[engine.name] = _naming(engine, str(error))
                 continue
+            probed[engine.name] = engine_facts
             wanted = {p.name for p in needed.get(engine.name, ())}
             lies, foreign = judge(engine, engine_facts)
             refused.update({(engine.name, name): why for name, why in lies.items() if name in wanted})
+            for platform in needed.get(engine.name, ()):
+                chosen, wrong = backend(engine, engine_facts, platform, buildx.problem)
+                backends[(engine.name, platform.name)] = chosen
+                if wrong and (engine.name, platform.name) not in refused:
+                    refused[(engine.name, platform.name)] = wrong
             for platform in foreign:
-                if platform.name in wanted:
+                if platform.name in wanted and (engine.name, platform.name) not in refused:
                     emulated.append((engine, platform, pool.submit(_emulates, engine, platform,
                                                                    engine_facts, probe_image)))
         for engine, platform, future in emulated:
@@ -130,7 +151,7 @@ def check(pool_engines: Sequence[Engine], needed: Mapping[str, Sequence[Platform
                 refused[(engine.name, platform.name)] = problem
             elif by_emulation(found[engine.name].result(), platform):
                 qemu.add((engine.name, platform.name))
-    return Health(left_out, refused, frozenset(qemu))
+    return Health(left_out, refused, frozenset(qemu), probed, backends)
 
 
 def _naming(engine: Engine, problem: str) -> str:

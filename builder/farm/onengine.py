@@ -1,5 +1,9 @@
 """A job's go on one engine: pull its bases, build, check the platform, tag, smoke-test, push.
 
+The build goes through the engine's classic builder (`engineapi.build`) or BuildKit
+(`buildkit.build`), as the health probe chose for the job's platform there (`pools.Backend`);
+everything before and after it is the same calls on the engine's API.
+
 `EngineWork.run` returns what the go came to (`builder.farm.results.EngineRun`), also when it
 fails: the runner decides whether the engine went away (then the job is built again elsewhere)
 or the job failed. Shared by the run's job threads: each engine's push slots, and the RUN
@@ -11,12 +15,14 @@ import threading
 import time
 from contextlib import contextmanager
 from dataclasses import replace
-from typing import Iterable, Iterator
+from typing import Callable, Iterable, Iterator
 
+from builder.farm import buildkit
 from builder.farm import engineapi
 from builder.farm import engines
-from builder.model.builders import Engine
+from builder.model.builders import BUILDKIT, Engine
 from builder.farm.engineapi import Container, Output, PushedImage, Step
+from builder.farm.pools import Backend
 from builder.farm.progress import Progress
 from builder.farm.results import EngineRun, Phase
 from builder.model.errors import BuilderError
@@ -66,32 +72,36 @@ class EngineWork:
         self.progress: Progress | None = None  # the run's, set when it starts
         self._pushes = {e.name: threading.Semaphore(e.pushes) for e in pool_engines}
         self._lock = threading.Lock()
-        self._containers: dict[str, tuple[Engine, str]] = {}  # job key → its running RUN step
+        # job key → what stops its build: kill its RUN step's container, or end its buildx
+        self._stops: dict[str, Callable[[], None]] = {}
 
     def kill_all(self) -> None:
-        """Kill every RUN step under way (Ctrl-C)."""
+        """Stop every build under way (Ctrl-C)."""
         with self._lock:
-            running = list(self._containers.values())
-        for engine, container in running:
-            engineapi.kill(engine, container)
+            running = list(self._stops.values())
+        for stop in running:
+            stop()
 
     def run(self, engine: Engine, job: BuildJob, prepared: Prepared, pulls: tuple[str, ...],
-            log, *, emulated: bool = False) -> EngineRun:
+            log, *, emulated: bool = False, backend: Backend = Backend()) -> EngineRun:
         """Build, test and push `job` on `engine`, from the start, as far as it gets; `pulls`
         are the images the engine pulls first; `emulated`: the engine builds the job's
-        platform under emulation. Each phase is timed, the last one too when it fails."""
-        run = EngineRun(engine.name, time.time(), emulated=emulated)
+        platform under emulation; `backend`: how it builds it. Each phase is timed, the last
+        one too when it fails."""
+        run = EngineRun(engine.name, time.time(), emulated=emulated, builder=backend.builder)
         phases: list[Phase] = []
         api = None
         try:
-            log.write(f"--- build on engine {engine.name} ({engine.url}) ---\n")
+            log.write(f"--- build on engine {engine.name} ({engine.url}), "
+                      f"{backend.builder} builder ---\n")
             self.progress.update(job.key, "building", engine=engine.name)
             api = engines.connect(engine, timeout=BUILD_TIMEOUT)
             if pulls:
                 with timed(phases, "pull", engine.name):
                     self._pull(api, engine, job, pulls, log)
             with timed(phases, "build", engine.name):
-                run = replace(run, image_id=self._build(api, engine, job, prepared, log))
+                run = replace(run, image_id=self._build(api, engine, job, prepared, log, backend,
+                                                        pulls))
             run = replace(run, checks=self._smoke_test(api, engine, job, run.image_id, phases,
                                                          log))
             _check_smoke(run.checks)
@@ -104,7 +114,7 @@ class EngineWork:
             return replace(run, error=error, phases=tuple(phases))
         finally:
             with self._lock:
-                self._containers.pop(job.key, None)
+                self._stops.pop(job.key, None)
             if api is not None:
                 api.close()
         return replace(run, finished=time.time(), phases=tuple(phases))
@@ -139,14 +149,17 @@ class EngineWork:
                            credentials=self.registries.client(
                                ImageRef.parse(base).registry).credentials())
 
-    def _build(self, api, engine: Engine, job: BuildJob, prepared: Prepared, log) -> str:
+    def _build(self, api, engine: Engine, job: BuildJob, prepared: Prepared, log,
+               backend: Backend, pulls: tuple[str, ...]) -> str:
         """Build, check the platform, tag; returns the image id."""
-        def on_event(event: engineapi.Event) -> None:
-            if isinstance(event, Container):
+        def on_event(event: object) -> None:
+            if isinstance(event, (Container, buildkit.Stoppable)):
+                stop = event.stop if isinstance(event, buildkit.Stoppable) else \
+                    (lambda: engineapi.kill(engine, event.id))
                 with self._lock:
-                    self._containers[job.key] = (engine, event.id)
-                if self.cancelled.is_set():  # Ctrl-C came before this step's container was known
-                    engineapi.kill(engine, event.id)
+                    self._stops[job.key] = stop
+                if self.cancelled.is_set():  # Ctrl-C came before this build could be stopped
+                    stop()
             elif isinstance(event, Step):
                 # Steps other than RUN have no container to kill: the job stops at the next one.
                 go_on(self.cancelled, f"step {event.number}/{event.total}; nothing was pushed")
@@ -154,12 +167,22 @@ class EngineWork:
             elif isinstance(event, Output):
                 log.write(event.text)
 
-        image_id = engineapi.build(api, engine, prepared.context, job.platform,
-                                   build_args=job.build_args,
-                                   labels={HASH_LABEL: prepared.build_hash},
-                                   nocache=self.nocache, on_event=on_event,
-                                   host_network=needs_host_network(prepared.mirrors))
-        engineapi.check_platform(api, engine, image_id, job.platform)
+        labels = {HASH_LABEL: prepared.build_hash}
+        host_network = needs_host_network(prepared.mirrors)
+        if backend.builder == BUILDKIT:
+            hosts = {job.image.registry, *(ImageRef.parse(image).registry for image in pulls)}
+            buildkit.build(engine, prepared.dockerfile, job.image, job.platform,
+                           build_args=job.build_args, labels=labels, nocache=self.nocache,
+                           credentials={h: self.registries.client(h).credentials() for h in hosts},
+                           on_event=on_event, host_network=host_network, quiet=BUILD_TIMEOUT)
+            image_id = api.inspect_image(str(job.image))["Id"]  # --load tagged it
+        else:
+            image_id = engineapi.build(api, engine, prepared.context, job.platform,
+                                       build_args=job.build_args, labels=labels,
+                                       nocache=self.nocache, on_event=on_event,
+                                       host_network=host_network)
+        engineapi.check_platform(api, engine, image_id, job.platform, lambda variant:
+                                 backend.wrong_platform(engine.name, job.platform, variant))
         engineapi.tag(api, image_id, job.image)
         log.write(f"tagged {image_id} as {job.image}\n")
         return image_id

@@ -13,11 +13,13 @@ import re
 from dataclasses import dataclass, field
 from typing import Callable, Mapping, Sequence
 
-from builder.model.builders import Engine
+from builder.model.builders import BUILDKIT, CLASSIC, Engine
 from builder.model.errors import InputError
 from builder.model.platforms import Platform, from_oci, os_version_in_line
 
 _WINDOWS_VERSION = re.compile(r"(\d+)\.(\d+)[. ](\d+)")  # "10.0.17763…" or "10.0 17763 (…)"
+# `docker info`'s DriverStatus on an engine that keeps images in the containerd image store.
+_CONTAINERD_STORE = ["driver-type", "io.containerd.snapshotter.v1"]
 
 
 @dataclass(frozen=True)
@@ -26,9 +28,20 @@ class Facts:
     os: str  # OCI os: linux, windows
     architecture: str  # OCI architecture, normalized: amd64, arm64, 386
     os_version: str | None = None  # Windows: 10.0.17763 (the build line, maybe with its revision)
+    # Not compared: what the engine is, not what it runs.
+    server: str = field(default="", compare=False)  # its version: 28.5.2
+    driver: str = field(default="", compare=False)  # its storage driver: overlay2, overlayfs
+    containerd: bool = field(default=False, compare=False)  # images in the containerd image store
 
     def __str__(self) -> str:
         return f"{self.os}/{self.architecture}" + (f" {self.os_version}" if self.os_version else "")
+
+    @property
+    def store(self) -> str:
+        """Where the engine keeps its images, as the probe's line says it."""
+        driver = f" ({self.driver})" if self.driver else ""
+        return (f"containerd image store{driver}" if self.containerd
+                else f"graphdriver store{driver}")
 
     @classmethod
     def from_answers(cls, version: Mapping, info: Mapping) -> Facts:
@@ -45,7 +58,9 @@ class Facts:
             found = (_WINDOWS_VERSION.match(info.get("OSVersion") or "")
                      or _WINDOWS_VERSION.match(info.get("KernelVersion") or ""))
             os_version = ".".join(found.groups()) if found else None
-        return cls(os, architecture, os_version)
+        status = [list(pair) for pair in info.get("DriverStatus") or ()]
+        return cls(os, architecture, os_version, server=version.get("Version") or "",
+                   driver=info.get("Driver") or "", containerd=_CONTAINERD_STORE in status)
 
 
 def judge(engine: Engine, facts: Facts) -> tuple[dict[str, str], tuple[Platform, ...]]:
@@ -70,6 +85,60 @@ def judge(engine: Engine, facts: Facts) -> tuple[dict[str, str], tuple[Platform,
     return refused, tuple(foreign)
 
 
+def classic_drops_variant(facts: Facts, platform: Platform) -> bool:
+    """Whether the engine's classic builder would build `platform` wrongly: on the containerd
+    image store it leaves an arm variant other than the default v7 out of the image config, so
+    an arm32v5 build comes out as plain linux/arm (moby#47823; --no-cache does not help)."""
+    return (facts.containerd and platform.os == "linux" and platform.architecture == "arm"
+            and (platform.variant or "v7") != "v7")
+
+
+@dataclass(frozen=True)
+class Backend:
+    """How one engine builds one platform: its builder, and where it keeps the image."""
+    builder: str = CLASSIC  # CLASSIC or BUILDKIT
+    containerd: bool = False  # the engine keeps images in the containerd image store
+
+    def wrong_platform(self, engine: str, platform: Platform, got_variant: str | None) -> str:
+        """Why `engine` can have returned another platform's image: the cause, and what to do."""
+        if self.builder == BUILDKIT:
+            return ("BuildKit built another platform than the one asked for, which no known "
+                    "cause explains: keep the job's log and report it")
+        if self.containerd and not got_variant and platform.variant:
+            return (f"the classic builder on the containerd image store drops the variant "
+                    f"{platform.variant} from the image config (moby#47823); give engine {engine} "
+                    "`builder: buildkit` in the builders file, or build it on a graphdriver store")
+        if self.containerd:
+            return ("the classic builder on the containerd image store builds FROM the engine's "
+                    "own platform of a list it holds; give engine "
+                    f"{engine} `builder: buildkit` in the builders file")
+        return "the classic builder's cache mixed platforms up: run again with --no-cache"
+
+
+def backend(engine: Engine, facts: Facts, platform: Platform,
+            buildx_problem: Callable[[], str | None]) -> tuple[Backend, str | None]:
+    """How `engine` builds `platform`, and why it may not (None: it may). Its `builder:` when the
+    builders file sets one, else classic, and BuildKit where its classic builder would build the
+    platform wrongly (`classic_drops_variant`). `buildx_problem`: why no buildx runs here."""
+    if platform.os == "windows":
+        return Backend(CLASSIC, facts.containerd), None  # Windows builds classic, as upstream
+    wrong = classic_drops_variant(facts, platform)
+    chosen = Backend(engine.builder or (BUILDKIT if wrong else CLASSIC), facts.containerd)
+    if chosen.builder == CLASSIC and wrong:
+        return chosen, (f"its classic builder on the {facts.store} would drop the variant "
+                        f"{platform.variant} of {platform.oci} (moby#47823); set `builder: "
+                        "buildkit` for it in the builders file (BuildKit keeps the variant), or "
+                        f"build {platform.name} on an engine with the graphdriver store")
+    if chosen.builder == BUILDKIT:
+        missing = buildx_problem()
+        if missing:
+            why = ("`builder: buildkit` in the builders file" if engine.builder else
+                   f"its classic builder on the {facts.store} would drop the variant "
+                   f"{platform.variant}")
+            return chosen, f"it builds {platform.name} with BuildKit ({why}), and {missing}"
+    return chosen, None
+
+
 def by_emulation(facts: Facts, platform: Platform) -> bool:
     """Whether an engine that runs `facts` builds `platform` under emulation (QEMU): another
     architecture than its own, except i386 on x86_64, which the kernel runs natively (IA32)."""
@@ -85,15 +154,35 @@ class Health:
     # Not a finding, so not compared: the (engine, platform) pairs built under emulation, which
     # the report marks on their jobs.
     emulated: frozenset[tuple[str, str]] = field(default_factory=frozenset, compare=False)
+    # Neither are these: each engine probed (name → its facts), and how it builds each platform.
+    engines: dict[str, Facts] = field(default_factory=dict, compare=False)
+    backends: dict[tuple[str, str], Backend] = field(default_factory=dict, compare=False)
 
     def usable(self, engine: str, platform: str) -> bool:
         return engine not in self.left_out and (engine, platform) not in self.refused
+
+    def backend(self, engine: str, platform: str) -> Backend:
+        return self.backends.get((engine, platform), Backend())
 
     def lines(self) -> list[str]:
         """One line per finding, as the run prints them before it starts."""
         return ([f"left out: {why}" for why in self.left_out.values()]
                 + [f"engine {name} not used for {platform}: {why}"
                    for (name, platform), why in self.refused.items()])
+
+    def engine_lines(self) -> list[str]:
+        """One line per engine probed: what it is, its store, and its builder per platform."""
+        found = []
+        for name, facts in self.engines.items():
+            builders: dict[str, list[str]] = {}
+            for (engine, platform), chosen in self.backends.items():
+                if engine == name and (engine, platform) not in self.refused:
+                    builders.setdefault(chosen.builder, []).append(platform)
+            used = "; ".join(f"with {b}: {', '.join(p)}" for b, p in builders.items())
+            found.append(f"engine {name}: Docker {facts.server or '?'} ({facts}), "
+                         f"{facts.store}; " + (f"builds {used}" if used else
+                                               "builds none of the platforms asked of it"))
+        return found
 
     def no_engine_reason(self, platform: Platform, pool: Sequence[Engine]) -> str:
         """Why a platform whose pool is `pool` has no healthy engine: each engine's finding."""
@@ -105,7 +194,12 @@ class Health:
         """For the report's build stage."""
         return {"left_out": dict(self.left_out),
                 "not_used_for": [{"engine": e, "platform": p, "reason": why}
-                                 for (e, p), why in self.refused.items()]}
+                                 for (e, p), why in self.refused.items()],
+                "probed": {name: {"server": f.server, "store": f.store,
+                                  "containerd": f.containerd,
+                                  "builders": {p: b.builder for (e, p), b in self.backends.items()
+                                               if e == name}}
+                           for name, f in self.engines.items()}}
 
 
 @dataclass(frozen=True)

@@ -70,6 +70,7 @@ class EngineRun:
     phases: tuple[Phase, ...] = ()  # as far as it got
     emulated: bool = False  # the engine builds the job's platform under emulation (QEMU)
     compressed: int | None = None  # the pushed image's layers in the registry (bytes)
+    builder: str | None = None  # classic or buildkit
 
 
 @dataclass(frozen=True)
@@ -111,6 +112,7 @@ class JobResult:
     phases: tuple[Phase, ...] = ()  # on every engine it was tried on
     emulated: bool = False  # its (last) engine built it under emulation (QEMU)
     compressed: int | None = None  # its image's layers in the registry, compressed (bytes)
+    builder: str | None = None  # how its (last) engine built it: classic or buildkit
 
     @property
     def outcome(self) -> str:
@@ -138,7 +140,7 @@ class JobResult:
                 "mirrors": [{"name": m.name, "upstream": m.upstream, "url": m.url}
                             for m in self.mirrors],
                 "failovers": [f.as_dict() for f in self.failovers],
-                "retries": self.retries, "emulated": self.emulated,
+                "retries": self.retries, "emulated": self.emulated, "builder": self.builder,
                 "compressed": self.compressed,
                 "phases": [p.as_dict() for p in self.phases],
                 "log": str(self.log) if self.log else None}
@@ -162,7 +164,8 @@ def job_result(job: BuildJob, log: Path, attempt: Attempt, *, retries: int, inte
         mirrors=prepared.mirrors if prepared else (), failovers=list(attempt.failovers),
         unserved=attempt.unserved, retries=retries,
         phases=attempt.earlier + (run.phases if run else ()), emulated=bool(run and run.emulated),
-        compressed=run.compressed if run else attempt.compressed)
+        compressed=run.compressed if run else attempt.compressed,
+        builder=run.builder if run else None)
 
 
 def _failure(key: str, attempt: Attempt, interrupted: bool) -> str:

@@ -96,17 +96,13 @@ class Runner:
         no job started, when a registry some job that has an engine needs does not answer.
         `answered` is called once they all have, the engines' probe perhaps still under way
         (the build command shows its plan then)."""
-        needed: dict[str, dict[str, Platform]] = {}
-        for job in self.plan.jobs:
-            for name in job.pool:
-                needed.setdefault(name, {})[job.platform.name] = job.platform
+        needed = health.wanted(self.plan)
         hosts = preflight.endpoints(self.plan, self.push, self.pins.host)
         with ThreadPoolExecutor(max_workers=len(hosts) + 1) as pool:
             self._answers = {e.host: pool.submit(self._registry(e.host).unanswered,
                                                  preflight.TIMEOUT) for e in hosts}
             probed = pool.submit(health.check, [self.engines[name] for name in needed],
-                                 {name: tuple(found.values()) for name, found in needed.items()},
-                                 self._probe_image)
+                                 needed, self._probe_image)
             silent = {e: why for e in hosts if (why := self._answers[e.host].result())}
             if not silent:
                 answered()
@@ -269,7 +265,8 @@ class Runner:
                     # Built elsewhere: pulled with our credentials.
                     pulls = (parent_reference(parent.image, parent.digest), *pulls)
                 run = self.work.run(engine, job, prepared, pulls, log, emulated=(
-                    engine.name, job.platform.name) in self.health.emulated)
+                    engine.name, job.platform.name) in self.health.emulated,
+                    backend=self.health.backend(engine.name, job.platform.name))
                 gone = self._gone(engine, run.error)
             finally:
                 self._give_back(engine)

@@ -47,7 +47,8 @@ def _context(family: Family, version: Version, variant: Variant) -> dict:
             version_values[name] = getattr(version, name)
     if version.pip is not None:
         version_values["pip"] = asdict(version.pip)
-    variant_values = {"name": variant.name, "directory": variant.directory,
+    variant_values = {"name": variant.name, "stem": variant.stem,
+                      "free_threaded": variant.free_threaded, "directory": variant.directory,
                       "base_image": variant.base_image, "is_windows": variant.is_windows,
                       "platforms": tuple(p.name for p in variant.platforms)}
     if variant.os_version is not None:

@@ -2,12 +2,8 @@
 provider, verify it against versions.yaml, and only then move it into the tree.
 
 Providers:
-- DebianArchive: Debian's source archive through a private apt configuration (deb-src lines,
-  its own lists and cache under the mirror's .work/), `apt-get source --download-only`.
-  Debian's .orig.tar.xz is upstream's tarball; the key is the source package's
-  debian/upstream/signing-key.asc. apt checks each file against the archive's signed Sources.
-  A release the index no longer lists (a newer upload replaced it) often still lies in the
-  pool: it is fetched from there, with the key from a listed upload of the same series.
+- DebianArchive (builder.mirror.debian): Debian's source archive, its index through apt or
+  its pool through the upload's signed .dsc.
 - UpstreamURL: any tree in python.org's layout (python.org itself, another mirror, another
   instance of this one), keys from `keys_url` or the mirror itself.
 
@@ -17,10 +13,7 @@ after all of a version's checks, so a refused version leaves the mirror as it wa
 """
 from __future__ import annotations
 
-import os
-import subprocess
 import sys
-import tarfile
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, TextIO
@@ -33,9 +26,6 @@ from builder.model.versions import Family
 from builder.mirror import layout
 from builder.mirror.verify import check_sha256, check_signature, export_key, sha256_file
 
-DEBIAN_ARCHIVE = "http://deb.debian.org/debian"
-DEBIAN_SOURCE_SUITES = ("bookworm", "trixie", "unstable")
-SIGNING_KEY_MEMBER = "debian/upstream/signing-key.asc"
 
 
 @dataclass(frozen=True)
@@ -53,6 +43,15 @@ class Fetched:
     signature: Path | None
     key_file: Path | None  # a file holding the key (and maybe others)
     origin: str  # where it came from, for the output: "Debian python3.13 3.13.5-2+deb13u5"
+    chain: tuple[str, ...] = ()  # what the provider checked it by: "Debian's signed index (apt)"
+
+
+@dataclass(frozen=True)
+class Accepted:
+    """A version `fill` put into the mirror, and every check that vouched for it."""
+    version: str
+    origin: str
+    chain: tuple[str, ...]  # ("Debian-signed .dsc …", "versions.yaml sha256", "upstream signature …")
 
 
 class Provider(Protocol):
@@ -78,14 +77,15 @@ def wanted_versions(family: Family, only: tuple[str, ...] = ()) -> tuple[list[Wa
     return wanted, skipped
 
 
-def fill(directory: Path, wanted: list[Wanted], provider: Provider, out: TextIO | None = None) -> int:
-    """Put every wanted version into the mirror at `directory`; returns how many were added.
+def fill(directory: Path, wanted: list[Wanted], provider: Provider,
+         out: TextIO | None = None) -> list[Accepted]:
+    """Put every wanted version into the mirror at `directory`; returns those added.
 
     A version already there and still verifying is left alone. The first refusal raises
     VerificationError (exit 1) after the versions before it went in.
     """
     out = out or sys.stdout
-    added = 0
+    added = []
     for item in wanted:
         if _present(directory, item):
             print(f"{layout.tarball_path(item.version)}: up to date", file=out)
@@ -96,9 +96,11 @@ def fill(directory: Path, wanted: list[Wanted], provider: Provider, out: TextIO 
         if item.fingerprint:
             copy_atomic(fetched.signature, directory / layout.signature_path(item.version))
             write_atomic(directory / layout.key_path(item.fingerprint), key)
-        print(f"{layout.tarball_path(item.version)}: added from {fetched.origin} (sha256 "
-              f"{item.sha256[:12]}…{', signature good' if item.fingerprint else ''})", file=out)
-        added += 1
+        chain = fetched.chain + (f"versions.yaml sha256 {item.sha256[:12]}…",) + (
+            (f"upstream signature by {item.fingerprint}",) if item.fingerprint else ())
+        print(f"{layout.tarball_path(item.version)}: added from {fetched.origin}, accepted by "
+              f"{'; '.join(chain)}", file=out)
+        added.append(Accepted(item.version, fetched.origin, chain))
     return added
 
 
@@ -137,154 +139,6 @@ def _verified(directory: Path, item: Wanted, fetched: Fetched) -> bytes | None:
     key = export_key(key_file, item.fingerprint, name)
     check_signature(fetched.tarball, fetched.signature, key, item.fingerprint, name)
     return key
-
-
-# --- Debian's source archive ---------------------------------------------------------------
-
-def apt_config_text(root: Path) -> str:
-    """A private apt configuration: its own sources, lists and cache; the system's untouched."""
-    return "".join(f'{key} "{value}";\n' for key, value in (
-        ("Dir::Etc::SourceList", root / "sources.list"),
-        ("Dir::Etc::SourceParts", "/nonexistent"),
-        ("Dir::State::Lists", root / "lists"),
-        ("Dir::Cache", root / "cache"),
-        ("Dir::Cache::archives", root / "archives"),
-        # Downloads run as root into our own directories; apt's _apt sandbox could not write them.
-        ("APT::Sandbox::User", "root"),
-    ))
-
-
-def sources_list_text(archive: str, suites: tuple[str, ...]) -> str:
-    return "".join(f"deb-src {archive} {suite} main\n" for suite in suites)
-
-
-@dataclass(frozen=True)
-class SourceEntry:
-    package: str
-    version: str  # Debian's: "3.13.5-2+deb13u5"
-    files: tuple[tuple[str, str], ...]  # (name, sha256) from Checksums-Sha256
-
-
-def parse_showsrc(text: str) -> list[SourceEntry]:
-    """`apt-cache showsrc` output → its source stanzas."""
-    entries = []
-    for stanza in text.split("\n\n"):
-        fields: dict[str, str] = {}
-        current = None
-        for line in stanza.splitlines():
-            if line.startswith((" ", "\t")) and current:
-                fields[current] += "\n" + line.strip()
-            elif ":" in line:
-                current, _, value = line.partition(":")
-                fields[current] = value.strip()
-        if "Package" in fields and "Version" in fields:
-            files = tuple((parts[2], parts[0]) for parts in
-                          (row.split() for row in fields.get("Checksums-Sha256", "").splitlines())
-                          if len(parts) == 3)
-            entries.append(SourceEntry(fields["Package"], fields["Version"], files))
-    return entries
-
-
-def choose_source(entries: list[SourceEntry], version: str) -> SourceEntry | None:
-    """The source package holding upstream's `version` as its orig tarball, preferring one that
-    also holds the signature."""
-    orig = layout.debian_orig_name(version)
-    holding = [e for e in entries if orig in dict(e.files)]
-    signed = [e for e in holding if orig + ".asc" in dict(e.files)]
-    return (signed or holding or [None])[0]
-
-
-class DebianArchive:
-    """Debian's source archive: `apt-get source --download-only` with a private APT_CONFIG."""
-
-    def __init__(self, work: Path, archive: str = DEBIAN_ARCHIVE,
-                 suites: tuple[str, ...] = DEBIAN_SOURCE_SUITES) -> None:
-        self.root = work / "apt"
-        self.downloads = work / "downloads"
-        self.archive, self.suites = archive, suites
-        self._updated = False
-
-    def fetch(self, wanted: Wanted) -> Fetched:
-        package = layout.debian_source_package(wanted.version)
-        self._update()
-        entries = parse_showsrc(self._apt("apt-cache", "showsrc", package, check=False))
-        entry = choose_source(entries, wanted.version)
-        if entry is None:
-            return self._from_pool(wanted, entries)
-        target = self.downloads / f"{package}_{entry.version}"
-        target.mkdir(parents=True, exist_ok=True)
-        # apt skips files already downloaded whose hashes match: a warm fill downloads nothing.
-        self._apt("apt-get", "source", "--download-only", f"{package}={entry.version}", cwd=target)
-        orig = target / layout.debian_orig_name(wanted.version)
-        signature = Path(f"{orig}.asc")
-        debian_tar = next(target.glob(f"{package}_*.debian.tar.*"), None)
-        return Fetched(tarball=orig, signature=signature if signature.is_file() else None,
-                       key_file=_signing_key(debian_tar, target) if debian_tar else None,
-                       origin=f"Debian {package} {entry.version}")
-
-    def _from_pool(self, wanted: Wanted, entries: list[SourceEntry]) -> Fetched:
-        """The release straight from the pool, outside the index: versions.yaml's sha256 (and
-        the signature) are then the only checks, as for any other provider."""
-        pool = f"{self.archive}/{layout.debian_pool_directory(wanted.version)}"
-        orig = layout.debian_orig_name(wanted.version)
-        target = self.downloads / "pool"
-        tarball = download(f"{pool}/{orig}", target / orig)
-        if tarball is None:
-            raise BuilderError(f"{layout.tarball_path(wanted.version)}: Debian's archive "
-                               f"({', '.join(self.suites)}) has no {orig}, neither in its index "
-                               f"nor in {pool}/; fill it from an upstream-layout URL instead")
-        signature = download(f"{pool}/{orig}.asc", target / f"{orig}.asc")
-        key_file = None
-        if wanted.fingerprint:
-            key_file = self._listed_signing_key(pool, entries, target)
-        return Fetched(tarball=tarball, signature=signature, key_file=key_file,
-                       origin=f"Debian's pool {pool}/ (not in the index)")
-
-    def _listed_signing_key(self, pool: str, entries: list[SourceEntry], target: Path) -> Path | None:
-        """The series' signing key from the packaging tarball of an upload the index lists,
-        checked against the index's sha256 (the key must still carry versions.yaml's
-        fingerprint, which `fill` checks)."""
-        for entry in entries:
-            for name, sha256 in entry.files:
-                if ".debian.tar." not in name:
-                    continue
-                debian_tar = download(f"{pool}/{name}", target / name)
-                if debian_tar is not None and sha256_file(debian_tar) == sha256:
-                    found = _signing_key(debian_tar, target)
-                    if found:
-                        return found
-        return None
-
-    def _update(self) -> None:
-        if self._updated:
-            return
-        for sub in ("lists/partial", "cache", "archives/partial"):
-            (self.root / sub).mkdir(parents=True, exist_ok=True)
-        (self.root / "apt.conf").write_text(apt_config_text(self.root))
-        (self.root / "sources.list").write_text(sources_list_text(self.archive, self.suites))
-        self._apt("apt-get", "update", "-qq")
-        self._updated = True
-
-    def _apt(self, *argv: str, cwd: Path | None = None, check: bool = True) -> str:
-        env = dict(os.environ, APT_CONFIG=str(self.root / "apt.conf"))
-        result = subprocess.run(argv, cwd=cwd, env=env, capture_output=True, text=True)
-        if check and result.returncode != 0:
-            tail = "; ".join(result.stderr.strip().splitlines()[-3:])
-            raise BuilderError(f"{' '.join(argv)} (APT_CONFIG={self.root / 'apt.conf'}) failed: {tail}")
-        return result.stdout
-
-
-def _signing_key(debian_tar: Path, target: Path) -> Path | None:
-    """debian/upstream/signing-key.asc out of the packaging tarball, or None if it has none."""
-    with tarfile.open(debian_tar) as archive:
-        try:
-            member = archive.getmember(SIGNING_KEY_MEMBER)
-        except KeyError:
-            return None
-        data = archive.extractfile(member).read()
-    path = target / "signing-key.asc"
-    path.write_bytes(data)
-    return path
 
 
 # --- an upstream-layout URL ----------------------------------------------------------------

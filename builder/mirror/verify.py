@@ -83,3 +83,35 @@ def _gpg(home: str, *args: str) -> str:
         said = (result.stderr.strip().splitlines() or ["no output"])[-1]
         raise BuilderError(f"gpg {' '.join(args)}: {said}")
     return result.stdout
+
+
+# Debian's uploaders: developers with upload rights, and maintainers (debian-keyring's files).
+# Not debian-nonupload.gpg: those keys may not upload, so a .dsc they signed is no upload.
+DEBIAN_KEYRINGS = (Path("/usr/share/keyrings/debian-keyring.gpg"),
+                   Path("/usr/share/keyrings/debian-maintainers.gpg"))
+
+
+def check_dsc(dsc: Path, name: str, keyrings: tuple[Path, ...] = DEBIAN_KEYRINGS) -> tuple[str, str]:
+    """A .dsc signed by a key of Debian's keyrings (gpgv): (the text the signature covers,
+    who signed it). Only that text is to be read: anything around the signed part is not."""
+    present = [k for k in keyrings if k.is_file()]
+    if not present:
+        raise BuilderError(f"{dsc.name} (for {name}): no Debian keyring to check it with "
+                           f"({', '.join(map(str, keyrings))}); install the debian-keyring package")
+    with tempfile.TemporaryDirectory(prefix="pib-gpgv-") as home:
+        signed = Path(home) / "signed.txt"
+        result = subprocess.run(
+            ["gpgv", "--homedir", home, "--status-fd", "1", "--output", str(signed),
+             *(arg for k in present for arg in ("--keyring", str(k))), str(dsc)],
+            capture_output=True, text=True)
+        text = signed.read_text(errors="replace") if signed.is_file() else ""
+    status = result.stdout.splitlines()
+    good = [line.split(" ", 3)[3] for line in status if line.startswith("[GNUPG:] GOODSIG ")]
+    valid = [line.split()[2] for line in status if line.startswith("[GNUPG:] VALIDSIG ")]
+    if result.returncode != 0 or not good or not valid:
+        # gpgv's verdict is its last line ("BAD signature from …", "Can't check signature:
+        # No public key"); the lines before it say when and with which key it was made.
+        said = (result.stderr.strip().splitlines() or ["no output"])[-1]
+        raise VerificationError(f"{dsc.name} (for {name}): not a good signature by a key of "
+                                f"Debian's keyrings: gpgv: {said.removeprefix('gpgv: ')}; refused")
+    return text, f"{good[0]} ({valid[0]})"

@@ -20,6 +20,10 @@ ordinary Docker engines, the way the official images have one build node per arc
         url: tcp://10.0.0.8:2375       # no TLS: refused unless said so, then warned about
         tls: false
         platforms: [s390x]
+      - name: modern
+        url: unix:///run/docker.sock   # Docker 28/29 on the containerd image store
+        builder: buildkit              # classic | buildkit (docker buildx build); see below
+        platforms: [arm32v5, arm32v6]
       - name: win1809
         url: ssh://builder@win1809     # uses the ssh command and its configuration
         platforms: [windows-amd64]
@@ -32,6 +36,14 @@ work from here without a prompt (BatchMode): the key in ssh-agent or named in ``
 ``docker`` on the PATH of the remote session, talking to the engine (its DOCKER_HOST or the
 default socket). The docker SDK needs its ssh extra (paramiko, ``docker[ssh]``) installed even
 though it shells out to ``ssh``.
+
+``builder`` picks how an engine builds a Linux job: ``classic`` (the engine's build API, the
+classic builder) or ``buildkit`` (``docker buildx build`` against that engine, with buildx found
+on PATH as ``docker-buildx`` or as a docker CLI plugin: `builder.farm.buildkit`). Left out, the
+health probe decides per platform from the engine's image store (`builder.farm.pools.backend`):
+classic on the graphdriver store; on the containerd store classic too, except for the platforms
+its classic builder builds wrongly (an arm variant other than v7 loses its variant there), which
+go through BuildKit. Windows engines build with the classic builder only.
 
 Platforms are official names or OCI forms (``linux/arm/v7``). The engines listing a platform
 are its pool: each job goes, when it is ready, to the engine of its pool with a free slot and
@@ -56,13 +68,15 @@ from builder.model.reference import DOMAIN_PATTERN, HOST_MEANING, registry_probl
 
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 _TOP_KEYS = {"engines": False, "base-mirror": False, "mirrors": False}
-_ENGINE_KEYS = dict.fromkeys(("concurrency", "name", "os-version", "platforms", "push-concurrency",
+_ENGINE_KEYS = dict.fromkeys(("builder", "concurrency", "name", "os-version", "platforms", "push-concurrency",
                               "tls", "url"), False)
 _REQUIRED_ENGINE_KEYS = ("name", "url", "platforms")
 _TLS_KEYS = {"ca": False, "cert": False, "key": False}
 _ENGINE_URL = (r"(unix|tcp|ssh|npipe)://.*", "an engine url; use unix://, tcp:// or ssh://")
 _OS_VERSION = (r"\d+\.\d+\.\d+(\.\d+)?", "a Windows os.version like 10.0.17763")
 _POSITIVE = (r"0*[1-9]\d*", "a positive whole number")
+CLASSIC, BUILDKIT = "classic", "buildkit"  # an engine's builders
+_BUILDER = (r"classic|buildkit", "classic or buildkit")
 _REGISTRY_HOST = (DOMAIN_PATTERN, HOST_MEANING)
 
 # ELF (e_machine, 64-bit, little-endian) → OCI architecture, to read binfmt_misc magic.
@@ -95,6 +109,7 @@ class Engine:
     os_version: str | None = None  # Windows engines: "10.0.17763"
     plain: bool = False  # `tls: false`: a tcp:// engine reached without TLS, on purpose
     push_concurrency: int | None = None  # pushes at once; None: as many as its builds
+    builder: str | None = None  # CLASSIC or BUILDKIT; None: chosen by its store, per platform
 
     @property
     def pushes(self) -> int:
@@ -207,8 +222,14 @@ def _engine(doc: yamldoc.Doc, entry, where: tuple, *, base: Path, env) -> Engine
         if ("cert" in paths) != ("key" in paths):
             raise doc.error(where + ("tls",), "cert and key go together")
         tls = TLS(paths.get("ca"), paths.get("cert"), paths.get("key"))
+    builder = None
+    if "builder" in fields:
+        builder = doc.text(fields["builder"], where + ("builder",), _BUILDER)
+        if builder == BUILDKIT and any(p.os == "windows" for p in platforms):
+            raise doc.error(where + ("builder",), "Windows images build with the classic builder "
+                            "only; give the Windows platforms an engine of their own")
     engine = Engine(name, url, tuple(platforms), concurrency, tls, os_version, plain=plain,
-                    push_concurrency=push_concurrency)
+                    push_concurrency=push_concurrency, builder=builder)
     if engine.transport_problem:
         raise doc.error(where + ("url",), engine.transport_problem)
     return engine

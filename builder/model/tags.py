@@ -8,6 +8,11 @@ family's `defaults:`); `latest-` is dropped, so "latest-buster" is "buster". The
 default Debian variant and every Windows variant share the bare version tags,
 and the Windows variants share `-windowsservercore` too: one manifest list per
 shared tag, holding Linux and Windows images together.
+
+A free-threaded variant (slim-trixie-freethreaded) answers to the version names
+with a `t`, as CPython names its free-threaded executables (python3.14t), and not
+to `latest`: 3.14.7t-slim-trixie, 3.14t-slim-trixie, 3t-slim-trixie, 3.14t-slim;
+the default suite's free-threaded variant holds the bare 3.14t as a plain tag.
 """
 from __future__ import annotations
 
@@ -46,16 +51,21 @@ def _unique(names) -> tuple[str, ...]:
 
 def variant_tags(family: Family, version: Version, variant: Variant) -> VariantTags:
     aliases = version_aliases(version)
-    tags = _suffixed(aliases, variant.name)
+    if variant.free_threaded:
+        aliases = tuple(f"{alias}t" for alias in aliases if alias != "latest")
+    name = variant.stem
+    tags = _suffixed(aliases, name)
     shared: list[str] = []
     suite = family.debian_suite(version)
-    if suite and variant.name.endswith("-" + suite):
-        tags += _suffixed(aliases, variant.name.removesuffix("-" + suite))
-    if family.alpine(version) and variant.name == family.alpine(version):
+    if suite and name.endswith("-" + suite):
+        tags += _suffixed(aliases, name.removesuffix("-" + suite))
+    if family.alpine(version) and name == family.alpine(version):
         tags += _suffixed(aliases, "alpine")
     if variant.is_windows:
-        shared += _suffixed(aliases, variant.name.rsplit("-", 1)[0])
-    if variant.is_windows or (suite and variant.name == suite):
+        shared += _suffixed(aliases, name.rsplit("-", 1)[0])
+    if suite and name == suite and variant.free_threaded:
+        tags += aliases  # no Windows build shares 3.14t: it is this variant's own tag
+    elif variant.is_windows or (suite and name == suite):
         shared += aliases
     return VariantTags(version=version, variant=variant, tags=_unique(tags),
                        shared_tags=_unique(shared))

@@ -32,10 +32,17 @@ class Variant:
     base_image: str  # the FROM reference: "buildpack-deps:buster"
     platforms: tuple[Platform, ...]  # Windows platforms carry the variant's os.version
     os_version: str | None = None  # Windows: "10.0.17763"
+    free_threaded: bool = False  # built with --disable-gil (PEP 703/779); named "<stem>-freethreaded"
 
     @property
     def is_windows(self) -> bool:
         return self.os_version is not None
+
+    @property
+    def stem(self) -> str:
+        """The variant it is a build of, as its tags and template read it: "slim-trixie" for
+        slim-trixie-freethreaded, whose tags are 3.14t-slim-trixie, 3.14t-slim, …"""
+        return self.name.removesuffix(FREE_THREADED_SUFFIX) if self.free_threaded else self.name
 
 
 @dataclass(frozen=True)
@@ -102,6 +109,8 @@ class Family:
                          f"{', '.join(v.full for v in self.versions)}", field="version")
 
 
+FREE_THREADED_SUFFIX = "-freethreaded"
+
 RELEASE_NUMBER = re.compile(r"(\d+)\.(\d+)\.(\d+)(?:(a|b|rc)(\d+))?")
 _STAGES = {"a": 0, "b": 1, "rc": 2, None: 3}  # a final release sorts after its pre-releases
 FINAL = _STAGES[None]
@@ -161,7 +170,7 @@ _TOP_KEYS = {"repository": True, "defaults": False, "variants": True, "versions"
              "maintainers": False, "git-repo": False}
 _DEFAULTS_KEYS = {"debian-suite": False, "alpine": False, "keyserver": False}
 _VARIANT_KEYS = {"template": True, "directory": False, "from": True, "platforms": True,
-                 "os-version": False}
+                 "os-version": False, "free-threaded": False}
 _VERSION_KEYS = {"version": True, "aliases": False, "gpg-key": False, "pip": False,
                  "sha256": False, "windows-sha256": False, "keyserver": False,
                  "debian-suite": False, "alpine": False, "variants": True}
@@ -236,6 +245,8 @@ def _variant(doc: yamldoc.Doc, name: str, settings, templates: Path) -> Variant:
     os_version = settings.get("os-version")
     if os_version is not None:
         os_version = doc.text(os_version, where + ("os-version",), _OS_VERSION)
+    free_threaded = _free_threaded(doc, name, settings.get("free-threaded", False), where,
+                                   os_version)
     platforms = []
     for i, entry in enumerate(doc.sequence(settings["platforms"], where + ("platforms",))):
         at = where + ("platforms", i)
@@ -254,7 +265,22 @@ def _variant(doc: yamldoc.Doc, name: str, settings, templates: Path) -> Variant:
             raise doc.error(at, f"{entry} is listed twice")
         platforms.append(found)
     return Variant(name=name, directory=directory, template=template, base_image=base_image,
-                   platforms=tuple(platforms), os_version=os_version)
+                   platforms=tuple(platforms), os_version=os_version, free_threaded=free_threaded)
+
+
+def _free_threaded(doc: yamldoc.Doc, name: str, value, where: tuple, os_version) -> bool:
+    """A variant's free-threaded setting: true only on a Linux variant named <stem>-freethreaded,
+    so that its name says what its tags (<version>t-<stem>) do."""
+    at = where + ("free-threaded",)
+    # Scalars stay as written (yamldoc), so true is the text "true".
+    value = doc.text(value, at, (r"true|false", "true or false")) == "true" \
+        if value is not False else False
+    if value and os_version is not None:
+        raise doc.error(at, "the Windows installer has no free-threaded build to choose here")
+    if value and not name.endswith(FREE_THREADED_SUFFIX):
+        raise doc.error(at, f"a free-threaded variant is named after the one it builds, plus "
+                        f"{FREE_THREADED_SUFFIX}: {name}{FREE_THREADED_SUFFIX}, not {name}")
+    return value
 
 
 def _version(doc: yamldoc.Doc, index: int, entry, catalogue: dict[str, Variant],

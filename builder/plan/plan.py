@@ -107,7 +107,8 @@ class Plan:
                 engine = engines[name]
                 pushes = (f", {engine.pushes} push{'es' if engine.pushes > 1 else ''} at once"
                           if engine.pushes < engine.concurrency else "")
-                members.append(f"{name} ({engine.concurrency} at once{pushes})")
+                builder = f", builder {engine.builder}" if engine.builder else ""
+                members.append(f"{name} ({engine.concurrency} at once{pushes}{builder})")
             lines.append(f"  pool {shown}: {', '.join(members)}")
         return lines
 

@@ -171,9 +171,14 @@ def matrix(document: Mapping, pages: Mapping[str, str], logs: Mapping[str, str])
     rows = []
     for tag in document["tags"]:
         cells: dict[str, list[Cell]] = {}
+        # A member this run did not build is "listed" only when the written list holds its
+        # platform: a run limited by --platform leaves the variant's other members out.
+        listed = {label.split()[0] for label in tag.get("platforms", ())}
         for key in tag.get("members", ()):
+            platform = PLATFORMS.get(key.rsplit("/", 1)[1])
             cell = _cell(jobs[key], logs) if key in jobs else Cell(
-                key, "not in this run" if tag["status"] == "failed" else "listed")
+                key, "listed" if tag["status"] != "failed" and platform is not None
+                and platform.oci in listed else "not in this run")
             cells.setdefault(key.rsplit("/", 1)[1], []).append(cell)
         rows.append(Row(tag["tag"], tag["status"], short_digest(tag.get("digest")),
                         tag.get("reason") or "", tag_page(tag["tag"]) if tag["tag"] in pages

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import TextIO
 from urllib.parse import urljoin
 
+from builder.update import debian
 from builder.update import index as releases
 from builder.generate import render
 from builder.model import versions
@@ -26,20 +27,11 @@ from builder.mirror import layout
 from builder.mirror.fill import download
 from builder.mirror.verify import check_signature, export_key, sha256_file
 from builder.model.versions import Version
+from builder.update.index import SeriesResult
+
+DEBIAN = "debian"  # the source that is Debian's archive, not a python.org-layout tree
 
 HKP_PORT = 11371  # a keyserver named without a port, as gpg assumes for hkp://
-
-
-@dataclass(frozen=True)
-class SeriesResult:
-    series: str  # "3.13"
-    old: str  # "3.13.5"
-    new: str | None  # "3.13.14"; None: up to date, or the source has none of the series;
-    # == old: only windows-sha256 changes (the rest of an earlier partial update)
-    sha256: str | None = None
-    windows_sha256: str | None = None  # the installer's; None: unchanged
-    windows_kept: str | None = None  # why windows-sha256 was not bumped (a partial update)
-    note: str | None = None  # "up to date", "the source lists no release of 3.13"
 
 
 @dataclass(frozen=True)
@@ -57,26 +49,10 @@ def bump(path: Path, series: tuple[str, ...], source: str, out: TextIO, *, check
     releases `source` lists; `check`: compare only; `dry_run`: print the diff, write nothing."""
     family = versions.load(path)
     chosen = [family.version(s) for s in series] if series else list(family.versions)
-    source = source.rstrip("/") + "/"
-    with tempfile.TemporaryDirectory(prefix="pib-update-") as work:
-        work = Path(work)
-        index = _listing(source, work)
-        found = [(version, *_newest(source, version, index, work)) for version in chosen]
-        results = []
-        for version, newest, listing in found:
-            if newest is None:
-                results.append(SeriesResult(version.series, version.full, None,
-                                            note=f"{source} lists no release of {version.series}"))
-            elif releases.release_key(newest) <= releases.release_key(version.full):
-                completed = (_completed_windows(source, version, listing, work, path, check)
-                             if newest == version.full else None)
-                results.append(completed or SeriesResult(
-                    version.series, version.full, None,
-                    note=f"up to date (newest in the source: {newest})"))
-            elif check:
-                results.append(SeriesResult(version.series, version.full, newest))
-            else:
-                results.append(_verified(source, version, newest, listing, work, path))
+    if source == DEBIAN:
+        results = debian.results(chosen, path, check)
+    else:
+        results = _from_listing(source.rstrip("/") + "/", chosen, path, check)
     for result in results:
         print(_describe(result, check), file=out)
     if check or not any(r.new for r in results):
@@ -104,6 +80,31 @@ def bump(path: Path, series: tuple[str, ...], source: str, out: TextIO, *, check
     return Bumped(tuple(results), diff, rewritten=True)
 
 
+def _from_listing(source: str, chosen: list[Version], path: Path,
+                  check: bool) -> list[SeriesResult]:
+    """Each series' result against a python.org-layout tree."""
+    with tempfile.TemporaryDirectory(prefix="pib-update-") as work:
+        work = Path(work)
+        index = _listing(source, work)
+        found = [(version, *_newest(source, version, index, work)) for version in chosen]
+        results = []
+        for version, newest, listing in found:
+            if newest is None:
+                results.append(SeriesResult(version.series, version.full, None,
+                                            note=f"{source} lists no release of {version.series}"))
+            elif releases.release_key(newest) <= releases.release_key(version.full):
+                completed = (_completed_windows(source, version, listing, work, path, check)
+                             if newest == version.full else None)
+                results.append(completed or SeriesResult(
+                    version.series, version.full, None,
+                    note=f"up to date (newest in the source: {newest})"))
+            elif check:
+                results.append(SeriesResult(version.series, version.full, newest))
+            else:
+                results.append(_verified(source, version, newest, listing, work, path))
+        return results
+
+
 def _newest(source: str, version: Version, index: releases.Listing,
             work: Path) -> tuple[str | None, releases.Listing | None]:
     """The series' newest release in the source and its directory's listing. Directories are
@@ -126,7 +127,8 @@ def _verified(source: str, version: Version, new: str, listing: releases.Listing
     refused = f"{versions_path} not written"
     tarball = _get(base + name, work / name)
     sha256 = sha256_file(tarball)
-    _check_checksum_file(base, name, listing, sha256, work, refused)
+    chain = [f"{url} agrees" for url, _ in _check_checksum_file(base, name, listing, sha256,
+                                                                 work, refused)]
     if version.gpg_key:
         if f"{name}.asc" not in listing.files:
             raise VerificationError(f"{base}: lists no {name}.asc, but {version.series} is "
@@ -137,6 +139,7 @@ def _verified(source: str, version: Version, new: str, listing: releases.Listing
                             base + name)
         except VerificationError as error:
             raise VerificationError(f"{error}; {refused}") from None
+        chain.append(f"upstream signature by {version.gpg_key}")
     windows_sha256 = windows_kept = None
     if version.windows_sha256 is not None and any(v.is_windows for v in version.variants):
         installer = releases.windows_installer_name(new)
@@ -148,18 +151,21 @@ def _verified(source: str, version: Version, new: str, listing: releases.Listing
         else:
             windows_kept = f"{base} lists no {installer}"
     return SeriesResult(version.series, version.full, new, sha256=sha256,
-                        windows_sha256=windows_sha256, windows_kept=windows_kept)
+                        windows_sha256=windows_sha256, windows_kept=windows_kept,
+                        chain="; ".join(chain) or f"only the download's own sha256 ({base + name})")
 
 
 def _check_checksum_file(base: str, name: str, listing: releases.Listing, sha256: str,
-                         work: Path, refused: str) -> None:
+                         work: Path, refused: str) -> list[tuple[str, str]]:
     """Each checksum file the source lists beside `name` (`.sha256`, python.org's `.spdx.json`)
     must agree with the file itself: the file is always hashed, so a stale or tampered checksum
-    file is caught, not copied into versions.yaml."""
-    for url, given in _listed_checksums(base, name, listing, work, refused):
+    file is caught, not copied into versions.yaml. Returns those that agreed."""
+    listed = _listed_checksums(base, name, listing, work, refused)
+    for url, given in listed:
         if given != sha256:
             raise VerificationError(f"{url}: gives sha256 {given}, but {base}{name} has "
                                     f"{sha256}; refused, {refused}")
+    return listed
 
 
 def _listed_checksums(base: str, name: str, listing: releases.Listing, work: Path,
@@ -265,7 +271,8 @@ def _describe(result: SeriesResult, check: bool) -> str:
                 + (f" available ({result.note})" if check else ""))
     if check:
         return f"{result.series}: {result.old} → {result.new} available"
-    line = f"{result.series}: {result.old} → {result.new} (sha256 {result.sha256})"
+    line = f"{result.series}: {result.old} → {result.new} (sha256 {result.sha256}"
+    line += f", accepted by {result.chain})" if result.chain else ")"
     if result.windows_sha256:
         line += f", windows-sha256 {result.windows_sha256}"
     if result.windows_kept:

@@ -131,6 +131,19 @@ def parse_spdx(text: str, name: str) -> str:
 CHECKSUM_FILES = ((".sha256", parse_checksum_file), (".spdx.json", parse_spdx))
 
 
+@dataclass(frozen=True)
+class SeriesResult:
+    series: str  # "3.13"
+    old: str  # "3.13.5"
+    new: str | None  # "3.13.14"; None: up to date, or the source has none of the series;
+    # == old: only windows-sha256 changes (the rest of an earlier partial update)
+    sha256: str | None = None
+    windows_sha256: str | None = None  # the installer's; None: unchanged
+    windows_kept: str | None = None  # why windows-sha256 was not bumped (a partial update)
+    note: str | None = None  # "up to date", "the source lists no release of 3.13"
+    chain: str | None = None  # what vouched for the new tarball: "python.org checksum files", …
+
+
 # --- the edit of versions.yaml ---------------------------------------------------------------
 
 @dataclass(frozen=True)

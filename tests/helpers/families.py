@@ -56,3 +56,20 @@ def derived_family(tmp_path: Path, tiny_family_path: Path, repository: str = "ti
     path = tmp_path / "versions.yaml"
     path.write_text(text)
     return path
+
+
+def broken_family(tmp_path: Path, tiny_family_path: Path) -> Path:
+    """The tiny family renamed `tiny-broken`, plus a variant whose RUN step exits 3."""
+    templates = tmp_path / "templates"
+    shutil.copytree(tiny_family_path.parent / "templates", templates)
+    (templates / "broken.Dockerfile.j2").write_text(
+        "FROM {{ variant.base_image }}\nENV TINY_VERSION {{ version.full }}\n"
+        "RUN echo about to fail && exit 3\nCMD [\"sh\"]\n")
+    text = tiny_family_path.read_text().replace("repository: tiny\n", "repository: tiny-broken\n")
+    text = text.replace("\nversions:\n", "\n  broken: {template: broken, from: \"busybox:latest\","
+                        " platforms: [amd64, arm64v8]}\n\nversions:\n")
+    text = text.replace("variants: [busybox, slim-busybox, windowsservercore-1809]",
+                        "variants: [busybox, broken, slim-busybox, windowsservercore-1809]", 1)
+    path = tmp_path / "versions.yaml"
+    path.write_text(text)
+    return path

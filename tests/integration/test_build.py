@@ -26,7 +26,7 @@ from builder.model.platforms import platform
 from builder.registry.client import RegistryClient
 from tests.helpers.builders import write_builders
 from tests.helpers.cli import invoke
-from tests.helpers.families import derived_family
+from tests.helpers.families import broken_family, derived_family
 from tests.helpers.paths import ROOT, TINY_FAMILY
 
 LOCAL = ("amd64", "arm32v7")
@@ -109,23 +109,6 @@ def test_a_second_run_builds_and_uploads_nothing_and_says_why(two_engines, regis
         assert result.reason == (f"unchanged: {result.image} has build hash "
                                  f"{by_key[result.key].build_hash}")
         assert result.reason in output
-
-
-def broken_family(tmp_path: Path, tiny_family_path: Path) -> Path:
-    """The tiny family renamed `tiny-broken`, plus a variant whose RUN step exits 3."""
-    templates = tmp_path / "templates"
-    shutil.copytree(tiny_family_path.parent / "templates", templates)
-    (templates / "broken.Dockerfile.j2").write_text(
-        "FROM {{ variant.base_image }}\nENV TINY_VERSION {{ version.full }}\n"
-        "RUN echo about to fail && exit 3\nCMD [\"sh\"]\n")
-    text = tiny_family_path.read_text().replace("repository: tiny\n", "repository: tiny-broken\n")
-    text = text.replace("\nversions:\n", "\n  broken: {template: broken, from: \"busybox:latest\","
-                        " platforms: [amd64, arm64v8]}\n\nversions:\n")
-    text = text.replace("variants: [busybox, slim-busybox, windowsservercore-1809]",
-                        "variants: [busybox, broken, slim-busybox, windowsservercore-1809]", 1)
-    path = tmp_path / "versions.yaml"
-    path.write_text(text)
-    return path
 
 
 def test_a_failing_run_step_fails_its_job_only_and_pushes_nothing_of_it(

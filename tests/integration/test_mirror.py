@@ -19,6 +19,7 @@ from builder.model import versions
 from builder.model.errors import InputError, VerificationError
 from builder.plan.dockerfile import needs_host_network, rewrite_urls
 from builder.mirror import fill, layout, serve
+from builder.mirror.debian import DebianArchive
 from builder.model import mirrors as config
 from builder.mirror.verify import key_fingerprints, sha256_file
 from testbed.paths import cache_dir
@@ -48,7 +49,7 @@ def _free_port() -> int:
 @pytest.fixture(scope="module")
 def debian():
     """The Debian provider with its apt state and downloads in the test bed's cache."""
-    return fill.DebianArchive(cache_dir() / "source-mirror-work")
+    return DebianArchive(cache_dir() / "source-mirror-work")
 
 
 @pytest.fixture(scope="module")
@@ -74,7 +75,7 @@ def test_fill_from_debians_archive_verifies_and_a_second_fill_reuses_it(filled, 
     assert (filled / "python/3.13.5/Python-3.13.5.tar.xz.asc").is_file()
     assert key_fingerprints(filled / layout.key_path(FINGERPRINT)) == [FINGERPRINT]
     before = _tree(filled)
-    assert fill.fill(filled, [_wanted()], debian) == 0
+    assert fill.fill(filled, [_wanted()], debian) == []
     assert "python/3.13.5/Python-3.13.5.tar.xz: up to date" in capsys.readouterr().out
     assert _tree(filled) == before
 
@@ -109,10 +110,10 @@ def test_an_upstream_layout_url_fills_another_mirror_verified(served, tmp_path):
     directory, url = served
     provider = fill.UpstreamURL(f"{url}/python/", tmp_path / "work", keys_url=f"{url}/keys/")
     other = tmp_path / "other"
-    assert fill.fill(other, [_wanted()], provider) == 1
+    assert len(fill.fill(other, [_wanted()], provider)) == 1
     assert _tree(other) == _tree(directory)
     unsigned = tmp_path / "unsigned"  # as a 3.14+ series (PEP 761): the tarball alone
-    assert fill.fill(unsigned, [fill.Wanted("3.13.5", _wanted().sha256, None)], provider) == 1
+    assert len(fill.fill(unsigned, [fill.Wanted("3.13.5", _wanted().sha256, None)], provider)) == 1
     assert list(_tree(unsigned)) == [layout.tarball_path("3.13.5")]
 
 

@@ -20,6 +20,7 @@ import pytest
 from builder.mirror import serve
 from builder.commands.mirror import DEFAULT_DIR
 from builder.model.platforms import platform
+from builder.model.versions import load
 from builder.options import DEFAULT_MIRROR_PORT
 from builder.registry.client import RegistryClient
 from testbed.engine import local_client, remove_tags_of
@@ -30,6 +31,7 @@ from tests.helpers.paths import ROOT
 pytestmark = pytest.mark.realbuild
 
 PLATFORMS = os.environ.get("REALBUILD_PLATFORMS", "amd64").split()
+V3_14 = load(ROOT / "versions.yaml").version("3.14")  # the release the demo builds
 DEMO_TIMEOUT = 3 * 3600  # a cold build of both platforms on 2 busy cores
 
 
@@ -85,7 +87,7 @@ def test_the_release_builds_smoke_tests_and_pushes_every_platform(released):
         assert [(c["name"], c["result"]) for c in job["checks"]] == [
             (name, "passed") for name in ("python-version", "ssl", "modules", "pip-version",
                                           "pip-offline-install", "no-compiler")]
-        assert job["checks"][0]["output"].strip() == "Python 3.14.6"
+        assert job["checks"][0]["output"].strip() == f"Python {V3_14.full}"
         assert [m["name"] for m in job["mirrors"]] == ["python-org"]
         log = released["logs"][job["platform"]]
         # The Dockerfile as sent fetches from the mirror (the build itself may come from the
@@ -117,7 +119,7 @@ def test_3_14_slim_is_a_list_of_the_built_platforms_and_each_image_runs(released
         for flag in ("--enable-optimizations", "--with-lto", "--enable-shared", "--with-ensurepip"):
             assert flag in configured, configured
     tags = {t["tag"] for t in released["report"]["tags"]}
-    assert {"3.14.6-slim-trixie", "3.14-slim", "3-slim", "slim"} <= tags
+    assert {f"{V3_14.full}-slim-trixie", "3.14-slim", "3-slim", "slim"} <= tags
 
 
 def test_the_summary_page_names_every_digest(released):
@@ -140,9 +142,10 @@ def test_a_tampered_tarball_fails_at_its_sha256_step_and_nothing_is_pushed(
         released, registry, tmp_path):
     tampered = tmp_path / "mirror"
     shutil.copytree(DEFAULT_DIR / "python", tampered / "python")
-    tarball = tampered / "python" / "3.14.6" / "Python-3.14.6.tar.xz"
+    path = Path("python", V3_14.full, f"Python-{V3_14.full}.tar.xz")
+    tarball = tampered / path
     tarball.unlink()  # a copy, not the shared mirror's file: write a changed one in its place
-    data = bytearray((DEFAULT_DIR / "python" / "3.14.6" / "Python-3.14.6.tar.xz").read_bytes())
+    data = bytearray((DEFAULT_DIR / path).read_bytes())
     data[len(data) // 2] ^= 0xFF
     tarball.write_bytes(bytes(data))
     port = free_port()
@@ -172,12 +175,12 @@ def test_a_tampered_tarball_fails_at_its_sha256_step_and_nothing_is_pushed(
     assert job["status"] == "failed" and job["pushed"] == [] and job["checks"] == []
     # The sha256 step names itself: `set -x` traced its pipeline's two commands, in either
     # order, and their traces can interleave on one line, even word by word.
-    sha256 = "143b1dddefaec3bd2e21e3b839b34a2b7fb9842272883c576420d605e9f30c63"
+    sha256 = V3_14.sha256
     assert "step 6/9 (RUN set -eux;" in job["reason"] and "exit code 1 at `" in job["reason"]
     traced = job["reason"].split(" at `", 1)[1].split("`", 1)[0]
     assert "sha256sum" in traced or f"echo {sha256}" in traced, job["reason"]
     log = Path(job["log"]).read_text()
     assert "python.tar.xz: FAILED" in log
     client = RegistryClient(registry.host)
-    assert client.head_manifest("python", "3.14.6-slim-trixie-amd64") is None
+    assert client.head_manifest("python", f"{V3_14.full}-slim-trixie-amd64") is None
     assert client.head_manifest("python", "3.14-slim") is None

@@ -28,6 +28,7 @@ from builder.commands import generate, update
 from builder.update import bump
 from builder.model.errors import EXIT_PARTIAL, InputError, VerificationError
 from builder.mirror import fill, layout, serve
+from builder.mirror.debian import DebianArchive
 from builder.mirror.verify import sha256_file
 from builder.model.streams import null
 from testbed.paths import cache_dir
@@ -62,7 +63,7 @@ def filled_source() -> Path:
     directory = cache_dir() / "update-source"
     fill.fill(directory, [fill.Wanted(OLD, OLD_SHA256, FINGERPRINT),
                           fill.Wanted(NEW, NEW_SHA256, FINGERPRINT)],
-              fill.DebianArchive(cache_dir() / "source-mirror-work"), out=io.StringIO())
+              DebianArchive(cache_dir() / "source-mirror-work"), out=io.StringIO())
     return directory
 
 

@@ -179,7 +179,7 @@ def test_json_puts_the_report_on_stdout_and_the_rest_on_stderr(tiny):
     library = run(tiny, "library", "--versions", str(ROOT / "versions.yaml"), "--commit", "0" * 40,
                   "--json")
     assert json.loads(library.stdout)["stages"]["library"]["status"] == "ok"
-    assert "Tags: 3.14.6-trixie" in library.stderr
+    assert "Tags: 3.14.7-trixie" in library.stderr
 
 
 def test_json_reports_an_error_too(tiny):

@@ -46,7 +46,7 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
 # Modules (or whole wings) that must reach no client library, through any chain of imports.
 PURE_WINGS = ("model", "generate", "plan", "options", "program")
 PURE = ("summary.page", "update.index", "publish.lists", "publish.rules", "farm.pools",
-        "registry.documents", "registry.errors", "mirror.layout", "report.html",
+        "registry.documents", "registry.errors", "mirror.layout", "mirror.deb822", "report.html",
         "report.markdown")
 BLOCKED = ("docker", "requests", "urllib3", "builder.registry.client", "builder.farm.engines",
            "builder.farm.engineapi")

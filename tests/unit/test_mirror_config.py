@@ -10,7 +10,7 @@ from builder.model.errors import InputError
 from builder.plan.dockerfile import needs_host_network, rewrite_urls
 from builder.mirror import layout
 from builder.model import mirrors as config
-from builder.mirror.fill import choose_source, parse_showsrc
+from builder.mirror.deb822 import choose_source, dsc_name, parse_dsc, parse_showsrc
 
 DOCKERFILE = """\
 FROM debian:trixie-slim
@@ -105,3 +105,48 @@ def test_the_debian_source_holding_the_upstream_tarball_is_chosen():
     assert dict(entries[1].files)["python3.13_3.13.5.orig.tar.xz"] == "93e5"
     assert choose_source(entries, "3.13.5").version == "3.13.5-2+deb13u5"
     assert choose_source(entries, "3.13.6") is None
+
+
+# The signed part of python3.14_3.14.7-1.dsc as gpgv writes it out (fields shortened).
+DSC = """\
+Format: 3.0 (quilt)
+Source: python3.14
+Binary: python3.14, python3.14-venv,
+ libpython3.14-stdlib
+Version: 3.14.7-1
+Checksums-Sha1:
+ 1239d153c968b5fa1958963acd350a42b73d895b 24053924 python3.14_3.14.7.orig.tar.xz
+Checksums-Sha256:
+ 3b48dac8fb59f62eaa67ac83c1eb12bda1b7a08406dd286e252c11a66be27f81 24053924 python3.14_3.14.7.orig.tar.xz
+ 43187e8f368dfdcb77ef1f879c50dcacfb1438ca01657859f2a06cfaf9c3cd2a 223864 python3.14_3.14.7-1.debian.tar.xz
+Files:
+ a4c4c2991b4126e227073c2d9445f432 24053924 python3.14_3.14.7.orig.tar.xz
+"""
+
+
+def test_a_dsc_reads_as_its_source_version_and_sha256_files():
+    entry = parse_dsc(DSC)
+    assert (entry.package, entry.version) == ("python3.14", "3.14.7-1")
+    assert entry.files == (
+        ("python3.14_3.14.7.orig.tar.xz",
+         "3b48dac8fb59f62eaa67ac83c1eb12bda1b7a08406dd286e252c11a66be27f81"),
+        ("python3.14_3.14.7-1.debian.tar.xz",
+         "43187e8f368dfdcb77ef1f879c50dcacfb1438ca01657859f2a06cfaf9c3cd2a"))
+    assert parse_dsc(DSC.replace("Source: python3.14\n", "")) is None
+
+
+def test_the_dsc_of_a_release_is_the_indexs_upload_else_its_first():
+    entries = parse_showsrc(SHOWSRC)
+    assert dsc_name("3.13.5", entries) == "python3.13_3.13.5-2+deb13u5.dsc"
+    assert dsc_name("3.13.14", entries) == "python3.13_3.13.14-1.dsc"
+    assert dsc_name("3.14.7", []) == "python3.14_3.14.7-1.dsc"
+
+
+def test_update_from_debian_tries_the_releases_after_the_current_newest_first():
+    from builder.update.debian import candidates, listed_releases
+
+    entries = parse_showsrc(SHOWSRC)
+    assert listed_releases(entries, "3.13") == ["3.13.15", "3.13.5"]
+    assert listed_releases(entries, "3.14") == []
+    assert candidates("3.14.10", "3.14.6") == ["3.14.10", "3.14.9", "3.14.8", "3.14.7"]
+    assert candidates("3.13.15", "3.13.14") == ["3.13.15"]

@@ -154,6 +154,11 @@ BAD_BUILDERS = [
     ("engines:\n  - name: a\n    url: unix:///x\n", 2, "engines[0].platforms", "missing"),
     ("engines:\n  - name: a\n    url: tcp://h:2376\n    platforms: [amd64]\n"
      "    tls: {ca: nowhere.pem}\n", 5, "engines[0].tls.ca", "no such file"),
+    ("engines:\n  - name: a\n    url: unix:///x\n    platforms: [amd64]\n    builder: kaniko\n",
+     5, "engines[0].builder", "'kaniko' is not classic or buildkit"),
+    ("engines:\n  - name: a\n    url: unix:///x\n    os-version: 10.0.17763\n"
+     "    platforms: [windows-amd64]\n    builder: buildkit\n", 6, "engines[0].builder",
+     "Windows images build with the classic builder only"),
     ("base-mirror: http://m:5000\nengines:\n  - {name: a, url: 'unix:///x', platforms: [amd64]}\n",
      1, "base-mirror", "no scheme"),
 ]

@@ -118,10 +118,19 @@ def test_a_builds_report_has_a_row_per_variant():
 
 
 def test_a_publish_report_lists_the_members_it_has_no_job_for():
-    document = report([], [tag("1.0.0", ["1.0.0/busybox/amd64"]),
+    document = report([], [tag("1.0.0", ["1.0.0/busybox/amd64"], platforms=["linux/amd64"]),
                            tag("slim", ["1.0.0/slim/amd64"], status="failed")], command="publish")
     rows = html.matrix(document, {}, {})
     assert [[c.status for c in r.cells["amd64"]] for r in rows] == [["listed"], ["not in this run"]]
+
+
+def test_a_member_the_written_list_does_not_hold_is_not_in_this_run():
+    # A release limited by --platform amd64: the variant's i386 member is neither built nor listed.
+    document = report([job("1.0.0/busybox/amd64")],
+                      [tag("1.0.0", ["1.0.0/busybox/amd64", "1.0.0/busybox/i386"],
+                           platforms=["linux/amd64"])])
+    [row] = html.matrix(document, {}, {})
+    assert [c.status for c in row.cells["i386"]] == ["not in this run"]
 
 
 # --- the timeline -----------------------------------------------------------------------

@@ -130,7 +130,7 @@ def test_every_download_of_todays_series_is_verified_before_use(python_family, t
             else:
                 assert check_linux_downloads(version, text) == 1
                 linux += 1
-    assert (linux, windows) == (20, 8)
+    assert (linux, windows) == (26, 8)  # 3.14's two free-threaded variants among them
 
 
 SHA_CHECK = "\techo \"$PYTHON_SHA256 *python.tar.xz\" | sha256sum -c -; \\\n"
@@ -202,7 +202,6 @@ def test_the_slim_and_alpine_variants_keep_only_the_libraries_they_link(python_f
 
 
 # From official-images' library/python at 37079fb3 (2026-08-21), for 3.14.7 and 3.13.15;
-# alpine3.23 left out (we ship the newest alpine only), and the Builder: lines (docs/design/versions-and-templates.md).
 OFFICIAL = """\
 Tags: 3.14.7-trixie, 3.14-trixie, 3-trixie, trixie
 SharedTags: 3.14.7, 3.14, 3, latest
@@ -230,12 +229,18 @@ Architectures: amd64, arm32v6, arm32v7, arm64v8, i386, ppc64le, riscv64, s390x
 GitCommit: 228f71e70a42ba9f9a092321b971031603bb88ff
 Directory: 3.14/alpine3.24
 
+Tags: 3.14.7-alpine3.23, 3.14-alpine3.23, 3-alpine3.23, alpine3.23
+Architectures: amd64, arm32v6, arm32v7, arm64v8, i386, ppc64le, riscv64, s390x
+GitCommit: 228f71e70a42ba9f9a092321b971031603bb88ff
+Directory: 3.14/alpine3.23
+
 Tags: 3.14.7-windowsservercore-ltsc2025, 3.14-windowsservercore-ltsc2025, 3-windowsservercore-ltsc2025, windowsservercore-ltsc2025
 SharedTags: 3.14.7-windowsservercore, 3.14-windowsservercore, 3-windowsservercore, windowsservercore, 3.14.7, 3.14, 3, latest
 Architectures: windows-amd64
 GitCommit: 228f71e70a42ba9f9a092321b971031603bb88ff
 Directory: 3.14/windows/windowsservercore-ltsc2025
 Constraints: windowsservercore-ltsc2025
+Builder: classic
 
 Tags: 3.14.7-windowsservercore-ltsc2022, 3.14-windowsservercore-ltsc2022, 3-windowsservercore-ltsc2022, windowsservercore-ltsc2022
 SharedTags: 3.14.7-windowsservercore, 3.14-windowsservercore, 3-windowsservercore, windowsservercore, 3.14.7, 3.14, 3, latest
@@ -243,6 +248,7 @@ Architectures: windows-amd64
 GitCommit: 228f71e70a42ba9f9a092321b971031603bb88ff
 Directory: 3.14/windows/windowsservercore-ltsc2022
 Constraints: windowsservercore-ltsc2022
+Builder: classic
 
 Tags: 3.13.15-trixie, 3.13-trixie
 SharedTags: 3.13.15, 3.13
@@ -270,12 +276,18 @@ Architectures: amd64, arm32v6, arm32v7, arm64v8, i386, ppc64le, riscv64, s390x
 GitCommit: 228f71e70a42ba9f9a092321b971031603bb88ff
 Directory: 3.13/alpine3.24
 
+Tags: 3.13.15-alpine3.23, 3.13-alpine3.23
+Architectures: amd64, arm32v6, arm32v7, arm64v8, i386, ppc64le, riscv64, s390x
+GitCommit: 228f71e70a42ba9f9a092321b971031603bb88ff
+Directory: 3.13/alpine3.23
+
 Tags: 3.13.15-windowsservercore-ltsc2025, 3.13-windowsservercore-ltsc2025
 SharedTags: 3.13.15-windowsservercore, 3.13-windowsservercore, 3.13.15, 3.13
 Architectures: windows-amd64
 GitCommit: 228f71e70a42ba9f9a092321b971031603bb88ff
 Directory: 3.13/windows/windowsservercore-ltsc2025
 Constraints: windowsservercore-ltsc2025
+Builder: classic
 
 Tags: 3.13.15-windowsservercore-ltsc2022, 3.13-windowsservercore-ltsc2022
 SharedTags: 3.13.15-windowsservercore, 3.13-windowsservercore, 3.13.15, 3.13
@@ -283,6 +295,7 @@ Architectures: windows-amd64
 GitCommit: 228f71e70a42ba9f9a092321b971031603bb88ff
 Directory: 3.13/windows/windowsservercore-ltsc2022
 Constraints: windowsservercore-ltsc2022
+Builder: classic
 """
 
 
@@ -295,13 +308,29 @@ def official(full_3_14: str, full_3_13: str, windows: bool) -> list[str]:
     return [s for s in stanzas(text) if windows or "windows" not in s]
 
 
-def todays_stanzas(family) -> list[str]:
+def todays_stanzas(family, free_threaded: bool = False) -> list[str]:
+    """The 3.14 and 3.13 stanzas: those official-images has, or the free-threaded ones, which
+    no official image has yet."""
     text = library_file(family, lambda directory: COMMIT)
-    return [s for s in stanzas(text) if re.search(r"^Directory: 3\.1[34]/", s, re.M)]
+    return [s for s in stanzas(text) if re.search(r"^Directory: 3\.1[34]/", s, re.M)
+            and ("-freethreaded\n" in s) == free_threaded]
+
+
+def test_the_free_threaded_stanzas_carry_the_t_tags(python_family):
+    assert todays_stanzas(python_family, free_threaded=True) == [
+        "Tags: 3.14.7t-trixie, 3.14t-trixie, 3t-trixie, 3.14.7t, 3.14t, 3t\n"
+        "Architectures: amd64, arm64v8\n"
+        f"GitCommit: {COMMIT}\n"
+        "Directory: 3.14/trixie-freethreaded\n",
+        "Tags: 3.14.7t-slim-trixie, 3.14t-slim-trixie, 3t-slim-trixie, 3.14.7t-slim, 3.14t-slim, "
+        "3t-slim\n"
+        "Architectures: amd64, arm64v8\n"
+        f"GitCommit: {COMMIT}\n"
+        "Directory: 3.14/slim-trixie-freethreaded\n"]
 
 
 def test_the_library_stanzas_are_the_official_ones(python_family, today_family):
-    assert todays_stanzas(python_family) == official("3.14.6", "3.13.14", windows=True)
+    assert todays_stanzas(python_family) == official("3.14.7", "3.13.14", windows=True)
     assert todays_stanzas(today_family) == official("3.14.6", "3.13.14", windows=True)
 
 
@@ -328,11 +357,11 @@ def test_dry_run_prints_the_3_14_plan(tmp_path):
 
     assert done.returncode == 0, done.stderr
     lines = done.stdout.splitlines()
-    assert lines[0].startswith("plan for python 3.14.6: 34 jobs, 2 skipped")
-    assert "  slim-trixie  tags: 3.14.6-slim-trixie 3.14-slim-trixie 3-slim-trixie slim-trixie " \
-           "3.14.6-slim 3.14-slim 3-slim slim" in lines
-    assert any(line.split()[:3] == ["3.14.6/slim-trixie/i386", "nowhere",
-                                    "python:3.14.6-slim-trixie-i386"] for line in lines)
+    assert lines[0].startswith("plan for python 3.14.7: 46 jobs, 2 skipped")
+    assert "  slim-trixie  tags: 3.14.7-slim-trixie 3.14-slim-trixie 3-slim-trixie slim-trixie " \
+           "3.14.7-slim 3.14-slim 3-slim slim" in lines
+    assert any(line.split()[:3] == ["3.14.7/slim-trixie/i386", "nowhere",
+                                    "python:3.14.7-slim-trixie-i386"] for line in lines)
     assert not any("bookworm/riscv64" in line or "bookworm/s390x" in line for line in lines)
 
 
@@ -347,9 +376,49 @@ def test_a_patch_release_is_an_edit_of_two_lines(tmp_path, python_family):
     before, after = render(python_family), render(bumped)
     assert before.keys() == after.keys()
     changed = sorted(p.parent.as_posix() for p in before if before[p] != after[p])
-    assert changed == ["3.13/alpine3.24", "3.13/bookworm", "3.13/slim-bookworm",
+    assert changed == ["3.13/alpine3.23", "3.13/alpine3.24", "3.13/bookworm", "3.13/slim-bookworm",
                        "3.13/slim-trixie", "3.13/trixie", "3.13/windows/windowsservercore-ltsc2022",
                        "3.13/windows/windowsservercore-ltsc2025"]
     for path in changed:
         assert after[Path(path) / "Dockerfile"] == before[Path(path) / "Dockerfile"].replace(
             "3.13.14", "3.13.5").replace(python_family.version("3.13").sha256, sha_3_13_5)
+
+
+def test_the_build_dependencies_and_windows_url_are_upstreams(python_family, today_family):
+    """Upstream installs gnupg in every slim and alpine build, signed release or not, and its
+    Windows files derive the download directory from PYTHON_VERSION (no PYTHON_RELEASE)."""
+    checked = 0
+    for family in (python_family, today_family):
+        for version, variant, text in todays_dockerfiles(family):
+            if variant.is_windows:
+                assert "PYTHON_RELEASE" not in text
+                assert "-f ($env:PYTHON_VERSION -replace '[a-z]+[0-9]*$', ''), $env:PYTHON_VERSION)" in text
+            elif variant.name.startswith(("slim-", "alpine")):
+                assert "\t\tgnupg \\\n" in text, (version.full, variant.name)
+            checked += 1
+    assert checked == 18 + 16  # versions.yaml has 3.14's two free-threaded variants too
+    # The 2019 Windows files stay as published, PYTHON_RELEASE and all.
+    rendered = render(python_family)
+    version = python_family.version("3.8")
+    assert "\nENV PYTHON_RELEASE 3.8.0\n" in rendered[
+        dockerfile_path(version, version.variant("windowsservercore-1809"))]
+
+
+def test_the_free_threaded_variants_build_without_the_gil_and_are_smoke_tested_for_it(python_family):
+    from builder.model.smoke import for_variant
+
+    version = python_family.version("3.14")
+    rendered = render(python_family)
+    for name in ("trixie", "slim-trixie"):
+        plain = rendered[dockerfile_path(version, version.variant(name))]
+        free = rendered[dockerfile_path(version, version.variant(f"{name}-freethreaded"))]
+        assert "--disable-gil" not in plain
+        # The same Dockerfile but for the configure option (and the comment saying why).
+        assert [line for line in free.splitlines() if line not in plain.splitlines()] == [
+            "# Free-threaded (PEP 703, supported from 3.14 by PEP 779): no GIL; python3.14t, "
+            "libpython3.14t.", "\t\t--disable-gil \\"]
+        checks = [c.name for c in for_variant(python_family.checks, f"{name}-freethreaded", False)]
+        assert "free-threaded" in checks
+        assert "free-threaded" not in [c.name for c in for_variant(python_family.checks, name, False)]
+    [check] = [c for c in python_family.checks if c.name == "free-threaded"]
+    assert "sys._is_gil_enabled() is False" in check.run and 'python${series}t' in check.run

@@ -78,6 +78,13 @@ def as_in_2019(family):
     return dataclasses.replace(family, versions=tuple(old))
 
 
+def with_builder_field(text: str) -> str:
+    """The 2019 stanzas as official-images reads them today: its Builder field came later,
+    and Windows stanzas name the classic builder (the header names buildkit for the rest)."""
+    return "".join(line + ("Builder: classic\n" if line.startswith("Constraints: ") else "")
+                   for line in text.splitlines(keepends=True))
+
+
 def without_major_and_latest(text: str) -> str:
     """The 2019 stanzas after 3 and latest (and so the bare variant tags) moved on."""
     kept = []
@@ -93,13 +100,13 @@ def without_major_and_latest(text: str) -> str:
 def test_the_3_8_stanzas_are_the_published_ones(python_family):
     text = library_file(as_in_2019(python_family), lambda directory: COMMIT_2019)
     ours = [s for s in stanzas(text) if "Directory: 3.8/" in s]
-    assert ours == stanzas(PUBLISHED_3_8)
+    assert ours == stanzas(with_builder_field(PUBLISHED_3_8))
 
 
 def test_3_8_keeps_its_version_tags_now_that_3_14_is_latest(python_family):
     text = library_file(python_family, lambda directory: COMMIT_2019)
     ours = [s for s in stanzas(text) if "Directory: 3.8/" in s]
-    assert ours == stanzas(without_major_and_latest(PUBLISHED_3_8))
+    assert ours == stanzas(with_builder_field(without_major_and_latest(PUBLISHED_3_8)))
     assert ours[1].startswith("Tags: 3.8.0-slim-buster, 3.8-slim-buster, 3.8.0-slim, 3.8-slim\n")
 
 
@@ -107,6 +114,11 @@ def test_the_header(python_family):
     text = library_file(python_family, lambda directory: COMMIT_2019)
     header = text.split("\n\nTags:", 1)[0]
     assert "\nMaintainers: " in header and "\nGitRepo: https://" in header
+    assert header.endswith("\nBuilder: buildkit")
+    windows = [s for s in stanzas(text) if "Constraints: " in s]
+    linux = [s for s in stanzas(text) if "Constraints: " not in s]
+    assert windows and all(s.endswith("\nBuilder: classic\n") for s in windows)
+    assert linux and not any("Builder: " in s for s in linux)
 
 
 def test_a_non_default_version_gets_no_major_or_latest(python_family):
@@ -200,7 +212,7 @@ def test_invoke_library_prints_the_file():
     result = invoke("library", "--commit", COMMIT_2019)
     assert result.returncode == 0, result.stderr
     assert [s for s in stanzas(result.stdout) if "Directory: 3.8/" in s] == \
-        stanzas(without_major_and_latest(PUBLISHED_3_8))
+        stanzas(with_builder_field(without_major_and_latest(PUBLISHED_3_8)))
     assert "\nDirectory: 3.14/slim-trixie\n" in result.stdout
 
 
@@ -212,8 +224,8 @@ def test_a_release_of_some_variants_and_platforms_publishes_just_their_tags():
     family = load(ROOT / "versions.yaml")
     version = family.version("3.14")
     groups = tag_groups(family, version, ("slim-trixie",), (platform("amd64"), platform("linux/386")))
-    assert list(groups) == ["3.14.6-slim-trixie", "3.14-slim-trixie", "3-slim-trixie", "slim-trixie",
-                            "3.14.6-slim", "3.14-slim", "3-slim", "slim"]
+    assert list(groups) == ["3.14.7-slim-trixie", "3.14-slim-trixie", "3-slim-trixie", "slim-trixie",
+                            "3.14.7-slim", "3.14-slim", "3-slim", "slim"]
     for members in groups.values():
         assert [(v.name, [p.name for p in v.platforms]) for v in members] == [
             ("slim-trixie", ["amd64", "i386"])]

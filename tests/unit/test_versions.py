@@ -132,6 +132,15 @@ BAD_INPUT = [
      23, "versions[0].variants[0]", "at most 128"),
     ("a tag starting with a dash", "aliases: [3, latest]", "aliases: [3, latest-]",
      23, "versions[0].variants[0]", "'-buster' of 3.8.0 buster is not a valid tag"),
+    ("free-threaded not true or false", "    template: busybox\n",
+     "    template: busybox\n    free-threaded: yes-please\n", 7, "variants.buster.free-threaded",
+     "not true or false"),
+    ("free-threaded without the -freethreaded name", "    template: busybox\n",
+     "    template: busybox\n    free-threaded: true\n", 7, "variants.buster.free-threaded",
+     "buster-freethreaded, not buster"),
+    ("free-threaded Windows", "    os-version: 10.0.17763\n",
+     "    os-version: 10.0.17763\n    free-threaded: true\n", 15,
+     "variants.windowsservercore-1809.free-threaded", "no free-threaded build"),
     ("one tag for two versions", VARIANTS_LINE, VARIANTS_LINE + "  - version: 3.7.5\n    aliases: [buster]\n"
      "    variants: [buster]\n", 26, "versions[1].variants[0]",
      "tag 'buster' of 3.7.5 buster is also a tag of 3.8.0 buster"),
@@ -238,10 +247,11 @@ def test_templates_default_to_the_directory_next_to_the_file(tiny_family_path):
 
 def test_the_python_family():
     family = load(ROOT / "versions.yaml")
-    assert [v.full for v in family.versions] == ["3.14.6", "3.13.14", "3.8.0", "3.7.5"]
+    assert [v.full for v in family.versions] == ["3.14.7", "3.13.14", "3.8.0", "3.7.5"]
     for newest in family.versions[:2]:
         assert [v.name for v in newest.variants] == [
-            "trixie", "slim-trixie", "bookworm", "slim-bookworm", "alpine3.24",
+            "trixie", "slim-trixie", "bookworm", "slim-bookworm", "alpine3.24", "alpine3.23",
+            *(("trixie-freethreaded", "slim-trixie-freethreaded") if newest.series == "3.14" else ()),
             "windowsservercore-ltsc2025", "windowsservercore-ltsc2022"]
         assert (family.debian_suite(newest), family.alpine(newest)) == ("trixie", "alpine3.24")
         assert newest.keyserver == "hkps://keys.openpgp.org" and newest.pip is None
@@ -274,3 +284,22 @@ def test_generate_with_bad_input_exits_2_and_touches_nothing(tmp_path):
     assert result.stderr == f"error: {bad}:16: versions[0].version: '3.8' is not a release number " \
                             "such as 3.8.0 or 3.9.0a1\n"
     assert {p: p.read_bytes() for p in out.rglob("*") if p.is_file()} == before
+
+
+def test_a_free_threaded_variant_is_tagged_with_a_t_and_never_latest(tmp_path):
+    from builder.model.tags import variant_tags
+
+    text = VALID.replace("  windowsservercore-1809:\n", "  buster-freethreaded:\n"
+                         "    template: busybox\n    from: busybox:latest\n"
+                         "    platforms: [amd64]\n    free-threaded: true\n"
+                         "  windowsservercore-1809:\n").replace(
+        VARIANTS_LINE, "    variants: [buster, buster-freethreaded, windowsservercore-1809]\n")
+    family = load(write(tmp_path, text), TINY / "templates")
+    [version] = family.versions
+    plain, free, _ = version.variants
+    assert (plain.free_threaded, plain.stem) == (False, "buster")
+    assert (free.free_threaded, free.stem) == (True, "buster")
+    tags = variant_tags(family, version, free)
+    assert tags.tags == ("3.8.0t-buster", "3.8t-buster", "3t-buster", "3.8.0t", "3.8t", "3t")
+    assert tags.shared_tags == ()  # no Windows build shares them
+    assert "latest" in variant_tags(family, version, plain).shared_tags
