@@ -25,6 +25,7 @@ from typing import Callable, TextIO
 from invoke import Collection, Exit, Task
 
 from builder import options as table
+from builder.model import retry
 from builder.model.errors import (EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, EXIT_PARTIAL,
                                   BuilderError, InputError)
 from builder.model.report import Report, StageResult
@@ -183,6 +184,7 @@ def _interrupt(signum, frame) -> None:
     # os.write: a handler that used print could land inside another print to stderr.
     os.write(2, f"{signal.Signals(signum).name}: stopping the running jobs; "
                 "a second signal exits at once\n".encode())
+    retry.stop()  # the other threads' registry requests and waits end too
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 

@@ -52,10 +52,12 @@ def _ready(log: Path, port: int) -> bool:
 
 
 def start_fault_proxy(workdir: Path, upstream: Registry, *, rate: float = 0.2, seed: int = 1,
-                      max_faults: int = 40, match: str = "",
+                      max_faults: int = 40, match: str = "", kinds: str = "", skip: int = 0,
                       name: str = "fault-proxy") -> FaultProxy:
     """`rate`: a decimal string (mitmproxy options have no float type); `match`: a regex on
-    "METHOD path" that a request must match to be failed (default: every request)."""
+    "METHOD path" that a request must match to be failed (default: every request), `skip`: how
+    many of those pass first; `kinds`: the faults drawn from, comma-separated (default 503,
+    502, 429 and drops; see faultproxy_addon.py for the others)."""
     mitmdump = Path(sys.executable).with_name("mitmdump")  # the venv's, from pyproject's test deps
     if not mitmdump.exists():
         raise procs.StartError("mitmdump not found: pip install mitmproxy (scripts/setup does)")
@@ -67,7 +69,8 @@ def start_fault_proxy(workdir: Path, upstream: Registry, *, rate: float = 0.2, s
             "--listen-port", str(port), "-s", str(ADDON), "--set", f"confdir={workdir / 'conf'}",
             "--set", "keep_host_header=true", "--set", "flow_detail=0",
             "--set", f"fault_rate={rate}", "--set", f"fault_seed={seed}",
-            "--set", f"max_faults={max_faults}", "--set", f"fault_match={match}"]
+            "--set", f"max_faults={max_faults}", "--set", f"fault_match={match}",
+            "--set", f"fault_skip={skip}"] + (["--set", f"fault_kinds={kinds}"] if kinds else [])
     server = procs.start(name, argv, log)
     server.wait_ready(lambda: _ready(log, port), timeout=60, what=f"listening on {host}")
     return FaultProxy(host, f"http://{host}", upstream, log, server)

@@ -54,6 +54,7 @@ def run(options: BuildOptions, out: TextIO) -> BuildRun:
     page (`--out`)."""
     check_push_target(options.push, options.registry)  # before any file is read: nothing was done
     report = Report("build", options.version, registry=options.registry)
+    report.write(options.report, None)
     try:
         family = versions.load(options.versions)
         the_plan = make_plan(family, options.version, tuple(options.variants),

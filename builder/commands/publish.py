@@ -62,7 +62,8 @@ class PublishResult:
 
     @property
     def failed(self) -> list[str]:
-        return [r.tag for r in self.tags if r.status is Status.FAILED]
+        return [r.tag for r in self.tags if r.status in (Status.FAILED, Status.KEPT)
+                or r.split_from]
 
     @property
     def exit_code(self) -> int:
@@ -80,9 +81,10 @@ class PublishResult:
 def run(options: PublishOptions, out: TextIO) -> PublishResult:
     """`invoke publish`: the images `--from-report`'s build vouches for, else only those whose
     build hash is the plan's."""
+    registry = options.registry.rstrip("/")
+    Report("publish", options.version, registry=registry).write(options.report, None)
     family = versions.load(options.versions)
     wanted = family.version(options.version)
-    registry = options.registry.rstrip("/")
     for name in options.variants:
         wanted.variant(name)  # an unknown name is bad input, before anything is read
     for name in options.platforms:
@@ -159,7 +161,7 @@ def _tell(result: PublishResult, options: PublishOptions, repository: str, out: 
 def _show(tag: TagResult, out: TextIO) -> None:
     """The tag's line, and on stderr what it was published without, or with from before."""
     print(tag.line(), file=out)
-    if tag.status is Status.FAILED:
+    if tag.status in (Status.FAILED, Status.KEPT):
         return
     if tag.missing:
         done = "would be published" if tag.status is Status.PLANNED else "published"

@@ -83,6 +83,7 @@ def run(options: ReleaseOptions, out: TextIO) -> ReleaseResult:
     family = versions.load(options.versions, options.templates)
     wanted = family.version(options.version)
     report = Report("release", wanted.full, family.repository, registry)
+    report.write(options.report, None)
     try:
         code = _stages(report, wanted, family, options, registry, out)
     except (BuilderError, KeyboardInterrupt) as error:

@@ -83,6 +83,11 @@ _REGISTRY_FAILURES = (
 )
 
 
+# An engine's words for a registry that takes no write until someone acts.
+_REFUSED = re.compile(r"\b507\b|insufficient storage|\b413\b|request entity too large|"
+                      r"payload too large|no space left", re.IGNORECASE)
+
+
 def registry_failure(text: str) -> retry.Transient | None:
     """The kind of a transient registry failure in an engine's error text, or None: the one
     place engine error text is read for that."""
@@ -324,9 +329,13 @@ def pushed_digest(chunk: dict, tag: str) -> tuple[str, int | None] | None:
 
 def push(api, ref: ImageRef, registry: RegistryClient,
          log: Callable[[str], None] = lambda line: None) -> tuple[str, int]:
-    """Push the image tagged `ref` with `api`, again on a transient registry failure; its
-    digest and size, once `registry` serves that digest at the tag. EngineError on any other
-    failure."""
+    """Push `ref` with `api`, again on a transient failure; its digest and size, once `registry`
+    serves that digest at the tag. EngineError on any other failure, at once if the registry
+    refuses writes; one refusing this push (507, 413, 5xx past retries) is marked so."""
+    if registry.refusing:
+        raise EngineError(f"{ref} not pushed: registry {registry.registry} refuses writes "
+                          f"({registry.refusing})")
+
     def attempt() -> tuple[str | None, int | None]:
         digest = size = None
         try:
@@ -341,8 +350,14 @@ def push(api, ref: ImageRef, registry: RegistryClient,
                                    str(error.explanation or error)) from None
         return digest, size
 
-    digest, size = retry.call(attempt, _retryable, host=ref.registry, what=f"the push of {ref}",
-                              policy=retry.POLICY.compound())
+    try:
+        digest, size = retry.call(attempt, _retryable, host=ref.registry,
+                                  what=f"the push of {ref}", policy=retry.POLICY.compound())
+    except RegistryFailed as error:
+        if _REFUSED.search(str(error)) or (error.transient is not None and  # full, too large,
+                error.transient.kind is retry.Kind.SERVER_ERROR):  # or failing every retry
+            registry.refuse(f"the push of {ref}: {str(error).splitlines()[0][:200]}")
+        raise
     if not digest:
         raise EngineError(f"pushing {ref} ended without a digest from the engine")
     found = registry.head_manifest(ref.repository, ref.tag)

@@ -19,7 +19,8 @@ from pathlib import Path
 
 import requests
 
-from builder.model.builders import Builders, Engine, parse, runnable_architectures
+from builder.model.builders import (Builders, Engine, base_mirror_from, parse,
+                                    runnable_architectures)
 from builder.model.errors import BuilderError, InputError
 from builder.model.platforms import PLATFORMS, from_oci
 
@@ -124,7 +125,7 @@ def load(path: str | Path | None = None, *, env: dict | None = None,
     """
     env = os.environ if env is None else env
     path = path or env.get("BUILDER_BUILDERS")
-    mirror = env.get("BUILDER_BASE_MIRROR") or None
+    mirror = base_mirror_from(env)
     if path:
         builders = parse(Path(path), env=env)
         return dataclasses.replace(builders, base_mirror=mirror or builders.base_mirror)

@@ -46,7 +46,7 @@ from builder.plan.dockerfile import from_images
 from builder.plan.identity import HASH_LABEL, Prepared, parent_reference, pin_bases, prepare
 from builder.plan.plan import BuildJob, Plan, SkippedJob
 from builder.model import retry
-from builder.registry.client import Registries, RegistryClient, RegistryError
+from builder.registry.client import BadDocument, Registries, RegistryClient, RegistryError
 from builder.registry.pins import BasePins
 
 
@@ -226,7 +226,12 @@ class Runner:
         """Skipped: the registry holds the job's image with its build hash (unless forced)."""
         if not self.push or self.force:
             return None
-        found = engineapi.registered(self._registry(job.image.registry), job.image, HASH_LABEL)
+        try:
+            found = engineapi.registered(self._registry(job.image.registry), job.image,
+                                         HASH_LABEL)
+        except BadDocument as error:  # what is there cannot be trusted: build it over
+            log.write(f"the registry's {job.image} is unreadable ({error}): building it again\n")
+            return None
         if not found or found[1] != prepared.build_hash:
             return None
         reason = f"unchanged: {job.image} has build hash {prepared.build_hash}"

@@ -64,6 +64,7 @@ from builder.model import mirrors as mirror_config
 from builder.model.mirrors import Mirror
 from builder.model.errors import InputError
 from builder.model.platforms import Platform, os_version_in_line, platform as parse_platform
+from builder.model.reference import DOMAIN_PATTERN, HOST_MEANING, registry_problem
 
 BINFMT_DIR = Path("/proc/sys/fs/binfmt_misc")
 _TOP_KEYS = {"engines": False, "base-mirror": False, "mirrors": False}
@@ -76,7 +77,7 @@ _OS_VERSION = (r"\d+\.\d+\.\d+(\.\d+)?", "a Windows os.version like 10.0.17763")
 _POSITIVE = (r"0*[1-9]\d*", "a positive whole number")
 CLASSIC, BUILDKIT = "classic", "buildkit"  # an engine's builders
 _BUILDER = (r"classic|buildkit", "classic or buildkit")
-_REGISTRY_HOST = (r"[^/]+", "a registry host like 127.0.0.1:5000 (no scheme, no path)")
+_REGISTRY_HOST = (DOMAIN_PATTERN, HOST_MEANING)
 
 # ELF (e_machine, 64-bit, little-endian) → OCI architecture, to read binfmt_misc magic.
 _ELF_MACHINES = {
@@ -285,3 +286,12 @@ def _elf_architecture(magic: str) -> str | None:
     is_64, little = raw[4] == 2, raw[5] == 1
     machine = int.from_bytes(raw[18:20], "little" if little else "big")
     return _ELF_MACHINES.get((machine, is_64, little))
+
+
+def base_mirror_from(env: dict) -> str | None:
+    """``BUILDER_BASE_MIRROR``, checked as a registry host: it goes into every FROM line."""
+    value = env.get("BUILDER_BASE_MIRROR") or None
+    problem = value and registry_problem(value, path=False)
+    if problem:
+        raise InputError(problem, field="BUILDER_BASE_MIRROR")
+    return value

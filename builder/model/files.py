@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import tempfile
+import threading
 from pathlib import Path
 from typing import BinaryIO, Callable
 
@@ -25,9 +27,40 @@ def copy_atomic(source: Path, path: Path) -> None:
         _replace(path, lambda stream: shutil.copyfileobj(reader, stream, 1 << 20))
 
 
+# A temporary file's name: .<name>.<pid>.<random>.tmp, so that the next run can tell whose it is.
+_TEMPORARY = re.compile(r"\..+\.(\d+)\.[^.]+\.tmp")
+_swept: set[Path] = set()
+_swept_lock = threading.Lock()
+
+
+def _sweep(directory: Path) -> None:
+    """Remove the temporary files a killed process left in `directory` (SIGKILL runs no
+    clean-up), once per directory and process; a live process's are left alone."""
+    with _swept_lock:
+        if directory in _swept:
+            return
+        _swept.add(directory)
+    for entry in directory.iterdir():
+        match = _TEMPORARY.fullmatch(entry.name)
+        if match and not _alive(int(match.group(1))):
+            entry.unlink(missing_ok=True)
+
+
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True  # another user's process
+    return True
+
+
 def _replace(path: Path, write: Callable[[BinaryIO], object]) -> None:
     path.parent.mkdir(parents=True, exist_ok=True)
-    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    _sweep(path.parent)
+    handle, temporary = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.{os.getpid()}.",
+                                         suffix=".tmp")
     try:
         with os.fdopen(handle, "wb") as stream:
             write(stream)

@@ -20,6 +20,7 @@ from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from builder.model import yamldoc
+from builder.model.errors import InputError
 
 # Both ends go into RUN lines: no shell metacharacters, as versions.yaml's values. No ":" after
 # the host either, so no url can hold another mirror's upstream and a rewrite never chains.
@@ -65,6 +66,8 @@ def parse(doc: yamldoc.Doc, node, where: tuple, env: dict) -> tuple[Mirror, ...]
         name = doc.text(fields["name"], at + ("name",), _NAME)
         upstream = doc.text(fields["upstream"], at + ("upstream",), _URL)
         override = env.get(env_name(name))
+        if override and not re.fullmatch(_URL[0], override, re.ASCII):
+            raise InputError(f"{override!r} is not {_URL[1]}", field=env_name(name))
         url = doc.text(override or fields["url"], at + ("url",), _URL)
         if upstream.endswith("/") != url.endswith("/"):
             raise doc.error(at + ("url",), f"{url!r} and upstream {upstream!r} must both end "

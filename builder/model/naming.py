@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from builder.model.errors import InputError
 from builder.model.platforms import Platform
-from builder.model.reference import ImageRef
+from builder.model.reference import ImageRef, registry_problem
 from builder.model.versions import Variant, Version
 
 # Official-images namespaces that differ from the platform's name.
@@ -14,14 +14,18 @@ _NAMESPACES = {"windows-amd64": "winamd64"}
 
 
 def check_registry(registry: str) -> str:
-    """`registry` (``--registry``) as given, unless it carries credentials (``user:pw@host``):
-    those would be echoed in the plan, the logs and the report. The message never repeats them."""
+    """`registry` (``--registry``) as given, when it is a host[:port][/path]. Credentials in it
+    (``user:pw@host``) are refused apart: they would be echoed in the plan, the logs and the
+    report, and that message never repeats them."""
     if "@" in registry:
         host = registry.rpartition("@")[2]
         raise InputError(f"credentials in the registry name are refused: they would show in the "
                          f"output, the logs and the report; give --registry {host} and set "
                          "BUILDER_REGISTRY_USERNAME and BUILDER_REGISTRY_PASSWORD, or run "
                          f"docker login {host.partition('/')[0]}", field="--registry")
+    problem = registry_problem(registry, path=True)
+    if problem:
+        raise InputError(problem, field="--registry")
     return registry
 
 

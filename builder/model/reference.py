@@ -39,6 +39,24 @@ _DOMAIN_RE = re.compile(r"(?:[a-zA-Z0-9](?:[a-zA-Z0-9-]*[a-zA-Z0-9])?"
                         r"(?::[0-9]+)?")
 
 
+DOMAIN_PATTERN = _DOMAIN_RE.pattern  # host[:port] as references name registries
+HOST_MEANING = "a registry host such as 127.0.0.1:5000 or registry.example.com (no scheme, no path)"
+REGISTRY_MEANING = ("a registry host[:port][/path] such as 127.0.0.1:5000 or "
+                    "registry.example.com/team (no scheme; the path in lowercase)")
+
+
+def registry_problem(value: str, *, path: bool) -> str | None:
+    """What keeps `value` from being a registry host (`path`: with an optional /path after
+    it), or None. Checked where the value is read: it goes into FROM lines and references,
+    so a newline or a '#' in it would reach a Dockerfile as an instruction of its own."""
+    host, _, rest = value.partition("/")
+    if not host.isascii() or not _DOMAIN_RE.fullmatch(host):
+        return f"{value!r} is not {REGISTRY_MEANING if path else HOST_MEANING}"
+    if rest and (not path or not _REPOSITORY_RE.fullmatch(rest)):
+        return f"{value!r} is not {REGISTRY_MEANING if path else HOST_MEANING}"
+    return None
+
+
 def sha256_digest(data: bytes) -> str:
     return "sha256:" + hashlib.sha256(data).hexdigest()
 
@@ -152,3 +170,77 @@ def is_loopback(host: str) -> bool:
         return ipaddress.ip_address(name).is_loopback
     except ValueError:
         return False
+
+
+# Content-Types that say nothing of which manifest a body is: its own mediaType does.
+_GENERIC_TYPES = ("", "application/json", "application/octet-stream", "text/plain")
+
+
+def manifest_kind(declared: str, body: bytes) -> tuple[str, str | None]:
+    """(media type, problem) of a manifest body served with Content-Type `declared`: the
+    body's own mediaType, else the declared one; the problem says what about the body makes
+    it unusable as that kind of document (None: nothing). Checked before any use, so that a
+    body of the wrong kind or shape is an error naming it, never a KeyError later."""
+    try:
+        document = json.loads(body)
+    except ValueError:
+        return declared, _not_json(body, "a manifest")
+    if not isinstance(document, dict):
+        return declared, f"the manifest is a JSON {_json_kind(document)}, not an object"
+    own = document.get("mediaType")
+    if own is not None and not isinstance(own, str):
+        return declared, "the manifest's mediaType is not a string"
+    if own and declared not in _GENERIC_TYPES and own != declared:
+        return own, f"it is served as {declared} but its body says {own}"
+    media_type = own or declared
+    if media_type in LIST_TYPES:
+        entries = document.get("manifests")
+        if not isinstance(entries, list) or not all(
+                _descriptor(e) and isinstance(e.get("platform") or {}, dict) for e in entries):
+            return media_type, "a list whose manifests are not a list of descriptors"
+    elif media_type in IMAGE_TYPES:
+        layers = document.get("layers") or []
+        if not _descriptor(document.get("config")):
+            return media_type, "an image manifest without a config descriptor"
+        if not isinstance(layers, list) or not all(_descriptor(layer) for layer in layers):
+            return media_type, "an image manifest whose layers are not a list of descriptors"
+    return media_type, None
+
+
+def config_problem(body: bytes) -> tuple[dict, str | None]:
+    """(config, problem) of an image config blob: an object whose config, Labels and history
+    have the kinds the pages and the build hash check read."""
+    try:
+        config = json.loads(body)
+    except ValueError:
+        return {}, _not_json(body, "an image config")
+    if not isinstance(config, dict):
+        return {}, f"the image config is a JSON {_json_kind(config)}, not an object"
+    inner = config.get("config")
+    if inner is not None and not isinstance(inner, dict):
+        return {}, f"the image config's config is a JSON {_json_kind(inner)}, not an object"
+    if inner and inner.get("Labels") is not None and not isinstance(inner["Labels"], dict):
+        return {}, "the image config's Labels are not an object"
+    for name, kind in (("history", list), ("rootfs", dict), ("os.features", list)):
+        if config.get(name) is not None and not isinstance(config[name], kind):
+            return {}, f"the image config's {name} is a JSON {_json_kind(config[name])}"
+    for name in ("os", "architecture", "variant", "os.version"):
+        if config.get(name) is not None and not isinstance(config[name], str):
+            return {}, f"the image config's {name} is not a string"
+    return config, None
+
+
+def _descriptor(value: object) -> bool:
+    return isinstance(value, dict) and isinstance(value.get("digest"), str)
+
+
+def _not_json(body: bytes, expected: str) -> str:
+    text = body.decode("utf-8", "replace").strip()
+    first = text.splitlines()[0][:120] if text else "(empty)"
+    kind = "HTML" if text[:1] == "<" else "something that is not JSON"
+    return f"the registry answered {kind} where {expected} was expected (first line: {first})"
+
+
+def _json_kind(value: object) -> str:
+    return {list: "list", str: "string", int: "number", float: "number", bool: "boolean",
+            type(None): "null"}.get(type(value), type(value).__name__)

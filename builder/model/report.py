@@ -32,6 +32,7 @@ class Status(str, Enum):
     SKIPPED = "skipped"  # a job: no engine, a parent skipped, or unchanged in the registry
     WRITTEN = "written"  # a tag's list
     UNCHANGED = "unchanged"  # a tag's list that was already there
+    KEPT = "kept"  # a tag left at (or rolled back to) its previous list: its variant's write failed
 
 
 class StageResult(Protocol):
@@ -70,16 +71,20 @@ class Report:
         if status is Status.FAILED and self.stopped_at is None:
             self.stopped_at = name
 
-    def document(self, exit_code: int) -> dict:
+    def document(self, exit_code: int | None) -> dict:
+        """The report; `exit_code` None: the run is under way (result "running")."""
+        result = "running" if exit_code is None else "ok" if exit_code == 0 else "failed"
         return {"format": REPORT_FORMAT, "command": self.command, "version": self.version,
                 "repository": self.repository, "registry": self.registry,
-                "exit_code": exit_code, "result": "ok" if exit_code == 0 else "failed",
-                "stopped_at": self.stopped_at, "started": self.started, "finished": time.time(),
+                "exit_code": exit_code, "result": result, "stopped_at": self.stopped_at,
+                "started": self.started, "finished": None if exit_code is None else time.time(),
                 "stages": self.stages, "jobs": self.jobs, "tags": self.tags,
                 "summaries": self.summaries, "retries": retry.spent()}
 
-    def write(self, path: str | Path | None, exit_code: int) -> dict:
-        """The document, written to `path` when one is given."""
+    def write(self, path: str | Path | None, exit_code: int | None) -> dict:
+        """The document, written to `path` when one is given. A run writes it first with
+        `exit_code` None ("running"), so that a run killed midway never leaves the previous
+        run's report in place for a pipeline to take as this one's."""
         document = self.document(exit_code)
         if path:
             write_atomic(Path(path), json.dumps(document, indent=2) + "\n")

@@ -129,6 +129,27 @@ class Tally:
 
 
 _local = threading.local()
+_stopping = threading.Event()
+_stop_hooks: list[Callable[[], None]] = []
+
+
+def stop() -> None:
+    """The process is stopping (SIGTERM, Ctrl-C): no wait for a retry goes on and no retry
+    starts, in any thread, and every hook (a session cutting its requests in flight) runs."""
+    _stopping.set()
+    for hook in list(_stop_hooks):
+        hook()
+
+
+def stopping() -> bool:
+    return _stopping.is_set()
+
+
+def on_stop(hook: Callable[[], None]) -> None:
+    """Run `hook` when the process stops (see `stop`); once stopped, at once."""
+    _stop_hooks.append(hook)
+    if _stopping.is_set():
+        hook()
 
 
 @contextmanager
@@ -204,10 +225,10 @@ def call(attempt: Callable[[], T], classify: Callable[[object], Transient | None
         delay, note = policy.wait(retry, failure, rng)
         _announce(f"retry {retry}/{policy.attempts - 1} of {what} at {host}: {failure.cause} "
                   f"({failure.kind.value}); again in {delay:.1f}s{note}")
-        cancelled = _cancelled()
+        cancelled = _cancelled() or (_stopping if sleep is time.sleep else None)
         if cancelled is None:
             sleep(delay)
-        elif cancelled.wait(delay):
+        elif cancelled.wait(delay) or _stopping.is_set():
             raise BuilderError(f"interrupted while waiting to retry {what} "
                                f"({failure.cause})") from error
 

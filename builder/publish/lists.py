@@ -104,6 +104,9 @@ class TagResult:
     lagging: tuple[str, ...] = ()  # members kept from the tag's list: "linux/riscv64 at 3.14.6"
     retries: int = 0  # transient registry failures its reads and write got past
     members: tuple[str, ...] = ()  # the job keys it is made of: 1.0.0/busybox/amd64
+    # Written while these tags of its variant kept their old list (a write failed, and the
+    # roll-back too): the registry's tag set is split, named here until a re-run joins it.
+    split_from: tuple[str, ...] = ()
 
     def as_dict(self) -> dict:
         """For the JSON report."""
@@ -111,7 +114,7 @@ class TagResult:
 
     def line(self) -> str:
         head = f"{self.reference}: {self.status.value}"
-        if self.status is Status.FAILED:
+        if self.status in (Status.FAILED, Status.KEPT):
             return f"{head}: {self.reason}"
         kind = "OCI index" if self.media_type == OCI_INDEX else "manifest list"
         text = f"{head} {self.digest} ({kind}: {', '.join(self.platforms)})"
@@ -119,4 +122,6 @@ class TagResult:
             text += f"; PARTIAL, without {', '.join(self.missing)}"
         if self.lagging:
             text += f"; LAGGING {', '.join(self.lagging)}"
+        if self.split_from:
+            text += f"; {self.reason}"
         return text

@@ -36,7 +36,7 @@ from builder.publish.attestations import attach
 from builder.publish.lists import Member, TagResult, assemble
 from builder.publish.rules import Found, HashNow, Listed, Verdict, Verified, decide, lagging
 from builder.model import retry
-from builder.registry.client import NotFound, RegistryClient
+from builder.registry.client import BadDocument, NotFound, RegistryClient
 
 _WORKERS = 8
 
@@ -81,14 +81,7 @@ def publish(client: RegistryClient, registry: str, repository: str, version: Ver
     keeps the tag's current one of its platform. `attestations` ({image digest: descriptor},
     this run's): given, every tag is an OCI index listing its images' attestation manifests."""
     parents = parents or {}
-    pairs = {_key(version, variant, platform): (variant, platform)
-             for variants in groups.values() for variant in variants
-             for platform in variant.platforms}
-    wanted = list(pairs)
-    for key in wanted:  # a member's parent is judged with it, so it is read too
-        while key in parents and parents[key] not in pairs:
-            key = parents[key]
-            pairs[key] = _pair(version, key)
+    wanted, pairs = _members(version, groups, parents)
     target = target_reference(registry, repository, "latest").repository
     refs = {key: arch_reference(registry, repository, version, variant, platform,
                                 arch_namespace_layout=arch_namespace_layout)
@@ -101,22 +94,56 @@ def publish(client: RegistryClient, registry: str, repository: str, version: Ver
                           found={key: f.found for key, f in found.items()},
                           verified=verified or {}, parents=parents, hash_now=hash_now)
         used = [found[key] for key in wanted if verdicts[key].digest]
-        if not dry_run:
-            _copy_in(client, pool, used, target)
+        try:
+            if not dry_run:
+                _copy_in(client, pool, used, target)
+        except BuilderError as error:  # no list can be written: every tag says why
+            return [TagResult(tag, str(target_reference(registry, repository, tag)),
+                              Status.FAILED, reason=f"{error}; the tag is left as it was")
+                    for tag in groups]
 
-        def one(tag: str, variants: Sequence[Variant]) -> TagResult:
-            members = [(_key(version, variant, platform), platform) for variant in variants
+        def decided(tag: str) -> TagResult | _Write:
+            members = [(_key(version, variant, platform), platform) for variant in groups[tag]
                        for platform in variant.platforms]
             with retry.scope() as retried:
-                result = _publish_tag(
+                result = _decide_tag(
                     client, target_reference(registry, repository, tag), members, found,
                     verdicts, optional=optional, oci=oci, allow_missing=allow_missing,
                     lagging_for=version.full if allow_lagging else None, dry_run=dry_run,
                     attestations=attestations, version=version.full)
-            return replace(result, retries=retried.retries,
-                           members=tuple(key for key, _ in members))
+            extra = {"retries": retried.retries, "members": tuple(key for key, _ in members)}
+            if isinstance(result, _Write):
+                return replace(result, result=replace(result.result, **extra))
+            return replace(result, **extra)
 
-        return list(pool.map(one, groups.keys(), groups.values()))
+        def unit(tags: Sequence[str]) -> list[TagResult]:
+            return _write_unit(client, [decided(tag) for tag in tags])
+
+        results = {r.tag: r for done in pool.map(unit, _units(groups)) for r in done}
+        return [results[tag] for tag in groups]
+
+
+def _members(version: Version, groups: Mapping[str, Sequence[Variant]],
+             parents: Mapping[str, str]) -> tuple[list[str], dict[str, tuple[Variant, Platform]]]:
+    """The tags' member keys, and every key to read ({key: (variant, platform)}): the members
+    and their parents, since a member's parent is judged with it."""
+    pairs = {_key(version, variant, platform): (variant, platform)
+             for variants in groups.values() for variant in variants
+             for platform in variant.platforms}
+    wanted = list(pairs)
+    for key in wanted:
+        while key in parents and parents[key] not in pairs:
+            key = parents[key]
+            pairs[key] = _pair(version, key)
+    return wanted, pairs
+
+
+def _units(groups: Mapping[str, Sequence[Variant]]) -> list[list[str]]:
+    """The tags that list the same variants (a variant's tags), which move together."""
+    units: dict[tuple[str, ...], list[str]] = {}
+    for tag, variants in groups.items():
+        units.setdefault(tuple(v.name for v in variants), []).append(tag)
+    return list(units.values())
 
 
 def _key(version: Version, variant: Variant, platform: Platform) -> str:
@@ -134,9 +161,11 @@ def _find(client: RegistryClient, ref: ImageRef, platform: Platform) -> _Found:
     try:
         # The build stage read this image just now: only its digest is asked for again.
         manifest = client.resolve_platform(ref, platform, head_first=True)
+        config = client.get_config(ref.repository, manifest)
     except NotFound:
         return _Found(None, problem=str(ref), missing=True)
-    config = client.get_config(ref.repository, manifest)
+    except BadDocument as error:  # unreadable: the tags it is in say so, the others go on
+        return _Found(None, problem=str(error))
     member = Member(manifest, config)
     try:
         found_platform = member.platform
@@ -174,12 +203,13 @@ def _copy_in(client: RegistryClient, pool: ThreadPoolExecutor, found: Sequence[_
                                                 f.member.manifest.media_type), absent))
 
 
-def _publish_tag(client: RegistryClient, ref: ImageRef, wanted: Sequence[tuple[str, Platform]],
-                 found: Mapping[str, _Found], verdicts: Mapping[str, Verdict], *,
-                 optional: frozenset[str], oci: bool, allow_missing: bool,
-                 lagging_for: str | None, dry_run: bool,
-                 attestations: Mapping[str, Mapping] | None, version: str) -> TagResult:
-    """`lagging_for`: the version this run publishes, when lagging members may be kept."""
+def _decide_tag(client: RegistryClient, ref: ImageRef, wanted: Sequence[tuple[str, Platform]],
+                found: Mapping[str, _Found], verdicts: Mapping[str, Verdict], *,
+                optional: frozenset[str], oci: bool, allow_missing: bool,
+                lagging_for: str | None, dry_run: bool,
+                attestations: Mapping[str, Mapping] | None, version: str) -> TagResult | _Write:
+    """The tag's result, or the write that makes it. `lagging_for`: the version this run
+    publishes, when lagging members may be kept."""
     keys = [key for key, _ in wanted]
     wrong = [found[key].problem for key in keys
              if found[key].member is None and not found[key].missing]
@@ -190,7 +220,11 @@ def _publish_tag(client: RegistryClient, ref: ImageRef, wanted: Sequence[tuple[s
     members = [found[key].member for key, v in zip(keys, judged) if v.digest]
     kept: dict[str, tuple[Listed, Member]] = {}
     if not wrong and not refused and lagging_for:
-        listed = _listed(client, ref)
+        try:
+            listed = _listed(client, ref)
+        except BuilderError as error:
+            return TagResult(ref.tag, str(ref), Status.FAILED,
+                             reason=f"{error}; the tag is left as it was")
         keep, problem = lagging(lagging_for, wanted, verdicts, list(listed))
         if problem:
             refused.append(problem)
@@ -235,26 +269,99 @@ def _listed(client: RegistryClient, ref: ImageRef) -> dict[Listed, Member]:
     return listed
 
 
+@dataclass(frozen=True)
+class _Write:
+    """A tag's list to PUT: what it becomes once written, and what it was (to roll back to)."""
+    result: TagResult
+    body: bytes
+    previous: Manifest | None  # None: the tag did not exist
+
+
 def _write_tag(client: RegistryClient, ref: ImageRef, members: list[Member],
                missing: tuple[str, ...], behind: tuple[str, ...], *, oci: bool,
                dry_run: bool, attestations: Mapping[str, Mapping] | None = None,
-               version: str = "") -> TagResult:
+               version: str = "") -> TagResult | _Write:
     try:
         body, media_type = assemble(members, oci=oci)
+        # The body by tag, hashed here: a HEAD's digest alone (a stale cache's) never
+        # skips a write, and the body is what a roll-back puts back.
+        previous = client.get_manifest(ref.repository, ref.tag)
+    except NotFound:
+        previous = None
     except BuilderError as error:
-        return TagResult(ref.tag, str(ref), Status.FAILED, reason=str(error))
-    current = client.head_manifest(ref.repository, ref.tag)
+        return TagResult(ref.tag, str(ref), Status.FAILED,
+                         reason=f"{error}; the tag is left as it was")
     if attestations is not None:
-        body, media_type = attach(client, ref.repository, body, media_type, members, current,
+        body, media_type = attach(client, ref.repository, body, media_type, members, previous,
                                   attestations, version)
     digest = sha256_digest(body)
     labels = tuple(m.label for m in sorted(members, key=lambda m: m.platform.sort_key()))
     result = TagResult(ref.tag, str(ref), Status.UNCHANGED, digest, media_type, labels, missing,
                        lagging=behind)
-    if current and current.digest == digest:
+    if previous and previous.digest == digest:
         client.remember(ref.repository, Manifest(media_type, digest, body))  # the pages read it
         return result
     if dry_run:
         return replace(result, status=Status.PLANNED)
-    client.put_manifest(ref.repository, ref.tag, body, media_type)
-    return replace(result, status=Status.WRITTEN)
+    return _Write(replace(result, status=Status.WRITTEN), body, previous)
+
+
+def _write_unit(client: RegistryClient, decided: Sequence[TagResult | _Write]) -> list[TagResult]:
+    """Write the lists of one variant's tags, in order, as one: when a write fails, the tags
+    already moved go back to their previous list; a tag that cannot go back is named, with
+    the tags it is apart from, so a re-run (which finds it unchanged) joins them again."""
+    writes = [d for d in decided if isinstance(d, _Write)]
+    done: dict[str, TagResult] = {d.tag: d for d in decided if isinstance(d, TagResult)}
+    failure: tuple[str, BuilderError] | None = None
+    moved: list[_Write] = []
+    for write in writes:
+        result = write.result
+        if failure:
+            done[result.tag] = replace(result, status=Status.KEPT, reason=(
+                f"not written, so that the tags of its variant stay together: {failure[0]} "
+                f"failed ({failure[1]})"))
+            continue
+        try:
+            with retry.scope() as retried:
+                client.put_manifest(_ref(result), result.tag, write.body, result.media_type)
+        except BuilderError as error:
+            failure = (result.tag, error)
+            done[result.tag] = replace(result, status=Status.FAILED,
+                                       reason=f"{error}; the tag is left as it was")
+            continue
+        moved.append(write)
+        done[result.tag] = replace(result, retries=result.retries + retried.retries)
+    if failure:
+        done.update(_roll_back(client, moved, failure, [w.result.tag for w in writes]))
+    return [done[d.tag if isinstance(d, TagResult) else d.result.tag] for d in decided]
+
+
+def _roll_back(client: RegistryClient, moved: Sequence[_Write], failure: tuple[str, BuilderError],
+               tags: Sequence[str]) -> dict[str, TagResult]:
+    """The tags written before `failure`, each put back to its previous list where it can be."""
+    back, split = {}, []
+    for write in moved:
+        result = write.result
+        cause = f"{failure[0]} failed ({failure[1]})"
+        if write.previous is not None:
+            try:
+                client.put_manifest(_ref(result), result.tag, write.previous.body,
+                                    write.previous.media_type, restore=True)
+                back[result.tag] = replace(result, status=Status.KEPT, reason=(
+                    f"written, then rolled back to its previous list {write.previous.digest} "
+                    f"because {cause}"))
+                continue
+            except BuilderError as error:
+                cause += f"; rolling it back failed too ({error})"
+        split.append((write, cause))
+    stayed = [tag for tag in tags if tag not in {w.result.tag for w, _ in split}]
+    for write, cause in split:
+        back[write.result.tag] = replace(write.result, split_from=tuple(stayed), reason=(
+            f"MOVED ALONE: written, while {', '.join(stayed)} kept their old list, because "
+            f"{cause}; run again to move them too"))
+    return back
+
+
+def _ref(result: TagResult) -> str:
+    """The repository of a tag result's reference."""
+    return ImageRef.parse(result.reference).repository

@@ -25,8 +25,10 @@ class Api:
 
     def call(self, method: str, repository: str, path: str, what: str, *,
              headers: dict | None = None, data: bytes | None = None, push: bool = False,
-             also_pull: str | None = None, ok: tuple[int, ...] = (200,)) -> requests.Response:
-        """One API call with auth and retries; `path` is under /v2/<repository> or absolute."""
+             also_pull: str | None = None, ok: tuple[int, ...] = (200,),
+             even_refused: bool = False) -> requests.Response:
+        """One API call with auth and retries; `path` is under /v2/<repository> or absolute.
+        `even_refused`: sent to a registry that refuses writes too (see `Session.send`)."""
         base = self.session.base(self.auth.learn)
         url = path if "://" in path else f"{base}/v2/{repository}{path}"
         scopes = (f"repository:{repository}:{'pull,push' if push else 'pull'}",)
@@ -40,7 +42,8 @@ class Api:
             authorization = None if foreign else self.auth.authorization(scopes)
             if authorization:
                 headers["Authorization"] = authorization
-            response = self.session.send(method, url, what, headers, data)
+            response = self.session.send(method, url, what, headers, data,
+                                         even_refused=even_refused)
             if response.status_code == 401 and not fresh_auth:
                 self.auth.learn(response)
                 self.auth.forget(scopes)

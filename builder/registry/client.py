@@ -31,11 +31,12 @@ from builder.registry.auth import Auth
 from builder.registry.blobs import Blobs
 from builder.registry.credentials import Credentials
 from builder.registry.documents import DocumentCache
-from builder.registry.errors import NotFound, RegistryError, TLSFailed, Unauthorized
+from builder.registry.errors import (BadDocument, NotFound, RegistryError, TLSFailed,
+                                     Unauthorized)
 from builder.registry.manifests import Manifests
 from builder.registry.session import Session, transient
 
-__all__ = ["DEFAULT_CONCURRENCY", "NotFound", "Registries", "RegistryClient", "RegistryError",
+__all__ = ["BadDocument", "DEFAULT_CONCURRENCY", "NotFound", "Registries", "RegistryClient", "RegistryError",
            "TLSFailed", "Unauthorized", "transient"]
 
 _DOCKER_HUB_API = "registry-1.docker.io"
@@ -49,7 +50,7 @@ class RegistryClient:
                  target: str | None = None, ca_bundle: str | None = None,
                  insecure: bool = False, policy: retry.Policy = retry.POLICY,
                  timeout: float = 60.0, concurrency: int = DEFAULT_CONCURRENCY,
-                 cache: DocumentCache | None = None) -> None:
+                 cache: DocumentCache | None = None, deadline: float | None = None) -> None:
         self.registry = DOCKER_HUB if registry in DOCKER_HUB_HOSTS else registry
         self.host = _DOCKER_HUB_API if self.registry == DOCKER_HUB else self.registry
         self.policy = policy
@@ -57,12 +58,23 @@ class RegistryClient:
         self.concurrency = max(1, concurrency)
         self.cache = cache if cache is not None else DocumentCache()
         session = Session(self.registry, self.host, ca_bundle=ca_bundle, insecure=insecure,
-                          policy=policy, timeout=timeout, concurrency=self.concurrency)
+                          policy=policy, timeout=timeout, concurrency=self.concurrency,
+                          deadline=deadline)
         self._session = session
         self._auth = Auth(session, credentials=credentials, target=target)
         api = Api(session, self._auth)
         self._blobs = Blobs(api, self.cache)
         self._manifests = Manifests(api, self._blobs, self.cache)
+
+    @property
+    def refusing(self) -> str | None:
+        """Why this registry takes no more writes in this run (it answered one with 507 or
+        413, or kept failing one with 5xx past every retry); None while it takes them."""
+        return self._session.refusing
+
+    def refuse(self, why: str) -> None:
+        """Take no more writes to this registry in this run, for `why` (the first reason kept)."""
+        self._session.refuse(why)
 
     def credentials(self) -> Credentials | None:
         """The credentials this client sends (given, or looked up once), or None: anonymous."""
@@ -88,9 +100,11 @@ class RegistryClient:
         """The manifest's descriptor, or None when it does not exist."""
         return self._manifests.head(repository, reference)
 
-    def put_manifest(self, repository: str, reference: str, body: bytes, media_type: str) -> str:
-        """PUT the exact bytes; returns their digest, checked against Docker-Content-Digest."""
-        return self._manifests.put(repository, reference, body, media_type)
+    def put_manifest(self, repository: str, reference: str, body: bytes, media_type: str, *,
+                     restore: bool = False) -> str:
+        """PUT the exact bytes; returns their digest, checked against Docker-Content-Digest.
+        `restore`: putting a tag back, tried even once the registry refuses writes."""
+        return self._manifests.put(repository, reference, body, media_type, restore=restore)
 
     def resolve_platform(self, ref: ImageRef, platform: Platform, *,
                          head_first: bool = False) -> Manifest:

@@ -14,6 +14,16 @@ from builder.model.errors import BuilderError
 from builder.registry.credentials import Credentials, env_prefix
 
 
+# The statuses the session retries (5xx a restart or a blip explains).
+RETRIED = frozenset({500, 502, 503, 504})
+# Answers that say no write will land until someone acts: never retried, and a registry that
+# gives them to uploads is not written to again in the run.
+REFUSED_WRITES = {
+    507: "the registry is out of storage: free space or grow it, then run again",
+    413: "the registry (or a proxy before it) refuses bodies this large: raise its limit",
+}
+
+
 class RegistryError(BuilderError):
     def __init__(self, message: str, *, status: int | None = None,
                  codes: tuple[str, ...] = ()) -> None:
@@ -28,6 +38,12 @@ class NotFound(RegistryError):
 
 class Unauthorized(RegistryError):
     """The registry refused the credentials, wants some we do not have, or denied the action."""
+
+
+class BadDocument(RegistryError):
+    """A manifest or config that is not what was asked for: another kind, a broken shape, not
+    JSON, or bytes that do not hash to the digest they are served under. The image is
+    unreadable: a build makes it again, a page says so."""
 
 
 class TLSFailed(RegistryError):
@@ -60,7 +76,10 @@ def answer_error(registry: str, response, what: str, repository: str, *, push: b
     codes = error_codes(response)
     if status == 401:
         return refused(registry, response, repository, credentials())
-    text = f"registry {registry}: {what}: HTTP {status}{error_text(response)}"
+    # A status seldom seen is named too: "HTTP 507 Insufficient Storage".
+    reason = (getattr(response, "reason", "") or "") if status in REFUSED_WRITES else ""
+    text = f"registry {registry}: {what}: HTTP {status}{' ' + reason if reason else ''}" \
+           f"{error_text(response)}"
     if status == 404:
         return NotFound(f"{text}; check the name and that it was pushed",
                         status=status, codes=codes)
@@ -72,8 +91,12 @@ def answer_error(registry: str, response, what: str, repository: str, *, push: b
                             "as a user who may", status=status, codes=codes)
     if status == 429:
         hint = "rate limited even after retries; wait, or log in for a higher limit"
-    elif status >= 500:
+    elif status in REFUSED_WRITES:
+        hint = REFUSED_WRITES[status]
+    elif status in RETRIED:
         hint = f"the registry kept failing after {attempts} attempts; retry later"
+    elif status >= 500:
+        hint = "the registry failed (answered once: not a status worth retrying); check its log"
     elif "MANIFEST_BLOB_UNKNOWN" in codes or "BLOB_UNKNOWN" in codes:
         hint = "push the blobs and child manifests into this same repository first"
     else:

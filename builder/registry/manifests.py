@@ -13,11 +13,11 @@ import requests
 
 from builder.model.platforms import Platform, image_platform, oci_text, version_key
 from builder.model.reference import (ACCEPT_ALL, IMAGE_TYPES, Descriptor, ImageRef, Manifest,
-                                     sha256_digest)
+                                     config_problem, manifest_kind, sha256_digest)
 from builder.registry.api import Api
 from builder.registry.blobs import Blobs
 from builder.registry.documents import DocumentCache
-from builder.registry.errors import NotFound, RegistryError
+from builder.registry.errors import BadDocument, NotFound, RegistryError
 
 
 class Manifests:
@@ -70,9 +70,21 @@ class Manifests:
         body = response.content
         digest = sha256_digest(body)
         if reference.startswith("sha256:") and digest != reference:
-            raise RegistryError(f"registry {self.registry}: {what} came back with digest "
-                                f"{digest}; the registry or a proxy altered it")
-        return Manifest(_media_type(response, body), digest, body)
+            raise BadDocument(f"registry {self.registry}: {what} came back with digest "
+                              f"{digest}; the registry or a proxy altered it")
+        # By tag, the registry's word for the digest is checked too: a cache or proxy that
+        # serves other bytes under it would have the run trust a digest that holds nothing.
+        answered = response.headers.get("Docker-Content-Digest", "")
+        if answered.startswith("sha256:") and answered != digest:
+            raise BadDocument(f"registry {self.registry}: {what} is served as {answered}, but "
+                              f"its body hashes to {digest}; a cache or proxy before the "
+                              "registry altered it")
+        declared = response.headers.get("Content-Type", "").split(";")[0].strip()
+        media_type, problem = manifest_kind(declared, body)
+        if problem:
+            raise BadDocument(f"registry {self.registry}: {what}: {problem}; the registry or a "
+                              "proxy before it does not serve that manifest as pushed")
+        return Manifest(media_type, digest, body)
 
     def head(self, repository: str, reference: str) -> Descriptor | None:
         """The manifest's descriptor as the registry reports it, or None when it does not exist.
@@ -100,11 +112,14 @@ class Manifests:
                               f"manifest {repository}{_at(reference)}",
                               headers={"Accept": ", ".join(ACCEPT_ALL)})
 
-    def put(self, repository: str, reference: str, body: bytes, media_type: str) -> str:
-        """PUT the exact bytes; returns their digest, checked against Docker-Content-Digest."""
+    def put(self, repository: str, reference: str, body: bytes, media_type: str, *,
+            restore: bool = False) -> str:
+        """PUT the exact bytes; returns their digest, checked against Docker-Content-Digest.
+        `restore`: a tag put back to what it held, tried even on a registry refusing writes."""
         what = f"manifest {repository}{_at(reference)}"
         response = self._api.call("PUT", repository, f"/manifests/{reference}", what, push=True,
-                                  headers={"Content-Type": media_type}, data=body, ok=(201,))
+                                  headers={"Content-Type": media_type}, data=body, ok=(201,),
+                                  even_refused=restore)
         digest = sha256_digest(body)
         answered = response.headers.get("Docker-Content-Digest")
         if answered and answered != digest:
@@ -115,12 +130,16 @@ class Manifests:
 
     def config(self, repository: str, manifest: Manifest) -> dict:
         """The image config (os, architecture, history, …) of an image manifest."""
-        digest = manifest.json["config"]["digest"]
-        try:
-            return json.loads(self._blobs.get(repository, digest))
-        except ValueError:
-            raise RegistryError(f"registry {self.registry}: config {repository}@{digest} "
-                                "is not JSON") from None
+        document = manifest.json
+        if not isinstance(document, dict) or not isinstance(document.get("config"), dict):
+            raise BadDocument(f"registry {self.registry}: {repository}@{manifest.digest} is a "
+                              f"{manifest.media_type or 'manifest'} without a config")
+        digest = document["config"].get("digest")
+        config, problem = config_problem(self._blobs.get(repository, digest))
+        if problem:
+            raise BadDocument(f"registry {self.registry}: config {repository}@{digest}: "
+                              f"{problem}; the image is unreadable: push it again")
+        return config
 
     def resolve_platform(self, ref: ImageRef, platform: Platform, *,
                          head_first: bool = False) -> Manifest:

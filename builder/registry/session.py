@@ -11,6 +11,12 @@ those variables override ``Session.verify``. Plain HTTP is used the way Docker t
 registries: for a loopback host (127.0.0.0/8, ::1, localhost) or with ``insecure=True``, when the
 HTTPS handshake fails and the same port answers as a registry over HTTP.
 
+Bounded waits. Every request has an overall deadline (`DEADLINE`, more for a large upload)
+for its connect, headers and body together, on top of the socket timeouts: a server that
+sends a byte now and then is cut there, and the cut is a timeout like any other, retried. When
+the process stops (SIGTERM, Ctrl-C: `builder.model.retry.stop`), every request in flight is
+cut at once and none is retried.
+
 Retries. Every request goes through the one retry policy (`builder.model.retry`): 429, 5xx,
 dropped connections (also midway through a body) and timeouts are tried again, with the
 policy's backoff or what ``Retry-After`` asks (capped), within the host's budget for the run.
@@ -23,6 +29,8 @@ with an unwanted status goes back to the caller, who knows what was asked
 from __future__ import annotations
 
 import re
+import socket
+import sys
 import threading
 from pathlib import Path
 from typing import Callable
@@ -30,14 +38,102 @@ from urllib.parse import urlsplit
 
 import requests
 import urllib3
+import urllib3.connection
 from requests.adapters import HTTPAdapter
 
 from builder.model.reference import is_loopback
 from builder.model import retry
-from builder.registry.errors import RegistryError, TLSFailed
+from builder.registry.errors import RETRIED as _SERVER_ERRORS
+from builder.registry.errors import REFUSED_WRITES, RegistryError, TLSFailed
 
-_SERVER_ERRORS = {500, 502, 503, 504}
 _PING = "the /v2/ ping"
+_WRITES = {"PUT", "POST", "PATCH", "DELETE"}
+DEADLINE = 120.0  # seconds for a whole request without a body: connect, headers and body
+UPLOAD_RATE = 1 << 20  # bytes a second an upload is given on top of the deadline, at the least
+
+
+class _InFlight:
+    """The sockets one request is using, so that a watchdog can cut them: at its deadline, or
+    when the process stops. A socket read times out only when nothing at all comes; a server
+    sending a byte every few seconds would hold a request for hours."""
+
+    def __init__(self) -> None:
+        self.sockets: list[socket.socket] = []
+        self.cut: str | None = None  # why it was cut
+        self._lock = threading.Lock()
+
+    def add(self, sock: socket.socket | None) -> None:
+        if sock is None:
+            return
+        with self._lock:
+            self.sockets.append(sock)
+            cut = self.cut
+        if cut:
+            _shut(sock)
+
+    def stop(self, why: str) -> None:
+        with self._lock:
+            self.cut = self.cut or why
+            sockets = list(self.sockets)
+        for sock in sockets:
+            _shut(sock)
+
+
+def _shut(sock: socket.socket) -> None:
+    try:
+        sock.shutdown(socket.SHUT_RDWR)  # wakes the thread blocked reading it
+    except OSError:
+        pass
+
+
+_current = threading.local()  # the _InFlight of the request this thread is sending
+_in_flight: set[_InFlight] = set()
+_in_flight_lock = threading.Lock()
+
+
+def _stop_all() -> None:
+    with _in_flight_lock:
+        requests_now = list(_in_flight)
+    for request in requests_now:
+        request.stop("the run is stopping")
+
+
+retry.on_stop(_stop_all)
+
+
+def _joining(sock: socket.socket | None) -> None:
+    """`sock` joins the request this thread is sending, if any."""
+    request = getattr(_current, "request", None)
+    if request is not None:
+        request.add(sock)
+
+
+def _tracked(pool_class, connection_class):
+    """`pool_class` whose sockets join the request that uses them: a kept-alive one as the
+    request takes it, a new one as it connects (the response may hold it alone later)."""
+    class Connection(connection_class):
+        def connect(self) -> None:
+            super().connect()
+            _joining(self.sock)
+
+    class Pool(pool_class):
+        ConnectionCls = Connection
+
+        def _get_conn(self, timeout=None):
+            connection = super()._get_conn(timeout)
+            _joining(getattr(connection, "sock", None))
+            return connection
+    return Pool
+
+
+_POOLS = {"http": _tracked(urllib3.HTTPConnectionPool, urllib3.connection.HTTPConnection),
+          "https": _tracked(urllib3.HTTPSConnectionPool, urllib3.connection.HTTPSConnection)}
+
+
+class _Adapter(HTTPAdapter):
+    def init_poolmanager(self, *args, **kwargs) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _POOLS
 
 
 class _LimitedSession(requests.Session):
@@ -46,9 +142,36 @@ class _LimitedSession(requests.Session):
     def __init__(self, limit: int) -> None:
         super().__init__()
         self._slots = threading.BoundedSemaphore(limit)
-        adapter = HTTPAdapter(pool_connections=4, pool_maxsize=limit)
+        adapter = _Adapter(pool_connections=4, pool_maxsize=limit)
         self.mount("https://", adapter)
         self.mount("http://", adapter)
+
+    def bounded(self, deadline: float, *args, **kwargs) -> requests.Response:
+        """request(), cut at `deadline` seconds (a Timeout) or when the process stops."""
+        request = _InFlight()
+        timer = threading.Timer(deadline, request.stop, (f"no whole answer within {deadline:.0f}s",))
+        timer.daemon = True
+        _current.request = request
+        with _in_flight_lock:
+            _in_flight.add(request)
+        if retry.stopping():
+            request.stop("the run is stopping")
+        timer.start()
+        try:
+            response = self.request(*args, **kwargs)
+        except (requests.RequestException, OSError, urllib3.exceptions.HTTPError):
+            if request.cut:
+                raise _cut(request.cut) from None
+            raise
+        finally:
+            timer.cancel()
+            _current.request = None
+            with _in_flight_lock:
+                _in_flight.discard(request)
+        if request.cut:  # cut after the last byte came: the answer is whole, but say it
+            response.close()
+            raise _cut(request.cut)
+        return response
 
     def request(self, *args, **kwargs) -> requests.Response:
         # Without stream=True the body is read before request() returns: the slot and the
@@ -61,13 +184,16 @@ class Session:
     """Requests to `host` (the API host of `registry`: Docker Hub's differs from its name)."""
 
     def __init__(self, registry: str, host: str, *, ca_bundle: str | None, insecure: bool,
-                 policy: retry.Policy, timeout: float, concurrency: int) -> None:
+                 policy: retry.Policy, timeout: float, concurrency: int,
+                 deadline: float | None = None) -> None:
         self.registry = registry
         self.host = host
         self.policy = policy
         self.timeout = timeout
+        self.deadline = deadline or max(DEADLINE, 2 * timeout)
         self._verify = ca_bundle or _docker_certs_ca(registry) or True
         self._allow_http = insecure or is_loopback(host)
+        self.refusing: str | None = None
         self._base: str | None = None
         self._lock = threading.Lock()
         self._pool = _LimitedSession(concurrency)
@@ -120,14 +246,37 @@ class Session:
             pass  # connected: something listens there
         return None
 
+    def refuse(self, why: str) -> None:
+        with self._lock:
+            if self.refusing is None:
+                self.refusing = why
+                print(f"registry {self.registry} refuses writes: {why}; no more uploads to it "
+                      "in this run", file=sys.stderr, flush=True)
+
     def send(self, method: str, url: str, what: str, headers: dict, data: bytes | None, *,
-             allow_redirects: bool = True) -> requests.Response:
+             allow_redirects: bool = True, even_refused: bool = False) -> requests.Response:
         """One request under the retry policy; the last answer comes back whatever its status,
         for the caller to word. The body is read here (no streaming), so a connection dropped
-        midway through it is retried like any other."""
+        midway through it is retried like any other. A write to a registry that refuses
+        writes (see `refuse`) is not sent, unless `even_refused` (putting a tag back)."""
+        write = method in _WRITES
+        if write and self.refusing and not even_refused:
+            raise RegistryError(f"registry {self.registry}: {what} not sent: the registry "
+                                f"refuses writes ({self.refusing})")
+        response = self._send(method, url, what, headers, data, allow_redirects)
+        if write and (response.status_code in REFUSED_WRITES or
+                      response.status_code in _SERVER_ERRORS):
+            # 507/413 at once; a 5xx only once the retries are spent on it.
+            self.refuse(f"{what}: HTTP {response.status_code} {response.reason or ''}".strip())
+        return response
+
+    def _send(self, method: str, url: str, what: str, headers: dict, data: bytes | None,
+              allow_redirects: bool) -> requests.Response:
+        deadline = self.deadline + len(data or b"") / UPLOAD_RATE
+
         def attempt() -> requests.Response:
             try:
-                return self._pool.request(method, url, headers=headers, data=data,
+                return self._pool.bounded(deadline, method, url, headers=headers, data=data,
                                           verify=self._verify, timeout=self.timeout,
                                           allow_redirects=allow_redirects)
             except requests.exceptions.SSLError as error:
@@ -140,11 +289,22 @@ class Session:
             return retry.call(attempt, transient, what=what, discard=requests.Response.close,
                               host=self.registry if netloc == self.host else netloc,
                               policy=self.policy)
+        except _Stopped as error:
+            raise RegistryError(f"registry {self.registry}: {what} stopped: {error}") from None
         except (requests.RequestException, OSError) as error:
             after = f" after {self.policy.attempts} attempts" if transient(error) else ""
             raise RegistryError(f"registry {self.registry}: {what} failed{after}: "
                                 f"{_reason(error)}; check that the registry is up and "
                                 "reachable") from None
+
+
+class _Stopped(requests.RequestException):
+    """A request cut because the process is stopping: never retried."""
+
+
+def _cut(why: str) -> requests.RequestException:
+    """The error of a request its watchdog cut: a timeout (retried) or the run stopping."""
+    return _Stopped(why) if retry.stopping() else requests.exceptions.Timeout(why)
 
 
 def _docker_certs_ca(registry: str) -> str | None:
@@ -161,6 +321,8 @@ def transient(outcome: object) -> retry.Transient | None:
         kind = retry.Kind.RATE_LIMITED if status == 429 else retry.Kind.SERVER_ERROR
         return retry.Transient(kind, f"HTTP {status}",
                                retry.parse_retry_after(outcome.headers.get("Retry-After")))
+    if isinstance(outcome, _Stopped):
+        return None
     if isinstance(outcome, requests.Timeout):
         return retry.Transient(retry.Kind.TIMEOUT, _reason(outcome))
     if isinstance(outcome, requests.exceptions.SSLError) or _unresolvable(outcome):

@@ -183,7 +183,7 @@ def ssh_engine(tmp_path_factory, second_engine) -> SSHServer:
 
 @pytest.fixture(scope="session")
 def fault_proxy(tmp_path_factory):
-    """Starts fault proxies: fault_proxy(upstream, rate="0.2", seed=1, max_faults=40, match="") → FaultProxy
+    """Starts fault proxies: fault_proxy(upstream, rate="0.2", seed=1, max_faults=40, match="", kinds="", skip=0) → FaultProxy
     (.host, .url, .faults()), a reverse proxy on 127.0.0.1 in front of the registry `upstream`.
     Every one started is stopped at the session's end."""
     started = []
