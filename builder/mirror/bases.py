@@ -37,10 +37,16 @@ SLIM_INCLUDES = ("/usr/share/doc/*/copyright",)
 
 # As Debian's own images configure apt for containers (debuerreotype's docker-* snippets):
 # without SuggestsImportant "false", `apt-get purge --auto-remove` keeps every package a manual
-# one merely suggests, and a slim image would keep the gcc it was built with.
+# one merely suggests, and a slim image would keep the gcc it was built with; without the
+# clean-up hooks, bookworm's apt-get keeps every .deb it downloaded in the layer that installed
+# it (a python:3.14-slim-bookworm of 205 MB instead of about 45).
 DOCKER_APT_CONF = """\
 APT::AutoRemove::SuggestsImportant "false";
 Acquire::Languages "none";
+DPkg::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+APT::Update::Post-Invoke { "rm -f /var/cache/apt/archives/*.deb /var/cache/apt/archives/partial/*.deb /var/cache/apt/*.bin || true"; };
+Dir::Cache::pkgcache "";
+Dir::Cache::srcpkgcache "";
 """
 
 # ADD first: each platform's rootfs differs, so the classic builder's cache, which ignores the

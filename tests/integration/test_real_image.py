@@ -86,7 +86,8 @@ def test_the_release_builds_smoke_tests_and_pushes_every_platform(released):
         assert job["status"] == "built", job["reason"]
         assert [(c["name"], c["result"]) for c in job["checks"]] == [
             (name, "passed") for name in ("python-version", "ssl", "modules", "pip-version",
-                                          "pip-offline-install", "no-compiler")]
+                                          "pip-offline-install", "no-compiler",
+                                          "no-package-cache")]
         assert job["checks"][0]["output"].strip() == f"Python {V3_14.full}"
         assert [m["name"] for m in job["mirrors"]] == ["python-org"]
         log = released["logs"][job["platform"]]

@@ -13,7 +13,7 @@ def test_the_python_family_checks_what_a_release_needs():
     checks = smoke.load(ROOT / "templates")
     names = [c.name for c in smoke.for_variant(checks, "slim-trixie", is_windows=False)]
     assert names == ["python-version", "ssl", "modules", "pip-version", "pip-offline-install",
-                     "no-compiler"]
+                     "no-compiler", "no-package-cache"]
     assert "no-compiler" not in [c.name for c in smoke.for_variant(checks, "trixie", False)]
     assert smoke.for_variant(checks, "windowsservercore-ltsc2022", is_windows=True) == ()
     version_check = checks[0]
