@@ -319,3 +319,57 @@ def test_a_registry_refusing_every_upload_stops_the_remaining_pushes(
     assert len(jobs) == 6 and {job["status"] for job in jobs} == {"failed"}
     assert any("not pushed: registry" in (job.get("reason") or "") for job in jobs), jobs
     assert seconds < 240
+
+
+# --- what a killed run leaves ----------------------------------------------------------------
+
+
+def test_a_run_killed_while_it_waits_leaves_a_running_report_not_the_previous_ok(
+        stalling, tmp_path):
+    """SIGKILL runs no clean-up: the report a pipeline reads afterwards must not be the
+    previous run's "ok". The release waits on a registry that never answers, and is killed."""
+    server = stalling("silent")
+    report = tmp_path / "report.json"
+    report.write_text(json.dumps({"format": 1, "command": "release", "result": "ok",
+                                  "exit_code": 0}))  # the previous run's
+    builders = tmp_path / "builders.yaml"
+    builders.write_text(f"base-mirror: {server.host}\nengines:\n  - name: local\n"
+                        "    url: unix:///var/run/docker.sock\n    platforms: [amd64]\n")
+    process = subprocess.Popen(
+        [str(INVOKE), "release", "--version", "1.0.0", "--versions", str(HELLO), "--registry",
+         server.host, "--builders", str(builders), "--platform", "amd64", "--report",
+         str(report), "--out", str(tmp_path / "out"), "--logs", str(tmp_path / "logs")],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while not server.requests and time.monotonic() < deadline:
+        time.sleep(0.2)
+    assert server.requests, "the release never asked the registry"
+    process.kill()
+    process.communicate(timeout=30)
+    left = json.loads(report.read_text())
+    assert (left["result"], left["exit_code"], left["version"]) == ("running", None, "1.0.0")
+
+
+def test_the_next_run_removes_the_temp_files_a_killed_run_left_beside_the_pages(fresh, tmp_path):
+    """A page is written to a temporary file and renamed; one killed between the two leaves
+    `.<name>.<pid>.<random>.tmp`. The next run writing there removes a dead process's and
+    leaves a live one's (another run writing now). The leftovers are placed by hand: the
+    instant between write and rename is too short to hit with a signal."""
+    registry, client = fresh
+    _released(client, registry.host, "1.0.0", "old")
+    out = tmp_path / "out"
+    first = subprocess.run([str(INVOKE), "summary", f"{registry.host}/tinypy:1.0.0", "--out",
+                            str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert first.returncode == 0, first.stdout + first.stderr
+    [page] = [p for p in out.rglob("*.md")]
+    dead = subprocess.Popen(["true"])
+    dead.wait()  # a pid of a process that has ended
+    killed = page.parent / f".{page.name}.{dead.pid}.k1ll3d.tmp"
+    writing = page.parent / f".{page.name}.{os.getpid()}.l1v3.tmp"
+    killed.write_text("half a page")
+    writing.write_text("a page being written")
+    again = subprocess.run([str(INVOKE), "summary", f"{registry.host}/tinypy:1.0.0", "--out",
+                            str(out)], cwd=ROOT, capture_output=True, text=True, timeout=300)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert not killed.exists() and writing.exists()
+    assert sorted(p.name for p in page.parent.iterdir()) == sorted([page.name, writing.name])
