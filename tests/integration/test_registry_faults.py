@@ -28,6 +28,7 @@ from builder.registry.client import BadDocument, RegistryClient, RegistryError
 from testbed.engine import remove_tags_of
 from testbed.registry import start_registry
 from testbed.stallserver import start_stall_server
+from tests.helpers.builders import LOCAL_URL, write_builders
 from tests.helpers.paths import INVOKE, ROOT
 from tests.helpers.windows_images import push_image
 from tests.helpers.tinypy import make_family, make_version, planned, push_release
@@ -332,9 +333,8 @@ def test_a_run_killed_while_it_waits_leaves_a_running_report_not_the_previous_ok
     report = tmp_path / "report.json"
     report.write_text(json.dumps({"format": 1, "command": "release", "result": "ok",
                                   "exit_code": 0}))  # the previous run's
-    builders = tmp_path / "builders.yaml"
-    builders.write_text(f"base-mirror: {server.host}\nengines:\n  - name: local\n"
-                        "    url: unix:///var/run/docker.sock\n    platforms: [amd64]\n")
+    builders = write_builders(tmp_path / "builders.yaml", server.host,
+                              ("local", LOCAL_URL, ("amd64",)))
     process = subprocess.Popen(
         [str(INVOKE), "release", "--version", "1.0.0", "--versions", str(HELLO), "--registry",
          server.host, "--builders", str(builders), "--platform", "amd64", "--report",
