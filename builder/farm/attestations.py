@@ -7,8 +7,14 @@ pushed: its tag would otherwise list an image without the SBOM the release promi
 """
 from __future__ import annotations
 
+import functools
 import hashlib
-from typing import Callable
+import json
+import lzma
+import tarfile
+import tempfile
+from dataclasses import replace
+from typing import Callable, Sequence
 
 import requests
 from docker.errors import DockerException
@@ -20,13 +26,14 @@ from builder.attest.sbom import Source
 from builder.farm import engineapi
 from builder.farm.engines import short_error
 from builder.model.errors import AttestationError
-from builder.model.mirrors import PYTHON_ORG
+from builder.model.mirrors import PYTHON_ORG, Mirror
 from builder.model.platforms import Platform
 from builder.plan.identity import Prepared
 from builder.plan.plan import BuildJob
 from builder.registry.client import RegistryClient
 
 INVENTORY_TIMEOUT = 300  # seconds: dpkg's status file and importlib.metadata, under QEMU too
+TARBALL_TIMEOUT = 120  # seconds for CPython's tarball (about 23 MB) from the job's mirror
 
 
 def read_inventory(api, image_id: str, platform: Platform,
@@ -74,9 +81,48 @@ def facts(api, job: BuildJob, prepared: Prepared, *, started: float, finished: f
         answer.get("Arch", ""), emulated, version, revision)
 
 
+def cpython_sbom(tarball: Source, mirrors: Sequence[Mirror]) -> dict | None:
+    """CPython's own SBOM (Misc/sbom.spdx.json: expat, libmpdec, HACL*, …) from the tarball the
+    build fetched, through the mirror that stood in for python.org; None where the release
+    ships none (before 3.13). The download counts only when its sha256 is the pinned one."""
+    url = tarball.url
+    for mirror in mirrors:
+        if url.startswith(mirror.upstream):
+            url = mirror.url + url[len(mirror.upstream):]
+    return _sbom_of(url, tarball.sha256)
+
+
+@functools.lru_cache(maxsize=4)  # every platform's job of a version reads the same tarball
+def _sbom_of(url: str, sha256: str | None) -> dict | None:
+    digest = hashlib.sha256()
+    with tempfile.TemporaryFile() as kept:
+        try:
+            with requests.get(url, stream=True, timeout=TARBALL_TIMEOUT) as answer:
+                answer.raise_for_status()
+                for chunk in answer.iter_content(1 << 20):
+                    digest.update(chunk)
+                    kept.write(chunk)
+        except requests.RequestException as error:
+            raise AttestationError(f"CPython's tarball for the SBOM: {url}: {error}") from None
+        if sha256 and digest.hexdigest() != sha256:
+            raise AttestationError(f"CPython's tarball for the SBOM: {url} has sha256 "
+                                   f"{digest.hexdigest()}, not the pinned {sha256}")
+        kept.seek(0)
+        try:
+            with tarfile.open(fileobj=kept, mode="r:*") as archive:
+                for member in archive:
+                    if member.isfile() and member.name.endswith("/Misc/sbom.spdx.json"):
+                        return json.load(archive.extractfile(member))
+        except (tarfile.TarError, lzma.LZMAError, ValueError) as error:
+            raise AttestationError(f"CPython's tarball for the SBOM: {url}: {error}") from None
+    return None
+
+
 def attest(client: RegistryClient, job: BuildJob, digest: str, build: BuildFacts,
-           found: Inventory | None) -> dict:
+           found: Inventory | None, mirrors: Sequence[Mirror] = ()) -> dict:
     """Make and push the image's attestation manifest; its index descriptor."""
-    made = image.attestation(image.ImageFacts(str(job.image), digest, build, source(job),
-                                              found))
+    tarball = source(job)
+    if found is not None and found.cpython_sbom is None and tarball is not None:
+        found = replace(found, cpython_sbom=cpython_sbom(tarball, mirrors))
+    made = image.attestation(image.ImageFacts(str(job.image), digest, build, tarball, found))
     return push.push(client, job.image.repository, made)

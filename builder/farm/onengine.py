@@ -164,7 +164,7 @@ class EngineWork:
                                        finished=run.built, engine=engine.name,
                                        emulated=run.emulated)
             return attestations.attest(self.registries.client(job.image.registry), job,
-                                       run.pushed.digest, build, found)
+                                       run.pushed.digest, build, found, prepared.mirrors)
 
     def _pull(self, api, engine: Engine, job: BuildJob, pulls: tuple[str, ...], log) -> None:
         """Pull the bases (and a parent built elsewhere) onto `engine`."""
