@@ -25,6 +25,7 @@ from builder.options import DEFAULT_MIRROR_PORT
 from builder.registry.client import RegistryClient
 from testbed.engine import local_client, remove_tags_of
 from testbed.procs import free_port
+from tests.helpers.attestations import provenances, sboms
 from tests.helpers.builders import write_builders
 from tests.helpers.paths import ROOT
 
@@ -130,22 +131,25 @@ def test_3_14_slim_is_a_list_of_the_built_platforms_and_each_image_runs(released
 
 def test_each_image_carries_an_sbom_of_its_debian_packages_cpython_and_pip(released):
     client = RegistryClient(released["host"])
-    index = client.get_manifest("python", "3.14-slim").json["manifests"]
-    for entry in index:
-        if entry["annotations"].get("vnd.docker.reference.type") != "attestation-manifest":
-            continue
-        layers = client.get_manifest("python", entry["digest"]).json["layers"]
-        kinds = {layer["annotations"]["in-toto.io/predicate-type"]: layer for layer in layers}
-        assert "https://slsa.dev/provenance/v1" in kinds, kinds
-        [sbom_layer] = [layer for kind, layer in kinds.items() if "spdx" in kind]
-        statement = json.loads(client.get_blob("python", sbom_layer["digest"]))
-        assert statement["subject"][0]["digest"]["sha256"] == (
-            entry["annotations"]["vnd.docker.reference.digest"].split(":", 1)[1])
+    found = sboms(client, "python", "3.14-slim")
+    assert len(found) == len(released["report"]["jobs"])
+    for statement in found.values():
         packages = {p["name"]: p for p in statement["predicate"]["packages"]}
         assert packages["CPython"]["versionInfo"] == V3_14.full
         assert {"libc6", "ca-certificates", "pip"} <= set(packages), sorted(packages)
         # CPython's own SBOM (Misc/sbom.spdx.json of the tarball the build fetched).
         assert {"expat", "mpdecimal", "hacl-star"} <= set(packages), sorted(packages)
+
+
+def test_each_provenance_names_the_base_by_digest_and_the_tarball_by_sha256(released):
+    found = provenances(RegistryClient(released["host"]), "python", "3.14-slim")
+    assert len(found) == len(released["report"]["jobs"])
+    for statement in found.values():
+        resolved = statement["predicate"]["buildDefinition"]["resolvedDependencies"]
+        digests = {d["uri"]: d.get("digest", {}).get("sha256") for d in resolved}
+        assert any("debian" in uri and "@sha256:" in uri and sha for uri, sha in digests.items())
+        assert digests[f"https://www.python.org/ftp/python/{V3_14.release}/"
+                       f"Python-{V3_14.full}.tar.xz"] == V3_14.sha256
 
 
 def test_the_summary_page_names_every_digest(released):

@@ -30,6 +30,8 @@ from builder.mirror import serve
 from builder.model.smoke import for_variant
 from builder.options import DEFAULT_MIRROR_PORT
 from builder.model.versions import load
+from builder.registry.client import RegistryClient
+from tests.helpers.attestations import package_names, sboms
 from tests.helpers.paths import ROOT
 
 sys.path.insert(0, str(ROOT / "bench"))
@@ -91,7 +93,8 @@ def test_the_variant_builds_smoke_tests_and_is_upstreams_size(variant, request, 
     done = invoke("release", "--version", "3.14", "--variant", variant, "--platform", "amd64",
                   "--registry", NAMESPACE, "--builders", str(ROOT / "builders" / "local.yaml"),
                   "--report", str(report_path), "--out", str(OUT / variant),
-                  "--logs", str(OUT / "logs"), "--no-cache", "--force", timeout=BUILD_TIMEOUT)
+                  "--logs", str(OUT / "logs"), "--no-cache", "--force", "--attest",
+                  timeout=BUILD_TIMEOUT)
     _ok(done)
     report = json.loads(report_path.read_text())
     [job] = report["jobs"]
@@ -101,5 +104,7 @@ def test_the_variant_builds_smoke_tests_and_is_upstreams_size(variant, request, 
     assert ("free-threaded" in expected) == variant.endswith("-freethreaded")
     [row] = real_build.variant_rows([report], real_build.python_layer)
     assert row["python_layer"] and row["python_layer"] < row["compressed"]
+    [sbom] = sboms(RegistryClient(REGISTRY), "real/python", f"{version.full}-{variant}").values()
+    assert {"CPython", "pip", "libc6", "expat", "mpdecimal"} <= package_names(sbom)
     if row["ratio"] is not None:
         assert abs(row["ratio"] - 1) <= real_build.WITHIN, real_build.variant_table([row])
