@@ -37,12 +37,14 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))  # run as a script from a checkout: the builder package beside it
 
 # Upstream's published compressed sizes, MB (10^6 bytes), of python:3.14.7-<variant> (Docker
-# Hub). None: not found from here (Docker Hub is out of reach); the table says unknown.
+# Hub, as docker-library/repo-info's repos/python/remote/ pages record them: bookworm's from
+# 3.14.7-bookworm.md at 1d9af683, slim-bookworm's from 3.14-slim-bookworm.md at 34fa04a4,
+# both 3.14.7). None: not found from here; the table says unknown.
 UPSTREAM_MB = {
     ("slim-trixie", "amd64"): 43.4,
     ("trixie", "amd64"): 414.7,
-    ("slim-bookworm", "amd64"): None,
-    ("bookworm", "amd64"): None,
+    ("slim-bookworm", "amd64"): 44.8,
+    ("bookworm", "amd64"): 384.8,
 }
 # The Debian variants of 3.14 built for real at least once; the free-threaded ones after them.
 REAL_VARIANTS = ("slim-trixie", "trixie", "slim-bookworm", "bookworm",
