@@ -129,11 +129,19 @@ def test_3_14_slim_is_a_list_of_the_built_platforms_and_each_image_runs(released
     assert {f"{V3_14.full}-slim-trixie", "3.14-slim", "3-slim", "slim"} <= tags
 
 
-def test_each_image_carries_an_sbom_of_its_debian_packages_cpython_and_pip(released):
-    client = RegistryClient(released["host"])
-    found = sboms(client, "python", "3.14-slim")
+def test_each_image_carries_an_sbom_of_its_debian_packages_cpython_and_pip(released,
+                                                                          docker_client):
+    host = released["host"]
+    found = sboms(RegistryClient(host), "python", "3.14-slim")
     assert len(found) == len(released["report"]["jobs"])
-    for statement in found.values():
+    for digest, statement in found.items():
+        # Exactly the packages dpkg knows in that image, each at its version.
+        listed = docker_client.containers.run(f"{host}/python@{digest}", ["dpkg-query", "-W"],
+                                              remove=True, entrypoint=[]).decode()
+        dpkg = {(name.split(":")[0], version)
+                for name, version in (line.split("\t") for line in listed.splitlines())}
+        assert {(p["name"], p["versionInfo"]) for p in statement["predicate"]["packages"]
+                if p["SPDXID"].startswith("SPDXRef-dpkg-")} == dpkg
         packages = {p["name"]: p for p in statement["predicate"]["packages"]}
         assert packages["CPython"]["versionInfo"] == V3_14.full
         assert {"libc6", "ca-certificates", "pip"} <= set(packages), sorted(packages)
