@@ -49,6 +49,14 @@ Dir::Cache::pkgcache "";
 Dir::Cache::srcpkgcache "";
 """
 
+# Bookworm's essential init-system-helpers depends on "usrmerge | usr-is-merged", and
+# mmdebstrap's default takes usrmerge, which pulls in the whole perl: 46 MB of a 135 MB slim
+# base, where Debian's own bookworm images have perl-base only. mmdebstrap's merged-usr hook
+# makes the /usr symlinks as debootstrap does and installs usr-is-merged instead. Trixie's
+# base-files makes the symlinks itself and needs neither.
+MERGED_USR_HOOK = "/usr/share/mmdebstrap/hooks/merged-usr"
+MERGED_USR_SUITES = ("bookworm",)
+
 # ADD first: each platform's rootfs differs, so the classic builder's cache, which ignores the
 # platform for FROM scratch, cannot hand one platform's layer to another.
 DEBIAN_DOCKERFILE = f"""\
@@ -97,6 +105,8 @@ def mmdebstrap_argv(suite: str, p: Platform, slim: bool, output: Path,
     if slim:
         options += [f"--dpkgopt=path-exclude={path}" for path in SLIM_EXCLUDES]
         options += [f"--dpkgopt=path-include={path}" for path in SLIM_INCLUDES]
+    if suite in MERGED_USR_SUITES:
+        options.append(f"--hook-dir={MERGED_USR_HOOK}")
     return ["mmdebstrap", "--quiet", "--variant=minbase", f"--architectures={p.debian_arch}",
             "--format=tar", "--skip=output/dev", *options, suite, str(output), archive]
 
@@ -105,7 +115,10 @@ def rootfs(cache: Path, suite: str, p: Platform, slim: bool, out: TextIO) -> Roo
     """The cached rootfs tarball of (suite, platform, slim), made by mmdebstrap if missing."""
     if p.debian_arch is None or p.os != "linux":
         raise InputError(f"{p.name}: Debian has no architecture for it", field="platform")
-    name = f"{suite}-minbase{'-slim' if slim else ''}-{p.debian_arch}"  # as scripts/setup names it
+    # As scripts/setup names trixie's; a hooked suite's name says so, so that a rootfs cached
+    # before the hook is not taken for one made with it.
+    name = (f"{suite}-minbase{'-slim' if slim else ''}-{p.debian_arch}"
+            f"{'-merged-usr' if suite in MERGED_USR_SUITES else ''}")
     tarball = cache / f"{name}.tar"
     digest_file = cache / f"{name}.tar.sha256"
     if not (tarball.is_file() and digest_file.is_file()):

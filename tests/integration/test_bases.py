@@ -11,12 +11,15 @@ import io
 import json
 import os
 import subprocess
+import tarfile
 from pathlib import Path
 
 import pytest
 import yaml
 
+from builder.attest.inventory import dpkg_packages
 from builder.commands import bases
+from builder.mirror.bases import rootfs as bases_rootfs
 from builder.model.platforms import platform
 from builder.model.reference import ACCEPT_ALL, DOCKER_LIST, DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST
 from builder.registry.client import RegistryClient
@@ -123,3 +126,18 @@ def test_buildpack_deps_releases_from_the_bases_and_a_rerun_skips_every_job(
     assert again.returncode == 0, again.stdout[-3000:] + again.stderr[-2000:]
     assert [j["status"] for j in report["jobs"]] == ["skipped"]
     assert all("unchanged" in (j.get("reason") or "") for j in report["jobs"])
+
+
+def test_the_bookworm_base_is_merged_usr_without_usrmerge_and_its_perl(tmp_path):
+    """Bookworm's init-system-helpers takes usrmerge unless the merged-usr hook sets /usr up:
+    that would put the whole perl (46 MB) in every bookworm image, which Debian's have not."""
+    made = bases_rootfs(cache_dir() / "debian", "bookworm", platform("amd64"), True,
+                        io.StringIO())
+    with tarfile.open(made.tarball) as archive:
+        status = archive.extractfile("./var/lib/dpkg/status").read().decode()
+        links = {m.name: m.linkname for m in archive.getmembers() if m.issym()}
+    installed = {p.name for p in dpkg_packages(status)}
+    assert "usr-is-merged" in installed
+    assert not {"usrmerge", "perl", "libperl5.36"} & installed, sorted(installed)
+    assert "perl-base" in installed
+    assert links.get("./bin") == "usr/bin" and links.get("./lib") == "usr/lib"
