@@ -12,6 +12,11 @@ from builder.attest import provenance, sbom, statements
 from builder.attest.inventory import Inventory
 from builder.attest.provenance import BuildFacts
 
+# Why a Windows image's attestation holds the provenance alone; the summary page and the report
+# say it where an SBOM would be.
+WINDOWS_NO_SBOM = ("upstream attests no Windows image, and a Windows engine runs no sh to read "
+                   "an inventory")
+
 
 @dataclass(frozen=True)
 class ImageFacts:
@@ -20,6 +25,11 @@ class ImageFacts:
     build: BuildFacts
     source: sbom.Source | None  # the CPython tarball; None for an image built from none
     inventory: Inventory | None  # None: not read (Windows)
+
+
+def without_sbom(os: str) -> str | None:
+    """Why an image of `os` (an OCI os: linux, windows) gets no SBOM; None when it gets one."""
+    return WINDOWS_NO_SBOM if os == "windows" else None
 
 
 def distro(inventory: Inventory) -> str:

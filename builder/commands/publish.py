@@ -7,14 +7,16 @@ vouches for: this run's, handed over as values by a release, or read from a buil
 """
 from __future__ import annotations
 
+import functools
 import sys
 from collections import Counter
 from dataclasses import dataclass
-from typing import Mapping, Sequence, TextIO
+from typing import Callable, Mapping, Sequence, TextIO
 
 from builder.farm import engines
 from builder.model import versions
-from builder.model.errors import EXIT_FAILED, EXIT_OK
+from builder.generate.library import committed
+from builder.model.errors import EXIT_FAILED, EXIT_OK, BuilderError
 from builder.model.platforms import platform as parse_platform
 from builder.model.report import Report, Status
 from builder.model.report import read as read_report
@@ -24,6 +26,7 @@ from builder.options import DEFAULT_PAGES, DEFAULT_VERSIONS
 from builder.plan.identity import parent_reference, pin_bases, prepare
 from builder.plan.plan import Plan
 from builder.plan.plan import plan as make_plan
+from builder.publish.annotations import Origin
 from builder.publish.lists import TagResult
 from builder.publish.rules import HashNow, Verified, merge_verified, verified_from_report
 from builder.publish.writer import publish, registry_host
@@ -131,8 +134,10 @@ def stage(plan: Plan, options: PublishOptions, out: TextIO, *, verified: Mapping
     groups = {tag: every[tag] for tag in tag_groups(family, wanted, options.variants, platforms)}
     optional = frozenset(p.name for v in wanted.variants for p in v.platforms) \
         - {p.name for p in platforms} if platforms else frozenset()
-    results = publish(client, registry, family.repository, wanted, groups,
-                      hash_now=hash_now(plan, registries),
+    pins = BasePins(registries, plan.builders.base_mirror)
+    hashes = hash_now(plan, registries, pins)
+    results = publish(client, registry, family.repository, wanted, groups, hash_now=hashes,
+                      origin=origins(plan, pins, verified, hashes),
                       parents={job.key: job.parent for job in plan.members if job.parent},
                       verified=verified, optional=optional,
                       oci=options.oci, allow_missing=options.allow_missing,
@@ -172,12 +177,13 @@ def _show(tag: TagResult, out: TextIO) -> None:
               "(--allow-lagging)", file=sys.stderr)
 
 
-def hash_now(plan: Plan, registries: Registries) -> HashNow:
+def hash_now(plan: Plan, registries: Registries, pins: BasePins | None = None) -> HashNow:
     """The build hash a member of `plan` gets now, without an engine: its bases pinned as a
-    build pins them (through the run's `registries`), its parent (if any) at the given
-    registry digest. Publish compares it with the label of an image this run did not build."""
+    build pins them (with `pins`, else through the run's `registries`), its parent (if any) at
+    the given registry digest. Publish compares it with the label of an image this run did not
+    build."""
     members = {job.key: job for job in plan.members}
-    pins = BasePins(registries, plan.builders.base_mirror)
+    pins = pins or BasePins(registries, plan.builders.base_mirror)
 
     def hash_of(key: str, parent_digest: str | None) -> str:
         job = members[key]
@@ -187,3 +193,33 @@ def hash_now(plan: Plan, registries: Registries) -> HashNow:
 
     return hash_of
 
+
+def origins(plan: Plan, pins: BasePins, verified: Mapping[str, Verified],
+            hashes: HashNow) -> Callable[[str], Origin]:
+    """Where a member of `plan` comes from, for its index entry's annotations: the versions
+    file's `git-repo` and `image-url`, the commit of its Dockerfile's directory (git, in the
+    checkout holding the versions file; none when that directory has uncommitted changes), and
+    its variant's `from` pinned as a build pins it (a member built FROM another variant of the
+    version gets its parent's digest from publish). An image of this run's build (`verified`)
+    gets that digest only when its build hash is the one `hashes` gives now: a base that moved
+    since its build is not the one it was built FROM. Any other member publish lists has the
+    hash of now already."""
+    family = plan.family
+    members = {job.key: job for job in plan.members}
+    commit_of = functools.lru_cache(maxsize=None)(
+        lambda directory: committed(family.source.parent, directory))
+
+    def origin(key: str) -> Origin:
+        job = members[key]
+        commit, directory = commit_of(job.dockerfile.parent.as_posix()) or (None, "")
+        digest = None
+        try:
+            if not job.parent and (key not in verified
+                                   or hashes(key, None) == verified[key].build_hash):
+                digest = pins.pin(job.variant.base_image, job.platform).rpartition("@")[2]
+        except BuilderError:
+            pass  # not known now: the entry goes without it, as upstream's would
+        return Origin(job.version.full, family.extra.get("git-repo"), commit, directory,
+                      family.extra.get("image-url"), job.variant.base_image, digest)
+
+    return origin

@@ -18,7 +18,7 @@ from builder.attest.statements import PREDICATE_ANNOTATION, REFERENCE_DIGEST, is
 from builder.model.errors import EXIT_FAILED, EXIT_OK
 from builder.model.report import Report, Status
 from builder.registry.client import NotFound, Registries, RegistryClient
-from builder.model.reference import ImageRef, is_loopback
+from builder.model.reference import ImageRef, Manifest
 
 
 @dataclass(frozen=True)
@@ -64,11 +64,17 @@ def check_tag(client: RegistryClient, ref: ImageRef, key: str) -> list[str]:
         top = client.get_manifest(ref.repository, ref.tag)
     except NotFound:
         return [f"{ref}: no such tag"]
+    with signing.access(client) as reach:
+        return _check(client, ref, key, top, reach)
+
+
+def _check(client: RegistryClient, ref: ImageRef, key: str, top: Manifest,
+           reach: signing.Access) -> list[str]:
+    """What is wrong with the tag `ref`, whose document is `top`."""
     name = f"{ref.registry}/{ref.repository}"
-    plain = is_loopback(ref.registry)
 
     def unsigned(what: str, digest: str) -> list[str]:
-        why = signing.verify(key, f"{name}@{digest}", plain_http=plain)
+        why = signing.verify(key, f"{name}@{digest}", reach)
         return [f"{ref}: {what} {digest} is not signed by {key}: {why}"] if why else []
 
     problems = unsigned("the index", top.digest)
@@ -131,8 +137,7 @@ def sign_published(client: RegistryClient, published: dict[str, str], key: str,
         targets[(name, digest)] = None
         for entry in top.json.get("manifests", []) if top.is_list else []:
             targets[(name, entry["digest"])] = None
-    plain = any(is_loopback(ImageRef.parse(text).registry) for text in published)
-    done = signing.sign(client, key, targets, plain_http=plain)
+    done = signing.sign(client, key, targets)
     print(f"  signed {len(done)} of {len(targets)} digests (the others were signed before)",
           file=out)
     return SignResult(tuple(done))

@@ -17,6 +17,7 @@ from contextlib import contextmanager
 from dataclasses import replace
 from typing import Callable, Iterable, Iterator
 
+from builder.attest.image import without_sbom
 from builder.farm import attestations, buildkit
 from builder.farm import engineapi
 from builder.farm import engines
@@ -147,7 +148,7 @@ class EngineWork:
     def _inventory(self, api, engine: Engine, job: BuildJob, image_id: str,
                    phases: list[Phase], log):
         """What the image holds, for its SBOM: none for a Windows image (provenance only)."""
-        if not self.attest or job.platform.os == "windows":
+        if not self.attest or without_sbom(job.platform.os):
             return None
         go_on(self.cancelled, "its inventory; nothing of it was pushed")
         self.progress.update(job.key, "testing", "inventory")

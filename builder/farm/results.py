@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Sequence
 
+from builder.attest.image import without_sbom
 from builder.farm.pools import Health
 from builder.farm.progress import table
 from builder.model.mirrors import Mirror
@@ -115,6 +116,7 @@ class JobResult:
     compressed: int | None = None  # its image's layers in the registry, compressed (bytes)
     builder: str | None = None  # how its (last) engine built it: classic or buildkit
     attestation: dict | None = None  # its attestation manifest's index descriptor, pushed now
+    no_sbom: str | None = None  # attested without an SBOM (Windows): why
 
     @property
     def outcome(self) -> str:
@@ -144,6 +146,7 @@ class JobResult:
                 "failovers": [f.as_dict() for f in self.failovers],
                 "retries": self.retries, "emulated": self.emulated, "builder": self.builder,
                 "compressed": self.compressed, "attestation": self.attestation,
+                "no_sbom": self.no_sbom,
                 "phases": [p.as_dict() for p in self.phases],
                 "log": str(self.log) if self.log else None}
 
@@ -168,7 +171,8 @@ def job_result(job: BuildJob, log: Path, attempt: Attempt, *, retries: int, inte
         phases=attempt.earlier + (run.phases if run else ()), emulated=bool(run and run.emulated),
         compressed=run.compressed if run else attempt.compressed,
         builder=run.builder if run else None,
-        attestation=run.attestation if run else None)
+        attestation=run.attestation if run else None,
+        no_sbom=without_sbom(job.platform.os) if run and run.attestation else None)
 
 
 def _failure(key: str, attempt: Attempt, interrupted: bool) -> str:

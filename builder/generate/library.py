@@ -1,7 +1,8 @@
 """Stage library: the official-images style library file, one stanza per (version, variant).
 
 `library_file` is pure (family and a commit per directory in, text out);
-`last_commit` is the edge that asks git which commit last touched a directory.
+`last_commit` is the edge that asks git which commit last touched a directory, and `committed`
+the same for the indexes' source annotations, None where no commit describes the directory.
 """
 from __future__ import annotations
 
@@ -58,3 +59,22 @@ def last_commit(repo: Path, directory: str) -> str:
         if result.stdout.strip():
             return result.stdout.strip()
     raise BuilderError(f"{repo} has no commits yet; pass --commit SHA")
+
+
+def committed(repo: Path, directory: str) -> tuple[str, str] | None:
+    """(the commit that last touched `directory` of the checkout at `repo`, the directory's path
+    from the top of that checkout), or None when no commit describes it: not a git checkout,
+    never committed, or changed since (an uncommitted or untracked file in it)."""
+    def git(*args: str) -> str | None:
+        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                              timeout=30)
+        return done.stdout.strip() if done.returncode == 0 else None
+
+    try:
+        prefix = git("rev-parse", "--show-prefix")
+        if prefix is None or git("status", "--porcelain", "--", directory) != "":
+            return None
+        commit = git("log", "-1", "--format=%H", "--", directory)
+    except (OSError, subprocess.SubprocessError):
+        return None
+    return (commit, prefix + directory) if commit else None

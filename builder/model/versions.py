@@ -167,7 +167,7 @@ _KEYSERVER = (r"(hkps?://)?[A-Za-z0-9][A-Za-z0-9.-]*(:\d{1,5})?",
               "a keyserver such as hkps://keys.openpgp.org")
 
 _TOP_KEYS = {"repository": True, "defaults": False, "variants": True, "versions": True,
-             "maintainers": False, "git-repo": False}
+             "maintainers": False, "git-repo": False, "image-url": False}
 _DEFAULTS_KEYS = {"debian-suite": False, "alpine": False, "keyserver": False}
 _VARIANT_KEYS = {"template": True, "directory": False, "from": True, "platforms": True,
                  "os-version": False, "free-threaded": False}
@@ -213,8 +213,9 @@ def load(path: str | Path, templates_dir: str | Path | None = None) -> Family:
         maintainers = doc.sequence(top["maintainers"], ("maintainers",))
         extra["maintainers"] = tuple(doc.text(m, ("maintainers", i))
                                      for i, m in enumerate(maintainers))
-    if top.get("git-repo") is not None:
-        extra["git-repo"] = doc.text(top["git-repo"], ("git-repo",), _URL)
+    for key in ("git-repo", "image-url"):  # the library file's header; the indexes' annotations
+        if top.get(key) is not None:
+            extra[key] = doc.text(top[key], (key,), _URL)
     family = Family(repository=repository, versions=versions, source=path, templates=templates,
                     default_debian_suite=defaults.get("debian-suite"),
                     default_alpine=defaults.get("alpine"), extra=extra,

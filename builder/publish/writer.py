@@ -23,7 +23,7 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
-from typing import Mapping, Sequence
+from typing import Callable, Mapping, Sequence
 
 from builder.model.errors import BuilderError, InputError, MovedMember, StaleMember
 from builder.model.naming import arch_reference, check_registry, target_reference
@@ -32,6 +32,7 @@ from builder.model.reference import FOREIGN_LAYER_TYPES, ImageRef, Manifest, sha
 from builder.model.report import Status
 from builder.model.versions import Variant, Version, image_version
 from builder.plan.identity import HASH_LABEL
+from builder.publish.annotations import Origin
 from builder.publish.attestations import attach
 from builder.publish.lists import Member, TagResult, assemble
 from builder.publish.rules import Found, HashNow, Listed, Verdict, Verified, decide, lagging
@@ -72,14 +73,16 @@ def publish(client: RegistryClient, registry: str, repository: str, version: Ver
             optional: frozenset[str] = frozenset(), oci: bool = False,
             allow_missing: bool = False, allow_lagging: bool = False,
             arch_namespace_layout: bool = False, dry_run: bool = False,
-            attestations: Mapping[str, Mapping] | None = None) -> list[TagResult]:
+            attestations: Mapping[str, Mapping] | None = None,
+            origin: Callable[[str], Origin] | None = None) -> list[TagResult]:
     """Write the list of every tag in `groups` ({tag: variants}); one result per tag, in order.
 
     Members are job keys (``1.0.0/busybox/amd64``): `verified` holds this run's, `hash_now` gives
     the plan's build hash of any other, `parents` a member's parent key. A member of a platform
     in `optional` is left out of its lists when absent; with `allow_lagging` an absent member
     keeps the tag's current one of its platform. `attestations` ({image digest: descriptor},
-    this run's): given, every tag is an OCI index listing its images' attestation manifests."""
+    this run's): given, every tag is an OCI index listing its images' attestation manifests,
+    each image's entry annotated with `origin(key)` (default: the version alone)."""
     parents = parents or {}
     wanted, pairs = _members(version, groups, parents)
     target = target_reference(registry, repository, "latest").repository
@@ -94,6 +97,7 @@ def publish(client: RegistryClient, registry: str, repository: str, version: Ver
                           found={key: f.found for key, f in found.items()},
                           verified=verified or {}, parents=parents, hash_now=hash_now)
         used = [found[key] for key in wanted if verdicts[key].digest]
+        origin_of = _origins(origin, version, parents, verdicts)
         try:
             if not dry_run:
                 _copy_in(client, pool, used, target)
@@ -110,7 +114,7 @@ def publish(client: RegistryClient, registry: str, repository: str, version: Ver
                     client, target_reference(registry, repository, tag), members, found,
                     verdicts, optional=optional, oci=oci, allow_missing=allow_missing,
                     lagging_for=version.full if allow_lagging else None, dry_run=dry_run,
-                    attestations=attestations, version=version.full)
+                    attestations=attestations, origin=origin_of)
             extra = {"retries": retried.retries, "members": tuple(key for key, _ in members)}
             if isinstance(result, _Write):
                 return replace(result, result=replace(result.result, **extra))
@@ -121,6 +125,18 @@ def publish(client: RegistryClient, registry: str, repository: str, version: Ver
 
         results = {r.tag: r for done in pool.map(unit, _units(groups)) for r in done}
         return [results[tag] for tag in groups]
+
+
+def _origins(origin: Callable[[str], Origin] | None, version: Version,
+             parents: Mapping[str, str], verdicts: Mapping[str, Verdict]
+             ) -> Callable[[str], Origin]:
+    """A member's origin (the version alone without `origin`); one built FROM this version's
+    own image has that image for its base, at the digest its tags list."""
+    def origin_of(key: str) -> Origin:
+        made = origin(key) if origin else Origin(version.full)
+        parent = verdicts[parents[key]].digest if key in parents else None
+        return replace(made, base_digest=parent) if parent else made
+    return origin_of
 
 
 def _members(version: Version, groups: Mapping[str, Sequence[Variant]],
@@ -207,7 +223,8 @@ def _decide_tag(client: RegistryClient, ref: ImageRef, wanted: Sequence[tuple[st
                 found: Mapping[str, _Found], verdicts: Mapping[str, Verdict], *,
                 optional: frozenset[str], oci: bool, allow_missing: bool,
                 lagging_for: str | None, dry_run: bool,
-                attestations: Mapping[str, Mapping] | None, version: str) -> TagResult | _Write:
+                attestations: Mapping[str, Mapping] | None,
+                origin: Callable[[str], Origin]) -> TagResult | _Write:
     """The tag's result, or the write that makes it. `lagging_for`: the version this run
     publishes, when lagging members may be kept."""
     keys = [key for key, _ in wanted]
@@ -246,8 +263,11 @@ def _decide_tag(client: RegistryClient, ref: ImageRef, wanted: Sequence[tuple[st
                                 "(push them, or pass --allow-missing to publish the rest)")
     behind = tuple(f"{member.label} at {entry.version or 'an unknown version'}"
                    for entry, member in kept.values())
+    # A lagging member is not this run's: it keeps what the tag's index says of it.
+    origins = {found[key].member.manifest.digest: origin(key) for key, v in zip(keys, judged)
+               if v.digest} if attestations is not None else {}
     return _write_tag(client, ref, members, missing, behind, oci=oci, dry_run=dry_run,
-                      attestations=attestations, version=version)
+                      attestations=attestations, origins=origins)
 
 
 def _listed(client: RegistryClient, ref: ImageRef) -> dict[Listed, Member]:
@@ -280,7 +300,7 @@ class _Write:
 def _write_tag(client: RegistryClient, ref: ImageRef, members: list[Member],
                missing: tuple[str, ...], behind: tuple[str, ...], *, oci: bool,
                dry_run: bool, attestations: Mapping[str, Mapping] | None = None,
-               version: str = "") -> TagResult | _Write:
+               origins: Mapping[str, Origin] | None = None) -> TagResult | _Write:
     try:
         body, media_type = assemble(members, oci=oci)
         # The body by tag, hashed here: a HEAD's digest alone (a stale cache's) never
@@ -293,7 +313,7 @@ def _write_tag(client: RegistryClient, ref: ImageRef, members: list[Member],
                          reason=f"{error}; the tag is left as it was")
     if attestations is not None:
         body, media_type = attach(client, ref.repository, body, media_type, members, previous,
-                                  attestations, version)
+                                  attestations, origins or {})
     digest = sha256_digest(body)
     labels = tuple(m.label for m in sorted(members, key=lambda m: m.platform.sort_key()))
     result = TagResult(ref.tag, str(ref), Status.UNCHANGED, digest, media_type, labels, missing,

@@ -80,6 +80,17 @@ class RegistryClient:
         """The credentials this client sends (given, or looked up once), or None: anonymous."""
         return self._auth.credentials()
 
+    @property
+    def ca_bundle(self) -> str | None:
+        """The CA file TLS to this registry is verified with (--ca-bundle, else Docker's
+        certs.d); None: the system's."""
+        return self._session.ca_bundle
+
+    def plain_http(self) -> bool:
+        """Whether the registry answers over plain HTTP (a loopback or insecure host that has no
+        TLS), as the first request found; asks /v2/ if nothing was sent yet."""
+        return self._session.base(self._auth.learn).startswith("http://")
+
     def unanswered(self, timeout: float) -> str | None:
         """Why nothing answers on the registry's port now, in one quick try; None when it does."""
         return self._session.unanswered(timeout)

@@ -191,7 +191,8 @@ class Session:
         self.policy = policy
         self.timeout = timeout
         self.deadline = deadline or max(DEADLINE, 2 * timeout)
-        self._verify = ca_bundle or _docker_certs_ca(registry) or True
+        self.ca_bundle = ca_bundle or _docker_certs_ca(registry)  # None: the system's CAs
+        self._verify = self.ca_bundle or True
         self._allow_http = insecure or is_loopback(host)
         self.refusing: str | None = None
         self._base: str | None = None

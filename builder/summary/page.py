@@ -12,8 +12,11 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from email.utils import format_datetime, parsedate_to_datetime
 from pathlib import Path
-from typing import Any, Mapping
+from typing import Any, Mapping, Sequence
 
+from builder.attest.image import without_sbom
+from builder.attest.sbom import SPDX_PREDICATE
+from builder.attest.statements import PREDICATE_ANNOTATION, REFERENCE_DIGEST, is_attestation
 from builder.model.errors import InputError
 from builder.model.platforms import image_platform
 from builder.model.reference import DOCKER_HUB, LIST_TYPES, ImageRef
@@ -178,8 +181,24 @@ def _pull_block(repository: str, digest: str) -> list[str]:
     return ["```console", f"$ docker pull {repository}@{digest}", "```", ""]
 
 
+def no_sbom(entry: Mapping[str, Any], manifest: Mapping[str, Any],
+            entries: Sequence[Mapping[str, Any]]) -> str | None:
+    """What the section of the list entry `entry` (whose manifest is `manifest`) says of a
+    missing SBOM: for an attestation manifest without one, "No SBOM" and, when it is about a
+    Windows image, why; None for any other entry."""
+    kinds = {(layer.get("annotations") or {}).get(PREDICATE_ANNOTATION)
+             for layer in manifest.get("layers") or []}
+    if not is_attestation(entry) or SPDX_PREDICATE in kinds:
+        return None
+    about = entry["annotations"].get(REFERENCE_DIGEST)
+    image = next((e for e in entries if e.get("digest") == about), {})
+    why = without_sbom((image.get("platform") or {}).get("os", ""))
+    return "No SBOM" + (f": {why}; this attestation manifest holds the provenance alone"
+                        if why else " in this attestation manifest")
+
+
 def _image_section(tag: TagDocuments, image: ImageDocuments, platform: Mapping[str, Any],
-                   newest: str | None) -> list[str]:
+                   newest: str | None, entry: Mapping[str, Any]) -> list[str]:
     manifest, config = image.manifest.json, image.config
     container = config.get("config") or {}
     lines = ["", f"### `{tag.name}` - {platform_text(platform)}", ""]
@@ -188,6 +207,9 @@ def _image_section(tag: TagDocuments, image: ImageDocuments, platform: Mapping[s
     version = image_version(config, tag.repository)
     if newest and version and version != newest:
         lines.append(f"-\tLagging: `{version}`; the tag's newest members are `{newest}`")
+    missing = no_sbom(entry, manifest, (tag.top.json.get("manifests") or []) if tag.top else [])
+    if missing:
+        lines.append(f"-\t{missing}")
     layers = []
     for layer in manifest.get("layers") or []:
         head = image.heads.get(layer["digest"], BlobHead())
@@ -240,8 +262,10 @@ def render(tag: TagDocuments) -> str:
     versions = {v for v in (image_version(image.config, tag.repository) for image in tag.images)
                 if v}
     newest = max(versions, key=release_key) if len(versions) > 1 else None
-    for image, platform in zip(tag.images, platforms):
-        lines += _image_section(tag, image, platform, newest)
+    entries = (tag.top.json.get("manifests") or []) if tag.top.media_type in LIST_TYPES else []
+    for index, (image, platform) in enumerate(zip(tag.images, platforms)):
+        lines += _image_section(tag, image, platform, newest,
+                                entries[index] if index < len(entries) else {})
     return "\n".join(lines) + "\n"
 
 

@@ -1,28 +1,54 @@
-"""Attestations and signatures end to end: a family with a Debian variant and a busybox one
-released with --attest and --sign-key to the test bed's registry, read back by independent
-tools (oras, crane, cosign), its SBOM checked against the image's own dpkg, then released again
-(nothing written), verified, and verified again after one index is replaced.
+"""Attestations and signatures end to end: a family with a Debian variant and a busybox one,
+committed in a git checkout, released with --attest and --sign-key to the test bed's registry,
+read back by independent tools (oras, crane, cosign), its SBOM checked against the image's own
+dpkg and its indexes' annotations against the checkout and the provenance, then released again
+(nothing written), verified, and verified again after one index is replaced. Last, a busybox
+release signed and verified on the bed's TLS registry with Basic auth, cosign given only what
+the tool has: the CI pair and the bed's CA.
 """
 from __future__ import annotations
 
+import base64
 import json
 import os
+import re
 import shutil
 import subprocess
 from pathlib import Path
 
 import pytest
 
+from builder.attest.image import WINDOWS_NO_SBOM
 from builder.attest.provenance import SLSA_PREDICATE
 from builder.attest.sbom import SPDX_PREDICATE
-from builder.model.reference import OCI_INDEX
+from builder.farm import attestations as farm_attestations
+from builder.model import versions
+from builder.model.builders import Builders, Engine
+from builder.model.platforms import PLATFORMS
+from builder.model.reference import OCI_INDEX, ImageRef
+from builder.model.report import Status
+from builder.plan.identity import Prepared
+from builder.plan.plan import plan as make_plan
+from builder.publish.rules import Verified
+from builder.publish.writer import publish
+from builder.registry.client import RegistryClient
+from builder.summary.fetch import fetch
+from builder.summary.page import render
 from tests.helpers.builders import write_builders
 from tests.helpers.cli import generate, invoke
+from tests.helpers.families import tiny_family
+from tests.helpers.git import git
 from tests.helpers.paths import ROOT
+from tests.helpers.registries import credentials_env
+from tests.helpers.windows_images import push_image
 
 REPOSITORY = "attest-hello"
+GIT_REPO = "https://github.com/example/attest-hello.git"
+IMAGE_URL = "https://hub.example.org/_/attest-hello"
 VERSIONS = f"""\
 repository: {REPOSITORY}
+git-repo: {GIT_REPO}
+image-url: {IMAGE_URL}
 defaults:
   debian-suite: busybox
 variants:
@@ -55,9 +81,14 @@ def released(tmp_path_factory, registry, mirror):
     if missing:
         pytest.fail(f"test bed: {', '.join(missing)} missing: run scripts/setup", pytrace=False)
     work = tmp_path_factory.mktemp("attest")
-    shutil.copytree(ROOT / "examples" / "hello" / "templates", work / "templates")
-    (work / "versions.yaml").write_text(VERSIONS)
-    generate(work / "versions.yaml")
+    # The family in a directory of a git checkout, committed as a project commits it.
+    family = work / "images"
+    shutil.copytree(ROOT / "examples" / "hello" / "templates", family / "templates")
+    (family / "versions.yaml").write_text(VERSIONS)
+    generate(family / "versions.yaml")
+    git(work, "init", "-q")
+    git(work, "add", "images")
+    git(work, "commit", "-q", "-m", "the family")
     builders = write_builders(work / "builders.yaml", mirror.host,
                               ("local", "unix:///var/run/docker.sock",
                                ("amd64", "arm64v8")))
@@ -67,7 +98,7 @@ def released(tmp_path_factory, registry, mirror):
 
     def release() -> subprocess.CompletedProcess:
         return invoke("release", "--version", "1.0.0", "--registry", registry.host,
-                      "--versions", str(work / "versions.yaml"), "--builders", str(builders),
+                      "--versions", str(family / "versions.yaml"), "--builders", str(builders),
                       "--attest", "--sign-key", str(work / "cosign.key"),
                       "--out", str(work / "out"), "--report", str(work / "report.json"),
                       "--logs", str(work / "logs"), env=env)
@@ -82,13 +113,21 @@ def released(tmp_path_factory, registry, mirror):
 
 
 def _index(registry, tag: str) -> dict:
+    return _index_of(registry, REPOSITORY, tag)
+
+
+def _index_of(registry, repository: str, tag: str) -> dict:
     return json.loads(tool("oras", "manifest", "fetch", "--plain-http",
-                           f"{registry.host}/{REPOSITORY}:{tag}"))
+                           f"{registry.host}/{repository}:{tag}"))
 
 
 def _statements(registry, entry: dict) -> dict[str, dict]:
+    return _statements_of(registry, REPOSITORY, entry)
+
+
+def _statements_of(registry, repository: str, entry: dict) -> dict[str, dict]:
     """{predicate type: statement} of an attestation manifest, read with crane."""
-    name = f"{registry.host}/{REPOSITORY}"
+    name = f"{registry.host}/{repository}"
     manifest = json.loads(tool("crane", "manifest", "--insecure", f"{name}@{entry['digest']}"))
     return {layer["annotations"]["in-toto.io/predicate-type"]:
             json.loads(tool("crane", "blob", "--insecure", f"{name}@{layer['digest']}"))
@@ -115,6 +154,48 @@ def test_each_tag_is_an_oci_index_of_its_images_and_their_attestation_manifests(
         for statement in found.values():
             assert statement["subject"][0]["digest"]["sha256"] \
                 == entry["annotations"]["vnd.docker.reference.digest"].split(":")[1]
+
+
+def test_the_index_and_its_image_entries_carry_the_annotations_upstream_writes(released,
+                                                                               registry):
+    work = released[0]
+    commit = git(work, "rev-parse", "HEAD")
+    name = f"{registry.host}/{REPOSITORY}"
+    for tag, directory in (("1.0.0", "images/1.0/busybox"), ("1.0.0-trixie", "images/1.0/trixie")):
+        index = _index(registry, tag)
+        attestations = {e["annotations"]["vnd.docker.reference.digest"]: e
+                        for e in index["manifests"] if e["platform"]["os"] == "unknown"}
+        images = [e for e in index["manifests"] if e["platform"]["os"] != "unknown"]
+        source = f"{GIT_REPO}#{commit}:{directory}"
+        created = []
+        for image in images:
+            config = json.loads(tool("crane", "config", "--insecure", f"{name}@{image['digest']}"))
+            created.append(config["created"])
+            provenance = _statements(registry, attestations[image["digest"]])[SLSA_PREDICATE]
+            base, = [d for d in provenance["predicate"]["buildDefinition"]
+                     ["resolvedDependencies"] if "@sha256:" in d["uri"]]
+            assert image["annotations"] == {
+                "org.opencontainers.image.base.digest": "sha256:" + base["digest"]["sha256"],
+                "org.opencontainers.image.base.name":
+                    "busybox:latest" if "busybox" in directory else "debian:trixie",
+                "org.opencontainers.image.created": config["created"],
+                "org.opencontainers.image.revision": commit,
+                "org.opencontainers.image.source": source,
+                "org.opencontainers.image.url": IMAGE_URL,
+                "org.opencontainers.image.version": "1.0.0"}, tag
+        # Each platform's base is its own manifest of the base image.
+        assert len({e["annotations"]["org.opencontainers.image.base.digest"]
+                    for e in images}) == len(images)
+        assert index["annotations"] == {
+            "org.opencontainers.image.created": max(created),
+            "org.opencontainers.image.revision": commit,
+            "org.opencontainers.image.source": source,
+            "org.opencontainers.image.url": IMAGE_URL,
+            "org.opencontainers.image.version": "1.0.0"}, tag
+        # The attestation entries carry what BuildKit writes on them, no more.
+        assert all(set(e["annotations"]) == {"vnd.docker.reference.digest",
+                                             "vnd.docker.reference.type"}
+                   for e in attestations.values())
 
 
 def test_the_sbom_lists_exactly_what_dpkg_knows_in_the_image(released, registry, docker_client):
@@ -192,3 +273,103 @@ def test_the_summary_page_lists_the_attestation_manifests_as_repo_info_does(rele
     section = page.split(heading, 1)[1]
     assert "-\tManifest MIME: `application/vnd.oci.image.manifest.v1+json`" in section
     assert section.count("MIME: application/vnd.in-toto+json") == 2
+
+
+SIGNED_REPOSITORY = "attest-tls"
+SIGNED = f"""\
+repository: {SIGNED_REPOSITORY}
+defaults:
+  debian-suite: busybox
+variants:
+  busybox: {{template: hello, from: "busybox:latest", platforms: [amd64]}}
+versions:
+  - version: 1.0.0
+    variants: [busybox]
+"""
+
+
+def test_a_release_is_signed_and_verified_on_a_tls_registry_with_basic_auth(tmp_path,
+                                                                           tls_registry,
+                                                                           mirror):
+    """cosign is given what the tool has, and nothing it could find alone: the Docker config
+    is an empty directory, the credentials are the CI pair (the host-scoped pair for verify,
+    which has no --registry), and TLS is verified, with the bed's CA from Docker's certs.d for
+    the release and from --ca-bundle for verify."""
+    shutil.copytree(ROOT / "examples" / "hello" / "templates", tmp_path / "templates")
+    (tmp_path / "versions.yaml").write_text(SIGNED)
+    generate(tmp_path / "versions.yaml")
+    builders = write_builders(tmp_path / "builders.yaml", mirror.host,
+                              ("local", "unix:///var/run/docker.sock", ("amd64",)))
+    tool("cosign", "generate-key-pair", "--output-key-prefix", str(tmp_path / "cosign"),
+         env={"COSIGN_PASSWORD": PASSWORD})
+    (tmp_path / "docker").mkdir()
+    alone = {"COSIGN_PASSWORD": PASSWORD, "DOCKER_CONFIG": str(tmp_path / "docker")}
+    done = invoke("release", "--version", "1.0.0", "--registry", tls_registry.host,
+                  "--versions", str(tmp_path / "versions.yaml"), "--builders", str(builders),
+                  "--attest", "--sign-key", str(tmp_path / "cosign.key"),
+                  "--out", str(tmp_path / "out"), "--report", str(tmp_path / "report.json"),
+                  "--logs", str(tmp_path / "logs"),
+                  env={**alone, "BUILDER_REGISTRY_USERNAME": tls_registry.username,
+                       "BUILDER_REGISTRY_PASSWORD": tls_registry.password})
+    assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-3000:]
+    signed = re.search(r"signed (\d+) of (\d+) digests", done.stdout)
+    # The index (every tag lists the same image), the image and its attestation manifest.
+    assert signed and signed.group(1) == signed.group(2) == "3", done.stdout
+    tag = f"{tls_registry.host}/{SIGNED_REPOSITORY}:1.0.0"
+    checked = invoke("verify", tag, "--key", str(tmp_path / "cosign.pub"),
+                     "--ca-bundle", str(tls_registry.ca_bundle),
+                     env={**alone, **credentials_env(tls_registry)})
+    assert checked.returncode == 0, checked.stdout + checked.stderr
+    assert f"{tag}: verified" in checked.stdout
+    everything = done.stdout + done.stderr + checked.stdout + checked.stderr + \
+        (tmp_path / "report.json").read_text()
+    assert tls_registry.password not in everything
+    # cosign's own reader agrees, over verified TLS, logged in through a Docker config.
+    (tmp_path / "login").mkdir()
+    pair = base64.b64encode(f"{tls_registry.username}:{tls_registry.password}".encode()).decode()
+    (tmp_path / "login" / "config.json").write_text(
+        json.dumps({"auths": {tls_registry.host: {"auth": pair}}}))
+    tool("cosign", "verify", "--key", str(tmp_path / "cosign.pub"),
+         "--insecure-ignore-tlog=true", "--offline",
+         "--registry-cacert", str(tls_registry.ca_bundle), tag,
+         env={"DOCKER_CONFIG": str(tmp_path / "login")})
+
+
+def test_a_windows_images_attestation_holds_the_provenance_alone_and_its_page_says_why(
+        tmp_path, registry):
+    """No Windows engine runs here: a hand-made Windows-shaped image (tests/helpers/
+    windows_images.py) stands in for the one a Windows engine would push, and a stand-in for
+    that engine's version answer gives the provenance its engine. The attestation is then made
+    and pushed as the build stage makes it for a Windows job (no inventory), the tag published
+    with it, and its summary page read from the registry."""
+    family = versions.load(tiny_family(tmp_path / "tiny", "attest-windows"))
+    version = family.version("1.0.0")
+    builders = Builders((Engine("local", "unix:///x", (PLATFORMS["amd64"],)),))
+    job = next(j for j in make_plan(family, version, builders=builders,
+                                    registry=registry.host).members if j.platform.os == "windows")
+    client = RegistryClient(registry.host)
+    image = push_image(client, job.image.repository, job.image.tag, job.platform,
+                       label=version.full, foreign_layer=False, build_hash="sha256:" + "0" * 64)
+
+    class WindowsEngine:  # what a Windows engine's /version says
+        def version(self):
+            return {"Version": "24.0.7", "Arch": "amd64", "Os": "windows"}
+
+    build = farm_attestations.facts(
+        WindowsEngine(), job, Prepared(job.dockerfile_text, b"", "sha256:" + "0" * 64, ()),
+        started=1_700_000_000.0, finished=1_700_000_100.0, engine="windows", emulated=False)
+    descriptor = farm_attestations.attest(client, job, image.digest, build, None)
+    tag = job.tags[0]
+    [result] = publish(client, registry.host, family.repository, version, {tag: [job.variant]},
+                       hash_now=lambda key, parent: "", attestations={image.digest: descriptor},
+                       verified={job.key: Verified(image.digest, "sha256:" + "0" * 64)})
+    assert result.status is Status.WRITTEN, result.reason
+
+    index = _index_of(registry, family.repository, tag)
+    attestation, = [e for e in index["manifests"] if e["platform"]["os"] == "unknown"]
+    assert set(_statements_of(registry, family.repository, attestation)) == {SLSA_PREDICATE}
+    page = render(fetch(ImageRef.parse(f"{registry.host}/{family.repository}:{tag}"), client))
+    windows_section, attestation_section = page.split("\n### ")[1:]
+    assert "SBOM" not in windows_section
+    assert f"-\tNo SBOM: {WINDOWS_NO_SBOM}; this attestation manifest holds the provenance " \
+           "alone\n" in attestation_section

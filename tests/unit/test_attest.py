@@ -167,6 +167,7 @@ def test_an_index_with_attestations_is_an_oci_index_listing_them_after_the_image
 
 def test_an_unchanged_image_keeps_the_attestation_its_tag_lists_and_the_same_bytes():
     from builder.model.reference import Descriptor, Manifest
+    from builder.publish.annotations import Origin
     from builder.publish.attestations import attach
     from builder.publish.lists import Member, assemble
 
@@ -177,7 +178,7 @@ def test_an_unchanged_image_keeps_the_attestation_its_tag_lists_and_the_same_byt
     body, media_type = assemble([member])
     made = statements.attestation_manifest(image.digest, [("p", b"{}")])
     first, kind = attach(None, "r", body, media_type, [member], None,
-                         {image.digest: made.descriptor()}, "1.0.0")
+                         {image.digest: made.descriptor()}, {image.digest: Origin("1.0.0")})
     assert kind == OCI_INDEX
 
     class Registry:  # the tag's index as the first release wrote it
@@ -185,8 +186,47 @@ def test_an_unchanged_image_keeps_the_attestation_its_tag_lists_and_the_same_byt
             return Manifest(OCI_INDEX, digest, first)
 
     current = Descriptor(OCI_INDEX, "sha256:" + "c" * 64, len(first))
-    again, _ = attach(Registry(), "r", body, media_type, [member], current, {}, "1.0.0")
+    again, _ = attach(Registry(), "r", body, media_type, [member], current, {},
+                      {image.digest: Origin("1.0.0")})
     assert again == first
     entry = json.loads(first)["manifests"][0]
     assert entry["annotations"] == {"org.opencontainers.image.created": "2026-01-01T00:00:00Z",
                                     "org.opencontainers.image.version": "1.0.0"}
+
+
+class _Client:
+    """What `signing.access` asks of a registry client."""
+
+    def __init__(self, plain: bool, ca_bundle=None, credentials=None):
+        self.registry, self.ca_bundle = "registry.example:5000", ca_bundle
+        self._plain, self._credentials = plain, credentials
+
+    def plain_http(self):
+        return self._plain
+
+    def credentials(self):
+        return self._credentials
+
+
+def test_cosign_reaches_the_registry_as_the_client_does_its_credentials_in_a_private_config():
+    import base64
+    import os
+    import stat
+
+    from builder.attest import signing
+    from builder.registry.credentials import Credentials
+
+    with signing.access(_Client(plain=True)) as reach:
+        assert reach == signing.Access(("--allow-http-registry", "--allow-insecure-registry"))
+    with signing.access(_Client(False, "/ca.pem", Credentials("u", "s3cret"))) as reach:
+        # TLS, verified with the client's CA: never the insecure flags.
+        assert reach.flags == ("--registry-cacert", "/ca.pem")
+        directory = reach.env["DOCKER_CONFIG"]
+        config = os.path.join(directory, "config.json")
+        assert json.load(open(config)) == {"auths": {"registry.example:5000": {
+            "auth": base64.b64encode(b"u:s3cret").decode()}}}
+        assert stat.S_IMODE(os.stat(config).st_mode) == 0o600
+        assert stat.S_IMODE(os.stat(directory).st_mode) == 0o700
+    assert not os.path.exists(directory)
+    with signing.access(_Client(False)) as reach:
+        assert reach == signing.Access()  # the system's CAs, anonymous

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from builder.attest.image import WINDOWS_NO_SBOM
 from builder.farm.results import Attempt, EngineRun, Failover, Phase, job_result
 from builder.model import versions
 from builder.model.builders import Builders, Engine
@@ -54,3 +55,22 @@ def test_an_unchanged_job_has_the_registrys_size_and_no_phase(tmp_path, tiny_fam
 
     assert (result.digest, result.compressed, result.phases, result.emulated) == \
         (DIGEST, 99, (), False)
+
+
+def test_an_attested_windows_job_says_in_the_report_why_it_has_no_sbom(tmp_path, tiny_family_path):
+    """The build stage attests a Windows image with the provenance alone; no Windows engine runs
+    here, so the attempt is made by hand, as a Windows engine's would come back."""
+    family = versions.load(derived_family(tmp_path, tiny_family_path))
+    builders = Builders((Engine("local", "unix:///x", (PLATFORMS["amd64"],)),))
+    jobs = {job.key: job for job in plan(family, "1.0.0", builders=builders,
+                                         registry="r:5000").members}
+    descriptor = {"mediaType": "application/vnd.oci.image.manifest.v1+json", "digest": DIGEST}
+
+    def result(key: str):
+        run = EngineRun("e", T0, image_id="sha256:1", built=T0 + 1, finished=T0 + 2,
+                        attestation=descriptor)
+        return job_result(jobs[key], Path("x.log"), Attempt(Status.BUILT, run=run), retries=0,
+                          interrupted=False, now=T0 + 2).as_dict()
+
+    assert result("1.0.0/windowsservercore-1809/windows-amd64")["no_sbom"] == WINDOWS_NO_SBOM
+    assert result("1.0.0/busybox/amd64")["no_sbom"] is None

@@ -32,7 +32,9 @@ MAY_IMPORT: dict[str, frozenset[str]] = {
     "attest": frozenset({"model", "registry"}),
     "farm": frozenset({"model", "plan", "registry", "attest"}),
     "publish": frozenset({"model", "plan", "registry", "attest.statements"}),
-    "summary": frozenset({"model", "registry"}),
+    # The pages read attestation manifests as the statements module writes them.
+    "summary": frozenset({"model", "registry", "attest.statements", "attest.sbom",
+                          "attest.image"}),
     "update": frozenset({"model", "generate", "mirror"}),
     "commands": frozenset({"model", "generate", "plan", "farm", "registry", "publish", "summary",
                            "mirror", "update", "options", "report", "attest"}),
@@ -51,7 +53,7 @@ PURE_WINGS = ("model", "generate", "plan", "options", "program")
 PURE = ("summary.page", "update.index", "publish.lists", "publish.rules", "farm.pools",
         "registry.documents", "registry.errors", "mirror.layout", "mirror.deb822", "report.html",
         "report.markdown", "attest.inventory", "attest.sbom", "attest.provenance",
-        "attest.statements")
+        "attest.statements", "attest.image", "publish.annotations")
 BLOCKED = ("docker", "requests", "urllib3", "builder.registry.client", "builder.farm.engines",
            "builder.farm.engineapi")
 

@@ -133,6 +133,16 @@ def test_a_member_the_written_list_does_not_hold_is_not_in_this_run():
     assert [c.status for c in row.cells["i386"]] == ["not in this run"]
 
 
+def test_a_job_attested_without_an_sbom_says_why():
+    windows = job("1.0.0/windowsservercore-1809/windows-amd64",
+                  no_sbom="upstream attests no Windows image, and a Windows engine runs no sh "
+                          "to read an inventory")
+    page = Page(html.index(report([job("1.0.0/busybox/amd64"), windows]), {}, {}))
+    [(_, text)] = page.find("span", "no-sbom")
+    assert text == ("attested: provenance only, no SBOM (upstream attests no Windows image, and "
+                    "a Windows engine runs no sh to read an inventory)")
+
+
 # --- the timeline -----------------------------------------------------------------------
 
 def test_a_bar_per_job_on_its_engine_split_into_its_phases():

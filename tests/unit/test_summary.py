@@ -7,7 +7,7 @@ import os
 
 import pytest
 
-from builder.model.reference import DOCKER_MANIFEST, OCI_INDEX, ImageRef
+from builder.model.reference import DOCKER_MANIFEST, OCI_INDEX, OCI_MANIFEST, ImageRef
 from builder.summary.page import (BlobHead, Document, ImageDocuments, TagDocuments, created_text,
                                   history_text, json_text, last_modified_text, page_path,
                                   platform_text, render, size_text)
@@ -175,3 +175,44 @@ def test_page_path_follows_repo_info_layout(tmp_path):
     assert page_path(ImageRef.parse("python:3.8"), tmp_path) == tmp_path / "python/remote/3.8.md"
     assert page_path(ImageRef.parse("127.0.0.1:5000/team/py:3.8-slim"), tmp_path) == \
         tmp_path / "team/py/remote/3.8-slim.md"
+
+
+def _attested_tag(image_platform: dict, predicates: list[str]) -> TagDocuments:
+    """An OCI index of one image and its attestation manifest holding `predicates`."""
+    image = _image_documents(platform=image_platform)
+    attestation = {"schemaVersion": 2, "mediaType": OCI_MANIFEST,
+                   "config": {"mediaType": "application/vnd.oci.image.config.v1+json",
+                              "size": 2, "digest": "sha256:" + "9" * 64},
+                   "layers": [{"mediaType": "application/vnd.in-toto+json", "size": 10,
+                               "digest": "sha256:" + str(n) * 64,
+                               "annotations": {"in-toto.io/predicate-type": kind}}
+                              for n, kind in enumerate(predicates, start=5)]}
+    unknown = {"architecture": "unknown", "os": "unknown"}
+    entries = [{"mediaType": DOCKER_MANIFEST, "digest": image.manifest.digest, "size": 1,
+                "platform": image_platform},
+               {"mediaType": OCI_MANIFEST, "digest": "sha256:" + "a" * 64, "size": 1,
+                "platform": unknown,
+                "annotations": {"vnd.docker.reference.digest": image.manifest.digest,
+                                "vnd.docker.reference.type": "attestation-manifest"}}]
+    top = Document(OCI_INDEX, "sha256:" + "f" * 64,
+                   {"schemaVersion": 2, "mediaType": OCI_INDEX, "manifests": entries})
+    return TagDocuments("x/y:1", "x/y", top, (
+        image, ImageDocuments(Document(OCI_MANIFEST, "sha256:" + "a" * 64, attestation),
+                              {"architecture": "unknown", "os": "unknown"}, {}, unknown)))
+
+
+def test_a_windows_images_attestation_section_says_why_it_holds_no_sbom():
+    """A Windows image's attestation holds the provenance alone (what the build stage makes for
+    a Windows job: no Windows engine runs here, so the documents are made by hand)."""
+    windows = {"architecture": "amd64", "os": "windows", "os.version": "10.0.17763.805"}
+    page = render(_attested_tag(windows, ["https://slsa.dev/provenance/v1"]))
+    image, attestation = page.split("\n### ")[1:]
+    assert "SBOM" not in image
+    assert ("-\tNo SBOM: upstream attests no Windows image, and a Windows engine runs no sh to "
+            "read an inventory; this attestation manifest holds the provenance alone\n"
+            ) in attestation
+    linux = {"architecture": "amd64", "os": "linux"}
+    assert "SBOM" not in render(_attested_tag(linux, ["https://spdx.dev/Document",
+                                                      "https://slsa.dev/provenance/v1"]))
+    assert "-\tNo SBOM in this attestation manifest\n" in render(
+        _attested_tag(linux, ["https://slsa.dev/provenance/v1"]))

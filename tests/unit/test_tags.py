@@ -6,11 +6,9 @@ publication is checked against the family as it was then (3.8.0 holding them).""
 from __future__ import annotations
 
 import dataclasses
-import os
 import shutil
 import subprocess
 import sys
-from pathlib import Path
 
 import pytest
 
@@ -18,6 +16,7 @@ from builder.generate.library import library_file
 from builder.model.tags import tag_groups, variant_tags
 from builder.model.versions import load
 from tests.helpers.cli import invoke
+from tests.helpers.git import git
 from tests.helpers.paths import ROOT
 
 COMMIT_2019 = "1ea0c7233e5c56ac59f7e0719df33f3a2bade7fc"
@@ -167,13 +166,6 @@ def test_the_tiny_family_follows_the_same_rules(tiny_family_path):
     assert [v.name for v in groups["latest"]] == ["busybox", "windowsservercore-1809"]
     old = tiny.version("0.9.1")
     assert variant_tags(tiny, old, old.variant("busybox")).shared_tags == ("0.9.1", "0.9")
-
-
-def git(repo: Path, *args: str) -> str:
-    env = dict(os.environ, GIT_AUTHOR_NAME="t", GIT_AUTHOR_EMAIL="t@example.org",
-               GIT_COMMITTER_NAME="t", GIT_COMMITTER_EMAIL="t@example.org")
-    return subprocess.run(["git", "-C", str(repo), *args], env=env, check=True,
-                          capture_output=True, text=True).stdout.strip()
 
 
 def test_git_commit_is_the_last_one_touching_each_directory(tmp_path):

@@ -48,6 +48,9 @@ BAD_INPUT = [
      7, "variants.buster.colour", "unknown key 'colour'"),
     ("unknown top-level key", "repository: demo\n", "repository: demo\nrepo: x\n",
      2, "repo", "unknown key"),
+    ("image page not https", "repository: demo\n",
+     "repository: demo\nimage-url: http://hub.example.org/_/demo\n",
+     2, "image-url", "not an https URL"),
     ("missing field", "    from: busybox:latest\n", "",
      5, "variants.buster", "missing field 'from'"),
     ("missing version list", "    variants: [buster, windowsservercore-1809]\n", "",
@@ -162,6 +165,15 @@ def test_the_valid_document_loads(tmp_path):
     assert [p.name for p in buster.platforms] == ["amd64", "arm64v8"]
     assert windows.is_windows and windows.platforms[0].os_version == "10.0.17763"
     assert family.default_debian_suite == "buster" and family.default_alpine is None
+
+
+def test_the_git_repository_and_the_image_page_are_kept_for_the_annotations(tmp_path):
+    text = VALID.replace("repository: demo\n", "repository: demo\n"
+                         "git-repo: https://github.com/example/demo.git\n"
+                         "image-url: https://hub.example.org/_/demo\n")
+    family = load(write(tmp_path, text), TINY / "templates")
+    assert family.extra == {"git-repo": "https://github.com/example/demo.git",
+                            "image-url": "https://hub.example.org/_/demo"}
 
 
 @pytest.mark.parametrize("case, old, new, line, field, words", BAD_INPUT,
