@@ -1,41 +1,54 @@
 """What an image holds, read once from the image itself after its smoke tests (pure).
 
-`SCRIPT` runs in a container of the image (``/bin/sh -c``, network off): it prints the dpkg
-status file, the apk installed database and, when the image has a Python, every distribution
-`importlib.metadata` finds and CPython's own SBOM if the image keeps one, each after a marker
-line. `parse` turns that output into an `Inventory`. A busybox image yields an empty one: it
-has neither package manager nor Python, and its SBOM says so by listing nothing.
+The edge (`builder.farm.attestations`) creates a container of the image without starting it
+and reads, through the engine's archive endpoint, the first file of each of `SOURCES` that the
+image has: os-release, the dpkg status file, the apk installed database and CPython's own SBOM
+if the image keeps one. It starts that container only when a Python is on the image's PATH
+(`python_candidates`, looked up as `command -v` would): then it runs `PYTHON_SCRIPT`, which
+prints every distribution `importlib.metadata` finds. `assemble` turns what was read into an
+`Inventory`. A busybox image yields an empty one, and runs nothing: it has neither package
+manager nor Python, and its SBOM says so by listing nothing.
 """
 from __future__ import annotations
 
 import json
 import re
 from dataclasses import dataclass
+from typing import Mapping, Sequence
 
 from builder.model.errors import AttestationError as InventoryError
 
-MARK = "::pib-inventory::"
+# Where an image keeps CPython's Misc/sbom.spdx.json, when its Dockerfile copies it out of the
+# source tree before deleting that.
+CPYTHON_SBOM_PATHS = ("/usr/local/share/cpython/sbom.spdx.json",)
+
+# name → the paths that may hold it, the first found wins (a missing one is no error).
+SOURCES: dict[str, tuple[str, ...]] = {
+    "os-release": ("/etc/os-release", "/usr/lib/os-release"),
+    "dpkg": ("/var/lib/dpkg/status",),
+    "apk": ("/lib/apk/db/installed",),
+    "cpython-sbom": CPYTHON_SBOM_PATHS,
+}
+
+PYTHONS = ("python3", "python")  # the names looked for, in this order
+# The PATH the engine gives a container whose image sets none.
+DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 
 _PYTHON = ("import importlib.metadata as m, json, sys; "
            "print(json.dumps({'version': '.'.join(map(str, sys.version_info[:3])), "
            "'distributions': sorted({(d.metadata['Name'] or '', d.version) "
            "for d in m.distributions() if d.metadata['Name']})}))")
 
-# Where an image keeps CPython's Misc/sbom.spdx.json, when its Dockerfile copies it out of the
-# source tree before deleting that.
-CPYTHON_SBOM_PATHS = ("/usr/local/share/cpython/sbom.spdx.json",)
+# Run with /bin/sh, network off, in an image that has a Python: the shell finds it on the
+# container's PATH, and exits with its status; only stdout is read.
+PYTHON_SCRIPT = (f"for p in {' '.join(PYTHONS)}; do command -v $p >/dev/null 2>&1 && "
+                 f"{{ $p -c \"{_PYTHON}\"; exit; }}; done")
 
-SCRIPT = "; ".join([
-    f"echo '{MARK}os-release'", "cat /etc/os-release 2>/dev/null || cat /usr/lib/os-release",
-    f"echo '{MARK}dpkg'", "cat /var/lib/dpkg/status 2>/dev/null",
-    f"echo '{MARK}apk'", "cat /lib/apk/db/installed 2>/dev/null",
-    f"echo '{MARK}python'",
-    "for p in python3 python; do command -v $p >/dev/null 2>&1 && "
-    f"{{ $p -c \"{_PYTHON}\"; break; }}; done",
-    f"echo '{MARK}cpython-sbom'",
-    *(f"cat {path} 2>/dev/null" for path in CPYTHON_SBOM_PATHS),
-    f"echo '{MARK}end'",
-])
+# Go's os.FileMode, as the archive endpoint's stat reports a path's mode: the type bits (a
+# regular file has none of them: directory, symlink, device, named pipe, socket, character
+# device, irregular) above the permission bits.
+_MODE_TYPE = (1 << 31) | (1 << 27) | (1 << 26) | (1 << 25) | (1 << 24) | (1 << 21) | (1 << 19)
+_EXECUTABLE = 0o111
 
 
 @dataclass(frozen=True, order=True)
@@ -65,38 +78,40 @@ class Inventory:
     os_release: dict[str, str]  # /etc/os-release: ID, VERSION_CODENAME, VERSION_ID…
 
 
-def parse(output: str) -> Inventory:
-    sections = _sections(output)
-    dpkg = dpkg_packages(sections.get("dpkg", ""))
-    apk = apk_packages(sections.get("apk", ""))
-    python, distributions = _python(sections.get("python", ""))
-    sbom_text = sections.get("cpython-sbom", "").strip()
+def python_candidates(env: Sequence[str]) -> tuple[str, ...]:
+    """The paths where `command -v` finds a Python in a container whose environment is `env`
+    (``NAME=value`` items): each name of `PYTHONS` in each directory of its PATH, in order."""
+    path = next((item[len("PATH="):] for item in env if item.startswith("PATH=")),
+                DEFAULT_PATH)
+    directories = [d.rstrip("/") for d in path.split(":") if d.startswith("/")]
+    return tuple(f"{directory}/{name}" for name in PYTHONS for directory in directories)
+
+
+def runnable(mode: int) -> bool:
+    """Whether a path of this mode (the archive endpoint's, Go's os.FileMode) is a program:
+    a regular file with an execute bit."""
+    return not mode & _MODE_TYPE and bool(mode & _EXECUTABLE)
+
+
+def assemble(files: Mapping[str, str], printed: str) -> Inventory:
+    """The inventory from `files` (name of `SOURCES` → the text of its first path the image
+    has; a name it has none of is left out) and `printed`, what `PYTHON_SCRIPT` printed ("":
+    the image has no Python)."""
+    dpkg = dpkg_packages(files.get("dpkg", ""))
+    apk = apk_packages(files.get("apk", ""))
+    python, distributions = _python(printed)
+    sbom_text = files.get("cpython-sbom", "").strip()
     try:
         cpython_sbom = json.loads(sbom_text) if sbom_text else None
     except ValueError:
         raise InventoryError("CPython's sbom.spdx.json in the image is not JSON") from None
     return Inventory("dpkg" if dpkg else "apk" if apk else "", tuple(dpkg or apk), python,
-                     distributions, cpython_sbom, _os_release(sections.get("os-release", "")))
+                     distributions, cpython_sbom, _os_release(files.get("os-release", "")))
 
 
 def _os_release(text: str) -> dict[str, str]:
     pairs = (line.split("=", 1) for line in text.splitlines() if "=" in line)
     return {key.strip(): value.strip().strip('"') for key, value in pairs}
-
-
-def _sections(output: str) -> dict[str, str]:
-    if f"{MARK}end" not in output:
-        raise InventoryError("the inventory script did not finish: "
-                             + " | ".join(output.strip().splitlines()[-3:]))
-    found, name, lines = {}, None, []
-    for line in output.splitlines():
-        if line.startswith(MARK):
-            if name:
-                found[name] = "\n".join(lines)
-            name, lines = line[len(MARK):], []
-        elif name:
-            lines.append(line)
-    return found
 
 
 def _stanzas(text: str) -> list[dict[str, str]]:

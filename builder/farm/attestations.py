@@ -1,6 +1,7 @@
 """A job's attestations on its engine: the image's inventory, read once after its smoke tests
-in a container of the image (network off), and after the push its attestation manifest, made
-from the job's values (`builder.attest.image`) and pushed beside the image.
+from a container of the image (network off, started only when the image has a Python), and
+after the push its attestation manifest, made from the job's values (`builder.attest.image`)
+and pushed beside the image.
 
 The inventory is read before the push, so an image whose inventory cannot be read is not
 pushed: its tag would otherwise list an image without the SBOM the release promises.
@@ -23,7 +24,7 @@ from builder.attest import image, inventory, push
 from builder.attest.inventory import Inventory
 from builder.attest.provenance import BuildFacts, Dependency
 from builder.attest.sbom import Source
-from builder.farm import engineapi
+from builder.farm import containers
 from builder.farm.engines import short_error
 from builder.model.errors import AttestationError
 from builder.model.mirrors import PYTHON_ORG, Mirror
@@ -38,20 +39,52 @@ TARBALL_TIMEOUT = 120  # seconds for CPython's tarball (about 23 MB) from the jo
 
 def read_inventory(api, image_id: str, platform: Platform,
                    log: Callable[[str], None]) -> Inventory:
-    """What the image holds, from the image itself."""
+    """What the image holds, from the image itself: its files read through a container that
+    is created, and started only to ask the image's Python (if it has one) what it holds."""
     try:
-        code, output = engineapi.run_once(api, image_id, inventory.SCRIPT, platform,
-                                          INVENTORY_TIMEOUT, stderr=False)
+        with containers.created(api, image_id, ["/bin/sh", "-c", inventory.PYTHON_SCRIPT],
+                                platform) as container:
+            files = _files(api, container)
+            printed = _ask_python(api, container) if _has_python(api, container) else ""
     except (DockerException, requests.RequestException) as error:
         raise AttestationError(f"the image's inventory could not be read: "
                                f"{short_error(error)}; nothing was pushed") from None
-    if code != 0:
-        raise AttestationError(f"the image's inventory script exited {code}; nothing was pushed")
-    found = inventory.parse(output)
+    found = inventory.assemble(files, printed)
     log(f"inventory: {len(found.packages)} {found.manager or 'system'} packages, "
         f"{len(found.distributions)} Python distributions"
         + (f", Python {found.python}" if found.python else ""))
     return found
+
+
+def _files(api, container: str) -> dict[str, str]:
+    """Each of the inventory's sources: the text of the first of its paths the image has."""
+    found = {}
+    for name, paths in inventory.SOURCES.items():
+        for path in paths:
+            data = containers.read_file(api, container, path)
+            if data is not None:
+                found[name] = data.decode("utf-8", "replace")
+                break
+    return found
+
+
+def _has_python(api, container: str) -> bool:
+    """Whether a Python is on the container's PATH, where its shell would find one."""
+    env = api.inspect_container(container)["Config"].get("Env") or []
+    for path in inventory.python_candidates(env):
+        found = containers.stat(api, container, path)
+        if found is not None and inventory.runnable(found.get("mode", 0)):
+            return True
+    return False
+
+
+def _ask_python(api, container: str) -> str:
+    """What the image's Python prints of itself (`inventory.PYTHON_SCRIPT`), stdout only."""
+    code, output = containers.run(api, container, INVENTORY_TIMEOUT, stderr=False)
+    if code != 0:
+        raise AttestationError(f"the image's Python exited {code} listing its distributions; "
+                               "nothing was pushed")
+    return output
 
 
 def source(job: BuildJob) -> Source | None:

@@ -22,7 +22,7 @@ from typing import BinaryIO, Callable, Union
 import requests
 from docker.errors import APIError, DockerException
 
-from builder.farm import engines
+from builder.farm import containers, engines
 from builder.model import retry
 from builder.registry.credentials import Credentials
 from builder.model.builders import Engine
@@ -257,27 +257,6 @@ def check_platform(api, engine: Engine, image_id: str, platform: Platform,
                             f"{platform.oci} build; {cause(fields[2] or None)}")
 
 
-def run_once(api, image_id: str, script: str, platform: Platform, timeout: int, *,
-             stderr: bool = True) -> tuple[int, str]:
-    """Run `script` with /bin/sh in a fresh container of `image_id`, network disabled, and
-    remove it; (exit code, output). The engine's errors are raised, the container removed."""
-    container = None
-    try:
-        container = api.create_container(
-            image_id, command=["/bin/sh", "-c", script], entrypoint=[],
-            network_disabled=True, platform=platform.oci)["Id"]
-        api.start(container)
-        exit_code = api.wait(container, timeout=timeout)["StatusCode"]
-        return exit_code, api.logs(container, stdout=True, stderr=stderr).decode("utf-8",
-                                                                                 "replace")
-    finally:
-        if container is not None:
-            try:
-                api.remove_container(container, force=True)
-            except (DockerException, requests.RequestException):
-                pass  # a container left behind costs disk, not correctness
-
-
 def run_checks(api, image_id: str, checks: tuple[Check, ...], version: str, platform: Platform,
                log: Callable[[str], None], timeout: int = 900) -> list[Outcome]:
     """Run each smoke check in a fresh container of `image_id`, network disabled; every check
@@ -286,7 +265,7 @@ def run_checks(api, image_id: str, checks: tuple[Check, ...], version: str, plat
     for check in checks:
         started = time.monotonic()
         try:
-            exit_code, output = run_once(api, image_id, check.run, platform, timeout)
+            exit_code, output = containers.run_once(api, image_id, check.run, platform, timeout)
         except (DockerException, requests.RequestException) as error:
             exit_code, output = None, f"{type(error).__name__}: {short_error(error)}"
         outcome = verdict(check, version, exit_code, output, time.monotonic() - started)

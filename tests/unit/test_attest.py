@@ -34,14 +34,8 @@ Version: 2025b-4
 APK = "C:Q1abc=\nP:musl\nV:1.2.5-r9\nA:x86_64\no:musl\n\nP:busybox\nV:1.37.0-r12\nA:x86_64\n"
 
 
-def _output(dpkg="", apk="", python="", cpython=""):
-    m = inventory.MARK
-    return (f"{m}dpkg\n{dpkg}\n{m}apk\n{apk}\n{m}python\n{python}\n"
-            f"{m}cpython-sbom\n{cpython}\n{m}end\n")
-
-
 def test_dpkg_status_gives_the_installed_packages_only_with_their_source():
-    found = inventory.parse(_output(dpkg=STATUS))
+    found = inventory.assemble({"dpkg": STATUS}, "")
     assert found.manager == "dpkg"
     assert found.packages == (Package("libc6", "2.41-12", "amd64", "glibc", "2.41-12"),
                               Package("tzdata", "2025b-4", "all", "tzdata", "2025b-4"))
@@ -50,15 +44,39 @@ def test_dpkg_status_gives_the_installed_packages_only_with_their_source():
 
 def test_apk_database_and_python_distributions():
     python = json.dumps({"version": "3.14.0", "distributions": [["pip", "25.2"]]})
-    found = inventory.parse(_output(apk=APK, python=python))
+    found = inventory.assemble({"apk": APK}, python)
     assert found.manager == "apk"
     assert [p.name for p in found.packages] == ["busybox", "musl"]
     assert found.python == "3.14.0" and found.distributions == (Distribution("pip", "25.2"),)
 
 
-def test_an_unfinished_inventory_is_refused_with_its_last_lines():
-    with pytest.raises(InventoryError, match="did not finish: .*sh: cat: not found"):
-        inventory.parse(f"{inventory.MARK}dpkg\nsh: cat: not found\n")
+def test_an_image_with_none_of_the_files_and_no_python_has_an_empty_inventory():
+    found = inventory.assemble({}, "")
+    assert (found.manager, found.packages, found.python, found.cpython_sbom,
+            found.os_release) == ("", (), None, None, {})
+
+
+def test_a_python_that_prints_no_inventory_is_refused_with_what_it_printed():
+    with pytest.raises(InventoryError, match="printed no inventory: .*No module named"):
+        inventory.assemble({}, "ModuleNotFoundError: No module named 'importlib.metadata'\n")
+
+
+def test_python_is_looked_for_as_command_v_does_on_the_image_path_or_the_engine_default():
+    assert inventory.python_candidates(["LANG=C.UTF-8", "PATH=/usr/local/bin:bin:/usr/bin/"]) \
+        == ("/usr/local/bin/python3", "/usr/bin/python3", "/usr/local/bin/python",
+            "/usr/bin/python")
+    assert inventory.python_candidates([])[:2] == ("/usr/local/sbin/python3",
+                                                   "/usr/local/bin/python3")
+
+
+@pytest.mark.parametrize("mode, expected", [
+    (0o755, True), (0o644, False), (0o100, True),
+    ((1 << 31) | 0o755, False),  # a directory
+    ((1 << 27) | 0o777, False),  # a symlink (its target's stat is the one that counts)
+    ((1 << 23) | 0o4755, True),  # setuid
+])
+def test_a_program_is_a_regular_file_with_an_execute_bit(mode, expected):
+    assert inventory.runnable(mode) is expected
 
 
 SUBJECT = sbom.Subject("pkg:docker/r/python@3.14.0-slim-trixie-amd64?platform=linux%2Famd64",
@@ -72,8 +90,8 @@ CPYTHON_SBOM = {"packages": [{"name": "expat", "versionInfo": "2.7.1", "SPDXID":
 
 def _document():
     python = json.dumps({"version": "3.14.0", "distributions": [["pip", "25.2"]]})
-    found = inventory.parse(_output(dpkg=STATUS, python=python,
-                                    cpython=json.dumps(CPYTHON_SBOM)))
+    found = inventory.assemble({"dpkg": STATUS, "cpython-sbom": json.dumps(CPYTHON_SBOM)},
+                               python)
     return sbom.document(SUBJECT, found, SOURCE)
 
 
