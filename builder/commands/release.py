@@ -1,9 +1,10 @@
 """Stage release: every stage in one command, from versions to published tags (`invoke release`).
 
-generate check → build and push → publish → summary pages, stopping at the first stage
-that fails, so a tag is never published over per-arch images that did not all build (unless
-``allow_lagging``: then the platforms whose jobs failed keep the tag's current members, and the
-release still exits 1), and never built from Dockerfiles that differ from the committed tree.
+generate check → build and push → publish → sign (with --sign-key) → summary pages, stopping
+at the first stage that fails, so a tag is never published over per-arch images that did not
+all build (unless ``allow_lagging``: then the platforms whose jobs failed keep the tag's
+current members, and the release still exits 1), and never built from Dockerfiles that differ
+from the committed tree.
 Publish lists the digests this build pushed or found unchanged (`builder.publish.rules`), not
 whatever the per-arch tags hold by then. Each stage is the one its own command runs; its
 result adds itself to the release's report.
@@ -11,14 +12,18 @@ result adds itself to the release's report.
 The stages hand each other values: the versions file is loaded and the version resolved once,
 the plan made once (build runs its jobs, publish reads and hashes its members), and the build's
 results go to publish as the images they vouch for (`builder.publish.rules.verified_builds`),
-the same values `invoke publish --from-report` reads from a build's report.
+the same values `invoke publish --from-report` reads from a build's report. With --sign-key,
+the images the build pushed and their attestation manifests are being signed while publish
+runs; the sign stage signs the indexes and what else they list, and waits for both.
 """
 from __future__ import annotations
 
 import sys
+from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TextIO
 
+from builder.attest import signing
 from builder.commands import build, generate, publish, summary, verify
 from builder.farm.results import BuildRun, Interrupted
 from builder.model import naming
@@ -33,7 +38,7 @@ from builder.plan.plan import Plan
 from builder.plan.plan import plan as make_plan
 from builder.publish.rules import verified_builds
 from builder.publish.writer import registry_host
-from builder.registry.client import DEFAULT_CONCURRENCY, Registries
+from builder.registry.client import DEFAULT_CONCURRENCY, Registries, RegistryClient
 from builder.report import write as html_report
 
 
@@ -80,6 +85,8 @@ def run(options: ReleaseOptions, out: TextIO) -> ReleaseResult:
     """Release one version; the report says which stage stopped it, and is written also when
     an error stops a stage midway."""
     registry = naming.check_registry(options.registry.rstrip("/"))  # before the report names it
+    if options.sign_key:
+        signing.check_key(options.sign_key)  # before anything is built to be signed
     family = versions.load(options.versions, options.templates)
     wanted = family.version(options.version)
     report = Report("release", wanted.full, family.repository, registry)
@@ -152,7 +159,23 @@ def _stages(report: Report, wanted: versions.Version, family: versions.Family,
     if not went_through and not options.allow_lagging:
         report.stages["build"]["reason"] += "; nothing was published"
         return EXIT_FAILED
+    client = registries.client(registry_host(registry, family.repository),
+                               ca_bundle=options.ca_bundle)
+    # The images just pushed and their attestation manifests are signed while publish lists
+    # them; whatever is still signing when a later stage fails is stopped.
+    with (verify.sign_built(client, built.results, naming.target_reference(
+            registry, family.repository, "latest"), options.sign_key)
+          if options.sign_key else nullcontext()) as early:
+        return _publish_onwards(report, the_plan, built, wanted, options, registry,
+                                registries, (client, early), out)
 
+
+def _publish_onwards(report: Report, the_plan: Plan, built: BuildRun,
+                     wanted: versions.Version, options: ReleaseOptions, registry: str,
+                     registries: Registries,
+                     signer: tuple[RegistryClient, signing.Signing | None], out: TextIO) -> int:
+    """Publish, sign (with the target's client, past what `early` signs), the summary pages."""
+    client, early = signer
     _begin(report, "publish", out, "publish")
     published = publish.stage(the_plan, publish.PublishOptions(
         version=wanted.full, registry=registry, oci=options.oci,
@@ -167,9 +190,8 @@ def _stages(report: Report, wanted: versions.Version, family: versions.Family,
     if options.sign_key:
         _begin(report, "sign", out, "sign (cosign, offline)")
         _went_through(report, verify.sign_published(
-            registries.client(registry_host(registry, family.repository),
-                              ca_bundle=options.ca_bundle),
-            {t.reference: t.digest for t in published.tags if t.digest}, options.sign_key, out))
+            client, {t.reference: t.digest for t in published.tags if t.digest},
+            options.sign_key, out, early=early))
 
     _begin(report, "summary", out, "summary pages")
     pages = summary.run(summary.SummaryOptions(
@@ -180,6 +202,7 @@ def _stages(report: Report, wanted: versions.Version, family: versions.Family,
         print(f"  {path}", file=out)
     # A tag this run published has no page only when it was deleted since: the release failed.
     # Without a build that went through, --allow-lagging published past failed jobs: failed too.
+    went_through = built.exit_code == EXIT_OK
     return EXIT_OK if _went_through(report, pages) and went_through else EXIT_FAILED
 
 

@@ -11,10 +11,11 @@ from __future__ import annotations
 import json
 import sys
 from dataclasses import dataclass
-from typing import TextIO
+from typing import Iterable, TextIO
 
 from builder.attest import signing
 from builder.attest.statements import PREDICATE_ANNOTATION, REFERENCE_DIGEST, is_attestation
+from builder.farm.results import JobResult
 from builder.model.errors import EXIT_FAILED, EXIT_OK
 from builder.model.report import Report, Status
 from builder.registry.client import NotFound, Registries, RegistryClient
@@ -125,10 +126,27 @@ class SignResult:
         report.stage("sign", Status.OK, signed=len(self.signed))
 
 
+def sign_built(client: RegistryClient, results: Iterable[JobResult], tags: ImageRef,
+               key: str) -> signing.Signing:
+    """Start signing each image the build stage has in the registry and its attestation
+    manifest, those in the repository of the tags (`tags`) that will list them; publish runs
+    meanwhile, and `sign_published` signs the rest."""
+    name = f"{tags.registry}/{tags.repository}"
+    references = []
+    for result in results:
+        image = ImageRef.parse(result.image) if result.digest and result.image else None
+        if image is None or f"{image.registry}/{image.repository}" != name:
+            continue  # nothing pushed, or pushed elsewhere (--arch-namespace): publish copies it
+        references.append((name, result.digest))
+        if result.attestation:
+            references.append((name, result.attestation["digest"]))
+    return signing.start(client, key, references)
+
+
 def sign_published(client: RegistryClient, published: dict[str, str], key: str,
-                   out: TextIO) -> SignResult:
+                   out: TextIO, *, early: signing.Signing | None = None) -> SignResult:
     """Sign each published tag's index ({reference: digest}), and every image and attestation
-    manifest it lists."""
+    manifest it lists, past those `early` (`sign_built`) is signing, and wait for that too."""
     targets: dict[tuple[str, str], None] = {}
     for text, digest in published.items():
         ref = ImageRef.parse(text)
@@ -137,7 +155,9 @@ def sign_published(client: RegistryClient, published: dict[str, str], key: str,
         targets[(name, digest)] = None
         for entry in top.json.get("manifests", []) if top.is_list else []:
             targets[(name, entry["digest"])] = None
-    done = signing.sign(client, key, targets)
-    print(f"  signed {len(done)} of {len(targets)} digests (the others were signed before)",
-          file=out)
+    ahead = early.references if early is not None else frozenset()
+    with signing.start(client, key, [t for t in targets if t not in ahead]) as late:
+        done = late.wait() + (early.wait() if early is not None else [])
+    print(f"  signed {len(done)} of {len(ahead | set(targets))} digests (the others were signed "
+          "before)", file=out)
     return SignResult(tuple(done))

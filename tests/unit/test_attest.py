@@ -6,7 +6,7 @@ import json
 
 import pytest
 
-from builder.attest import inventory, provenance, sbom, statements
+from builder.attest import inventory, provenance, sbom, signing, statements
 from builder.attest.inventory import Distribution, InventoryError, Package
 from builder.model.reference import DOCKER_LIST, OCI_INDEX
 
@@ -248,3 +248,12 @@ def test_cosign_reaches_the_registry_as_the_client_does_its_credentials_in_a_pri
     assert not os.path.exists(directory)
     with signing.access(_Client(False)) as reach:
         assert reach == signing.Access()  # the system's CAs, anonymous
+
+
+@pytest.mark.parametrize("count, shares", [
+    (0, []), (1, [1]), (8, [8]), (9, [5, 4]), (30, [8, 8, 7, 7]), (100, [25, 25, 25, 25])])
+def test_the_digests_to_sign_are_shared_among_at_most_four_cosign_runs(count, shares):
+    targets = [f"r/hello@sha256:{n:064x}" for n in range(count)]
+    found = signing.shares(targets)
+    assert [len(share) for share in found] == shares
+    assert sorted(t for share in found for t in share) == targets
