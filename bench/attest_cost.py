@@ -5,7 +5,8 @@ and fresh registries to release to. examples/hello 1.0.0 (2 variants × 7 Linux 
 foreign ones under QEMU, 16 tags) is released with every job built (no layer cache, no skip),
 alternately (a) as before and (b) with `--attest --sign-key` (a key made here with cosign), each
 to a registry of its own, `--repeat` times after an untimed warm-up. It prints the wall times,
-their medians and (b)'s overhead, and (b)'s sign stage: the digests it signed.
+their medians and (b)'s overhead, each stage's median seconds in (a) and (b), (b)'s new job
+phases (inventory, attest) and its sign stage: the digests it signed.
 
     .venv/bin/python bench/attest_cost.py [--repeat 2]
 """
@@ -34,6 +35,7 @@ def main() -> None:
     walls: dict[str, list[float]] = {"a": [], "b": []}
     signed = []
     phases: dict[str, list[float]] = {"inventory": [], "attest": []}  # (b)'s, every job's
+    stages: dict[str, dict[str, list[float]]] = {"a": {}, "b": {}}  # each stage's seconds
     with tempfile.TemporaryDirectory(prefix="bench-attest-", ignore_cleanup_errors=True) as workdir:
         bed = Bed(Path(workdir), second=False)
         key = Path(workdir) / "cosign.key"
@@ -50,6 +52,8 @@ def main() -> None:
                     result, wall = bed.release(bed.target(f"{name}{round_}"), builders,
                                                f"{name}{round_}", force=True, **extra)
                     walls[name].append(wall)
+                    for stage, entry in result.report.stages.items():
+                        stages[name].setdefault(stage, []).append(entry.get("seconds", 0.0))
                     if name == "b":
                         signed.append(result.report.stages["sign"]["signed"])
                         for job in result.report.jobs:
@@ -71,6 +75,9 @@ def main() -> None:
     print("  (b)'s new phases, per job: " + ", ".join(
         f"{name} median {statistics.median(times):.2f} s (max {max(times):.2f} s)"
         for name, times in phases.items() if times))
+    for name in ("a", "b"):
+        print(f"  ({name})'s stages, median: " + ", ".join(
+            f"{stage} {statistics.median(times):.2f} s" for stage, times in stages[name].items()))
     print(f"  overhead of (b): {b - a:+.1f} s, {100 * (b - a) / a:+.1f} % (goal: at most 5 %)")
 
 
