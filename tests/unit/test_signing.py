@@ -7,6 +7,7 @@ from __future__ import annotations
 import io
 import os
 import stat
+import time
 from pathlib import Path
 
 import pytest
@@ -53,14 +54,15 @@ class Client:
 
 @pytest.fixture
 def cosign(tmp_path, monkeypatch):
-    """A cosign that logs each run's arguments to runs.log (one line a run) and fails when one
-    of them ends in `dead`: runs.log's path."""
+    """A cosign that logs each run's arguments to runs.log (one line a run), fails when one of
+    them ends in `dead` and hangs when one ends in `slow`: runs.log's path."""
     log = tmp_path / "runs.log"
     script = tmp_path / "bin" / "cosign"
     script.parent.mkdir()
     script.write_text(f"""#!/bin/sh
 echo "$*" >> {log}
 case "$*" in *dead*) echo "Error: signing {NAME}@dead: MANIFEST_UNKNOWN" >&2; exit 1;; esac
+case "$*" in *slow*) exec sleep 60;; esac
 """)
     script.chmod(script.stat().st_mode | stat.S_IEXEC)
     monkeypatch.setenv("PATH", f"{script.parent}{os.pathsep}{os.environ['PATH']}")
@@ -91,6 +93,15 @@ def test_a_failed_run_is_named_with_what_cosign_said(cosign):
                                                r"Error: signing .*MANIFEST_UNKNOWN"):
         with signing.start(Client(), str(cosign.parent / "cosign.key"), [(NAME, "dead")]) as s:
             s.wait()
+
+
+def test_runs_still_going_when_a_stage_fails_are_stopped(cosign):
+    started = time.monotonic()
+    with pytest.raises(RuntimeError):
+        with signing.start(Client(), str(cosign.parent / "cosign.key"), [(NAME, "slow")]) as s:
+            process = s.running[0][1]
+            raise RuntimeError("publish failed")
+    assert process.poll() is not None and time.monotonic() - started < 10
 
 
 def test_what_early_signing_has_is_not_signed_again_and_both_are_counted(cosign):
