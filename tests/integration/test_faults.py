@@ -238,11 +238,13 @@ def test_a_release_killed_at_10_moments_then_run_again_writes_what_a_clean_run_d
     """Each moment is seeded: a stage (its heading in the output), then a number of lines into
     it and a fraction of a second, so that every stage is hit however fast the machine is
     (publish prints its lines only when done: a line count alone would miss it). A run that
-    ends before its moment went through; the next moment is drawn again."""
+    ends before its moment went through; the next moment is drawn again. Once the registry
+    holds the images, a run finds them unchanged and takes about a second, and many moments
+    fall after its end: hence up to 60 runs for the 10 kills."""
     target = fresh_registry("killed")
     rng = random.Random(13)
     killed, runs, started = [], 0, time.monotonic()
-    while len(killed) < 10 and runs < 25:
+    while len(killed) < 10 and runs < 60:
         runs += 1
         stage = rng.choice(("build and push", "publish", "summary pages"))
         lines_in = rng.randint(0, 40) if stage == "build and push" else 0
