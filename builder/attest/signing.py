@@ -76,12 +76,18 @@ def access(client: RegistryClient) -> Iterator[Access]:
         yield Access(flags, {**os.environ, "DOCKER_CONFIG": directory})
 
 
-def _run(arguments: list[str], reach: Access,
-         timeout: float = TIMEOUT) -> subprocess.CompletedProcess:
-    command, *rest = arguments
-    return subprocess.run([cosign(), command, *reach.flags, *rest], capture_output=True, text=True,
-                          timeout=timeout, stdin=subprocess.DEVNULL,
-                          env=dict(reach.env) if reach.env is not None else None)
+def _argv(command: str, reach: Access, *rest: str) -> list[str]:
+    """cosign's `command` with `reach`'s flags, then `rest`."""
+    return [cosign(), command, *reach.flags, *rest]
+
+
+def _env(reach: Access) -> dict[str, str] | None:
+    return dict(reach.env) if reach.env is not None else None
+
+
+def _run(command: str, reach: Access, *rest: str) -> subprocess.CompletedProcess:
+    return subprocess.run(_argv(command, reach, *rest), capture_output=True, text=True,
+                          timeout=TIMEOUT, stdin=subprocess.DEVNULL, env=_env(reach))
 
 
 def signed(client: RegistryClient, repository: str, digest: str) -> bool:
@@ -182,10 +188,9 @@ def start(client: RegistryClient, key: str,
         for share in shares(targets):
             errors = tempfile.TemporaryFile("w+")
             signing.running.append((share, subprocess.Popen(
-                [cosign(), "sign", *reach.flags, "--key", key, "--tlog-upload=false", "--yes",
-                 *share], stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors,
-                text=True, env=dict(reach.env) if reach.env is not None else None),
-                errors, time.monotonic() + TIMEOUT + 5 * len(share)))
+                _argv("sign", reach, "--key", key, "--tlog-upload=false", "--yes", *share),
+                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors, text=True,
+                env=_env(reach)), errors, time.monotonic() + TIMEOUT + 5 * len(share)))
     except BaseException:
         signing.stop()
         raise
@@ -200,8 +205,8 @@ def _repository(name: str) -> str:
 def verify(key: str, target: str, reach: Access) -> str | None:
     """None when `target` (name@digest) has a signature the public `key` verifies; else why.
     `reach`: `access` to the target's registry."""
-    answer = _run(["verify", "--key", key, "--insecure-ignore-tlog=true", "--offline", target],
-                  reach)
+    answer = _run("verify", reach, "--key", key, "--insecure-ignore-tlog=true", "--offline",
+                  target)
     if answer.returncode == 0:
         return None
     lines = [line for line in answer.stderr.strip().splitlines() if line.strip()]

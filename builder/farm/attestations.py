@@ -29,6 +29,7 @@ from builder.farm.engines import short_error
 from builder.model.errors import AttestationError
 from builder.model.mirrors import PYTHON_ORG, Mirror
 from builder.model.platforms import Platform
+from builder.plan.dockerfile import rewrite_urls
 from builder.plan.identity import Prepared
 from builder.plan.plan import BuildJob
 from builder.registry.client import RegistryClient
@@ -118,10 +119,7 @@ def cpython_sbom(tarball: Source, mirrors: Sequence[Mirror]) -> dict | None:
     """CPython's own SBOM (Misc/sbom.spdx.json: expat, libmpdec, HACL*, …) from the tarball the
     build fetched, through the mirror that stood in for python.org; None where the release
     ships none (before 3.13). The download counts only when its sha256 is the pinned one."""
-    url = tarball.url
-    for mirror in mirrors:
-        if url.startswith(mirror.upstream):
-            url = mirror.url + url[len(mirror.upstream):]
+    url, _ = rewrite_urls(tarball.url, tuple(mirrors))
     return _sbom_of(url, tarball.sha256)
 
 
