@@ -49,10 +49,15 @@ def library_file(family: Family, commit_of: Callable[[str], str]) -> str:
     return "\n".join(header) + "\n\n" + "\n".join(stanzas)
 
 
+def _git(repo: Path, *args: str, timeout: float | None = None) -> subprocess.CompletedProcess:
+    return subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
+                          timeout=timeout)
+
+
 def last_commit(repo: Path, directory: str) -> str:
     """The commit that last touched directory (HEAD if none has yet)."""
     for args in (["log", "-1", "--format=%H", "--", directory], ["rev-parse", "HEAD"]):
-        result = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True)
+        result = _git(repo, *args)
         if result.returncode != 0:
             raise BuilderError(f"git {' '.join(args)} failed in {repo}: "
                                f"{result.stderr.strip()}; pass --commit SHA instead")
@@ -66,8 +71,7 @@ def committed(repo: Path, directory: str) -> tuple[str, str] | None:
     from the top of that checkout), or None when no commit describes it: not a git checkout,
     never committed, or changed since (an uncommitted or untracked file in it)."""
     def git(*args: str) -> str | None:
-        done = subprocess.run(["git", "-C", str(repo), *args], capture_output=True, text=True,
-                              timeout=30)
+        done = _git(repo, *args, timeout=30)
         return done.stdout.strip() if done.returncode == 0 else None
 
     try:
