@@ -4,9 +4,13 @@ The bed of bench/release.py with the local engine alone: a mirror registry seede
 and fresh registries to release to. examples/hello 1.0.0 (2 variants × 7 Linux platforms, the
 foreign ones under QEMU, 16 tags) is released with every job built (no layer cache, no skip),
 alternately (a) as before and (b) with `--attest --sign-key` (a key made here with cosign), each
-to a registry of its own, `--repeat` times after an untimed warm-up. It prints the wall times,
-their medians and (b)'s overhead, each stage's median seconds in (a) and (b), (b)'s new job
-phases (inventory, attest) and its sign stage: the digests it signed.
+to a registry of its own, straight to it (no counting proxy: nothing is counted here, and the
+proxy's CPU would be the bench's, not the release's), `--repeat` times after an untimed warm-up.
+It prints the wall times, their medians and (b)'s overhead (also the median of each round's
+difference, which the machine's drift between rounds moves less), the machine's busy
+CPU-seconds during each release (every process: the engine, the registry, QEMU, this one), each
+stage's median seconds in (a) and (b), (b)'s new job phases (inventory, attest) and its sign
+stage: the digests it signed.
 
     .venv/bin/python bench/attest_cost.py [--repeat 2]
 """
@@ -33,6 +37,7 @@ def main() -> None:
     parser.add_argument("--repeat", type=int, default=2)
     repeat = parser.parse_args().repeat
     walls: dict[str, list[float]] = {"a": [], "b": []}
+    cpu: dict[str, list[float]] = {"a": [], "b": []}  # the machine's busy CPU-seconds
     signed = []
     phases: dict[str, list[float]] = {"inventory": [], "attest": []}  # (b)'s, every job's
     stages: dict[str, dict[str, list[float]]] = {"a": {}, "b": {}}  # each stage's seconds
@@ -49,8 +54,11 @@ def main() -> None:
             bed.release(bed.target("warm"), builders, "warm")
             for round_ in range(repeat):
                 for name, extra in (("a", {}), ("b", {"attest": True, "sign_key": str(key)})):
+                    busy = busy_seconds()
                     result, wall = bed.release(bed.target(f"{name}{round_}"), builders,
-                                               f"{name}{round_}", force=True, **extra)
+                                               f"{name}{round_}", force=True, direct=True,
+                                               **extra)
+                    cpu[name].append(busy_seconds() - busy)
                     walls[name].append(wall)
                     for stage, entry in result.report.stages.items():
                         stages[name].setdefault(stage, []).append(entry.get("seconds", 0.0))
@@ -78,7 +86,19 @@ def main() -> None:
     for name in ("a", "b"):
         print(f"  ({name})'s stages, median: " + ", ".join(
             f"{stage} {statistics.median(times):.2f} s" for stage, times in stages[name].items()))
-    print(f"  overhead of (b): {b - a:+.1f} s, {100 * (b - a) / a:+.1f} % (goal: at most 5 %)")
+    paired = statistics.median(y - x for x, y in zip(walls["a"], walls["b"]))
+    print(f"  machine CPU-seconds busy, median: (a) {statistics.median(cpu['a']):.1f}, "
+          f"(b) {statistics.median(cpu['b']):.1f}")
+    print(f"  overhead of (b): {b - a:+.1f} s, {100 * (b - a) / a:+.1f} % (goal: at most 5 %); "
+          f"median of the rounds' differences {paired:+.1f} s, {100 * paired / a:+.1f} %")
+
+
+def busy_seconds() -> float:
+    """CPU-seconds the machine has been busy since boot, every core and process (/proc/stat:
+    all but idle and iowait)."""
+    with open("/proc/stat") as stat:
+        ticks = [int(value) for value in stat.readline().split()[1:]]
+    return (sum(ticks) - ticks[3] - ticks[4]) / os.sysconf("SC_CLK_TCK")
 
 
 if __name__ == "__main__":

@@ -104,13 +104,16 @@ class Bed:
     def engine_of(self, platform: str) -> str:
         return LOCAL_URL if not self.second or platform in LOCAL_HALF else self.second.url
 
-    def release(self, target: Target, builders: Path, name: str, *,
-                force: bool = False, **extra) -> tuple[release.ReleaseResult, float]:
+    def release(self, target: Target, builders: Path, name: str, *, force: bool = False,
+                direct: bool = False, **extra) -> tuple[release.ReleaseResult, float]:
         """One `invoke release` run (in a thread, so Ctrl-C reaches us) and its wall time;
         `self.span` is its (start, end) in epoch seconds, as the report's job times are.
-        `extra`: more of its options (attest, sign_key)."""
+        `direct`: to the registry itself, not through its counting proxy (which runs in this
+        process, and would add its own CPU to every request). `extra`: more of its options
+        (attest, sign_key)."""
+        host = target.registry.host if direct else target.host
         options = release.ReleaseOptions(
-            VERSION, target.host, builders=str(builders), versions=str(VERSIONS),
+            VERSION, host, builders=str(builders), versions=str(VERSIONS),
             out=str(self.workdir / "out" / name), logs=str(self.workdir / "logs" / name),
             force=force, nocache=force, **extra)
         self.running = threading.Event()

@@ -30,7 +30,9 @@ SOURCES: dict[str, tuple[str, ...]] = {
     "cpython-sbom": CPYTHON_SBOM_PATHS,
 }
 
-PYTHONS = ("python3", "python")  # the names looked for, in this order
+# The name looked for: every CPython 3 install makes a python3, and importlib.metadata (3.8+)
+# is what the script asks, so an image whose only Python is a `python` has none that answers.
+PYTHONS = ("python3",)
 # The PATH the engine gives a container whose image sets none.
 DEFAULT_PATH = "/usr/local/sbin:/usr/local/bin:/usr/sbin:/usr/bin:/sbin:/bin"
 

@@ -1,7 +1,9 @@
 """The attestation edge: push an image's attestation manifest, and name this tool's version.
 
 The manifest goes into the image's repository by digest, untagged, as BuildKit pushes its own:
-only the tag's OCI index refers to it. Its blobs are uploaded unless the repository holds them.
+only the tag's OCI index refers to it. Its blobs are uploaded without asking first whether the
+repository holds them: each statement names the image just pushed, so it cannot hold them
+unless this very image was attested before, and then the registry takes the same bytes again.
 """
 from __future__ import annotations
 
@@ -18,9 +20,8 @@ from builder.registry.client import RegistryClient
 def push(client: RegistryClient, repository: str, made: AttestationManifest) -> dict:
     """Push `made` into `repository`; its descriptor, for the tag's index."""
     for blob in made.blobs:
-        client.upload_blob(repository, blob)  # skipped when the repository has it
-    if client.head_manifest(repository, made.digest) is None:
-        client.put_manifest(repository, made.digest, made.body, OCI_MANIFEST)
+        client.upload_blob(repository, blob, look_first=False)
+    client.put_manifest(repository, made.digest, made.body, OCI_MANIFEST)
     return made.descriptor()
 
 

@@ -1,12 +1,18 @@
-"""Signatures with cosign, offline: no transparency log, no certificate authority, a key pair.
+"""Signatures in cosign's format, made here; checked by cosign, offline: no transparency log,
+no certificate authority, a key pair.
 
-`start` signs each digest a release publishes (per-arch images, indexes, attestation
-manifests) unless it carries a signature already (cosign's ``sha256-<hex>.sig`` tag), so a
-no-op release signs nothing again, and returns while cosign runs (`Signing`: wait for it, or
-stop it). cosign signs its digests one after another, a dozen requests each, so they are
-shared among a few cosign runs at once (`shares`). `verify` checks one digest with the public
-key. The password of the private key is cosign's own environment variable, COSIGN_PASSWORD.
+`load_key` opens the private key (cosign's, from `cosign generate-key-pair`) with the password
+in COSIGN_PASSWORD, cosign's own variable, before anything is built: a wrong password stops the
+release then. `start` signs each digest a release publishes (per-arch images, indexes,
+attestation manifests) unless it carries a signature already (its ``sha256-<hex>.sig`` tag), so
+a no-op release signs nothing again, and returns while the signatures are pushed through the
+release's registry client (`Signing`: wait for them, or stop them). The signatures are made as
+cosign makes them (`builder.attest.signatures`) rather than by running `cosign sign`: its runs
+cost a process, a key derivation and a dozen requests a digest, more than the whole budget of
+a release of the example family (bench/attest_cost.py); here the key is opened once, and a
+signature is a sign call and its three documents.
 
+`verify` checks one digest with the public key by running cosign, the independent reader.
 cosign reaches the registry as this tool's client does (`access`): plain HTTP only where the
 client found no TLS, else TLS verified with the client's CA file (``--registry-cacert``), and
 the client's credentials (``BUILDER_REGISTRY_*`` or the Docker config) in a Docker config of
@@ -17,35 +23,81 @@ from __future__ import annotations
 
 import base64
 import json
-import math
 import os
 import shutil
 import subprocess
 import tempfile
-import time
-from concurrent.futures import ThreadPoolExecutor
-from contextlib import ExitStack, contextmanager
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import contextmanager
 from dataclasses import dataclass
-from typing import IO, Iterable, Iterator, Mapping, Sequence
+from typing import Iterable, Iterator, Mapping
 
+from cryptography.hazmat.primitives import hashes, serialization
+from cryptography.hazmat.primitives.asymmetric import ec
+from nacl.exceptions import CryptoError
+from nacl.secret import SecretBox
+
+from builder.attest import signatures
+from builder.attest.signatures import KeyUnusable
 from builder.model.errors import AttestationError, InputError
-from builder.model.reference import DOCKER_HUB
-from builder.registry.client import RegistryClient
+from builder.model.reference import DOCKER_HUB, OCI_MANIFEST
+from builder.registry.client import RegistryClient, RegistryError
 from builder.registry.credentials import DOCKER_HUB_KEY
 
 PASSWORD_VARIABLE = "COSIGN_PASSWORD"
-TIMEOUT = 120  # seconds for one cosign call
-SIGNERS = 4  # cosign runs at once, at most
-# Digests one cosign run signs before another run pays for its start (loading the key).
-PER_SIGNER = 8
-_LOOKUPS = 8  # signature look-ups in flight (the registry client keeps its own limit too)
+TIMEOUT = 120  # seconds for one cosign verify
+# Signatures pushed at once: half the registry client's default limit, which publish shares.
+SIGNERS = 4
+
+
+@dataclass(frozen=True)
+class SigningKey:
+    """A private key, opened: its file, and the key."""
+    path: str
+    key: ec.EllipticCurvePrivateKey
+
+    def sign(self, data: bytes) -> bytes:
+        """ECDSA over SHA-256, DER-encoded, as cosign signs a payload."""
+        return self.key.sign(data, ec.ECDSA(hashes.SHA256()))
+
+
+def load_key(path: str) -> SigningKey:
+    """The private key in the file `path`, opened with COSIGN_PASSWORD; InputError saying
+    what is wrong (no file, no password, not a cosign key, a password that does not open it)."""
+    def refused(why: str) -> InputError:
+        return InputError(why, source=path, field="--sign-key")
+
+    try:
+        with open(path, encoding="utf-8") as file:
+            text = file.read()
+    except FileNotFoundError:
+        raise InputError(f"no such file: {path}", field="--sign-key") from None
+    except (OSError, UnicodeDecodeError) as error:
+        raise refused(f"cannot be read ({error})") from None
+    if PASSWORD_VARIABLE not in os.environ:
+        raise InputError(f"set {PASSWORD_VARIABLE} to the password of {path} (empty if it has "
+                         "none)", field="--sign-key")
+    try:
+        sealed = signatures.sealed_key(text)
+        secret = sealed.secret(os.environ[PASSWORD_VARIABLE].encode())
+    except (KeyUnusable, ValueError, MemoryError) as error:
+        raise refused(str(error)) from None
+    try:
+        der = SecretBox(secret).decrypt(sealed.ciphertext, sealed.nonce)
+    except CryptoError:
+        raise refused(f"{PASSWORD_VARIABLE} does not open it: set the password the key was "
+                      "made with") from None
+    key = serialization.load_der_private_key(der, password=None)
+    if not isinstance(key, ec.EllipticCurvePrivateKey):
+        raise refused(f"holds a {type(key).__name__}, not the ECDSA key cosign makes")
+    return SigningKey(path, key)
 
 
 def cosign() -> str:
     found = shutil.which("cosign")
     if not found:
         raise InputError("cosign is not installed: install Debian's cosign package (trixie or "
-                         "later; scripts/setup does) or put cosign on PATH", field="--sign-key")
+                         "later; scripts/setup does) or put cosign on PATH", field="--key")
     return found
 
 
@@ -92,38 +144,30 @@ def _run(command: str, reach: Access, *rest: str) -> subprocess.CompletedProcess
 
 def signed(client: RegistryClient, repository: str, digest: str) -> bool:
     """Whether `digest` carries a cosign signature already."""
-    return client.head_manifest(repository, digest.replace(":", "-") + ".sig") is not None
+    return client.head_manifest(repository, signatures.tag(digest)) is not None
 
 
-def check_key(key: str) -> None:
-    """InputError unless the private `key` is a file and its password is set."""
-    if not os.path.isfile(key):
-        raise InputError(f"no such file: {key}", field="--sign-key")
-    if PASSWORD_VARIABLE not in os.environ:
-        raise InputError(f"set {PASSWORD_VARIABLE} to the password of {key} (empty if it has "
-                         "none)", field="--sign-key")
-
-
-def shares(targets: Sequence[str], signers: int = SIGNERS,
-           per_signer: int = PER_SIGNER) -> list[list[str]]:
-    """`targets` shared among the cosign runs that sign them at once: one run per `per_signer`
-    targets, `signers` at most, the targets dealt in turn (each run's keep their order)."""
-    count = min(signers, math.ceil(len(targets) / per_signer))
-    return [list(targets[i::count]) for i in range(count)]
+def sign(client: RegistryClient, key: SigningKey, name: str, digest: str) -> bool:
+    """Sign `digest` in `name` (host/repository) unless it carries a signature already; whether
+    it was signed now. The manifest goes last: a signature tag is only ever whole."""
+    repository = _repository(name)
+    if signed(client, repository, digest):
+        return False
+    made = signatures.signature_image(name, digest, key.sign(signatures.payload(name, digest)))
+    for blob in made.blobs:  # new: the payload names the digest, which has no signature yet
+        client.upload_blob(repository, blob, look_first=False)
+    client.put_manifest(repository, made.tag, made.manifest, OCI_MANIFEST)
+    return True
 
 
 class Signing:
-    """cosign runs under way (`start`), each with its share of `targets`: `wait` for them,
-    or `stop` them; either ends their `access` to the registry. Their stderr goes to a file,
-    which no amount of it can block."""
+    """Signatures under way (`start`): `wait` for them, or `stop` those not begun."""
 
-    def __init__(self, references: Iterable[tuple[str, str]], targets: list[str],
-                 reach: ExitStack) -> None:
+    def __init__(self, references: Iterable[tuple[str, str]],
+                 pool: ThreadPoolExecutor) -> None:
         self.references = frozenset(references)  # every one asked for, signed before or not
-        self.targets = targets  # those being signed now
-        # (share, process, its stderr, its deadline) of each run
-        self.running: list[tuple[list[str], subprocess.Popen, IO[str], float]] = []
-        self._reach = reach
+        self.running: dict[str, Future] = {}  # name@digest → whether it was signed now
+        self._pool = pool
 
     def __enter__(self) -> Signing:
         return self
@@ -132,68 +176,37 @@ class Signing:
         self.stop()
 
     def wait(self) -> list[str]:
-        """The targets signed; AttestationError naming the first run that failed."""
-        failed = [(share, why) for share, *run in self.running
-                  if (why := _failure(*run)) is not None]
-        self.running = []
-        self._reach.close()
+        """The targets signed now; AttestationError naming the first that failed."""
+        done, failed = [], []
+        for target, future in self.running.items():
+            try:
+                if future.result():
+                    done.append(target)
+            except RegistryError as error:
+                failed.append((target, error))
+        self.stop()
         if failed:
-            share, why = failed[0]
-            raise AttestationError(f"cosign could not sign {sum(len(s) for s, _ in failed)} of "
-                                   f"{len(self.targets)} digests ({share[0]}, …): {why}")
-        return self.targets
+            target, why = failed[0]
+            raise AttestationError(f"could not sign {len(failed)} of {len(self.running)} digests "
+                                   f"({target}, …): {why}")
+        return done
 
     def stop(self) -> None:
-        """End the runs still going (a stage failed or was interrupted); nothing to wait for."""
-        for _, process, errors, _ in self.running:
-            if process.poll() is None:
-                process.kill()
-            process.wait()
-            errors.close()
-        self.running = []
-        self._reach.close()
+        """Push no signature not begun yet (a stage failed or was interrupted); one begun ends
+        whole, as its manifest goes last."""
+        self._pool.shutdown(wait=False, cancel_futures=True)
 
 
-def _failure(process: subprocess.Popen, errors: IO[str], deadline: float) -> str | None:
-    """Why a cosign run failed, once it ended (killed at its deadline); None if it did not."""
-    try:
-        code = process.wait(timeout=max(0.0, deadline - time.monotonic()))
-    except subprocess.TimeoutExpired:
-        process.kill()
-        process.wait()
-        code = None
-    errors.seek(0)
-    said = " | ".join(errors.read().strip().splitlines()[-2:])
-    errors.close()
-    if code is None:
-        return f"no end before its deadline ({said or 'nothing said'})"
-    return (said or f"exit {code}") if code else None
-
-
-def start(client: RegistryClient, key: str,
+def start(client: RegistryClient, key: SigningKey,
           references: Iterable[tuple[str, str]]) -> Signing:
-    """Start signing each (repository reference, digest) not signed yet, in `client`'s
-    registry: cosign runs at once, each with a share of them (`shares`)."""
-    check_key(key)
+    """Start signing each (name: host/repository, digest) not signed yet, in `client`'s
+    registry, a few at once."""
     references = list(dict.fromkeys(references))
-    with ThreadPoolExecutor(max_workers=_LOOKUPS) as pool:
-        before = list(pool.map(lambda pair: signed(client, _repository(pair[0]), pair[1]),
-                               references))
-    targets = [f"{name}@{digest}" for (name, digest), done in zip(references, before)
-               if not done]
-    stack = ExitStack()
-    signing = Signing(references, targets, stack)
-    try:
-        reach = stack.enter_context(access(client)) if targets else Access()
-        for share in shares(targets):
-            errors = tempfile.TemporaryFile("w+")
-            signing.running.append((share, subprocess.Popen(
-                _argv("sign", reach, "--key", key, "--tlog-upload=false", "--yes", *share),
-                stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL, stderr=errors, text=True,
-                env=_env(reach)), errors, time.monotonic() + TIMEOUT + 5 * len(share)))
-    except BaseException:
-        signing.stop()
-        raise
+    signing = Signing(references, ThreadPoolExecutor(max_workers=SIGNERS,
+                                                     thread_name_prefix="sign"))
+    for name, digest in references:
+        signing.running[f"{name}@{digest}"] = signing._pool.submit(sign, client, key, name,
+                                                                   digest)
     return signing
 
 

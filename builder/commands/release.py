@@ -85,14 +85,14 @@ def run(options: ReleaseOptions, out: TextIO) -> ReleaseResult:
     """Release one version; the report says which stage stopped it, and is written also when
     an error stops a stage midway."""
     registry = naming.check_registry(options.registry.rstrip("/"))  # before the report names it
-    if options.sign_key:
-        signing.check_key(options.sign_key)  # before anything is built to be signed
+    # Opened before anything is built to be signed: a wrong password stops the release now.
+    key = signing.load_key(options.sign_key) if options.sign_key else None
     family = versions.load(options.versions, options.templates)
     wanted = family.version(options.version)
     report = Report("release", wanted.full, family.repository, registry)
     report.write(options.report, None)
     try:
-        code = _stages(report, wanted, family, options, registry, out)
+        code = _stages(report, wanted, family, options, registry, out, key)
     except (BuilderError, KeyboardInterrupt) as error:
         # An error that stops a stage midway (bad builders file, a registry refusing a write, a
         # page that cannot be fetched) still gets its report: which stage, and why.
@@ -133,7 +133,8 @@ def _went_through(report: Report, result: StageResult) -> bool:
 
 
 def _stages(report: Report, wanted: versions.Version, family: versions.Family,
-            options: ReleaseOptions, registry: str, out: TextIO) -> int:
+            options: ReleaseOptions, registry: str, out: TextIO,
+            key: signing.SigningKey | None) -> int:
     # One client per registry for every stage: one pool, one limit, and one cache, so what the
     # build stage's skip check read serves publish and the pages.
     registries = Registries(
@@ -164,18 +165,26 @@ def _stages(report: Report, wanted: versions.Version, family: versions.Family,
     # The images just pushed and their attestation manifests are signed while publish lists
     # them; whatever is still signing when a later stage fails is stopped.
     with (verify.sign_built(client, built.results, naming.target_reference(
-            registry, family.repository, "latest"), options.sign_key)
-          if options.sign_key else nullcontext()) as early:
+            registry, family.repository, "latest"), key)
+          if key else nullcontext()) as early:
         return _publish_onwards(report, the_plan, built, wanted, options, registry,
-                                registries, (client, early), out)
+                                registries, Signer(client, key, early), out)
+
+
+@dataclass(frozen=True)
+class Signer:
+    """The release's signing: the target's client, the key (None: no --sign-key), and the
+    signatures the build stage's images are getting meanwhile."""
+    client: RegistryClient
+    key: signing.SigningKey | None
+    early: signing.Signing | None
 
 
 def _publish_onwards(report: Report, the_plan: Plan, built: BuildRun,
                      wanted: versions.Version, options: ReleaseOptions, registry: str,
                      registries: Registries,
-                     signer: tuple[RegistryClient, signing.Signing | None], out: TextIO) -> int:
-    """Publish, sign (with the target's client, past what `early` signs), the summary pages."""
-    client, early = signer
+                     signer: Signer, out: TextIO) -> int:
+    """Publish, sign (past what the build stage's signing has), the summary pages."""
     _begin(report, "publish", out, "publish")
     published = publish.stage(the_plan, publish.PublishOptions(
         version=wanted.full, registry=registry, oci=options.oci,
@@ -187,11 +196,11 @@ def _publish_onwards(report: Report, the_plan: Plan, built: BuildRun,
         attestations={r.digest: r.attestation for r in built.results if r.attestation})
     if not _went_through(report, published):
         return EXIT_FAILED
-    if options.sign_key:
-        _begin(report, "sign", out, "sign (cosign, offline)")
+    if signer.key:
+        _begin(report, "sign", out, "sign (cosign's format, offline)")
         _went_through(report, verify.sign_published(
-            client, {t.reference: t.digest for t in published.tags if t.digest},
-            options.sign_key, out, early=early))
+            signer.client, {t.reference: t.digest for t in published.tags if t.digest},
+            signer.key, out, early=signer.early))
 
     _begin(report, "summary", out, "summary pages")
     pages = summary.run(summary.SummaryOptions(

@@ -127,7 +127,7 @@ class SignResult:
 
 
 def sign_built(client: RegistryClient, results: Iterable[JobResult], tags: ImageRef,
-               key: str) -> signing.Signing:
+               key: signing.SigningKey) -> signing.Signing:
     """Start signing each image the build stage has in the registry and its attestation
     manifest, those in the repository of the tags (`tags`) that will list them; publish runs
     meanwhile, and `sign_published` signs the rest."""
@@ -143,7 +143,7 @@ def sign_built(client: RegistryClient, results: Iterable[JobResult], tags: Image
     return signing.start(client, key, references)
 
 
-def sign_published(client: RegistryClient, published: dict[str, str], key: str,
+def sign_published(client: RegistryClient, published: dict[str, str], key: signing.SigningKey,
                    out: TextIO, *, early: signing.Signing | None = None) -> SignResult:
     """Sign each published tag's index ({reference: digest}), and every image and attestation
     manifest it lists, past those `early` (`sign_built`) is signing, and wait for that too."""

@@ -3,8 +3,9 @@ from a container of the image (network off, started only when the image has a Py
 after the push its attestation manifest, made from the job's values (`builder.attest.image`)
 and pushed beside the image.
 
-The inventory is read before the push, so an image whose inventory cannot be read is not
-pushed: its tag would otherwise list an image without the SBOM the release promises.
+The inventory is read before the push, CPython's own SBOM with it (from the job's tarball when
+the image keeps none), so an image whose inventory cannot be read is not pushed: its tag would
+otherwise list an image without the SBOM the release promises.
 """
 from __future__ import annotations
 
@@ -149,11 +150,21 @@ def _sbom_of(url: str, sha256: str | None) -> dict | None:
     return None
 
 
-def attest(client: RegistryClient, job: BuildJob, digest: str, build: BuildFacts,
-           found: Inventory | None, mirrors: Sequence[Mirror] = ()) -> dict:
-    """Make and push the image's attestation manifest; its index descriptor."""
+def with_cpython_sbom(found: Inventory, job: BuildJob, mirrors: Sequence[Mirror]) -> Inventory:
+    """`found`, with CPython's own SBOM from the tarball the job's build fetched when the image
+    keeps none of its own."""
     tarball = source(job)
-    if found is not None and found.cpython_sbom is None and tarball is not None:
-        found = replace(found, cpython_sbom=cpython_sbom(tarball, mirrors))
-    made = image.attestation(image.ImageFacts(str(job.image), digest, build, tarball, found))
+    if found.cpython_sbom is not None or tarball is None:
+        return found
+    try:
+        return replace(found, cpython_sbom=cpython_sbom(tarball, mirrors))
+    except AttestationError as error:
+        raise AttestationError(f"{error}; nothing was pushed") from None
+
+
+def attest(client: RegistryClient, job: BuildJob, digest: str, build: BuildFacts,
+           found: Inventory | None) -> dict:
+    """Make and push the image's attestation manifest; its index descriptor."""
+    made = image.attestation(image.ImageFacts(str(job.image), digest, build, source(job),
+                                              found))
     return push.push(client, job.image.repository, made)

@@ -108,7 +108,7 @@ class EngineWork:
             run = replace(run, checks=self._smoke_test(api, engine, job, run.image_id, phases,
                                                          log))
             _check_smoke(run.checks)
-            found = self._inventory(api, engine, job, run.image_id, phases, log)
+            found = self._inventory(api, engine, job, prepared, run.image_id, phases, log)
             run = replace(run, built=time.time())
             if self.push:
                 pushed = self._push(api, engine, job, phases, log)
@@ -145,16 +145,18 @@ class EngineWork:
             return tuple(engineapi.run_checks(api, image_id, job.checks, job.version.full,
                                               job.platform, lambda line: log.write(line + "\n")))
 
-    def _inventory(self, api, engine: Engine, job: BuildJob, image_id: str,
+    def _inventory(self, api, engine: Engine, job: BuildJob, prepared: Prepared, image_id: str,
                    phases: list[Phase], log):
-        """What the image holds, for its SBOM: none for a Windows image (provenance only)."""
+        """What the image holds, for its SBOM, CPython's own SBOM with it: none for a Windows
+        image (provenance only)."""
         if not self.attest or without_sbom(job.platform.os):
             return None
         go_on(self.cancelled, "its inventory; nothing of it was pushed")
         self.progress.update(job.key, "testing", "inventory")
         with timed(phases, "inventory", engine.name):
-            return attestations.read_inventory(api, image_id, job.platform,
-                                               lambda line: log.write(line + "\n"))
+            found = attestations.read_inventory(api, image_id, job.platform,
+                                                lambda line: log.write(line + "\n"))
+            return attestations.with_cpython_sbom(found, job, prepared.mirrors)
 
     def _attest(self, api, engine: Engine, job: BuildJob, prepared: Prepared, run: EngineRun,
                 found, phases: list[Phase]) -> dict:
@@ -165,7 +167,7 @@ class EngineWork:
                                        finished=run.built, engine=engine.name,
                                        emulated=run.emulated)
             return attestations.attest(self.registries.client(job.image.registry), job,
-                                       run.pushed.digest, build, found, prepared.mirrors)
+                                       run.pushed.digest, build, found)
 
     def _pull(self, api, engine: Engine, job: BuildJob, pulls: tuple[str, ...], log) -> None:
         """Pull the bases (and a parent built elsewhere) onto `engine`."""

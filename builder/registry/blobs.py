@@ -53,10 +53,11 @@ class Blobs:
             return None
         return _blob_info(digest, response)
 
-    def upload(self, repository: str, data: bytes) -> str:
-        """Upload `data` in one request unless the repository has it already; its digest."""
+    def upload(self, repository: str, data: bytes, *, look_first: bool = True) -> str:
+        """Upload `data` in one request unless the repository has it already (asked first
+        unless `look_first` is False); its digest."""
         digest = sha256_digest(data)
-        if self.head(repository, digest):
+        if look_first and self.head(repository, digest):
             return digest
         what = f"blob upload to {repository}"
         for _ in range(self._api.session.policy.attempts):

@@ -136,9 +136,11 @@ class RegistryClient:
         """Size, Last-Modified and Content-Type of a blob in `repository`, or None."""
         return self._blobs.head(repository, digest)
 
-    def upload_blob(self, repository: str, data: bytes) -> str:
-        """Upload `data` unless the repository has it already; its digest."""
-        return self._blobs.upload(repository, data)
+    def upload_blob(self, repository: str, data: bytes, *, look_first: bool = True) -> str:
+        """Upload `data` unless the repository has it already; its digest. `look_first=False`:
+        no HEAD first, for a blob that names something new (a signature, a statement about an
+        image just pushed), which the repository cannot hold yet."""
+        return self._blobs.upload(repository, data, look_first=look_first)
 
     def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
         """Cross-repository mount; False when the registry could not mount it."""

@@ -2,9 +2,11 @@
 committed in a git checkout, released with --attest and --sign-key to the test bed's registry,
 read back by independent tools (oras, crane, cosign), its SBOM checked against the image's own
 dpkg and its indexes' annotations against the checkout and the provenance, then released again
-(nothing written), verified, and verified again after one index is replaced. Last, a busybox
-release signed and verified on the bed's TLS registry with Basic auth, cosign given only what
-the tool has: the CI pair and the bed's CA.
+(nothing written), verified, and verified again after one index is replaced. The signatures
+are the tool's own, in cosign's format, from a key `cosign generate-key-pair` made: cosign
+verifying them is what proves the format. Last, a busybox release signed and verified on the
+bed's TLS registry with Basic auth, the signing and cosign given only what the tool has: the
+CI pair and the bed's CA.
 """
 from __future__ import annotations
 
@@ -291,10 +293,10 @@ versions:
 def test_a_release_is_signed_and_verified_on_a_tls_registry_with_basic_auth(tmp_path,
                                                                            tls_registry,
                                                                            mirror):
-    """cosign is given what the tool has, and nothing it could find alone: the Docker config
-    is an empty directory, the credentials are the CI pair (the host-scoped pair for verify,
-    which has no --registry), and TLS is verified, with the bed's CA from Docker's certs.d for
-    the release and from --ca-bundle for verify."""
+    """The signing and cosign get what the tool has, and nothing they could find alone: the
+    Docker config is an empty directory, the credentials are the CI pair (the host-scoped pair
+    for verify, which has no --registry), and TLS is verified, with the bed's CA from Docker's
+    certs.d for the release and from --ca-bundle for verify."""
     shutil.copytree(ROOT / "examples" / "hello" / "templates", tmp_path / "templates")
     (tmp_path / "versions.yaml").write_text(SIGNED)
     generate(tmp_path / "versions.yaml")

@@ -9,13 +9,15 @@ import lzma
 import tarfile
 import threading
 from functools import partial
+from types import SimpleNamespace
 from hashlib import sha256
 from http.server import SimpleHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from builder.attest.sbom import Source
-from builder.farm.attestations import cpython_sbom
+from builder.attest.inventory import Inventory
+from builder.farm.attestations import cpython_sbom, with_cpython_sbom
 from builder.model.errors import AttestationError
 from builder.model.mirrors import PYTHON_ORG, Mirror
 
@@ -79,3 +81,23 @@ def test_an_unreachable_tarball_fails_naming_its_url(served):
     mirror, _ = served
     with pytest.raises(AttestationError, match="9.1.4/Python-9.1.4.tar.xz"):
         cpython_sbom(Source("9.1.4", f"{PYTHON_ORG}9.1.4/Python-9.1.4.tar.xz", None), [mirror])
+
+
+def _job(version: str, sha: str | None) -> SimpleNamespace:
+    """What `with_cpython_sbom` reads of a job whose Dockerfile fetches CPython's tarball."""
+    return SimpleNamespace(
+        version=SimpleNamespace(full=version, release=version, sha256=sha),
+        dockerfile_text=f"RUN curl -fsSL {PYTHON_ORG}{version}/Python-{version}.tar.xz\n")
+
+
+def test_the_inventory_gets_the_components_before_the_push_or_the_job_fails_saying_so(served):
+    """The job's inventory phase (before its push) completes what the image held with the
+    tarball's components; when the tarball cannot be had, the job fails with nothing pushed."""
+    mirror, directory = served
+    source = put(directory, "9.1.5", tarball("9.1.5", COMPONENTS))
+    held = Inventory("dpkg", (), "9.1.5", (), None, {})
+    assert with_cpython_sbom(held, _job("9.1.5", source.sha256),
+                             [mirror]).cpython_sbom == COMPONENTS
+    with pytest.raises(AttestationError, match=r"9\.1\.6/Python-9\.1\.6\.tar\.xz.*; nothing was "
+                                               r"pushed$"):
+        with_cpython_sbom(held, _job("9.1.6", None), [mirror])

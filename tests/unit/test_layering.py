@@ -53,7 +53,7 @@ PURE_WINGS = ("model", "generate", "plan", "options", "program")
 PURE = ("summary.page", "update.index", "publish.lists", "publish.rules", "farm.pools",
         "registry.documents", "registry.errors", "mirror.layout", "mirror.deb822", "report.html",
         "report.markdown", "attest.inventory", "attest.sbom", "attest.provenance",
-        "attest.statements", "attest.image", "publish.annotations")
+        "attest.statements", "attest.image", "attest.signatures", "publish.annotations")
 BLOCKED = ("docker", "requests", "urllib3", "builder.registry.client", "builder.farm.engines",
            "builder.farm.engineapi")
 
