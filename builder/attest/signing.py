@@ -27,6 +27,7 @@ import os
 import shutil
 import subprocess
 import tempfile
+import threading
 from concurrent.futures import Future, ThreadPoolExecutor
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -61,36 +62,60 @@ class SigningKey:
         return self.key.sign(data, ec.ECDSA(hashes.SHA256()))
 
 
-def load_key(path: str) -> SigningKey:
-    """The private key in the file `path`, opened with COSIGN_PASSWORD; InputError saying
-    what is wrong (no file, no password, not a cosign key, a password that does not open it)."""
-    def refused(why: str) -> InputError:
-        return InputError(why, source=path, field="--sign-key")
-
+def open_key(path: str) -> Future[SigningKey]:
+    """The private key in the file `path`, being opened with COSIGN_PASSWORD: what can be
+    checked at once is (no file, no password, not a cosign key: InputError now); the key
+    derivation (scrypt, a sixth of a second of a CPU, which lets other threads run) goes on in a
+    thread of its own, and the future's result is the key, or the InputError of a password
+    that does not open it."""
     try:
         with open(path, encoding="utf-8") as file:
             text = file.read()
     except FileNotFoundError:
         raise InputError(f"no such file: {path}", field="--sign-key") from None
     except (OSError, UnicodeDecodeError) as error:
-        raise refused(f"cannot be read ({error})") from None
+        raise _refused(path, f"cannot be read ({error})") from None
     if PASSWORD_VARIABLE not in os.environ:
         raise InputError(f"set {PASSWORD_VARIABLE} to the password of {path} (empty if it has "
                          "none)", field="--sign-key")
     try:
         sealed = signatures.sealed_key(text)
-        secret = sealed.secret(os.environ[PASSWORD_VARIABLE].encode())
-    except (KeyUnusable, ValueError, MemoryError) as error:
-        raise refused(str(error)) from None
+    except KeyUnusable as error:
+        raise _refused(path, str(error)) from None
+    opener = ThreadPoolExecutor(max_workers=1, thread_name_prefix="sign-key")
+    try:
+        return opener.submit(_unseal, path, sealed, os.environ[PASSWORD_VARIABLE].encode())
+    finally:
+        opener.shutdown(wait=False)
+
+
+def load_key(path: str) -> SigningKey:
+    """The private key in the file `path`, opened with COSIGN_PASSWORD (`open_key`, waited
+    for)."""
+    return open_key(path).result()
+
+
+def _unseal(path: str, sealed: signatures.SealedKey, password: bytes) -> SigningKey:
+    try:
+        secret = sealed.secret(password)
+    except (ValueError, MemoryError) as error:  # parameters OpenSSL's scrypt refuses
+        raise _refused(path, f"its scrypt parameters cannot be used ({error})") from None
     try:
         der = SecretBox(secret).decrypt(sealed.ciphertext, sealed.nonce)
     except CryptoError:
-        raise refused(f"{PASSWORD_VARIABLE} does not open it: set the password the key was "
-                      "made with") from None
-    key = serialization.load_der_private_key(der, password=None)
+        raise _refused(path, f"{PASSWORD_VARIABLE} does not open it: set the password the key "
+                             "was made with") from None
+    try:
+        key = serialization.load_der_private_key(der, password=None)
+    except ValueError as error:
+        raise _refused(path, f"its sealed key is not a private key ({error})") from None
     if not isinstance(key, ec.EllipticCurvePrivateKey):
-        raise refused(f"holds a {type(key).__name__}, not the ECDSA key cosign makes")
+        raise _refused(path, f"holds a {type(key).__name__}, not the ECDSA key cosign makes")
     return SigningKey(path, key)
+
+
+def _refused(path: str, why: str) -> InputError:
+    return InputError(why, source=path, field="--sign-key")
 
 
 def cosign() -> str:
@@ -161,13 +186,15 @@ def sign(client: RegistryClient, key: SigningKey, name: str, digest: str) -> boo
 
 
 class Signing:
-    """Signatures under way (`start`): `wait` for them, or `stop` those not begun."""
+    """Signatures under way (`start`, `add`): `wait` for them, or `stop` those not begun."""
 
-    def __init__(self, references: Iterable[tuple[str, str]],
-                 pool: ThreadPoolExecutor) -> None:
-        self.references = frozenset(references)  # every one asked for, signed before or not
+    def __init__(self, client: RegistryClient, key: SigningKey) -> None:
+        self.references: frozenset[tuple[str, str]] = frozenset()  # every one asked for
         self.running: dict[str, Future] = {}  # name@digest → whether it was signed now
-        self._pool = pool
+        self._client, self._key = client, key
+        self._pool = ThreadPoolExecutor(max_workers=SIGNERS, thread_name_prefix="sign")
+        self._lock = threading.Lock()  # jobs' threads add as each job ends
+        self._stopped = False
 
     def __enter__(self) -> Signing:
         return self
@@ -175,10 +202,23 @@ class Signing:
     def __exit__(self, *_) -> None:
         self.stop()
 
+    def add(self, references: Iterable[tuple[str, str]]) -> None:
+        """Sign these too (name: host/repository, digest), each not asked for before; none
+        once stopped."""
+        with self._lock:
+            for name, digest in references:
+                if (name, digest) in self.references or self._stopped:
+                    continue
+                self.references = self.references | {(name, digest)}
+                self.running[f"{name}@{digest}"] = self._pool.submit(
+                    sign, self._client, self._key, name, digest)
+
     def wait(self) -> list[str]:
         """The targets signed now; AttestationError naming the first that failed."""
+        with self._lock:
+            running = dict(self.running)
         done, failed = [], []
-        for target, future in self.running.items():
+        for target, future in running.items():
             try:
                 if future.result():
                     done.append(target)
@@ -187,26 +227,24 @@ class Signing:
         self.stop()
         if failed:
             target, why = failed[0]
-            raise AttestationError(f"could not sign {len(failed)} of {len(self.running)} digests "
+            raise AttestationError(f"could not sign {len(failed)} of {len(running)} digests "
                                    f"({target}, …): {why}")
         return done
 
     def stop(self) -> None:
         """Push no signature not begun yet (a stage failed or was interrupted); one begun ends
         whole, as its manifest goes last."""
-        self._pool.shutdown(wait=False, cancel_futures=True)
+        with self._lock:
+            self._stopped = True
+            self._pool.shutdown(wait=False, cancel_futures=True)
 
 
 def start(client: RegistryClient, key: SigningKey,
-          references: Iterable[tuple[str, str]]) -> Signing:
+          references: Iterable[tuple[str, str]] = ()) -> Signing:
     """Start signing each (name: host/repository, digest) not signed yet, in `client`'s
-    registry, a few at once."""
-    references = list(dict.fromkeys(references))
-    signing = Signing(references, ThreadPoolExecutor(max_workers=SIGNERS,
-                                                     thread_name_prefix="sign"))
-    for name, digest in references:
-        signing.running[f"{name}@{digest}"] = signing._pool.submit(sign, client, key, name,
-                                                                   digest)
+    registry, a few at once; more may be `add`ed."""
+    signing = Signing(client, key)
+    signing.add(references)
     return signing
 
 

@@ -14,7 +14,7 @@ from builder.farm import engines
 from builder.model.builders import Builders
 from builder.farm.progress import Progress
 from builder.farm.results import BuildRun, Interrupted, grouped
-from builder.farm.runner import Runner
+from builder.farm.runner import Hooks, Runner
 from builder.model import versions
 from builder.model.errors import EXIT_INTERRUPTED, InputError
 from builder.model.naming import check_registry
@@ -85,10 +85,11 @@ def load_builders(options: BuildOptions) -> Builders:
 
 
 def stage(plan: Plan, options: BuildOptions, out: TextIO, *, registries: Registries,
-          read_back: bool = False) -> BuildRun:
+          read_back: bool = False, hooks: Hooks = Hooks()) -> BuildRun:
     """The build stage of a plan made already: print it (dry-run: only that), run it.
     `registries`: the run's registry clients, shared with a release's later stages;
-    `read_back`: read each pushed image into their cache for those stages."""
+    `read_back`: read each pushed image into their cache for those stages; `hooks`: what a
+    release does once the engines are probed, and as each job ends."""
     native = this_machine()
     warning = emulation_warning(plan, native)
     if warning:
@@ -98,23 +99,24 @@ def stage(plan: Plan, options: BuildOptions, out: TextIO, *, registries: Registr
         return BuildRun(plan, [], planned=True, native=native)
     return run_plan(plan, push=options.push, force=options.force, nocache=options.nocache,
                     logs=options.logs, out=out, registries=registries, read_back=read_back,
-                    attest=options.attest)
+                    attest=options.attest, hooks=hooks)
 
 
 def run_plan(plan: Plan, *, out: TextIO, push: bool = False, force: bool = False,
              nocache: bool = False, logs: str | Path = DEFAULT_LOGS,
              registries: Registries | None = None, read_back: bool = False,
-             attest: bool = False) -> BuildRun:
+             attest: bool = False, hooks: Hooks = Hooks()) -> BuildRun:
     """Check the registries and probe the engines, then run every job of `plan`, showing the
     plan, the probes' findings, progress and then the table on `out`; failures are in the
     results, and each is also named on stderr with its log. A registry that does not answer
     is the one line of its HostUnreachable, and the plan is not shown: none of it will run."""
     check_push_target(push, plan.registry)
     runner = Runner(plan, push=push, force=force, nocache=nocache, logs=Path(logs),
-                    registries=registries, read_back=read_back, attest=attest)
+                    registries=registries, read_back=read_back, attest=attest, hooks=hooks)
     health = runner.probe(answered=lambda: print(plan.describe(), file=out, flush=True))
     for line in health.engine_lines() + health.lines():
         print(line, file=out, flush=True)
+    hooks.ready()
     # The engine column shows the pool until a job takes a slot on one of its engines.
     progress = Progress([(j.key, "|".join(j.pool)) for j in plan.jobs]
                         + [(s.key, "-") for s in plan.skipped], out=out)

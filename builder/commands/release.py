@@ -13,12 +13,14 @@ The stages hand each other values: the versions file is loaded and the version r
 the plan made once (build runs its jobs, publish reads and hashes its members), and the build's
 results go to publish as the images they vouch for (`builder.publish.rules.verified_builds`),
 the same values `invoke publish --from-report` reads from a build's report. With --sign-key,
-the images the build pushed and their attestation manifests are being signed while publish
-runs; the sign stage signs the indexes and what else they list, and waits for both.
+each image the build pushes and its attestation manifest are signed as its job ends, while
+the other jobs build and publish runs; the sign stage signs the indexes and what else they
+list, and waits for all of it.
 """
 from __future__ import annotations
 
 import sys
+from concurrent.futures import Future
 from contextlib import nullcontext
 from dataclasses import dataclass
 from typing import TextIO
@@ -26,6 +28,7 @@ from typing import TextIO
 from builder.attest import signing
 from builder.commands import build, generate, publish, summary, verify
 from builder.farm.results import BuildRun, Interrupted
+from builder.farm.runner import Hooks
 from builder.model import naming
 from builder.model import versions
 from builder.model.errors import EXIT_FAILED, EXIT_INTERRUPTED, EXIT_OK, BuilderError
@@ -85,8 +88,9 @@ def run(options: ReleaseOptions, out: TextIO) -> ReleaseResult:
     """Release one version; the report says which stage stopped it, and is written also when
     an error stops a stage midway."""
     registry = naming.check_registry(options.registry.rstrip("/"))  # before the report names it
-    # Opened before anything is built to be signed: a wrong password stops the release now.
-    key = signing.load_key(options.sign_key) if options.sign_key else None
+    # What can be checked of the key is, now; its password opens it while the release loads,
+    # plans and probes, before anything is built (`verify.BuildSigning.ready`).
+    key = signing.open_key(options.sign_key) if options.sign_key else None
     family = versions.load(options.versions, options.templates)
     wanted = family.version(options.version)
     report = Report("release", wanted.full, family.repository, registry)
@@ -134,7 +138,7 @@ def _went_through(report: Report, result: StageResult) -> bool:
 
 def _stages(report: Report, wanted: versions.Version, family: versions.Family,
             options: ReleaseOptions, registry: str, out: TextIO,
-            key: signing.SigningKey | None) -> int:
+            key: Future | None) -> int:
     # One client per registry for every stage: one pool, one limit, and one cache, so what the
     # build stage's skip check read serves publish and the pages.
     registries = Registries(
@@ -148,10 +152,34 @@ def _stages(report: Report, wanted: versions.Version, family: versions.Family,
     if not _went_through(report, generated):
         return EXIT_FAILED
 
+    client = registries.client(registry_host(registry, family.repository),
+                               ca_bundle=options.ca_bundle)
+    # Each job's image and attestation manifest are signed as the job ends, while the others
+    # build; whatever is still signing when a later stage fails is stopped.
+    with (verify.BuildSigning(client, key, naming.target_reference(
+            registry, family.repository, "latest")) if key else nullcontext()) as signer:
+        return _build_onwards(report, wanted, family, options, registry, registries, out,
+                              Signer(client, signer))
+
+
+@dataclass(frozen=True)
+class Signer:
+    """The release's signing: the target's client, and the build's signing (None: no
+    --sign-key)."""
+    client: RegistryClient
+    early: verify.BuildSigning | None
+
+
+def _build_onwards(report: Report, wanted: versions.Version, family: versions.Family,
+                   options: ReleaseOptions, registry: str, registries: Registries,
+                   out: TextIO, signer: Signer) -> int:
     _begin(report, "build", out, "build and push")
-    the_plan, built = _build(wanted, family, options, registry, registries, out)
+    the_plan, built = _build(wanted, family, options, registry, registries, out,
+                             signer.early.hooks() if signer.early else Hooks())
     went_through = _went_through(report, built)
     if options.dry_run:
+        if signer.early:
+            signer.early.ready()  # a dry run, too, says that the password does not open the key
         _begin(report, "publish", out, "publish (planned)")
         platforms = tuple(parse_platform(name) for name in options.platforms)
         for tag, members in tag_groups(family, wanted, options.variants, platforms).items():
@@ -160,24 +188,8 @@ def _stages(report: Report, wanted: versions.Version, family: versions.Family,
     if not went_through and not options.allow_lagging:
         report.stages["build"]["reason"] += "; nothing was published"
         return EXIT_FAILED
-    client = registries.client(registry_host(registry, family.repository),
-                               ca_bundle=options.ca_bundle)
-    # The images just pushed and their attestation manifests are signed while publish lists
-    # them; whatever is still signing when a later stage fails is stopped.
-    with (verify.sign_built(client, built.results, naming.target_reference(
-            registry, family.repository, "latest"), key)
-          if key else nullcontext()) as early:
-        return _publish_onwards(report, the_plan, built, wanted, options, registry,
-                                registries, Signer(client, key, early), out)
-
-
-@dataclass(frozen=True)
-class Signer:
-    """The release's signing: the target's client, the key (None: no --sign-key), and the
-    signatures the build stage's images are getting meanwhile."""
-    client: RegistryClient
-    key: signing.SigningKey | None
-    early: signing.Signing | None
+    return _publish_onwards(report, the_plan, built, wanted, options, registry, registries,
+                            signer, out)
 
 
 def _publish_onwards(report: Report, the_plan: Plan, built: BuildRun,
@@ -196,11 +208,11 @@ def _publish_onwards(report: Report, the_plan: Plan, built: BuildRun,
         attestations={r.digest: r.attestation for r in built.results if r.attestation})
     if not _went_through(report, published):
         return EXIT_FAILED
-    if signer.key:
+    if signer.early:
         _begin(report, "sign", out, "sign (cosign's format, offline)")
         _went_through(report, verify.sign_published(
             signer.client, {t.reference: t.digest for t in published.tags if t.digest},
-            signer.key, out, early=signer.early))
+            signer.early.key, out, early=signer.early.signing))
 
     _begin(report, "summary", out, "summary pages")
     pages = summary.run(summary.SummaryOptions(
@@ -216,9 +228,10 @@ def _publish_onwards(report: Report, the_plan: Plan, built: BuildRun,
 
 
 def _build(wanted: versions.Version, family: versions.Family, options: ReleaseOptions,
-           registry: str, registries: Registries, out: TextIO) -> tuple[Plan, BuildRun]:
+           registry: str, registries: Registries, out: TextIO,
+           hooks: Hooks) -> tuple[Plan, BuildRun]:
     """The release's one plan, and its build stage's run: every job pushed, and read back
-    into the run's cache for publish and the pages."""
+    into the run's cache for publish and the pages; `hooks`: the signing's."""
     build_options = build.BuildOptions(
         version=wanted.full, variants=options.variants, platforms=options.platforms,
         registry=registry, push=True, builders=options.builders, force=options.force,
@@ -228,4 +241,4 @@ def _build(wanted: versions.Version, family: versions.Family, options: ReleaseOp
                          builders=build.load_builders(build_options), registry=registry,
                          arch_namespace=options.arch_namespace)
     return the_plan, build.stage(the_plan, build_options, out, registries=registries,
-                                 read_back=True)
+                                 read_back=True, hooks=hooks)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import json
 import sys
+from concurrent.futures import Future
 from dataclasses import dataclass
-from typing import Iterable, TextIO
+from typing import TextIO
 
 from builder.attest import signing
 from builder.attest.statements import PREDICATE_ANNOTATION, REFERENCE_DIGEST, is_attestation
 from builder.farm.results import JobResult
+from builder.farm.runner import Hooks
 from builder.model.errors import EXIT_FAILED, EXIT_OK
 from builder.model.report import Report, Status
 from builder.registry.client import NotFound, Registries, RegistryClient
@@ -126,27 +128,58 @@ class SignResult:
         report.stage("sign", Status.OK, signed=len(self.signed))
 
 
-def sign_built(client: RegistryClient, results: Iterable[JobResult], tags: ImageRef,
-               key: signing.SigningKey) -> signing.Signing:
-    """Start signing each image the build stage has in the registry and its attestation
-    manifest, those in the repository of the tags (`tags`) that will list them; publish runs
-    meanwhile, and `sign_published` signs the rest."""
+def built_references(result: JobResult, tags: ImageRef) -> list[tuple[str, str]]:
+    """What of a job's result is signed as the job ends: its image in the registry and its
+    attestation manifest, when they are in the repository of the tags (`tags`) that will list
+    them (an image pushed elsewhere, --arch-namespace, is copied in by publish and signed then)."""
     name = f"{tags.registry}/{tags.repository}"
-    references = []
-    for result in results:
-        image = ImageRef.parse(result.image) if result.digest and result.image else None
-        if image is None or f"{image.registry}/{image.repository}" != name:
-            continue  # nothing pushed, or pushed elsewhere (--arch-namespace): publish copies it
-        references.append((name, result.digest))
-        if result.attestation:
-            references.append((name, result.attestation["digest"]))
-    return signing.start(client, key, references)
+    image = ImageRef.parse(result.image) if result.digest and result.image else None
+    if image is None or f"{image.registry}/{image.repository}" != name:
+        return []
+    return [(name, result.digest)] + ([(name, result.attestation["digest"])]
+                                      if result.attestation else [])
+
+
+class BuildSigning:
+    """A release's signing while it builds: the key, being opened meanwhile (`ready`, once the
+    engines are probed, waits for it: a password that does not open it stops the build there,
+    nothing built), then each job's image and attestation manifest as the job ends, while the
+    other jobs build (`finished`). Publish runs while what is left is signed, and
+    `sign_published` signs the rest; leaving it stops what is not begun."""
+
+    def __init__(self, client: RegistryClient, opening: Future, tags: ImageRef) -> None:
+        self.client, self.tags = client, tags
+        self._opening = opening
+        self.signing: signing.Signing | None = None
+
+    def __enter__(self) -> BuildSigning:
+        return self
+
+    def __exit__(self, *_) -> None:
+        if self.signing is not None:
+            self.signing.stop()
+
+    @property
+    def key(self) -> signing.SigningKey:
+        return self._opening.result()
+
+    def ready(self) -> None:
+        if self.signing is None:
+            self.signing = signing.start(self.client, self.key)
+
+    def finished(self, result: JobResult) -> None:
+        if self.signing is not None:
+            self.signing.add(built_references(result, self.tags))
+
+    def hooks(self) -> Hooks:
+        return Hooks(ready=self.ready, finished=self.finished)
 
 
 def sign_published(client: RegistryClient, published: dict[str, str], key: signing.SigningKey,
                    out: TextIO, *, early: signing.Signing | None = None) -> SignResult:
     """Sign each published tag's index ({reference: digest}), and every image and attestation
-    manifest it lists, past those `early` (`sign_built`) is signing, and wait for that too."""
+    manifest it lists, past what `early` (the build's, `BuildSigning`) has asked for, and wait
+    for all of it."""
     targets: dict[tuple[str, str], None] = {}
     for text, digest in published.items():
         ref = ImageRef.parse(text)
@@ -155,9 +188,9 @@ def sign_published(client: RegistryClient, published: dict[str, str], key: signi
         targets[(name, digest)] = None
         for entry in top.json.get("manifests", []) if top.is_list else []:
             targets[(name, entry["digest"])] = None
-    ahead = early.references if early is not None else frozenset()
-    with signing.start(client, key, [t for t in targets if t not in ahead]) as late:
-        done = late.wait() + (early.wait() if early is not None else [])
-    print(f"  signed {len(done)} of {len(ahead | set(targets))} digests (the others were signed "
+    with early if early is not None else signing.start(client, key) as running:
+        running.add(targets)
+        done = running.wait()
+    print(f"  signed {len(done)} of {len(running.references)} digests (the others were signed "
           "before)", file=out)
     return SignResult(tuple(done))

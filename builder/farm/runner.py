@@ -25,7 +25,7 @@ import threading
 import time
 from collections import Counter
 from concurrent.futures import Future, ThreadPoolExecutor, wait
-from dataclasses import replace
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Callable
 
@@ -50,6 +50,15 @@ from builder.registry.client import BadDocument, Registries, RegistryClient, Reg
 from builder.registry.pins import BasePins
 
 
+@dataclass(frozen=True)
+class Hooks:
+    """What the caller of a run does at two moments of it: `ready`, once the probes are done
+    and before any job starts (what it raises stops the run with nothing built); `finished`,
+    with each job's result as the job ends, from that job's thread (it must not raise)."""
+    ready: Callable[[], None] = lambda: None
+    finished: Callable[[JobResult], None] = lambda result: None
+
+
 class _NotBuilt(Exception):
     """A job skipped at run time: no healthy engine in its pool, or its parent was skipped so."""
 
@@ -61,10 +70,12 @@ class Runner:
 
     def __init__(self, plan: Plan, *, push: bool, force: bool, nocache: bool, logs: Path,
                  progress: Progress | None = None, registries: Registries | None = None,
-                 read_back: bool = False, attest: bool = False) -> None:
+                 read_back: bool = False, attest: bool = False, hooks: Hooks = Hooks()) -> None:
         """`progress` may come with `run` instead: the probes before it print plain lines.
-        `attest`: each pushed image gets its attestation manifest (`builder.farm.attestations`)."""
+        `attest`: each pushed image gets its attestation manifest (`builder.farm.attestations`).
+        `hooks`: the caller's `Hooks.finished` (its `ready` is the caller's to call)."""
         self.plan = plan
+        self.hooks = hooks
         self.push = push
         self.force = force
         self.logs = logs
@@ -185,6 +196,7 @@ class Runner:
             self.progress.update(job.key, "skipped", result.reason)
         self.results[job.key] = result
         self.done[job.key].set()
+        self.hooks.finished(result)
         if result.status is Status.FAILED:
             self.progress.update(job.key, "failed", result.reason)
             with log_path.open("a") as log:

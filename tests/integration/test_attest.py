@@ -266,6 +266,24 @@ def test_verify_passes_then_names_the_index_that_was_replaced(released, registry
                   "--key", key).returncode == 0
 
 
+def test_a_password_that_does_not_open_the_key_stops_the_release_with_nothing_built(
+        released, registry):
+    """The key is opened while the release plans and probes: a wrong password stops it once
+    the engines are probed, before any job takes a slot, naming the key and the option."""
+    work = released[0]
+    done = invoke("release", "--version", "1.0.0", "--registry", registry.host,
+                  "--versions", str(work / "images" / "versions.yaml"),
+                  "--builders", str(work / "builders.yaml"), "--attest", "--force",
+                  "--sign-key", str(work / "cosign.key"), "--out", str(work / "out-wrong"),
+                  "--report", str(work / "wrong.json"), "--logs", str(work / "logs-wrong"),
+                  env={"COSIGN_PASSWORD": "not-" + PASSWORD})
+    assert done.returncode == 2, done.stdout[-3000:] + done.stderr[-3000:]
+    assert f"{work / 'cosign.key'}: --sign-key: COSIGN_PASSWORD does not open it" in done.stderr
+    report = json.loads((work / "wrong.json").read_text())
+    assert report["jobs"] == [] and report["stages"]["build"]["status"] == "failed"
+    assert not (work / "logs-wrong").exists()  # no job started: none wrote its log
+
+
 def test_the_summary_page_lists_the_attestation_manifests_as_repo_info_does(released, registry):
     work = released[0]
     page = (work / "out" / REPOSITORY / "remote" / "1.0.0-trixie.md").read_text()

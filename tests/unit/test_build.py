@@ -45,3 +45,23 @@ DIGEST = "sha256:" + "ab" * 32
 ])
 def test_a_pushed_digest_is_read_from_aux_or_from_the_final_status_line(chunk, expected):
     assert pushed_digest(chunk, "1.0-amd64") == expected
+
+
+def test_each_jobs_result_goes_to_the_finished_hook_as_the_job_ends(tiny_family_path, tmp_path):
+    """No engine answers (none is probed): each job ends skipped, and the hook hears of each."""
+    import io
+
+    from builder.farm.progress import Progress
+    from builder.model.builders import Builders, Engine
+    from builder.model.platforms import PLATFORMS
+
+    builders = Builders((Engine("nowhere", "unix:///nonexistent.sock",
+                                (PLATFORMS["amd64"], PLATFORMS["i386"])),))
+    the_plan = plan(versions.load(tiny_family_path), "1.0.0", ("busybox",), ("amd64", "i386"),
+                    builders=builders)
+    heard = []
+    runner = build.Runner(the_plan, push=False, force=False, nocache=False, logs=tmp_path,
+                          hooks=build.Hooks(finished=heard.append))
+    runner.run(Progress([(job.key, "nowhere") for job in the_plan.jobs], out=io.StringIO()))
+    assert sorted(result.key for result in heard) == sorted(job.key for job in the_plan.jobs)
+    assert len(heard) == 2

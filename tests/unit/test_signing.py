@@ -197,27 +197,46 @@ def test_what_early_signing_has_is_not_signed_again_and_both_are_counted(key):
     assert "signed 5 of 5 digests" in out.getvalue()
 
 
-def test_sign_built_takes_the_images_in_the_tags_repository_and_their_attestations(key):
-    class Result:
-        def __init__(self, image, digest, attestation=None):
-            self.image, self.digest, self.attestation = image, digest, attestation
-
-    results = [Result(f"{NAME}:1.0.0-amd64", _digest(1), {"digest": _digest(2)}),
-               Result("127.0.0.1:5000/amd64/hello:1.0.0", _digest(3)),  # --arch-namespace
-               Result(f"{NAME}:1.0.0-i386", None)]  # failed: nothing pushed
-    with verify.sign_built(Client(), results, ImageRef.parse(f"{NAME}:latest"), key) as early:
-        assert sorted(early.wait()) == [f"{NAME}@{_digest(1)}", f"{NAME}@{_digest(2)}"]
+class Result:
+    def __init__(self, image, digest, attestation=None):
+        self.image, self.digest, self.attestation = image, digest, attestation
 
 
-@pytest.mark.parametrize("password, said", [(None, "no such file"),
-                                            ("wrong", "COSIGN_PASSWORD does not open it")])
+def test_a_jobs_image_and_attestation_in_the_tags_repository_are_signed_as_it_ends(key_file):
+    tags = ImageRef.parse(f"{NAME}:latest")
+    pushed = Result(f"{NAME}:1.0.0-amd64", _digest(1), {"digest": _digest(2)})
+    assert verify.built_references(pushed, tags) == [(NAME, _digest(1)), (NAME, _digest(2))]
+    assert verify.built_references(Result("127.0.0.1:5000/amd64/hello:1.0.0", _digest(3)),
+                                   tags) == []  # --arch-namespace: publish copies it in
+    assert verify.built_references(Result(f"{NAME}:1.0.0-i386", None), tags) == []  # failed
+    client = Client()
+    with verify.BuildSigning(client, signing.open_key(str(key_file[0])), tags) as early:
+        early.finished(pushed)  # before the engines are probed: the key may not be open yet
+        early.ready()
+        early.finished(pushed)
+        assert sorted(early.signing.wait()) == [f"{NAME}@{_digest(1)}", f"{NAME}@{_digest(2)}"]
+
+
+def test_a_password_that_does_not_open_the_key_stops_the_build_once_probed(key_file,
+                                                                          monkeypatch):
+    monkeypatch.setenv(signing.PASSWORD_VARIABLE, "wrong")
+    opening = signing.open_key(str(key_file[0]))  # the file and the variable pass at once
+    early = verify.BuildSigning(Client(), opening, ImageRef.parse(f"{NAME}:latest"))
+    with pytest.raises(InputError, match="COSIGN_PASSWORD does not open it"):
+        early.ready()
+
+
+@pytest.mark.parametrize("text, said", [(None, "no such file"), ("not a key\n",
+                                                                 "not a cosign private key")])
 def test_a_release_with_a_key_it_cannot_use_stops_before_building(tiny_family_path, tmp_path,
-                                                                  key_file, password, said):
-    path = key_file[0] if password else tmp_path / "nowhere.key"
+                                                                  text, said):
+    path = tmp_path / "cosign.key"
+    if text is not None:
+        path.write_text(text)
     done = invoke("release", "--version", "1.0.0", "--registry", "127.0.0.1:5999",
                   "--versions", str(tiny_family_path), "--attest", "--sign-key", str(path),
                   "--report", str(tmp_path / "report.json"),
-                  env={signing.PASSWORD_VARIABLE: password or PASSWORD})
+                  env={signing.PASSWORD_VARIABLE: PASSWORD})
     assert done.returncode == 2
     assert said in done.stderr and str(path) in done.stderr
     assert "build and push" not in done.stdout
