@@ -9,7 +9,8 @@ Other kinds, for a registry that lies or fills up: any other status number (507,
 answer of that status, the registry never sees the request), ``html`` (200 with an HTML page),
 ``lie`` (the registry's answer with its JSON body re-indented, its Docker-Content-Digest kept),
 ``ctype=TYPE`` (the registry's answer with that Content-Type), ``digest=DIGEST`` (the
-registry's answer with that Docker-Content-Digest: a stale cache). `fault_match` narrows the
+registry's answer with that Docker-Content-Digest: a stale cache). An answer made here to a HEAD
+has no body, as HTTP has it. `fault_match` narrows the
 faults to the requests it matches, and the first `fault_skip` of those always pass. Every
 fault is one log line `FAULT n/max …`.
 """
@@ -102,6 +103,11 @@ class Faults:
             flow.response = http.Response.make(int(kind), f"injected {kind} {reason}\n",
                                                {"Content-Type": "text/plain"})
             flow.response.reason = reason
+        if flow.request.method == "HEAD":
+            # An answer to a HEAD has no body: one sent anyway stays on the connection, and
+            # the client reads it as the start of its next answer there, one more fault that
+            # none drew.
+            flow.response.content = b""
 
     def response(self, flow: http.HTTPFlow) -> None:
         kind = self.late.pop(id(flow), None)

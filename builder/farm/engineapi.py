@@ -147,29 +147,50 @@ def auth_config(credentials: Credentials | None) -> dict:
 
 
 def pull(api, engine: Engine, base: str, platform: Platform, log: Callable[[str], None], *,
-         credentials: Credentials | None) -> None:
-    """Pull a pinned base with `credentials` (its own registry's, if any); the classic builder
-    would pull it itself, but only with those of the engine's client config. `log` sees each
-    progress line and may raise to stop the pull."""
+         registry: RegistryClient) -> None:
+    """Pull a pinned base with the credentials of `registry` (the base's own); the classic
+    builder would pull it itself, but only with those of the engine's client config. `log` sees
+    each progress line and may raise to stop the pull. `registry` is also asked (`_pull_failed`)."""
     repository, _, digest = base.partition("@")
-    host = ImageRef.parse(base).registry
 
     def attempt() -> None:
         try:
             for chunk in api.pull(repository, tag=digest, stream=True, decode=True,
                                   platform=platform.oci if platform.os == "linux" else None,
-                                  auth_config=auth_config(credentials)):
+                                  auth_config=auth_config(registry.credentials())):
                 if "error" in chunk:
-                    raise _registry_failed(f"engine {engine.name} cannot pull the base image "
-                                           f"{base}", chunk["error"])
+                    raise _pull_failed(engine, base, chunk["error"], registry)
                 if chunk.get("status"):
                     log(f"{chunk.get('id', '')} {chunk['status']}".strip())
         except APIError as error:
-            raise _registry_failed(f"engine {engine.name} cannot pull the base image {base}",
-                                   str(error.explanation or error)) from None
+            raise _pull_failed(engine, base, str(error.explanation or error), registry) from None
 
-    retry.call(attempt, _retryable, host=host, what=f"the pull of {base}",
-               policy=retry.POLICY.compound())
+    retry.call(attempt, _retryable, host=ImageRef.parse(base).registry,
+               what=f"the pull of {base}", policy=retry.POLICY.compound())
+
+
+# An engine's words for no such image. The containerd store says them too when the manifest's HEAD
+# got no answer (a dropped connection, a timeout): it then asks for the blob of that digest, which
+# a registry answers 404, and reports that 404 over the lost request (a 5xx it reports as such).
+_NOT_FOUND = re.compile(r"\bnot found\b|manifest unknown", re.IGNORECASE)
+
+
+def _pull_failed(engine: Engine, base: str, error: str, registry: RegistryClient) -> RegistryFailed:
+    """The engine's failure to pull `base`; its "no such image" is retried if `registry` has it."""
+    what = f"engine {engine.name} cannot pull the base image {base}"
+    failed = _registry_failed(what, error)
+    if failed.transient is not None or not _NOT_FOUND.search(error):
+        return failed
+    ref = ImageRef.parse(base)
+    if registry.head_manifest(ref.repository, ref.digest or ref.tag) is None:
+        return RegistryFailed(f"{what}: {registry.registry} has no such image ({error.strip()}); "
+                              "push it there, or pin the base to a digest it serves",
+                              transient=None)
+    served = retry.Transient(retry.Kind.DROPPED,
+                             f"the engine found no such image, but {registry.registry} serves it")
+    return RegistryFailed(f"{failed}; yet {registry.registry} serves it here: the engine's "
+                          "request got no answer, or it reaches another registry by that name",
+                          transient=served)
 
 
 def _registry_failed(what: str, error: str) -> RegistryFailed:

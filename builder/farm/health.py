@@ -22,13 +22,13 @@ from docker.errors import APIError, DockerException, NotFound
 from builder.farm import buildx
 from builder.farm import engineapi
 from builder.farm import engines
-from builder.registry.credentials import Credentials
 from builder.model.builders import Engine
 from builder.farm.engines import short_error
 from builder.model.errors import BuilderError
 from builder.model.platforms import Platform
 from builder.plan.plan import Plan
 from builder.farm.pools import Backend, Facts, Health, backend, by_emulation, judge
+from builder.registry.client import RegistryClient
 
 PROBE_TIMEOUT = 30  # seconds for version/info and a ping: an engine slower than that is not healthy
 RUN_TIMEOUT = 300  # seconds to pull the probe image and run it, on a loaded machine under QEMU
@@ -39,9 +39,9 @@ _CONNECTION_LOST = (requests.ConnectionError, requests.exceptions.ChunkedEncodin
 
 @dataclass(frozen=True)
 class ProbeImage:
-    """The image an emulation probe runs: pinned, pulled with its own registry's credentials."""
+    """The image an emulation probe runs: pinned, pulled as a build pulls it (`engineapi.pull`)."""
     reference: str
-    credentials: Credentials | None
+    registry: RegistryClient  # the image's own
 
 
 class EngineUnreachable(engineapi.EngineError):
@@ -77,7 +77,7 @@ def runs(engine: Engine, platform: Platform, image: ProbeImage) -> str | None:
             # Pulled only when missing: a pull asks the registry again on every run, and a
             # no-op release would pay a ping and a manifest GET per emulated platform.
             engineapi.pull(api, engine, image.reference, platform, lambda line: None,
-                           credentials=image.credentials)
+                           registry=image.registry)
         container = api.create_container(image.reference, command=["true"], entrypoint=[],
                                          network_disabled=True, platform=platform.oci)["Id"]
         api.start(container)

@@ -177,8 +177,7 @@ class EngineWork:
 
         for base in pulls:
             engineapi.pull(api, engine, base, job.platform, pulling,
-                           credentials=self.registries.client(
-                               ImageRef.parse(base).registry).credentials())
+                           registry=self.registries.client(ImageRef.parse(base).registry))
 
     def _build(self, api, engine: Engine, job: BuildJob, prepared: Prepared, log,
                backend: Backend, pulls: tuple[str, ...]) -> str:

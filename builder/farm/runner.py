@@ -145,7 +145,7 @@ class Runner:
                 try:
                     pinned = self.pins.pin(images[0], job.platform)
                     return health.ProbeImage(
-                        pinned, self._registry(ImageRef.parse(pinned).registry).credentials())
+                        pinned, self._registry(ImageRef.parse(pinned).registry))
                 except BuilderError:
                     return None  # the job's own pin will fail and say why
         return None

@@ -3,7 +3,9 @@
 The policy's rules are tested on values in tests/unit/test_faults.py. Here, against the real
 engine and registries, through the test bed's fault proxy (mitmproxy, seeded and
 bounded): a base pull and an engine push that meet nothing but faults at first (on each engine
-kind: the engine words the registry's failures, and the words are what is retried); a release of
+kind: the engine words the registry's failures, and the words are what is retried), a base pull
+whose manifest request drops (the containerd store then says "not found") and one of a base
+that is not there; a release of
 the example family (examples/hello, 2 variants × 7 platforms) through 20% faults, against a
 clean release of the same to another registry, while a poller reads every tag; and a release
 killed with SIGKILL at 10 seeded moments, then run again.
@@ -77,18 +79,52 @@ def _busybox_digest(mirror) -> str:
     return RegistryClient(mirror.host).resolve_platform(ref, PLATFORMS["amd64"]).digest
 
 
-def test_a_base_pull_meeting_faults_is_retried_whole(mirror, fault_proxy, build_engine, forget):
-    proxy = fault_proxy(mirror, rate="1", max_faults=3, seed=5)
-    forget.append(proxy.host)
+def _pull_through(proxy, mirror, build_engine) -> tuple[str, retry.Tally, list[str]]:
+    """The mirror's amd64 busybox, pinned, pulled through `proxy`: its reference, the retries
+    and their lines."""
     base = f"{proxy.host}/library/busybox@{_busybox_digest(mirror)}"
     engine = Engine(build_engine.name, build_engine.url, (PLATFORMS["amd64"],))
     lines = []
     with retry.scope(lines.append) as retried:
         engineapi.pull(build_engine.client.api, engine, base, PLATFORMS["amd64"],
-                       lambda line: None, credentials=None)
+                       lambda line: None, registry=RegistryClient(proxy.host))
+    return base, retried, lines
+
+
+def test_a_base_pull_meeting_faults_is_retried_whole(mirror, fault_proxy, build_engine, forget):
+    proxy = fault_proxy(mirror, rate="1", max_faults=3, seed=5)
+    forget.append(proxy.host)
+    base, retried, lines = _pull_through(proxy, mirror, build_engine)
     assert len(proxy.faults()) == 3
     assert retried.retries >= 1 and all(f"of the pull of {base}" in line for line in lines)
     build_engine.client.images.get(base)  # it is there now
+
+
+@pytest.mark.parametrize("seed, fault", [(4, "drop before"), (1, "drop after")])
+def test_a_base_pull_whose_manifest_request_drops_is_retried(seed, fault, mirror, fault_proxy,
+                                                             build_engine, forget):
+    """The containerd store's resolver says "not found" for a pinned base whose manifest HEAD
+    got no answer (it asks for the digest's blob next, and reports that 404): the registry,
+    asked by the pull itself, serves the image, so the pull runs again."""
+    proxy = fault_proxy(mirror, rate="1", max_faults=1, seed=seed, kinds="drop",
+                        match=r"^HEAD /v2/.*/manifests/")
+    forget.append(proxy.host)
+    base, retried, lines = _pull_through(proxy, mirror, build_engine)
+    assert [kind for kind, _, _ in proxy.faults()] == [fault]
+    assert retried.retries <= 1 and all(f"of the pull of {base}" in line for line in lines)
+    build_engine.client.images.get(base)
+
+
+def test_a_base_the_registry_does_not_have_fails_its_pull_at_once(mirror, build_engine):
+    base = f"{mirror.host}/library/busybox@sha256:{'0' * 64}"
+    engine = Engine(build_engine.name, build_engine.url, (PLATFORMS["amd64"],))
+    with retry.scope(lambda line: None) as retried, \
+            pytest.raises(engineapi.RegistryFailed) as failed:
+        engineapi.pull(build_engine.client.api, engine, base, PLATFORMS["amd64"],
+                       lambda line: None, registry=RegistryClient(mirror.host))
+    assert retried.retries == 0 and failed.value.transient is None
+    assert str(failed.value).startswith(f"engine {build_engine.name} cannot pull the base image "
+                                        f"{base}: {mirror.host} has no such image (")
 
 
 def test_an_engine_push_meeting_faults_is_retried_whole(mirror, fresh_registry, fault_proxy,

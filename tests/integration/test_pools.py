@@ -153,7 +153,8 @@ def test_an_emulated_platform_is_proved_by_a_container(mirror, third_engine):
     engine = Engine("third", third_engine.url, (ARM64, platform("s390x")))
     images = {p.name: f"{mirror.host}/library/busybox:{p.name}" for p in engine.platforms}
 
-    found = health.check([engine], {"third": engine.platforms}, lambda p: health.ProbeImage(images[p.name], None))
+    found = health.check([engine], {"third": engine.platforms},
+                         lambda p: health.ProbeImage(images[p.name], RegistryClient(mirror.host)))
 
     assert found == Health()  # both run under QEMU
 

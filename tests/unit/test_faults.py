@@ -11,7 +11,9 @@ import requests
 from builder.farm import engineapi
 from builder.model import retry
 from builder.farm.engineapi import RegistryFailed, StepFailed
+from builder.model.builders import Engine
 from builder.model.errors import BuilderError
+from builder.model.reference import Descriptor
 from builder.registry.client import transient
 from builder.model.retry import Budget, Kind, Policy, RetryBudgetSpent, Transient
 
@@ -120,6 +122,37 @@ def test_a_failure_that_is_not_transient_is_never_retried():
     assert engineapi._retryable(step) is None
     pushed = RegistryFailed("pushing x failed: EOF", transient=engineapi.registry_failure("EOF"))
     assert engineapi._retryable(pushed).kind is Kind.DROPPED
+
+
+class _Registry:
+    """A registry holding `digests`; the manifest HEADs asked of it, in `asked`."""
+
+    def __init__(self, *digests: str) -> None:
+        self.registry, self.digests, self.asked = "registry.test", digests, []
+
+    def head_manifest(self, repository: str, reference: str):
+        self.asked.append((repository, reference))
+        return Descriptor("application/vnd.oci.image.manifest.v1+json", reference, 400) \
+            if reference in self.digests else None
+
+
+def test_an_engine_finding_no_base_is_believed_only_if_the_registry_has_none_either():
+    digest = "sha256:" + "f" * 64
+    base, engine = f"registry.test/library/busybox@{digest}", Engine("modern", "unix://x", ())
+    said = f'failed to resolve reference "{base}": {base}: not found'
+    served = _Registry(digest)
+    lost = engineapi._pull_failed(engine, base, said, served)
+    assert served.asked == [("library/busybox", digest)]
+    assert lost.transient == Transient(Kind.DROPPED, "the engine found no such image, but "
+                                                     "registry.test serves it")
+    missing = engineapi._pull_failed(engine, base, said, _Registry())
+    assert missing.transient is None and str(missing) == (
+        f"engine modern cannot pull the base image {base}: registry.test has no such image "
+        f"({said}); push it there, or pin the base to a digest it serves")
+    unasked = _Registry(digest)
+    bad_gateway = engineapi._pull_failed(engine, base, "unexpected status: 502 Bad Gateway",
+                                         unasked)
+    assert bad_gateway.transient.kind is Kind.SERVER_ERROR and unasked.asked == []
 
 
 def test_a_cancelled_scope_ends_the_wait_and_starts_no_retry():
