@@ -27,6 +27,9 @@ PAYLOAD_TYPE = "cosign container image signature"
 # The PEM labels of cosign's encrypted private keys: today's, and the one before it.
 KEY_LABELS = ("ENCRYPTED SIGSTORE PRIVATE KEY", "ENCRYPTED COSIGN PRIVATE KEY")
 _ZERO_TIME = "0001-01-01T00:00:00Z"  # what cosign writes: a signature's image has no time
+# Bytes scrypt may use: cosign's parameters (N 65536, r 8) need 64 MiB; a key file asking for
+# more than this is refused by OpenSSL rather than obeyed.
+_MAX_MEMORY = 1 << 30
 
 
 def tag(digest: str) -> str:
@@ -87,9 +90,11 @@ class SealedKey:
     ciphertext: bytes
 
     def secret(self, password: bytes) -> bytes:
-        """The secretbox key scrypt derives from `password` (a second or so of CPU)."""
+        """The secretbox key scrypt derives from `password` (a sixth of a second of CPU with
+        cosign's parameters); ValueError for parameters OpenSSL refuses."""
         return hashlib.scrypt(password, salt=self.salt, n=self.n, r=self.r, p=self.p,
-                              maxmem=256 * self.n * self.r + (1 << 20), dklen=32)
+                              maxmem=min(256 * self.n * self.r + (1 << 20), _MAX_MEMORY),
+                              dklen=32)
 
 
 def sealed_key(pem: str) -> SealedKey:
@@ -101,18 +106,16 @@ def sealed_key(pem: str) -> SealedKey:
                           "make one with `cosign generate-key-pair`")
     try:
         sealed = json.loads(base64.b64decode("".join(lines[1:-1])))
-        kdf, cipher = sealed["kdf"], sealed["cipher"]
-        if kdf["name"] != "scrypt" or cipher["name"] != "nacl/secretbox":
-            raise KeyUnusable(f"sealed with {kdf['name']} and {cipher['name']}; only scrypt "
-                              "and nacl/secretbox (cosign's) are known")
-        params = kdf["params"]
-        return SealedKey(base64.b64decode(kdf["salt"]), int(params["N"]), int(params["r"]),
-                         int(params["p"]), base64.b64decode(cipher["nonce"]),
-                         base64.b64decode(sealed["ciphertext"]))
+        kdf, cipher, params = sealed["kdf"], sealed["cipher"], sealed["kdf"]["params"]
+        found = SealedKey(base64.b64decode(kdf["salt"]), int(params["N"]), int(params["r"]),
+                          int(params["p"]), base64.b64decode(cipher["nonce"]),
+                          base64.b64decode(sealed["ciphertext"]))
     except (ValueError, KeyError, TypeError) as error:
-        if isinstance(error, KeyUnusable):
-            raise
         raise KeyUnusable(f"its sealed key cannot be read ({error})") from None
+    if kdf.get("name") != "scrypt" or cipher.get("name") != "nacl/secretbox":
+        raise KeyUnusable(f"sealed with {kdf.get('name')} and {cipher.get('name')}; only "
+                          "scrypt and nacl/secretbox (cosign's) are known")
+    return found
 
 
 def _compact(document: dict) -> bytes:

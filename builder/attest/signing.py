@@ -1,9 +1,10 @@
 """Signatures in cosign's format, made here; checked by cosign, offline: no transparency log,
 no certificate authority, a key pair.
 
-`load_key` opens the private key (cosign's, from `cosign generate-key-pair`) with the password
-in COSIGN_PASSWORD, cosign's own variable, before anything is built: a wrong password stops the
-release then. `start` signs each digest a release publishes (per-arch images, indexes,
+`open_key` opens the private key (cosign's, from `cosign generate-key-pair`) with the password
+in COSIGN_PASSWORD, cosign's own variable: at once as far as the file goes, the key derivation
+in a thread while the release plans and probes, so that a wrong password stops the release
+before anything is built. `start` signs each digest a release publishes (per-arch images, indexes,
 attestation manifests) unless it carries a signature already (its ``sha256-<hex>.sig`` tag), so
 a no-op release signs nothing again, and returns while the signatures are pushed through the
 release's registry client (`Signing`: wait for them, or stop them). The signatures are made as
@@ -87,12 +88,6 @@ def open_key(path: str) -> Future[SigningKey]:
         return opener.submit(_unseal, path, sealed, os.environ[PASSWORD_VARIABLE].encode())
     finally:
         opener.shutdown(wait=False)
-
-
-def load_key(path: str) -> SigningKey:
-    """The private key in the file `path`, opened with COSIGN_PASSWORD (`open_key`, waited
-    for)."""
-    return open_key(path).result()
 
 
 def _unseal(path: str, sealed: signatures.SealedKey, password: bytes) -> SigningKey:

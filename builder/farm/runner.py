@@ -196,11 +196,11 @@ class Runner:
             self.progress.update(job.key, "skipped", result.reason)
         self.results[job.key] = result
         self.done[job.key].set()
-        self.hooks.finished(result)
         if result.status is Status.FAILED:
             self.progress.update(job.key, "failed", result.reason)
             with log_path.open("a") as log:
                 log.write(f"\nFAILED: {result.reason}\n")
+        self.hooks.finished(result)
 
     def _retrying(self, job: BuildJob, log, line: str) -> None:
         log.write(line + "\n")

@@ -62,7 +62,7 @@ def key_file(tmp_path, monkeypatch):
 
 @pytest.fixture
 def key(key_file) -> signing.SigningKey:
-    return signing.load_key(str(key_file[0]))
+    return signing.open_key(str(key_file[0])).result()
 
 
 class Client:
@@ -107,7 +107,7 @@ class Client:
 
 def test_the_sealed_key_is_opened_with_its_password(key_file):
     path, made = key_file
-    opened = signing.load_key(str(path))
+    opened = signing.open_key(str(path)).result()
     assert opened.key.private_numbers() == made.private_numbers()
 
 
@@ -125,15 +125,27 @@ def test_a_key_that_cannot_be_opened_is_refused_naming_the_file(key_file, monkey
         path.write_text(text)
     monkeypatch.setenv(signing.PASSWORD_VARIABLE, password)
     with pytest.raises(InputError) as refused:
-        signing.load_key(str(path))
+        signing.open_key(str(path)).result()
     assert str(refused.value).startswith(f"{path}: --sign-key: ") and said in str(refused.value)
     assert refused.value.exit_code == 2
+
+
+def test_a_key_asking_scrypt_for_more_memory_than_cosigns_is_refused(key_file):
+    """A key file names its own scrypt parameters: 2**26 × r 8 would take 64 GiB."""
+    path, _ = key_file
+    lines = path.read_text().splitlines()
+    sealed = json.loads(base64.b64decode("".join(lines[1:-1])))
+    sealed["kdf"]["params"]["N"] = 1 << 26
+    path.write_text("\n".join([lines[0], base64.b64encode(json.dumps(sealed).encode()).decode(),
+                               lines[-1], ""]))
+    with pytest.raises(InputError, match="its scrypt parameters cannot be used"):
+        signing.open_key(str(path)).result()
 
 
 def test_without_cosign_password_the_key_is_refused_saying_what_to_set(key_file, monkeypatch):
     monkeypatch.delenv(signing.PASSWORD_VARIABLE)
     with pytest.raises(InputError, match="set COSIGN_PASSWORD to the password of"):
-        signing.load_key(str(key_file[0]))
+        signing.open_key(str(key_file[0]))
 
 
 def test_a_signature_is_the_image_cosign_pushes_and_the_public_key_verifies_it(key_file, key):
