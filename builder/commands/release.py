@@ -26,7 +26,7 @@ from dataclasses import dataclass
 from typing import TextIO
 
 from builder.attest import signing
-from builder.commands import build, generate, publish, summary, verify
+from builder.commands import build, generate, publish, sign, summary
 from builder.farm.results import BuildRun, Interrupted
 from builder.farm.runner import Hooks
 from builder.model import naming
@@ -89,7 +89,7 @@ def run(options: ReleaseOptions, out: TextIO) -> ReleaseResult:
     an error stops a stage midway."""
     registry = naming.check_registry(options.registry.rstrip("/"))  # before the report names it
     # What can be checked of the key is, now; its password opens it while the release loads,
-    # plans and probes, before anything is built (`verify.BuildSigning.ready`).
+    # plans and probes, before anything is built (`sign.BuildSigning.ready`).
     key = signing.open_key(options.sign_key) if options.sign_key else None
     family = versions.load(options.versions, options.templates)
     wanted = family.version(options.version)
@@ -156,7 +156,7 @@ def _stages(report: Report, wanted: versions.Version, family: versions.Family,
                                ca_bundle=options.ca_bundle)
     # Each job's image and attestation manifest are signed as the job ends, while the others
     # build; whatever is still signing when a later stage fails is stopped.
-    with (verify.BuildSigning(client, key, naming.target_reference(
+    with (sign.BuildSigning(client, key, naming.target_reference(
             registry, family.repository, "latest")) if key else nullcontext()) as signer:
         return _build_onwards(report, wanted, family, options, registry, registries, out,
                               Signer(client, signer))
@@ -167,7 +167,7 @@ class Signer:
     """The release's signing: the target's client, and the build's signing (None: no
     --sign-key)."""
     client: RegistryClient
-    early: verify.BuildSigning | None
+    early: sign.BuildSigning | None
 
 
 def _build_onwards(report: Report, wanted: versions.Version, family: versions.Family,
@@ -210,7 +210,7 @@ def _publish_onwards(report: Report, the_plan: Plan, built: BuildRun,
         return EXIT_FAILED
     if signer.early:
         _begin(report, "sign", out, "sign (cosign's format, offline)")
-        _went_through(report, verify.sign_published(
+        _went_through(report, sign.sign_published(
             signer.client, {t.reference: t.digest for t in published.tags if t.digest},
             signer.early.key, out, early=signer.early.signing))
 

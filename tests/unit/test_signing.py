@@ -19,7 +19,7 @@ from cryptography.hazmat.primitives.asymmetric import ec
 from nacl.secret import SecretBox
 
 from builder.attest import signatures, signing
-from builder.commands import verify
+from builder.commands import sign
 from builder.model.errors import AttestationError, InputError
 from builder.model.reference import ImageRef, sha256_digest
 from builder.registry.client import RegistryError
@@ -202,7 +202,7 @@ def test_what_early_signing_has_is_not_signed_again_and_both_are_counted(key):
     client = Client(indexes={_digest(100): images})
     early = signing.start(client, key, [(NAME, d) for d in images])
     out = io.StringIO()
-    result = verify.sign_published(client, {f"{NAME}:1.0.0": _digest(100)}, key, out,
+    result = sign.sign_published(client, {f"{NAME}:1.0.0": _digest(100)}, key, out,
                                    early=early)
     assert sorted(result.signed) == sorted(f"{NAME}@{d}" for d in [*images, _digest(100)])
     assert len(client.manifests) == 5 and len(client.order) == 15  # each once: 2 blobs, 1 tag
@@ -217,12 +217,12 @@ class Result:
 def test_a_jobs_image_and_attestation_in_the_tags_repository_are_signed_as_it_ends(key_file):
     tags = ImageRef.parse(f"{NAME}:latest")
     pushed = Result(f"{NAME}:1.0.0-amd64", _digest(1), {"digest": _digest(2)})
-    assert verify.built_references(pushed, tags) == [(NAME, _digest(1)), (NAME, _digest(2))]
-    assert verify.built_references(Result("127.0.0.1:5000/amd64/hello:1.0.0", _digest(3)),
+    assert sign.built_references(pushed, tags) == [(NAME, _digest(1)), (NAME, _digest(2))]
+    assert sign.built_references(Result("127.0.0.1:5000/amd64/hello:1.0.0", _digest(3)),
                                    tags) == []  # --arch-namespace: publish copies it in
-    assert verify.built_references(Result(f"{NAME}:1.0.0-i386", None), tags) == []  # failed
+    assert sign.built_references(Result(f"{NAME}:1.0.0-i386", None), tags) == []  # failed
     client = Client()
-    with verify.BuildSigning(client, signing.open_key(str(key_file[0])), tags) as early:
+    with sign.BuildSigning(client, signing.open_key(str(key_file[0])), tags) as early:
         early.finished(pushed)  # before the engines are probed: the key may not be open yet
         early.ready()
         early.finished(pushed)
@@ -233,7 +233,7 @@ def test_a_password_that_does_not_open_the_key_stops_the_build_once_probed(key_f
                                                                           monkeypatch):
     monkeypatch.setenv(signing.PASSWORD_VARIABLE, "wrong")
     opening = signing.open_key(str(key_file[0]))  # the file and the variable pass at once
-    early = verify.BuildSigning(Client(), opening, ImageRef.parse(f"{NAME}:latest"))
+    early = sign.BuildSigning(Client(), opening, ImageRef.parse(f"{NAME}:latest"))
     with pytest.raises(InputError, match="COSIGN_PASSWORD does not open it"):
         early.ready()
 
