@@ -19,8 +19,7 @@ from builder.registry.client import RegistryClient
 
 def push(client: RegistryClient, repository: str, made: AttestationManifest) -> dict:
     """Push `made` into `repository`; its descriptor, for the tag's index."""
-    for blob in made.blobs:
-        client.upload_blob(repository, blob, look_first=False)
+    client.upload_blobs(repository, made.blobs, look_first=False)
     client.put_manifest(repository, made.digest, made.body, OCI_MANIFEST)
     return made.descriptor()
 

@@ -174,8 +174,8 @@ def sign(client: RegistryClient, key: SigningKey, name: str, digest: str) -> boo
     if signed(client, repository, digest):
         return False
     made = signatures.signature_image(name, digest, key.sign(signatures.payload(name, digest)))
-    for blob in made.blobs:  # new: the payload names the digest, which has no signature yet
-        client.upload_blob(repository, blob, look_first=False)
+    # new: the payload names the digest, which has no signature yet
+    client.upload_blobs(repository, made.blobs, look_first=False)
     client.put_manifest(repository, made.tag, made.manifest, OCI_MANIFEST)
     return True
 

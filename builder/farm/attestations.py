@@ -15,6 +15,7 @@ import json
 import lzma
 import tarfile
 import tempfile
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Callable, Sequence
 
@@ -26,7 +27,7 @@ from builder.attest.inventory import Inventory
 from builder.attest.provenance import BuildFacts, Dependency
 from builder.attest.sbom import Source
 from builder.farm import containers
-from builder.farm.engines import short_error
+from builder.farm.engines import engine_version, short_error
 from builder.model.errors import AttestationError
 from builder.model.mirrors import PYTHON_ORG, Mirror
 from builder.model.platforms import Platform
@@ -37,17 +38,29 @@ from builder.registry.client import RegistryClient
 
 INVENTORY_TIMEOUT = 300  # seconds: dpkg's status file and importlib.metadata, under QEMU too
 TARBALL_TIMEOUT = 120  # seconds for CPython's tarball (about 23 MB) from the job's mirror
+# The inventory's engine calls in flight at once: on an engine reached over ssh, each one
+# more is an ssh process of its own, so there it reads one file after another.
+READERS = 4
 
 
-def read_inventory(api, image_id: str, platform: Platform,
-                   log: Callable[[str], None]) -> Inventory:
+def read_inventory(api, image_id: str, platform: Platform, log: Callable[[str], None], *,
+                   readers: int = READERS) -> Inventory:
     """What the image holds, from the image itself: its files read through a container that
-    is created, and started only to ask the image's Python (if it has one) what it holds."""
+    is created, and started only to ask the image's Python (if it has one) what it holds.
+    `readers`: the engine calls in flight at once (each file and each place a Python may be
+    is a call of its own: one after another they made most of the inventory's time)."""
     try:
+        # The pool is left before the container is removed: every read has ended by then.
         with containers.created(api, image_id, ["/bin/sh", "-c", inventory.PYTHON_SCRIPT],
-                                platform) as container:
-            files = _files(api, container)
-            printed = _ask_python(api, container) if _has_python(api, container) else ""
+                                platform) as container, \
+                ThreadPoolExecutor(max_workers=readers,
+                                   thread_name_prefix="inventory") as pool:
+            env = pool.submit(api.inspect_container, container)
+            reads = {name: [pool.submit(containers.read_file, api, container, path)
+                            for path in paths] for name, paths in inventory.SOURCES.items()}
+            python = _has_python(api, container, env.result()["Config"].get("Env") or [], pool)
+            files = _first_found(reads)
+            printed = _ask_python(api, container) if python else ""
     except (DockerException, requests.RequestException) as error:
         raise AttestationError(f"the image's inventory could not be read: "
                                f"{short_error(error)}; nothing was pushed") from None
@@ -58,26 +71,25 @@ def read_inventory(api, image_id: str, platform: Platform,
     return found
 
 
-def _files(api, container: str) -> dict[str, str]:
+def _first_found(reads: dict[str, list[Future]]) -> dict[str, str]:
     """Each of the inventory's sources: the text of the first of its paths the image has."""
     found = {}
-    for name, paths in inventory.SOURCES.items():
-        for path in paths:
-            data = containers.read_file(api, container, path)
+    for name, futures in reads.items():
+        for future in futures:
+            data = future.result()
             if data is not None:
                 found[name] = data.decode("utf-8", "replace")
                 break
     return found
 
 
-def _has_python(api, container: str) -> bool:
-    """Whether a Python is on the container's PATH, where its shell would find one."""
-    env = api.inspect_container(container)["Config"].get("Env") or []
-    for path in inventory.python_candidates(env):
-        found = containers.stat(api, container, path)
-        if found is not None and inventory.runnable(found.get("mode", 0)):
-            return True
-    return False
+def _has_python(api, container: str, env: list[str], pool: ThreadPoolExecutor) -> bool:
+    """Whether a Python is on the container's PATH (its `env`), where its shell would find
+    one."""
+    stats = [pool.submit(containers.stat, api, container, path)
+             for path in inventory.python_candidates(env)]
+    return any(found is not None and inventory.runnable(found.get("mode", 0))
+               for found in (stat.result() for stat in stats))
 
 
 def _ask_python(api, container: str) -> str:
@@ -101,7 +113,7 @@ def source(job: BuildJob) -> Source | None:
 def facts(api, job: BuildJob, prepared: Prepared, *, started: float, finished: float,
           engine: str, emulated: bool) -> BuildFacts:
     """The provenance's values of the job as it ran on `engine` (`api`)."""
-    answer = api.version()
+    answer = engine_version(api)
     tarball = source(job)
     dependencies = [Dependency(base, base.rpartition("@sha256:")[2] or None)
                     for base in prepared.bases]

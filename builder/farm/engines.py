@@ -23,6 +23,7 @@ from builder.model.builders import (Builders, Engine, base_mirror_from, parse,
                                     runnable_architectures)
 from builder.model.errors import BuilderError, InputError
 from builder.model.platforms import PLATFORMS, from_oci
+from builder.registry.session import EnvironmentOnce
 
 
 def connect(engine: Engine, timeout: int = 600):
@@ -94,11 +95,17 @@ def _warn_plain(name: str, url: str) -> None:
           "credentials sent to it", file=sys.stderr, flush=True)
 
 
+def engine_version(api) -> dict:
+    """The engine's answer to /version (Version, ApiVersion, Arch, …): the one it gave as the
+    client connected, else asked now."""
+    return getattr(api, "engine_version", None) or api.version()
+
+
 @functools.cache
 def _api_client_class():
     import docker
 
-    class APIClient(docker.APIClient):
+    class APIClient(EnvironmentOnce, docker.APIClient):
         def merge_environment_settings(self, url, proxies, stream, verify, cert):
             # requests lets REQUESTS_CA_BUNDLE / CURL_CA_BUNDLE replace Session.verify, which
             # holds the engine's own CA (tls.ca): every request would then check the engine's
@@ -106,6 +113,12 @@ def _api_client_class():
             if verify is None and isinstance(self.verify, str):
                 verify = self.verify
             return super().merge_environment_settings(url, proxies, stream, verify, cert)
+
+        def version(self, api_version=True):
+            # The SDK asks it as it connects, and keeps only the API version: the rest is
+            # kept here for `engine_version`.
+            self.engine_version = super().version(api_version)
+            return self.engine_version
 
         def _set_auth_headers(self, headers):
             # The SDK would send a build every credential of the Docker config (running each

@@ -56,7 +56,7 @@ def facts(engine: Engine) -> Facts:
     """What `engine` runs, as it says; BuilderError when it does not answer."""
     api = engines.connect(engine, timeout=PROBE_TIMEOUT)
     try:
-        version, info = api.version(), api.info()
+        version, info = engines.engine_version(api), api.info()
     except (DockerException, requests.RequestException) as error:
         raise BuilderError(f"engine {engine.name} ({engine.url}) does not answer version/info: "
                            f"{short_error(error)}") from None

@@ -154,8 +154,9 @@ class EngineWork:
         go_on(self.cancelled, "its inventory; nothing of it was pushed")
         self.progress.update(job.key, "testing", "inventory")
         with timed(phases, "inventory", engine.name):
-            found = attestations.read_inventory(api, image_id, job.platform,
-                                                lambda line: log.write(line + "\n"))
+            found = attestations.read_inventory(
+                api, image_id, job.platform, lambda line: log.write(line + "\n"),
+                readers=1 if engine.url.startswith("ssh://") else attestations.READERS)
             return attestations.with_cpython_sbom(found, job, prepared.mirrors)
 
     def _attest(self, api, engine: Engine, job: BuildJob, prepared: Prepared, run: EngineRun,

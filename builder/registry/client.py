@@ -20,6 +20,8 @@ One ``RegistryClient`` per registry host, shared by threads; a run's stages get 
 from __future__ import annotations
 
 import threading
+from concurrent.futures import ThreadPoolExecutor
+from typing import Sequence
 
 from builder.model.errors import InputError
 from builder.model.platforms import Platform
@@ -141,6 +143,18 @@ class RegistryClient:
         no HEAD first, for a blob that names something new (a signature, a statement about an
         image just pushed), which the repository cannot hold yet."""
         return self._blobs.upload(repository, data, look_first=look_first)
+
+    def upload_blobs(self, repository: str, blobs: Sequence[bytes], *,
+                     look_first: bool = True) -> list[str]:
+        """`upload_blob` each of `blobs`, all at once (within the client's limit): the few small
+        blobs of one document, whose uploads one after another would each wait a round trip
+        for the one before; their digests, in order."""
+        if len(blobs) < 2:
+            return [self.upload_blob(repository, blob, look_first=look_first) for blob in blobs]
+        with ThreadPoolExecutor(max_workers=min(len(blobs), self.concurrency),
+                                thread_name_prefix="blob") as pool:
+            return list(pool.map(
+                lambda blob: self.upload_blob(repository, blob, look_first=look_first), blobs))
 
     def mount_blob(self, repository: str, digest: str, from_repository: str) -> bool:
         """Cross-repository mount; False when the registry could not mount it."""

@@ -136,7 +136,25 @@ class _Adapter(HTTPAdapter):
         self.poolmanager.pool_classes_by_scheme = _POOLS
 
 
-class _LimitedSession(requests.Session):
+class EnvironmentOnce:
+    """For a requests.Session: the environment's settings (proxies, REQUESTS_CA_BUNDLE) read
+    once per host and set of arguments, not for every request. requests walks the whole
+    environment twice a request to find the proxy variables, a seventh of the CPU a request to
+    a registry costs this client; a run's environment does not change."""
+
+    def merge_environment_settings(self, url, proxies, stream, verify, cert):
+        key = (urlsplit(url)[:2], tuple(sorted((proxies or {}).items())), stream, verify,
+               cert if not isinstance(cert, list) else tuple(cert))
+        # Made on first use: docker's APIClient sends a request before its __init__ returns.
+        known = self.__dict__.setdefault("_environment_settings", {})
+        settings = known.get(key)
+        if settings is None:
+            settings = known[key] = super().merge_environment_settings(url, proxies, stream,
+                                                                       verify, cert)
+        return dict(settings)
+
+
+class _LimitedSession(EnvironmentOnce, requests.Session):
     """A session that sends at most `limit` requests at once, on a pool of that many connections."""
 
     def __init__(self, limit: int) -> None:

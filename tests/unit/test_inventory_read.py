@@ -6,6 +6,7 @@ import base64
 import io
 import json
 import tarfile
+import threading
 
 import docker.errors
 import pytest
@@ -142,3 +143,41 @@ def test_an_engine_error_is_an_attestation_error_and_the_container_is_removed():
     with pytest.raises(AttestationError, match="inventory could not be read: .*nothing was"):
         _read(engine)
     assert engine.calls[-1] == "remove"
+
+
+def test_the_files_and_the_places_a_python_may_be_are_read_four_at_once():
+    class Counting(Engine):
+        """Each read or stat waits (at most a second) until four are in flight."""
+        lock, four, now, most = threading.Lock(), threading.Event(), 0, 0
+
+        def _held(self, call, *args):
+            with self.lock:
+                self.now += 1
+                self.most = max(self.most, self.now)
+                if self.now == 4:
+                    self.four.set()
+            self.four.wait(1)
+            try:
+                return call(*args)
+            finally:
+                with self.lock:
+                    self.now -= 1
+
+        def get_archive(self, container, path):
+            return self._held(super().get_archive, container, path)
+
+        def head(self, url, params):
+            return self._held(super().head, url, params)
+
+    engine = Counting({"/etc/os-release": OS_RELEASE})
+    assert _read(engine).os_release == {"ID": "debian", "VERSION_CODENAME": "trixie"}
+    assert engine.most == attestations.READERS == 4
+
+
+def test_one_reader_reads_one_file_after_another_in_the_order_of_the_sources():
+    engine = Engine({"/usr/lib/os-release": OS_RELEASE, "/var/lib/dpkg/status": STATUS})
+    found = attestations.read_inventory(engine, "sha256:image", platform("arm64v8"),
+                                        lambda line: None, readers=1)
+    assert found.os_release == {"ID": "debian", "VERSION_CODENAME": "trixie"}
+    reads = [call for call in engine.calls if call.startswith("get ")]
+    assert reads == [f"get {path}" for paths in inventory.SOURCES.values() for path in paths]

@@ -88,6 +88,9 @@ class Client:
             self.order.append(sha256_digest(data))
         return sha256_digest(data)
 
+    def upload_blobs(self, repository, blobs, *, look_first=True):
+        return [self.upload_blob(repository, blob, look_first=look_first) for blob in blobs]
+
     def put_manifest(self, repository, reference, body, media_type):
         if self.fail and reference == signatures.tag(self.fail):
             raise RegistryError(f"registry 127.0.0.1:5000: PUT {reference}: 400 MANIFEST_INVALID")
