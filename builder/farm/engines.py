@@ -38,7 +38,7 @@ def connect(engine: Engine, timeout: int = 600):
         _warn_plain(engine.name, engine.url)
 
     kwargs = {"base_url": engine.url, "version": "auto", "timeout": timeout}
-    if engine.url.startswith("ssh://"):
+    if engine.over_ssh:
         # The ssh command and its config; the SDK still imports paramiko (docker[ssh]).
         kwargs["use_ssh_client"] = True
     if engine.tls:
@@ -57,7 +57,7 @@ def _connect_problem(engine: Engine, text: str) -> str:
     if "Install paramiko" in text:
         return (f"{where}: ssh:// engines need the docker SDK's ssh extra (paramiko), although "
                 "the connection is made by the ssh command: pip install 'docker[ssh]'")
-    if engine.url.startswith("ssh://"):
+    if engine.over_ssh:
         parsed = urllib.parse.urlsplit(engine.url)
         command = " ".join(["ssh", *(["-l", parsed.username] if parsed.username else []),
                             *(["-p", str(parsed.port)] if parsed.port else []),

@@ -156,7 +156,7 @@ class EngineWork:
         with timed(phases, "inventory", engine.name):
             found = attestations.read_inventory(
                 api, image_id, job.platform, lambda line: log.write(line + "\n"),
-                readers=1 if engine.url.startswith("ssh://") else attestations.READERS)
+                readers=1 if engine.over_ssh else attestations.READERS)
             return attestations.with_cpython_sbom(found, job, prepared.mirrors)
 
     def _attest(self, api, engine: Engine, job: BuildJob, prepared: Prepared, run: EngineRun,

@@ -116,6 +116,11 @@ class Engine:
         return min(self.push_concurrency or self.concurrency, self.concurrency)
 
     @property
+    def over_ssh(self) -> bool:
+        """Reached through the ssh command: each connection to it is an ssh process."""
+        return self.url.startswith("ssh://")
+
+    @property
     def transport_problem(self) -> str | None:
         """Why the url may not be used as it is: plain tcp:// without `tls: false`."""
         if self.url.startswith("tcp://") and self.tls is None and not self.plain:

@@ -143,8 +143,7 @@ class EnvironmentOnce:
     a registry costs this client; a run's environment does not change."""
 
     def merge_environment_settings(self, url, proxies, stream, verify, cert):
-        key = (urlsplit(url)[:2], tuple(sorted((proxies or {}).items())), stream, verify,
-               cert if not isinstance(cert, list) else tuple(cert))
+        key = (urlsplit(url)[:2], tuple(sorted((proxies or {}).items())), stream, verify, cert)
         # Made on first use: docker's APIClient sends a request before its __init__ returns.
         known = self.__dict__.setdefault("_environment_settings", {})
         settings = known.get(key)
