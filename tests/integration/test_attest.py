@@ -7,6 +7,8 @@ are the tool's own, in cosign's format, from a key `cosign generate-key-pair` ma
 verifying them is what proves the format. Last, a busybox release signed and verified on the
 bed's TLS registry with Basic auth, the signing and cosign given only what the tool has: the
 CI pair and the bed's CA.
+And a registry failing the attestation manifests' PUTs, behind the fault proxy: retried, or
+nothing published.
 """
 from __future__ import annotations
 
@@ -43,6 +45,8 @@ from tests.helpers.git import git
 from tests.helpers.paths import ROOT
 from tests.helpers.registries import credentials_env
 from tests.helpers.windows_images import push_image
+from testbed.engine import remove_tags_of
+from testbed.registry import start_registry
 
 REPOSITORY = "attest-hello"
 GIT_REPO = "https://github.com/example/attest-hello.git"
@@ -393,3 +397,44 @@ def test_a_windows_images_attestation_holds_the_provenance_alone_and_its_page_sa
     assert "SBOM" not in windows_section
     assert f"-\tNo SBOM: {WINDOWS_NO_SBOM}; this attestation manifest holds the provenance " \
            "alone\n" in attestation_section
+
+
+@pytest.mark.parametrize("status, faults", [("503", 2), ("507", 1000)])
+def test_an_attestation_manifest_the_registry_fails_is_retried_or_publishes_nothing(
+        status, faults, released, fault_proxy, docker_client, tmp_path):
+    """The attestation manifests' PUTs (by digest: no image, signature or tag is put so)
+    answered `status`, behind the fault proxy, to a registry of this test alone: a 503 twice is
+    retried and the release is whole; a 507 every time fails every job with one line, and no tag
+    is published, so no index lists an image without its attestations."""
+    work = released[0]
+    registry = start_registry(tmp_path / "registry", name=f"attest-faults-{status}")
+    proxy = fault_proxy(registry, rate="1", kinds=status, max_faults=faults,
+                        match=rf"^PUT /v2/{REPOSITORY}/manifests/sha256:")
+    try:
+        done = invoke("release", "--version", "1.0.0", "--registry", proxy.host,
+                      "--versions", str(work / "images" / "versions.yaml"),
+                      "--builders", str(work / "builders.yaml"), "--attest",
+                      "--sign-key", str(work / "cosign.key"), "--out", str(tmp_path / "out"),
+                      "--report", str(tmp_path / "report.json"), "--logs", str(tmp_path / "logs"),
+                      env={"COSIGN_PASSWORD": PASSWORD})
+        # a 507 marks the registry: the manifests after it are not even sent
+        assert 1 <= len(proxy.faults()) <= (2 if status == "503" else 3)
+        assert "Traceback" not in done.stderr
+        if status == "503":
+            assert done.returncode == 0, done.stdout[-3000:] + done.stderr[-3000:]
+            assert len(proxy.faults()) == 2
+            index = _index_of(registry, REPOSITORY, "1.0.0")
+            assert sum(e["platform"]["os"] == "unknown" for e in index["manifests"]) == 2
+            assert invoke("verify", f"{registry.host}/{REPOSITORY}:1.0.0", "--key",
+                          str(work / "cosign.pub")).returncode == 0
+        else:
+            assert done.returncode == 1, done.stdout[-3000:] + done.stderr[-3000:]
+            assert done.stderr.count(f"registry {proxy.host} refuses writes:") == 1, done.stderr
+            jobs = json.loads((tmp_path / "report.json").read_text())["jobs"]
+            assert len(jobs) == 3 and {job["status"] for job in jobs} == {"failed"}, jobs
+            client = RegistryClient(registry.host)
+            assert [tag for tag in ("latest", "1.0.0", "1.0.0-trixie", "trixie")
+                    if client.head_manifest(REPOSITORY, tag)] == []
+    finally:
+        remove_tags_of(docker_client, proxy.host)
+        registry.stop()
